@@ -1,0 +1,91 @@
+//! Flags and their environment variables (flag, then `TCVERIFY_*`/`TCDIST_*`, then default).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tcverify::Platform;
+use tcverify::registry::RegistryArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcverify", version, about = "Verify, fetch and install signed Go toolchain releases")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Verify a release, then fetch and install it into the store; prints the toolchain root
+    Pull(PullArgs),
+    /// Verify a release without fetching its layers
+    Verify(VerifyArgs),
+    /// List the toolchains in the store
+    Ls(StoreArgs),
+    /// Remove leftovers of interrupted pulls and, optionally, long-unused toolchains
+    Gc(GcArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// The local store directory
+    #[arg(long, env = "TCVERIFY_STORE", value_name = "DIR", default_value_os_t = default_store())]
+    pub store: PathBuf,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The release: REGISTRY/REPOSITORY:TAG, …@sha256:…, or oci-layout:PATH[:TAG]
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The platform to install (default: this host's)
+    #[arg(long, env = "TCVERIFY_PLATFORM", value_name = "OS/ARCH", default_value_t = Platform::host())]
+    pub platform: Platform,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Layers fetched in parallel
+    #[arg(long, env = "TCVERIFY_JOBS", value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Refuse releases that unpack to more than this many bytes
+    #[arg(long, env = "TCVERIFY_MAX_UNPACKED_BYTES", value_name = "BYTES")]
+    pub max_unpacked_bytes: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Also remove toolchains not pulled for this many days
+    #[arg(long, value_name = "DAYS")]
+    pub unused_for_days: Option<u64>,
+    /// Show what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn default_store() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("tcdist/store")
+}

@@ -1,0 +1,95 @@
+//! One function per subcommand; stdout carries only the result (DESIGN.md output contract).
+
+use std::time::Duration;
+
+use serde_json::json;
+use tcverify::error::Result;
+use tcverify::pull::{PullOptions, pull, verify_release};
+use tcverify::reference::ReleaseRef;
+use tcverify::store::Store;
+use tcverify::store::extract::ExtractBudget;
+use tcverify::verify::Verifier;
+
+use super::args::{GcArgs, PullArgs, StoreArgs, VerifyArgs};
+use super::printer::Progress;
+
+pub async fn pull_command(args: PullArgs) -> Result<()> {
+    let reference = ReleaseRef::parse(&args.release.reference)?;
+    let store = Store::open(&args.store.store)?;
+    let mut budget = ExtractBudget::default();
+    if let Some(max) = args.max_unpacked_bytes {
+        budget.max_unpacked_bytes = max;
+    }
+    let options = PullOptions {
+        registry: &args.release.registry,
+        platform: args.release.platform.clone(),
+        jobs: args.jobs,
+    };
+    let outcome = pull(&reference, &options, &Verifier::new(budget), &store, &Progress::for_stderr()).await?;
+    if args.store.json {
+        let output = json!({
+            "digest": outcome.report.index_digest,
+            "root": outcome.entry.root,
+            "reference": reference.to_string(),
+            "manifest_digest": outcome.report.manifest_digest,
+            "platform": outcome.report.platform.to_string(),
+            "downloaded": outcome.downloaded,
+            "verified": { "checks": outcome.report.checks },
+        });
+        println!("{output}");
+    } else {
+        println!("{}", outcome.entry.root.display());
+    }
+    Ok(())
+}
+
+pub async fn verify_command(args: VerifyArgs) -> Result<()> {
+    let reference = ReleaseRef::parse(&args.release.reference)?;
+    let options = PullOptions {
+        registry: &args.release.registry,
+        platform: args.release.platform.clone(),
+        jobs: 1,
+    };
+    let verifier = Verifier::new(ExtractBudget::default());
+    let (_, verified) = verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await?;
+    let report = verified.report();
+    if args.json {
+        println!("{}", serde_json::to_string(report).expect("reports serialise"));
+    } else {
+        println!("{} {} verified: {}", report.index_digest, report.platform, report.checks.join(", "));
+    }
+    Ok(())
+}
+
+pub fn ls_command(args: StoreArgs) -> Result<()> {
+    let entries = Store::open(&args.store)?.list()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&entries).expect("entries serialise"));
+        return Ok(());
+    }
+    for entry in entries {
+        println!(
+            "{}\t{}\t{}\t{}",
+            entry.record.index_digest,
+            entry.record.platform,
+            entry.record.reference,
+            entry.root.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn gc_command(args: GcArgs) -> Result<()> {
+    let store = Store::open(&args.store.store)?;
+    let unused_for = args.unused_for_days.map(|days| Duration::from_secs(days * 86_400));
+    let report = store.gc(unused_for, args.dry_run)?;
+    if args.store.json {
+        println!("{}", serde_json::to_string(&report).expect("reports serialise"));
+        return Ok(());
+    }
+    let verb = if args.dry_run { "would remove" } else { "removed" };
+    for path in report.removed_staging.iter().chain(&report.removed_entries) {
+        println!("{verb} {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! One error type for the core; each variant carries the facts (object, expected, got) and maps
+//! to one exit code, decided in [`Error::exit_code`].
+
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags, settings or references: the user must change something.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The registry refused our credentials.
+    #[error("registry {registry} refused the credentials for {operation}: {detail}")]
+    RegistryAuth {
+        registry: String,
+        operation: String,
+        detail: String,
+    },
+    /// The named object does not exist at the source.
+    #[error("{object} was not found at {source_name}: {detail}")]
+    NotFound {
+        object: String,
+        source_name: String,
+        detail: String,
+    },
+    /// The registry or network failed (after retries); trying later may work.
+    #[error("{operation} failed after {attempts} attempt(s): {detail}")]
+    Unavailable {
+        operation: String,
+        attempts: u32,
+        detail: String,
+    },
+    /// The local store or file system failed.
+    #[error("{action} {}: {source}", path.display())]
+    Store {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A verification rule refused the release.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+}
+
+/// Why a release was refused: the object, the rule, and the facts.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("{object}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        object: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("{object}: size mismatch: descriptor says {expected} bytes, got {actual}")]
+    SizeMismatch {
+        object: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{object}: malformed: {reason}")]
+    Malformed { object: String, reason: String },
+    #[error("layer {layer}: entry {entry:?} refused: {rule}")]
+    UnsafeEntry {
+        layer: Digest,
+        entry: String,
+        rule: UnsafeEntryRule,
+    },
+    #[error("layer {layer}: {limit} exceeded ({detail})")]
+    BudgetExceeded {
+        layer: Digest,
+        limit: &'static str,
+        detail: String,
+    },
+}
+
+/// The extraction rules (see docs/architecture.md, "Extraction").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafeEntryRule {
+    #[error("absolute path")]
+    AbsolutePath,
+    #[error("path contains '..'")]
+    ParentComponent,
+    #[error("path is empty, not UTF-8 or contains control characters")]
+    InvalidName,
+    #[error("path is outside the toolchain root '{}/'", crate::release::TOOLCHAIN_ROOT)]
+    OutsideRoot,
+    #[error("path passes through a symlink")]
+    ThroughSymlink,
+    #[error("symlink target {target:?} escapes the toolchain root")]
+    SymlinkEscapes { target: String },
+    #[error("hard link target {target:?} is not a regular file extracted earlier in the root")]
+    HardLinkTarget { target: String },
+    #[error("entry type {kind} (device, fifo or other special file) is not allowed")]
+    SpecialFile { kind: String },
+    #[error("setuid, setgid or sticky bit set (mode {mode:o})")]
+    PrivilegedMode { mode: u32 },
+    #[error("entry appears twice")]
+    Duplicate,
+    #[error("whiteout entries are not part of the release format")]
+    Whiteout,
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn usage_with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn store(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Store {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The process exit code for this error (DESIGN.md: 2 usage/config, 3 registry/network,
+    /// 4 local store, 42 verification or policy).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage { .. } | Error::RegistryAuth { .. } | Error::NotFound { .. } => 2,
+            Error::Unavailable { .. } => 3,
+            Error::Store { .. } => 4,
+            Error::Rejected(_) => 42,
+        }
+    }
+
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::RegistryAuth { .. } => Some(
+                "check TCDIST_REGISTRY_USERNAME / TCDIST_REGISTRY_PASSWORD or the docker config \
+                 file (DOCKER_CONFIG)"
+                    .into(),
+            ),
+            Error::NotFound { .. } => Some("check the reference (registry, repository, tag)".into()),
+            Error::Unavailable { .. } => {
+                Some("the registry or network failed; retrying later may succeed".into())
+            }
+            Error::Store { .. } => {
+                Some("check the store directory (TCVERIFY_STORE): permissions and free space".into())
+            }
+            Error::Rejected(_) => Some(
+                "the release was refused and nothing was installed; do not use it, and report it \
+                 to the toolchain's publishers"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl Rejection {
+    pub fn malformed(object: impl Into<String>, reason: impl Into<String>) -> Self {
+        Rejection::Malformed {
+            object: object.into(),
+            reason: reason.into(),
+        }
+    }
+}

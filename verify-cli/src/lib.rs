@@ -1,0 +1,20 @@
+//! tcverify's core: resolve a toolchain release, verify it, fetch and extract it into a local
+//! content-addressed store. `distd` uses the same core to check what it publishes.
+
+pub mod digest;
+pub mod error;
+pub mod fetch;
+pub mod platform;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod release;
+pub mod report;
+pub mod resolve;
+pub mod source;
+pub mod store;
+pub mod verify;
+
+pub use digest::Digest;
+pub use error::{Error, Rejection, Result};
+pub use platform::Platform;

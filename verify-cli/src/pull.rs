@@ -1,0 +1,115 @@
+//! `pull`: resolve → verify → (already installed? done) → lock → stage → fetch and extract
+//! every layer → seal and rename into the store. Nothing reaches the store unless every
+//! verification stage and every layer check passed.
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::fetch::LayerFetch;
+use crate::platform::Platform;
+use crate::reference::ReleaseRef;
+use crate::registry::RegistryArgs;
+use crate::report::Reporter;
+use crate::resolve::{ResolvedRelease, resolve};
+use crate::source::ReleaseSource;
+use crate::store::{Entry, EntryRecord, Store};
+use crate::verify::{Verified, VerificationReport, Verifier};
+
+pub struct PullOptions<'a> {
+    pub registry: &'a RegistryArgs,
+    pub platform: Platform,
+    /// Layers fetched at once.
+    pub jobs: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PullOutcome {
+    pub entry: Entry,
+    pub report: VerificationReport,
+    /// False when the entry was already in the store (no layer was fetched).
+    pub downloaded: bool,
+}
+
+/// Resolves and verifies a release without fetching its layers.
+pub async fn verify_release(
+    reference: &ReleaseRef,
+    options: &PullOptions<'_>,
+    verifier: &Verifier,
+    reporter: &dyn Reporter,
+) -> Result<(ReleaseSource, Verified<ResolvedRelease>)> {
+    reporter.step(&format!("resolving {reference}"));
+    let source = ReleaseSource::open(reference, options.registry).await?;
+    let release = resolve(&source, &reference.to_string(), &options.platform).await?;
+    reporter.step(&format!("verifying {}", release.index_digest));
+    let verified = verifier.verify(release)?;
+    Ok((source, verified))
+}
+
+pub async fn pull(
+    reference: &ReleaseRef,
+    options: &PullOptions<'_>,
+    verifier: &Verifier,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> Result<PullOutcome> {
+    let (source, verified) = verify_release(reference, options, verifier, reporter).await?;
+    let release = verified.get();
+    let report = verified.report().clone();
+    if let Some(entry) = store.lookup(&release.index_digest, &release.platform)? {
+        return Ok(PullOutcome {
+            entry,
+            report,
+            downloaded: false,
+        });
+    }
+    let lock = store.lock(&release.index_digest, &release.platform).await?;
+    // Another pull may have installed it while we waited for the lock.
+    if let Some(entry) = store.lookup(&release.index_digest, &release.platform)? {
+        return Ok(PullOutcome {
+            entry,
+            report,
+            downloaded: false,
+        });
+    }
+    let staging = store.stage(&release.index_digest, &release.platform, &lock)?;
+    reporter.step(&format!(
+        "fetching {} layers of {}",
+        release.manifest.layers.len(),
+        release.index_digest
+    ));
+    install(&source, &verified, staging.path(), options, verifier, reporter).await?;
+    Store::write_record(&staging, &EntryRecord::new(&release.reference, &report))?;
+    reporter.step("installing into the store");
+    staging.commit()?;
+    store.mark_used(&release.index_digest, &release.platform);
+    let entry = store
+        .lookup(&release.index_digest, &release.platform)?
+        .expect("a committed entry is in the store");
+    drop(lock);
+    Ok(PullOutcome {
+        entry,
+        report,
+        downloaded: true,
+    })
+}
+
+/// Extraction accepts only a verified release.
+async fn install(
+    source: &ReleaseSource,
+    release: &Verified<ResolvedRelease>,
+    staging: &std::path::Path,
+    options: &PullOptions<'_>,
+    verifier: &Verifier,
+    reporter: &dyn Reporter,
+) -> Result<()> {
+    LayerFetch {
+        source,
+        staging,
+        budget: verifier.budget(),
+        reporter,
+        jobs: options.jobs,
+        retries: options.registry.registry_retries,
+    }
+    .run(&release.get().manifest.layers)
+    .await
+}

@@ -1,0 +1,255 @@
+//! Where a release comes from: a registry or an OCI image layout directory. Both hand out raw
+//! bytes and blob streams; every digest is checked by the caller, so neither is trusted.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use tokio_util::io::ReaderStream;
+
+use crate::digest::Digest;
+use crate::error::{Error, Rejection, Result};
+use crate::reference::{LayoutRef, RegistryRef, ReleaseRef};
+use crate::registry::{BlobBody, BlobStream, Registry, RegistryArgs};
+use crate::release::{
+    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MAX_DOCUMENT_BYTES, parse_document,
+};
+
+pub enum ReleaseSource {
+    Registry {
+        registry: Registry,
+        reference: RegistryRef,
+    },
+    Layout(LayoutRef),
+}
+
+impl ReleaseSource {
+    pub async fn open(reference: &ReleaseRef, registry_args: &RegistryArgs) -> Result<Self> {
+        Ok(match reference {
+            ReleaseRef::Registry(r) => ReleaseSource::Registry {
+                registry: Registry::connect(registry_args, &r.registry).await?,
+                reference: r.clone(),
+            },
+            ReleaseRef::Layout(l) => ReleaseSource::Layout(l.clone()),
+        })
+    }
+
+    /// The top-level document the reference names (a tag resolves here), and its digest.
+    /// A reference pinned by digest gets exactly that document or an error.
+    pub async fn resolve_top(&self) -> Result<(Bytes, Digest)> {
+        let (bytes, digest, pinned) = match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => {
+                let (bytes, digest) = registry.manifest(&reference.to_oci()).await?;
+                (bytes, digest, reference.digest.clone())
+            }
+            ReleaseSource::Layout(layout) => {
+                let digest = self.layout_top_digest(layout).await?;
+                let bytes = self.layout_blob(layout, &digest).await?;
+                (bytes, digest.clone(), Some(digest))
+            }
+        };
+        if let Some(expected) = pinned
+            && expected != digest
+        {
+            return Err(Rejection::DigestMismatch {
+                object: "release index".into(),
+                expected,
+                actual: digest,
+            }
+            .into());
+        }
+        Ok((bytes, digest))
+    }
+
+    /// A manifest or config named by `descriptor`, checked against its size and digest.
+    pub async fn fetch_document(&self, what: &str, descriptor: &Descriptor) -> Result<Bytes> {
+        if descriptor.size > MAX_DOCUMENT_BYTES {
+            return Err(Rejection::malformed(
+                what,
+                format!("descriptor size {} is over the document limit", descriptor.size),
+            )
+            .into());
+        }
+        let bytes = match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => {
+                if descriptor.media_type.ends_with("manifest.v1+json")
+                    || descriptor.media_type.ends_with("index.v1+json")
+                {
+                    registry
+                        .manifest(&reference.with_digest(&descriptor.digest))
+                        .await?
+                        .0
+                } else {
+                    let mut stream = match registry
+                        .open_blob(&reference.with_digest(&descriptor.digest), descriptor, 0)
+                        .await?
+                    {
+                        BlobBody::FromOffset(s) | BlobBody::Whole(s) => s,
+                    };
+                    let mut bytes = Vec::with_capacity(descriptor.size as usize);
+                    while let Some(chunk) = stream.try_next().await.map_err(|e| {
+                        Error::Unavailable {
+                            operation: format!("downloading {what}"),
+                            attempts: 1,
+                            detail: e.to_string(),
+                        }
+                    })? {
+                        let received = (bytes.len() + chunk.len()) as u64;
+                        if received > descriptor.size {
+                            return Err(Rejection::SizeMismatch {
+                                object: what.to_owned(),
+                                expected: descriptor.size,
+                                actual: received,
+                            }
+                            .into());
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    Bytes::from(bytes)
+                }
+            }
+            ReleaseSource::Layout(layout) => self.layout_blob(layout, &descriptor.digest).await?,
+        };
+        check_bytes(what, descriptor, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// A layer blob from `offset` on. Returns the stream and how many leading bytes to skip
+    /// (non-zero when the source ignored the requested range and sent the whole blob).
+    pub async fn open_blob(
+        &self,
+        descriptor: &Descriptor,
+        offset: u64,
+    ) -> Result<(BlobStream, u64)> {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => Ok(
+                match registry
+                    .open_blob(&reference.with_digest(&descriptor.digest), descriptor, offset)
+                    .await?
+                {
+                    BlobBody::FromOffset(stream) => (stream, 0),
+                    BlobBody::Whole(stream) => (stream, offset),
+                },
+            ),
+            ReleaseSource::Layout(layout) => {
+                use tokio::io::AsyncSeekExt;
+                let path = blob_path(layout, &descriptor.digest);
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| layout_error(layout, &path, e))?;
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| layout_error(layout, &path, e))?;
+                Ok((Box::pin(ReaderStream::with_capacity(file, 256 << 10)), 0))
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ReleaseSource::Registry { registry, .. } => format!("registry {}", registry.host()),
+            ReleaseSource::Layout(layout) => format!("OCI layout {}", layout.path.display()),
+        }
+    }
+
+    async fn layout_top_digest(&self, layout: &LayoutRef) -> Result<Digest> {
+        if let Some(digest) = &layout.digest {
+            return Ok(digest.clone());
+        }
+        let path = layout.path.join("index.json");
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| layout_error(layout, &path, e))?;
+        let index: ImageIndex = parse_document("OCI layout index.json", &bytes)
+            .map_err(|reason| Error::usage(format!("{}: {reason}", path.display())))?;
+        let wanted = layout.tag.as_deref();
+        let matches: Vec<&Descriptor> = index
+            .manifests
+            .iter()
+            .filter(|d| match wanted {
+                Some(tag) => d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag),
+                None => true,
+            })
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.digest.clone()),
+            [] => Err(Error::NotFound {
+                object: format!("tag {}", wanted.unwrap_or("(any)")),
+                source_name: format!("OCI layout {}", layout.path.display()),
+                detail: "index.json has no such entry".into(),
+            }),
+            _ => Err(Error::usage_with_hint(
+                format!(
+                    "OCI layout {} holds several releases",
+                    layout.path.display()
+                ),
+                "name one: oci-layout:PATH:TAG or oci-layout:PATH@sha256:…",
+            )),
+        }
+    }
+
+    async fn layout_blob(&self, layout: &LayoutRef, digest: &Digest) -> Result<Bytes> {
+        let path = blob_path(layout, digest);
+        let metadata = tokio::fs::metadata(&path)
+            .await
+            .map_err(|e| layout_error(layout, &path, e))?;
+        if metadata.len() > MAX_DOCUMENT_BYTES {
+            return Err(Rejection::malformed(
+                format!("blob {digest}"),
+                "document is over the size limit",
+            )
+            .into());
+        }
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| layout_error(layout, &path, e))?;
+        Ok(Bytes::from(bytes))
+    }
+}
+
+fn check_bytes(what: &str, descriptor: &Descriptor, bytes: &[u8]) -> Result<()> {
+    if bytes.len() as u64 != descriptor.size {
+        return Err(Rejection::SizeMismatch {
+            object: what.to_owned(),
+            expected: descriptor.size,
+            actual: bytes.len() as u64,
+        }
+        .into());
+    }
+    let actual = Digest::of(bytes);
+    if actual != descriptor.digest {
+        return Err(Rejection::DigestMismatch {
+            object: what.to_owned(),
+            expected: descriptor.digest.clone(),
+            actual,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn blob_path(layout: &LayoutRef, digest: &Digest) -> PathBuf {
+    // `Digest` admits only 64 lowercase hex characters, so this stays inside the layout.
+    layout.path.join("blobs/sha256").join(digest.hex())
+}
+
+fn layout_error(layout: &LayoutRef, path: &std::path::Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::NotFound {
+            object: path.display().to_string(),
+            source_name: format!("OCI layout {}", layout.path.display()),
+            detail: e.to_string(),
+        }
+    } else {
+        Error::store("reading", path, e)
+    }
+}

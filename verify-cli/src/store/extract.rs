@@ -1,0 +1,519 @@
+//! One layer's tar stream into a staging directory, under the extraction rules: every entry
+//! lives under the toolchain root; no absolute paths, no `..`, nothing written through a
+//! symlink, symlinks and hard links stay inside the root, no device nodes or fifos, no
+//! setuid/setgid/sticky bits, no duplicates, and the unpacked size stays inside a budget.
+//!
+//! The `tar` crate's own `unpack` skips `..` entries silently and creates any symlink, so
+//! entries are checked and written here instead.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::digest::Digest;
+use crate::error::{Error, Rejection, UnsafeEntryRule};
+use crate::release::TOOLCHAIN_ROOT;
+
+/// Limits on what a release may unpack to, shared by all its layers.
+#[derive(Clone, Debug)]
+pub struct ExtractBudget {
+    /// Compressed bytes of all layers together.
+    pub max_total_bytes: u64,
+    /// Decompressed bytes of all layers together (tar headers included).
+    pub max_unpacked_bytes: u64,
+    /// Entries of all layers together.
+    pub max_entries: u64,
+}
+
+impl Default for ExtractBudget {
+    fn default() -> Self {
+        // A Go toolchain is ~270 MB unpacked and ~15k files; these leave room for growth
+        // while refusing decompression bombs.
+        Self {
+            max_total_bytes: 2 << 30,
+            max_unpacked_bytes: 4 << 30,
+            max_entries: 200_000,
+        }
+    }
+}
+
+/// Running totals against an [`ExtractBudget`], shared by the layers of one pull.
+#[derive(Debug, Default)]
+pub struct BudgetUse {
+    unpacked_bytes: AtomicU64,
+    entries: AtomicU64,
+}
+
+/// A hard link to create once every layer is extracted (its target may be in another layer).
+#[derive(Debug, Clone)]
+pub struct PendingHardLink {
+    pub layer: Digest,
+    pub entry: String,
+    pub link: PathBuf,
+    pub target: String,
+}
+
+/// A relative path inside the staging directory that passed the name rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPath(PathBuf);
+
+impl EntryPath {
+    /// Checks an archive entry name: UTF-8 without control characters, relative, no `..`,
+    /// under the toolchain root. `.` and empty components are dropped.
+    pub fn parse(raw: &[u8]) -> Result<Self, UnsafeEntryRule> {
+        let name = std::str::from_utf8(raw).map_err(|_| UnsafeEntryRule::InvalidName)?;
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(UnsafeEntryRule::InvalidName);
+        }
+        if name.starts_with('/') {
+            return Err(UnsafeEntryRule::AbsolutePath);
+        }
+        let mut path = PathBuf::new();
+        for component in name.split('/') {
+            match component {
+                "" | "." => {}
+                ".." => return Err(UnsafeEntryRule::ParentComponent),
+                normal => path.push(normal),
+            }
+        }
+        if !path.starts_with(TOOLCHAIN_ROOT) {
+            return Err(UnsafeEntryRule::OutsideRoot);
+        }
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_str().is_some_and(|n| n.starts_with(".wh.")))
+        {
+            return Err(UnsafeEntryRule::Whiteout);
+        }
+        Ok(Self(path))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Checks a symlink's target: relative, `..` only as leading components and never climbing
+/// above the toolchain root. Because every directory on the way is a real directory (nothing
+/// is written through a symlink) and every other symlink obeys the same rule, resolving it
+/// never leaves the root. A `..` after a normal component could climb out through another
+/// symlink, so it is refused even where it would look harmless.
+pub fn check_symlink_target(link: &Path, target: &str) -> Result<(), UnsafeEntryRule> {
+    let escapes = || UnsafeEntryRule::SymlinkEscapes {
+        target: target.to_owned(),
+    };
+    if target.is_empty() || target.chars().any(char::is_control) || target.starts_with('/') {
+        return Err(escapes());
+    }
+    // Directories between the toolchain root and the link: how far `..` may climb.
+    let depth = link
+        .strip_prefix(TOOLCHAIN_ROOT)
+        .map_err(|_| escapes())?
+        .components()
+        .count()
+        .saturating_sub(1);
+    let mut climbing = true;
+    let mut ups = 0;
+    for component in target.split('/') {
+        match component {
+            "" | "." => {}
+            ".." if climbing => ups += 1,
+            ".." => return Err(escapes()),
+            _ => climbing = false,
+        }
+    }
+    if ups > depth {
+        return Err(escapes());
+    }
+    Ok(())
+}
+
+/// Writes one layer's entries under `root`.
+pub struct LayerExtractor<'a> {
+    root: &'a Path,
+    layer: &'a Digest,
+    budget: &'a ExtractBudget,
+    used: &'a BudgetUse,
+    /// Directories this extractor made or checked to be real directories. Nothing in a
+    /// staging directory is ever removed or replaced, so a checked directory stays one.
+    known_dirs: HashSet<PathBuf>,
+    hard_links: Vec<PendingHardLink>,
+    buffer: Vec<u8>,
+}
+
+/// Why a layer failed, before it is told apart from a digest mismatch by the caller.
+#[derive(Debug)]
+pub enum ExtractError {
+    /// The layer broke a rule or is malformed.
+    Rejected(Rejection),
+    /// Writing the staging directory failed.
+    Store(Error),
+}
+
+impl From<Rejection> for ExtractError {
+    fn from(r: Rejection) -> Self {
+        ExtractError::Rejected(r)
+    }
+}
+
+impl<'a> LayerExtractor<'a> {
+    pub fn new(
+        root: &'a Path,
+        layer: &'a Digest,
+        budget: &'a ExtractBudget,
+        used: &'a BudgetUse,
+    ) -> Self {
+        Self {
+            root,
+            layer,
+            budget,
+            used,
+            known_dirs: HashSet::new(),
+            hard_links: Vec::new(),
+            buffer: vec![0; 128 << 10],
+        }
+    }
+
+    /// Extracts every entry of `archive`, then reads the stream to its end (so trailing
+    /// garbage is noticed and the budget covers it). Returns the hard links to make later.
+    pub fn extract<R: Read>(
+        mut self,
+        archive: &mut tar::Archive<R>,
+    ) -> Result<Vec<PendingHardLink>, ExtractError> {
+        let entries = archive
+            .entries()
+            .map_err(|e| self.stream_error("reading the archive", e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.stream_error("reading an entry header", e))?;
+            self.count_entry()?;
+            self.extract_entry(&mut entry)?;
+        }
+        Ok(self.hard_links)
+    }
+
+    fn count_entry(&self) -> Result<(), Rejection> {
+        let entries = self.used.entries.fetch_add(1, Ordering::Relaxed) + 1;
+        if entries > self.budget.max_entries {
+            return Err(Rejection::BudgetExceeded {
+                layer: self.layer.clone(),
+                limit: "entry count limit",
+                detail: format!("more than {} entries", self.budget.max_entries),
+            });
+        }
+        Ok(())
+    }
+
+    fn extract_entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ExtractError> {
+        let raw_name = entry.path_bytes().into_owned();
+        let display = String::from_utf8_lossy(&raw_name).into_owned();
+        let reject = |rule| Rejection::UnsafeEntry {
+            layer: self.layer.clone(),
+            entry: display.clone(),
+            rule,
+        };
+        let kind = entry.header().entry_type();
+        if kind == tar::EntryType::XGlobalHeader {
+            return Ok(());
+        }
+        let path = EntryPath::parse(&raw_name).map_err(reject)?;
+        let mode = entry.header().mode().map_err(|e| self.stream_error("reading a mode", e))?;
+        if mode & 0o7000 != 0 {
+            return Err(reject(UnsafeEntryRule::PrivilegedMode { mode }).into());
+        }
+        let dest = self.root.join(path.as_path());
+        match kind {
+            tar::EntryType::Directory => self.ensure_dir(path.as_path(), &display),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.ensure_parent(path.as_path(), &display)?;
+                self.write_file(entry, &dest, mode & 0o111 != 0, &display)
+            }
+            tar::EntryType::Symlink => {
+                let target = link_name(entry).map_err(reject)?;
+                check_symlink_target(path.as_path(), &target).map_err(reject)?;
+                self.ensure_parent(path.as_path(), &display)?;
+                std::os::unix::fs::symlink(&target, &dest)
+                    .map_err(|e| self.create_error(e, &dest, &display))
+            }
+            tar::EntryType::Link => {
+                let target = link_name(entry).map_err(reject)?;
+                EntryPath::parse(target.as_bytes()).map_err(|_| {
+                    reject(UnsafeEntryRule::HardLinkTarget {
+                        target: target.clone(),
+                    })
+                })?;
+                self.ensure_parent(path.as_path(), &display)?;
+                self.hard_links.push(PendingHardLink {
+                    layer: self.layer.clone(),
+                    entry: display.clone(),
+                    link: path.as_path().to_owned(),
+                    target,
+                });
+                Ok(())
+            }
+            other => Err(reject(UnsafeEntryRule::SpecialFile {
+                kind: format!("{other:?}"),
+            })
+            .into()),
+        }
+    }
+
+    fn write_file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dest: &Path,
+        executable: bool,
+        display: &str,
+    ) -> Result<(), ExtractError> {
+        // O_EXCL refuses an existing file or symlink at the last component; O_NOFOLLOW makes
+        // that explicit.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dest)
+            .map_err(|e| self.create_error(e, dest, display))?;
+        loop {
+            let n = match entry.read(&mut self.buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.stream_error("reading file data", e)),
+            };
+            file.write_all(&self.buffer[..n])
+                .map_err(|e| ExtractError::Store(Error::store("writing", dest, e)))?;
+        }
+        Ok(())
+    }
+
+    fn ensure_parent(&mut self, path: &Path, display: &str) -> Result<(), ExtractError> {
+        match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => self.ensure_dir(parent, display),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes `path` (relative to the root) and its ancestors real directories.
+    fn ensure_dir(&mut self, path: &Path, display: &str) -> Result<(), ExtractError> {
+        if self.known_dirs.contains(path) {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            self.ensure_dir(parent, display)?;
+        }
+        let full = self.root.join(path);
+        match std::fs::create_dir(&full) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let metadata = std::fs::symlink_metadata(&full)
+                    .map_err(|e| ExtractError::Store(Error::store("inspecting", &full, e)))?;
+                if !metadata.is_dir() {
+                    return Err(self.reject(display, UnsafeEntryRule::ThroughSymlink).into());
+                }
+            }
+            Err(e) => return Err(ExtractError::Store(Error::store("creating", &full, e))),
+        }
+        self.known_dirs.insert(path.to_owned());
+        Ok(())
+    }
+
+    fn create_error(&self, e: io::Error, dest: &Path, display: &str) -> ExtractError {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            self.reject(display, UnsafeEntryRule::Duplicate).into()
+        } else {
+            ExtractError::Store(Error::store("creating", dest, e))
+        }
+    }
+
+    fn reject(&self, display: &str, rule: UnsafeEntryRule) -> Rejection {
+        Rejection::UnsafeEntry {
+            layer: self.layer.clone(),
+            entry: display.to_owned(),
+            rule,
+        }
+    }
+
+    fn stream_error(&self, what: &str, e: io::Error) -> ExtractError {
+        budget_or_malformed(self.layer, what, e).into()
+    }
+}
+
+/// Maps a read error of the decompressed stream to the rule it broke.
+pub fn budget_or_malformed(layer: &Digest, what: &str, e: io::Error) -> Rejection {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<BudgetExhausted>()) {
+        Some(exhausted) => Rejection::BudgetExceeded {
+            layer: layer.clone(),
+            limit: "unpacked size limit",
+            detail: format!("more than {} bytes unpacked", exhausted.0),
+        },
+        None => Rejection::malformed(format!("layer {layer}"), format!("{what}: {e}")),
+    }
+}
+
+fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String, UnsafeEntryRule> {
+    let raw = entry
+        .link_name_bytes()
+        .ok_or(UnsafeEntryRule::InvalidName)?
+        .into_owned();
+    String::from_utf8(raw).map_err(|_| UnsafeEntryRule::InvalidName)
+}
+
+/// Creates the deferred hard links, each only to a regular file reached through real
+/// directories.
+pub fn create_hard_links(root: &Path, links: &[PendingHardLink]) -> Result<(), ExtractError> {
+    for link in links {
+        let reject = |rule| Rejection::UnsafeEntry {
+            layer: link.layer.clone(),
+            entry: link.entry.clone(),
+            rule,
+        };
+        let bad_target = || {
+            reject(UnsafeEntryRule::HardLinkTarget {
+                target: link.target.clone(),
+            })
+        };
+        let target = EntryPath::parse(link.target.as_bytes()).map_err(|_| bad_target())?;
+        let mut walked = root.to_path_buf();
+        let components: Vec<_> = target.as_path().components().collect();
+        for (i, component) in components.iter().enumerate() {
+            walked.push(component);
+            let metadata = std::fs::symlink_metadata(&walked).map_err(|_| bad_target())?;
+            let last = i + 1 == components.len();
+            if (last && !metadata.is_file()) || (!last && !metadata.is_dir()) {
+                return Err(bad_target().into());
+            }
+        }
+        let dest = root.join(&link.link);
+        std::fs::hard_link(&walked, &dest).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                ExtractError::Rejected(reject(UnsafeEntryRule::Duplicate))
+            } else {
+                ExtractError::Store(Error::store("linking", &dest, e))
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Marker error: the shared unpacked-size budget ran out.
+#[derive(Debug)]
+pub struct BudgetExhausted(pub u64);
+
+impl std::fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unpacked size limit of {} bytes exceeded", self.0)
+    }
+}
+
+impl std::error::Error for BudgetExhausted {}
+
+/// Counts decompressed bytes against the shared budget.
+pub struct BudgetedReader<'a, R> {
+    inner: R,
+    budget: &'a ExtractBudget,
+    used: &'a BudgetUse,
+}
+
+impl<'a, R> BudgetedReader<'a, R> {
+    pub fn new(inner: R, budget: &'a ExtractBudget, used: &'a BudgetUse) -> Self {
+        Self {
+            inner,
+            budget,
+            used,
+        }
+    }
+}
+
+impl<R: Read> Read for BudgetedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.used.unpacked_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if total > self.budget.max_unpacked_bytes {
+            return Err(io::Error::other(BudgetExhausted(self.budget.max_unpacked_bytes)));
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn entry_path_accepts_names_under_the_root() {
+        let p = EntryPath::parse(b"./toolchain//bin/./go").unwrap();
+        assert_eq!(p.as_path(), Path::new("toolchain/bin/go"));
+    }
+
+    #[test]
+    fn entry_path_rejected_if_absolute_parent_outside_or_control() {
+        let cases: [(&[u8], UnsafeEntryRule); 7] = [
+            (b"/etc/passwd", UnsafeEntryRule::AbsolutePath),
+            (b"toolchain/../etc", UnsafeEntryRule::ParentComponent),
+            (b"../toolchain/x", UnsafeEntryRule::ParentComponent),
+            (b"other/file", UnsafeEntryRule::OutsideRoot),
+            (b"toolchain/a\nb", UnsafeEntryRule::InvalidName),
+            (b"toolchain/\xff", UnsafeEntryRule::InvalidName),
+            (b"toolchain/.wh.go", UnsafeEntryRule::Whiteout),
+        ];
+        for (name, rule) in cases {
+            assert_eq!(EntryPath::parse(name), Err(rule), "{}", String::from_utf8_lossy(name));
+        }
+    }
+
+    #[test]
+    fn symlink_rejected_if_target_escapes_root() {
+        let link = Path::new("toolchain/a/link");
+        for bad in ["/etc", "../../x", "../..", "b/../../..", "b/../c", ""] {
+            assert!(check_symlink_target(link, bad).is_err(), "{bad} accepted");
+        }
+        for good in ["../x", "..", "b/c", "./b", "../a/b"] {
+            assert!(check_symlink_target(link, good).is_ok(), "{good} refused");
+        }
+    }
+
+    proptest! {
+        /// Whatever the name, an accepted path is relative, has no `..`, and stays under the root.
+        #[test]
+        fn accepted_entry_paths_stay_under_the_root(name in "[a-z./]{0,12}(/\\.\\.)?[a-z./]{0,12}") {
+            let prefixed = format!("toolchain/{name}");
+            for candidate in [name.as_str(), prefixed.as_str()] {
+                if let Ok(path) = EntryPath::parse(candidate.as_bytes()) {
+                    prop_assert!(path.as_path().is_relative());
+                    prop_assert!(path.as_path().starts_with(TOOLCHAIN_ROOT));
+                    prop_assert!(!path.as_path().components().any(|c| c == std::path::Component::ParentDir));
+                }
+            }
+        }
+
+        /// An accepted symlink target, resolved lexically from the link's directory, stays
+        /// under the root.
+        #[test]
+        fn accepted_symlink_targets_resolve_under_the_root(
+            depth in 0usize..4,
+            target in "(\\.\\./){0,5}[a-z]{0,3}(/\\.\\.)?(/[a-z]{1,3})?",
+        ) {
+            let mut link = PathBuf::from(TOOLCHAIN_ROOT);
+            for i in 0..depth { link.push(format!("d{i}")); }
+            link.push("link");
+            if check_symlink_target(&link, &target).is_ok() {
+                let mut resolved: Vec<String> = link.parent().unwrap()
+                    .components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                for part in target.split('/') {
+                    match part {
+                        "" | "." => {}
+                        ".." => { resolved.pop(); }
+                        other => resolved.push(other.to_owned()),
+                    }
+                }
+                prop_assert!(resolved.first().map(String::as_str) == Some(TOOLCHAIN_ROOT));
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The local content-addressed store: `<store>/sha256-<index hex>/<os>-<arch>/` holds one
+//! verified, read-only toolchain (under `toolchain/`) and the record of how it was verified.
+
+pub mod extract;
+pub mod lock;
+pub mod staging;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use crate::release::TOOLCHAIN_ROOT;
+use crate::verify::VerificationReport;
+use lock::EntryLock;
+use staging::{Staging, remove_tree};
+
+/// The record kept next to each entry's toolchain root.
+pub const RECORD_FILE: &str = "release.json";
+const STAGING_DIR: &str = ".staging";
+const LOCK_DIR: &str = ".locks";
+const USED_DIR: &str = ".used";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EntryRecord {
+    pub reference: String,
+    pub index_digest: Digest,
+    pub manifest_digest: Digest,
+    pub platform: Platform,
+    pub checks: Vec<String>,
+    /// Seconds since the epoch when the entry was installed (store bookkeeping, not content).
+    pub installed_at: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub root: PathBuf,
+    pub record: EntryRecord,
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Self> {
+        let root = std::path::absolute(root).map_err(|e| Error::store("resolving", root, e))?;
+        for dir in [STAGING_DIR, LOCK_DIR, USED_DIR] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(|e| Error::store("creating", &path, e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn entry_name(digest: &Digest, platform: &Platform) -> String {
+        format!("{}.{}", digest.file_name(), platform.file_name())
+    }
+
+    pub fn entry_path(&self, digest: &Digest, platform: &Platform) -> PathBuf {
+        self.root.join(digest.file_name()).join(platform.file_name())
+    }
+
+    /// The installed entry, if any; marks it used.
+    pub fn lookup(&self, digest: &Digest, platform: &Platform) -> Result<Option<Entry>> {
+        let path = self.entry_path(digest, platform);
+        let entry = match read_entry(&path)? {
+            Some(entry) => entry,
+            None => return Ok(None),
+        };
+        self.mark_used(digest, platform);
+        Ok(Some(entry))
+    }
+
+    pub async fn lock(&self, digest: &Digest, platform: &Platform) -> Result<EntryLock> {
+        let name = Self::entry_name(digest, platform);
+        EntryLock::acquire(&self.root.join(LOCK_DIR).join(format!("{name}.lock"))).await
+    }
+
+    /// A staging directory for an entry. The caller holds the entry's lock, so leftovers of
+    /// earlier, killed pulls of this entry can be removed first.
+    pub fn stage(&self, digest: &Digest, platform: &Platform, _lock: &EntryLock) -> Result<Staging> {
+        let name = Self::entry_name(digest, platform);
+        let staging_root = self.root.join(STAGING_DIR);
+        for leftover in read_dir_names(&staging_root)? {
+            if leftover.starts_with(&format!("{name}.")) {
+                let path = staging_root.join(&leftover);
+                remove_tree(&path).map_err(|e| Error::store("removing stale staging", &path, e))?;
+            }
+        }
+        Staging::create(&staging_root, &name, self.entry_path(digest, platform))
+    }
+
+    /// Writes the record into a staging directory before it is sealed.
+    pub fn write_record(staging: &Staging, record: &EntryRecord) -> Result<()> {
+        let path = staging.path().join(RECORD_FILE);
+        let json = serde_json::to_vec_pretty(record).expect("records serialise");
+        std::fs::write(&path, json).map_err(|e| Error::store("writing", &path, e))
+    }
+
+    pub fn mark_used(&self, digest: &Digest, platform: &Platform) {
+        // Best effort: a failed mark only makes `gc --unused-for` see the entry as older.
+        let path = self.root.join(USED_DIR).join(Self::entry_name(digest, platform));
+        let _ = std::fs::File::create(path);
+    }
+
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for digest_dir in read_dir_names(&self.root)? {
+            if !digest_dir.starts_with("sha256-") {
+                continue;
+            }
+            let dir = self.root.join(&digest_dir);
+            for platform_dir in read_dir_names(&dir)? {
+                if let Some(entry) = read_entry(&dir.join(platform_dir))? {
+                    entries.push(entry);
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// Removes leftovers of interrupted pulls and, with `unused_for`, entries not used for that
+    /// long. Entries whose lock is held (being pulled right now) are left alone.
+    pub fn gc(&self, unused_for: Option<Duration>, dry_run: bool) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let staging_root = self.root.join(STAGING_DIR);
+        for leftover in read_dir_names(&staging_root)? {
+            let entry_name = leftover.rsplit_once('.').map_or(leftover.as_str(), |(n, _)| n);
+            let lock_path = self.root.join(LOCK_DIR).join(format!("{entry_name}.lock"));
+            let _lock = match EntryLock::try_acquire(&lock_path)? {
+                Some(lock) => Some(lock),
+                None if !lock_path.exists() => None,
+                None => continue,
+            };
+            let path = staging_root.join(&leftover);
+            if !dry_run {
+                remove_tree(&path).map_err(|e| Error::store("removing", &path, e))?;
+            }
+            report.removed_staging.push(path);
+        }
+        if let Some(unused_for) = unused_for {
+            let cutoff = SystemTime::now() - unused_for;
+            for entry in self.list()? {
+                let name = Self::entry_name(&entry.record.index_digest, &entry.record.platform);
+                let last_used = std::fs::metadata(self.root.join(USED_DIR).join(&name))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                if last_used >= cutoff {
+                    continue;
+                }
+                let lock_path = self.root.join(LOCK_DIR).join(format!("{name}.lock"));
+                if lock_path.exists() && EntryLock::try_acquire(&lock_path)?.is_none() {
+                    continue;
+                }
+                if !dry_run {
+                    remove_tree(&entry.path).map_err(|e| Error::store("removing", &entry.path, e))?;
+                    let _ = std::fs::remove_file(self.root.join(USED_DIR).join(&name));
+                    if let Some(parent) = entry.path.parent() {
+                        let _ = std::fs::remove_dir(parent);
+                    }
+                }
+                report.removed_entries.push(entry.path);
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GcReport {
+    pub removed_staging: Vec<PathBuf>,
+    pub removed_entries: Vec<PathBuf>,
+}
+
+fn read_entry(path: &Path) -> Result<Option<Entry>> {
+    let record_path = path.join(RECORD_FILE);
+    let bytes = match std::fs::read(&record_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::store("reading", &record_path, e)),
+    };
+    let record: EntryRecord = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::store(
+            "parsing",
+            &record_path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    Ok(Some(Entry {
+        path: path.to_owned(),
+        root: path.join(TOOLCHAIN_ROOT),
+        record,
+    }))
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let reader = match std::fs::read_dir(dir) {
+        Ok(reader) => reader,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::store("reading", dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in reader {
+        let entry = entry.map_err(|e| Error::store("reading", dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+impl EntryRecord {
+    pub fn new(reference: &str, report: &VerificationReport) -> Self {
+        Self {
+            reference: reference.to_owned(),
+            index_digest: report.index_digest.clone(),
+            manifest_digest: report.manifest_digest.clone(),
+            platform: report.platform.clone(),
+            checks: report.checks.iter().map(|c| (*c).to_owned()).collect(),
+            installed_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+}
