@@ -1,1 +1,151 @@
-fn main() {}
+//! `distd`: package, publish and (later) serve customized Go toolchains.
+
+mod package;
+mod publish;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tcverify::Platform;
+use tcverify::reference::ReleaseRef;
+use tcverify::registry::RegistryArgs;
+use tcverify::release::Compression;
+
+use package::layer::LayerSettings;
+use package::{PackageSettings, TreeInput};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "distd",
+    version,
+    about = "Package and publish customized Go toolchains as OCI releases"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Package toolchain trees as one release and push it; prints the index digest last
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// Toolchain trees (Go roots), one per platform
+    #[arg(value_name = "DIR", required = true)]
+    trees: Vec<PathBuf>,
+    /// Where to publish: REGISTRY/REPOSITORY:TAG (or oci-layout:PATH[:TAG])
+    #[arg(long = "ref", env = "TCDIST_REF", value_name = "REF")]
+    reference: Option<String>,
+    /// The platform of each DIR, in order (default: from TOOLCHAIN.json or pkg/tool/<os>_<arch>)
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Vec<Platform>,
+    /// Layer compression
+    #[arg(long, env = "TCDIST_COMPRESSION", default_value = "zstd", value_parser = ["zstd", "gzip"])]
+    compression: String,
+    /// Compression level (zstd 1-19, gzip 1-9)
+    #[arg(long, env = "TCDIST_COMPRESSION_LEVEL", value_name = "N")]
+    compression_level: Option<i32>,
+    /// Write an OCI image layout directory instead of pushing (tag from --ref)
+    #[arg(long, env = "TCDIST_OCI_LAYOUT", value_name = "PATH")]
+    oci_layout: Option<PathBuf>,
+    /// Timestamp for every layer entry (seconds since the epoch)
+    #[arg(
+        long,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    source_date_epoch: u64,
+    /// Cache of packaged layers, so republishing an unchanged tree is cheap
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    cache_dir: PathBuf,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("tcdist/distd")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(err.exit_code() as u8);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    let result = match cli.command {
+        Command::Publish(args) => runtime.block_on(publish_command(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("distd: error: {err:#}");
+            let code = err
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<tcverify::Error>())
+                .map_or(1, tcverify::Error::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
+    if !args.platform.is_empty() && args.platform.len() != args.trees.len() {
+        anyhow::bail!(
+            "{} --platform values for {} trees: give one per DIR, in order, or none",
+            args.platform.len(),
+            args.trees.len()
+        );
+    }
+    let compression: Compression = args.compression.parse().map_err(anyhow::Error::msg)?;
+    let level = args.compression_level.unwrap_or(match compression {
+        Compression::Zstd => 3,
+        Compression::Gzip => 6,
+    });
+    let reference = args
+        .reference
+        .as_deref()
+        .map(ReleaseRef::parse)
+        .transpose()?;
+    let trees = args
+        .trees
+        .iter()
+        .enumerate()
+        .map(|(i, path)| TreeInput {
+            path: path.clone(),
+            platform: args.platform.get(i).cloned(),
+        })
+        .collect();
+    let digest = publish::publish(publish::PublishRequest {
+        trees,
+        reference,
+        oci_layout: args.oci_layout,
+        settings: PackageSettings {
+            layer: LayerSettings {
+                compression,
+                level,
+                mtime: args.source_date_epoch,
+            },
+            ..PackageSettings::default()
+        },
+        cache_dir: args.cache_dir,
+        registry: args.registry,
+    })
+    .await?;
+    println!("{digest}");
+    Ok(())
+}

@@ -89,7 +89,10 @@ pub enum UnsafeEntryRule {
     ParentComponent,
     #[error("path is empty, not UTF-8 or contains control characters")]
     InvalidName,
-    #[error("path is outside the toolchain root '{}/'", crate::release::TOOLCHAIN_ROOT)]
+    #[error(
+        "path is outside the toolchain root '{}/'",
+        crate::release::TOOLCHAIN_ROOT
+    )]
     OutsideRoot,
     #[error("path passes through a symlink")]
     ThroughSymlink,
@@ -150,13 +153,15 @@ impl Error {
                  file (DOCKER_CONFIG)"
                     .into(),
             ),
-            Error::NotFound { .. } => Some("check the reference (registry, repository, tag)".into()),
+            Error::NotFound { .. } => {
+                Some("check the reference (registry, repository, tag)".into())
+            }
             Error::Unavailable { .. } => {
                 Some("the registry or network failed; retrying later may succeed".into())
             }
-            Error::Store { .. } => {
-                Some("check the store directory (TCVERIFY_STORE): permissions and free space".into())
-            }
+            Error::Store { .. } => Some(
+                "check the store directory (TCVERIFY_STORE): permissions and free space".into(),
+            ),
             Error::Rejected(_) => Some(
                 "the release was refused and nothing was installed; do not use it, and report it \
                  to the toolchain's publishers"

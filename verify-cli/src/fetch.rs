@@ -3,7 +3,7 @@
 //! parallel; the async side downloads and hashes, a blocking thread decompresses and writes.
 
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -92,7 +92,14 @@ impl LayerFetch<'_> {
             let digest = layer.digest.clone();
             let budget = self.budget.clone();
             tokio::task::spawn_blocking(move || {
-                extract_stream(ChannelReader::new(receiver), compression, &staging, &digest, &budget, &used)
+                extract_stream(
+                    ChannelReader::new(receiver),
+                    compression,
+                    &staging,
+                    &digest,
+                    &budget,
+                    &used,
+                )
             })
         };
         let downloaded = self.download(layer, sender, cancel).await;
@@ -142,7 +149,10 @@ impl LayerFetch<'_> {
                             });
                         }
                         // Resume where the stream broke.
-                        tokio::time::sleep(std::time::Duration::from_millis(200 << failures.min(4))).await;
+                        tokio::time::sleep(std::time::Duration::from_millis(
+                            200 << failures.min(4),
+                        ))
+                        .await;
                         continue 'attempts;
                     }
                 };
@@ -204,12 +214,13 @@ fn into_error(e: ExtractError) -> Error {
 fn extract_stream(
     reader: ChannelReader,
     compression: Compression,
-    staging: &PathBuf,
+    staging: &Path,
     layer: &Digest,
     budget: &ExtractBudget,
     used: &BudgetUse,
 ) -> std::result::Result<Vec<PendingHardLink>, ExtractError> {
-    let malformed = |what: &str, e: io::Error| ExtractError::Rejected(budget_or_malformed(layer, what, e));
+    let malformed =
+        |what: &str, e: io::Error| ExtractError::Rejected(budget_or_malformed(layer, what, e));
     let decoder: Box<dyn Read> = match compression {
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::new(reader).map_err(|e| malformed("starting zstd", e))?,

@@ -99,7 +99,14 @@ mod tests {
 
     #[test]
     fn platform_rejected_if_malformed() {
-        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v8/x", "Linux/amd64", "../x"] {
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v8/x",
+            "Linux/amd64",
+            "../x",
+        ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad} accepted");
         }
     }

@@ -13,7 +13,7 @@ use crate::report::Reporter;
 use crate::resolve::{ResolvedRelease, resolve};
 use crate::source::ReleaseSource;
 use crate::store::{Entry, EntryRecord, Store};
-use crate::verify::{Verified, VerificationReport, Verifier};
+use crate::verify::{VerificationReport, Verified, Verifier};
 
 pub struct PullOptions<'a> {
     pub registry: &'a RegistryArgs,
@@ -77,7 +77,15 @@ pub async fn pull(
         release.manifest.layers.len(),
         release.index_digest
     ));
-    install(&source, &verified, staging.path(), options, verifier, reporter).await?;
+    install(
+        &source,
+        &verified,
+        staging.path(),
+        options,
+        verifier,
+        reporter,
+    )
+    .await?;
     Store::write_record(&staging, &EntryRecord::new(&release.reference, &report))?;
     reporter.step("installing into the store");
     staging.commit()?;

@@ -63,13 +63,17 @@ impl RegistryRef {
             .ok_or_else(|| invalid("no registry host"))?;
         // An implicit registry (Docker Hub) would silently change where trust comes from.
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
-            return Err(invalid("the registry host must be explicit (host[:port]/repository)"));
+            return Err(invalid(
+                "the registry host must be explicit (host[:port]/repository)",
+            ));
         }
         let parsed: oci_client::Reference = input
             .parse()
             .map_err(|e: oci_client::ParseError| invalid(&e.to_string()))?;
         if parsed.registry() != host {
-            return Err(invalid("the registry host must be explicit (host[:port]/repository)"));
+            return Err(invalid(
+                "the registry host must be explicit (host[:port]/repository)",
+            ));
         }
         let digest = parsed
             .digest()
@@ -151,7 +155,9 @@ impl LayoutRef {
         if let Some(tag) = &tag
             && !valid_tag(tag)
         {
-            return Err(Error::usage(format!("invalid tag {tag:?} in oci-layout reference")));
+            return Err(Error::usage(format!(
+                "invalid tag {tag:?} in oci-layout reference"
+            )));
         }
         Ok(Self {
             path: PathBuf::from(path),

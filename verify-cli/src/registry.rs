@@ -10,7 +10,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -30,13 +32,23 @@ pub struct RegistryArgs {
     #[arg(long, env = "TCDIST_REGISTRY_USERNAME", value_name = "USER")]
     pub registry_username: Option<String>,
     /// Registry password
-    #[arg(long, env = "TCDIST_REGISTRY_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TCDIST_REGISTRY_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub registry_password: Option<String>,
     /// Talk plain HTTP to the registry; allowed only for loopback registries
     #[arg(long, env = "TCDIST_REGISTRY_PLAIN_HTTP")]
     pub registry_plain_http: bool,
     /// How many times a failed registry request is retried (5xx, resets, timeouts)
-    #[arg(long, env = "TCDIST_REGISTRY_RETRIES", value_name = "N", default_value_t = 4)]
+    #[arg(
+        long,
+        env = "TCDIST_REGISTRY_RETRIES",
+        value_name = "N",
+        default_value_t = 4
+    )]
     pub registry_retries: u32,
 }
 
@@ -72,7 +84,10 @@ impl Registry {
             Some(path) => vec![Certificate {
                 encoding: CertificateEncoding::Pem,
                 data: std::fs::read(path).map_err(|e| {
-                    Error::usage(format!("cannot read registry CA file {}: {e}", path.display()))
+                    Error::usage(format!(
+                        "cannot read registry CA file {}: {e}",
+                        path.display()
+                    ))
                 })?,
             }],
             None => Vec::new(),
@@ -156,9 +171,13 @@ impl Registry {
         let operation = format!("downloading blob {digest}");
         if offset == 0 {
             let sized = self
-                .retry(&operation, || self.client.pull_blob_stream(reference, &digest[..]))
+                .retry(&operation, || {
+                    self.client.pull_blob_stream(reference, &digest[..])
+                })
                 .await?;
-            return Ok(BlobBody::FromOffset(without_client_digest_check(sized.stream)));
+            return Ok(BlobBody::FromOffset(without_client_digest_check(
+                sized.stream,
+            )));
         }
         let response = self
             .retry(&operation, || {
@@ -182,7 +201,8 @@ impl Registry {
         let digest = descriptor.digest.to_string();
         self.retry(&format!("uploading blob {digest}"), || async {
             let file = tokio::fs::File::open(path).await?;
-            let stream = ReaderStream::with_capacity(file, 256 << 10).map_err(OciDistributionError::from);
+            let stream =
+                ReaderStream::with_capacity(file, 256 << 10).map_err(OciDistributionError::from);
             self.client
                 .push_blob_stream(reference, stream, &digest, Some(descriptor.size))
                 .await
@@ -406,7 +426,8 @@ fn docker_config_auth(text: &str, host: &str) -> std::result::Result<RegistryAut
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|e| format!("auth for {host} is not base64: {e}"))?;
-    let decoded = String::from_utf8(decoded).map_err(|_| format!("auth for {host} is not UTF-8"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| format!("auth for {host} is not UTF-8"))?;
     let (user, password) = decoded
         .split_once(':')
         .ok_or_else(|| format!("auth for {host} is not user:password"))?;
@@ -422,7 +443,11 @@ mod tests {
         for host in ["127.0.0.1:5000", "localhost:80", "[::1]:5000", "127.1.2.3"] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["10.0.0.1:5000", "registry.example", "localhost.example:5000"] {
+        for host in [
+            "10.0.0.1:5000",
+            "registry.example",
+            "localhost.example:5000",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -431,7 +456,9 @@ mod tests {
     fn docker_config_auth_is_read_for_the_host() {
         let text = r#"{"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNzOndvcmQ="}}}"#;
         match docker_config_auth(text, "127.0.0.1:5000").unwrap() {
-            RegistryAuth::Basic(user, password) => assert_eq!((user.as_str(), password.as_str()), ("user", "pass:word")),
+            RegistryAuth::Basic(user, password) => {
+                assert_eq!((user.as_str(), password.as_str()), ("user", "pass:word"))
+            }
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(

@@ -67,7 +67,11 @@ pub fn select_platform<'a>(
                 format!("release {index_digest} has no toolchain for {wanted}"),
                 format!(
                     "it has: {}; choose one with --platform",
-                    if available.is_empty() { "none".into() } else { available.join(", ") }
+                    if available.is_empty() {
+                        "none".into()
+                    } else {
+                        available.join(", ")
+                    }
                 ),
             ))
         }
@@ -97,7 +101,9 @@ pub async fn resolve(
         parse_document(&object, &bytes).map_err(|reason| Rejection::malformed(&object, reason))?;
 
     let config_object = format!("config {}", manifest.config.digest);
-    let bytes = source.fetch_document(&config_object, &manifest.config).await?;
+    let bytes = source
+        .fetch_document(&config_object, &manifest.config)
+        .await?;
     let config: ImageConfig = parse_document(&config_object, &bytes)
         .map_err(|reason| Rejection::malformed(&config_object, reason))?;
 

@@ -69,7 +69,10 @@ impl ReleaseSource {
         if descriptor.size > MAX_DOCUMENT_BYTES {
             return Err(Rejection::malformed(
                 what,
-                format!("descriptor size {} is over the document limit", descriptor.size),
+                format!(
+                    "descriptor size {} is over the document limit",
+                    descriptor.size
+                ),
             )
             .into());
         }
@@ -93,13 +96,13 @@ impl ReleaseSource {
                         BlobBody::FromOffset(s) | BlobBody::Whole(s) => s,
                     };
                     let mut bytes = Vec::with_capacity(descriptor.size as usize);
-                    while let Some(chunk) = stream.try_next().await.map_err(|e| {
-                        Error::Unavailable {
+                    while let Some(chunk) =
+                        stream.try_next().await.map_err(|e| Error::Unavailable {
                             operation: format!("downloading {what}"),
                             attempts: 1,
                             detail: e.to_string(),
-                        }
-                    })? {
+                        })?
+                    {
                         let received = (bytes.len() + chunk.len()) as u64;
                         if received > descriptor.size {
                             return Err(Rejection::SizeMismatch {
@@ -133,7 +136,11 @@ impl ReleaseSource {
                 reference,
             } => Ok(
                 match registry
-                    .open_blob(&reference.with_digest(&descriptor.digest), descriptor, offset)
+                    .open_blob(
+                        &reference.with_digest(&descriptor.digest),
+                        descriptor,
+                        offset,
+                    )
                     .await?
                 {
                     BlobBody::FromOffset(stream) => (stream, 0),
@@ -176,7 +183,9 @@ impl ReleaseSource {
             .manifests
             .iter()
             .filter(|d| match wanted {
-                Some(tag) => d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag),
+                Some(tag) => {
+                    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag)
+                }
                 None => true,
             })
             .collect();

@@ -7,7 +7,11 @@ use tcverify::Platform;
 use tcverify::registry::RegistryArgs;
 
 #[derive(Parser, Debug)]
-#[command(name = "tcverify", version, about = "Verify, fetch and install signed Go toolchain releases")]
+#[command(
+    name = "tcverify",
+    version,
+    about = "Verify, fetch and install signed Go toolchain releases"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

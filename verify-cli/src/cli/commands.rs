@@ -25,7 +25,14 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         platform: args.release.platform.clone(),
         jobs: args.jobs,
     };
-    let outcome = pull(&reference, &options, &Verifier::new(budget), &store, &Progress::for_stderr()).await?;
+    let outcome = pull(
+        &reference,
+        &options,
+        &Verifier::new(budget),
+        &store,
+        &Progress::for_stderr(),
+    )
+    .await?;
     if args.store.json {
         let output = json!({
             "digest": outcome.report.index_digest,
@@ -51,12 +58,21 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         jobs: 1,
     };
     let verifier = Verifier::new(ExtractBudget::default());
-    let (_, verified) = verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await?;
+    let (_, verified) =
+        verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await?;
     let report = verified.report();
     if args.json {
-        println!("{}", serde_json::to_string(report).expect("reports serialise"));
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("reports serialise")
+        );
     } else {
-        println!("{} {} verified: {}", report.index_digest, report.platform, report.checks.join(", "));
+        println!(
+            "{} {} verified: {}",
+            report.index_digest,
+            report.platform,
+            report.checks.join(", ")
+        );
     }
     Ok(())
 }
@@ -64,7 +80,10 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
 pub fn ls_command(args: StoreArgs) -> Result<()> {
     let entries = Store::open(&args.store)?.list()?;
     if args.json {
-        println!("{}", serde_json::to_string(&entries).expect("entries serialise"));
+        println!(
+            "{}",
+            serde_json::to_string(&entries).expect("entries serialise")
+        );
         return Ok(());
     }
     for entry in entries {
@@ -81,13 +100,22 @@ pub fn ls_command(args: StoreArgs) -> Result<()> {
 
 pub fn gc_command(args: GcArgs) -> Result<()> {
     let store = Store::open(&args.store.store)?;
-    let unused_for = args.unused_for_days.map(|days| Duration::from_secs(days * 86_400));
+    let unused_for = args
+        .unused_for_days
+        .map(|days| Duration::from_secs(days * 86_400));
     let report = store.gc(unused_for, args.dry_run)?;
     if args.store.json {
-        println!("{}", serde_json::to_string(&report).expect("reports serialise"));
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialise")
+        );
         return Ok(());
     }
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     for path in report.removed_staging.iter().chain(&report.removed_entries) {
         println!("{verb} {}", path.display());
     }

@@ -35,9 +35,11 @@ impl Reporter for Progress {
     fn layer_started(&self, digest: &Digest, size: u64) -> usize {
         let bar = self.multi.add(ProgressBar::new(size));
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(digest.hex()[..12].to_owned());
         let mut bars = self.bars.lock().expect("progress lock");

@@ -206,7 +206,10 @@ impl<'a> LayerExtractor<'a> {
         Ok(())
     }
 
-    fn extract_entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), ExtractError> {
+    fn extract_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), ExtractError> {
         let raw_name = entry.path_bytes().into_owned();
         let display = String::from_utf8_lossy(&raw_name).into_owned();
         let reject = |rule| Rejection::UnsafeEntry {
@@ -219,7 +222,10 @@ impl<'a> LayerExtractor<'a> {
             return Ok(());
         }
         let path = EntryPath::parse(&raw_name).map_err(reject)?;
-        let mode = entry.header().mode().map_err(|e| self.stream_error("reading a mode", e))?;
+        let mode = entry
+            .header()
+            .mode()
+            .map_err(|e| self.stream_error("reading a mode", e))?;
         if mode & 0o7000 != 0 {
             return Err(reject(UnsafeEntryRule::PrivilegedMode { mode }).into());
         }
@@ -345,7 +351,10 @@ impl<'a> LayerExtractor<'a> {
 
 /// Maps a read error of the decompressed stream to the rule it broke.
 pub fn budget_or_malformed(layer: &Digest, what: &str, e: io::Error) -> Rejection {
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<BudgetExhausted>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<BudgetExhausted>())
+    {
         Some(exhausted) => Rejection::BudgetExceeded {
             layer: layer.clone(),
             limit: "unpacked size limit",
@@ -432,9 +441,15 @@ impl<'a, R> BudgetedReader<'a, R> {
 impl<R: Read> Read for BudgetedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let total = self.used.unpacked_bytes.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let total = self
+            .used
+            .unpacked_bytes
+            .fetch_add(n as u64, Ordering::Relaxed)
+            + n as u64;
         if total > self.budget.max_unpacked_bytes {
-            return Err(io::Error::other(BudgetExhausted(self.budget.max_unpacked_bytes)));
+            return Err(io::Error::other(BudgetExhausted(
+                self.budget.max_unpacked_bytes,
+            )));
         }
         Ok(n)
     }
@@ -463,7 +478,12 @@ mod tests {
             (b"toolchain/.wh.go", UnsafeEntryRule::Whiteout),
         ];
         for (name, rule) in cases {
-            assert_eq!(EntryPath::parse(name), Err(rule), "{}", String::from_utf8_lossy(name));
+            assert_eq!(
+                EntryPath::parse(name),
+                Err(rule),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
         }
     }
 

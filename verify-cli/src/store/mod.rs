@@ -65,7 +65,9 @@ impl Store {
     }
 
     pub fn entry_path(&self, digest: &Digest, platform: &Platform) -> PathBuf {
-        self.root.join(digest.file_name()).join(platform.file_name())
+        self.root
+            .join(digest.file_name())
+            .join(platform.file_name())
     }
 
     /// The installed entry, if any; marks it used.
@@ -86,7 +88,12 @@ impl Store {
 
     /// A staging directory for an entry. The caller holds the entry's lock, so leftovers of
     /// earlier, killed pulls of this entry can be removed first.
-    pub fn stage(&self, digest: &Digest, platform: &Platform, _lock: &EntryLock) -> Result<Staging> {
+    pub fn stage(
+        &self,
+        digest: &Digest,
+        platform: &Platform,
+        _lock: &EntryLock,
+    ) -> Result<Staging> {
         let name = Self::entry_name(digest, platform);
         let staging_root = self.root.join(STAGING_DIR);
         for leftover in read_dir_names(&staging_root)? {
@@ -107,7 +114,10 @@ impl Store {
 
     pub fn mark_used(&self, digest: &Digest, platform: &Platform) {
         // Best effort: a failed mark only makes `gc --unused-for` see the entry as older.
-        let path = self.root.join(USED_DIR).join(Self::entry_name(digest, platform));
+        let path = self
+            .root
+            .join(USED_DIR)
+            .join(Self::entry_name(digest, platform));
         let _ = std::fs::File::create(path);
     }
 
@@ -134,7 +144,9 @@ impl Store {
         let mut report = GcReport::default();
         let staging_root = self.root.join(STAGING_DIR);
         for leftover in read_dir_names(&staging_root)? {
-            let entry_name = leftover.rsplit_once('.').map_or(leftover.as_str(), |(n, _)| n);
+            let entry_name = leftover
+                .rsplit_once('.')
+                .map_or(leftover.as_str(), |(n, _)| n);
             let lock_path = self.root.join(LOCK_DIR).join(format!("{entry_name}.lock"));
             let _lock = match EntryLock::try_acquire(&lock_path)? {
                 Some(lock) => Some(lock),
@@ -162,7 +174,8 @@ impl Store {
                     continue;
                 }
                 if !dry_run {
-                    remove_tree(&entry.path).map_err(|e| Error::store("removing", &entry.path, e))?;
+                    remove_tree(&entry.path)
+                        .map_err(|e| Error::store("removing", &entry.path, e))?;
                     let _ = std::fs::remove_file(self.root.join(USED_DIR).join(&name));
                     if let Some(parent) = entry.path.parent() {
                         let _ = std::fs::remove_dir(parent);

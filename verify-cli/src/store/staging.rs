@@ -57,7 +57,8 @@ impl Drop for Staging {
 
 /// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode.
 fn seal_read_only(root: &Path) -> Result<()> {
-    let metadata = std::fs::symlink_metadata(root).map_err(|e| Error::store("inspecting", root, e))?;
+    let metadata =
+        std::fs::symlink_metadata(root).map_err(|e| Error::store("inspecting", root, e))?;
     if metadata.is_dir() {
         for entry in std::fs::read_dir(root).map_err(|e| Error::store("reading", root, e))? {
             let entry = entry.map_err(|e| Error::store("reading", root, e))?;
@@ -84,7 +85,11 @@ fn sync_filesystem(path: &Path) -> Result<()> {
     // SAFETY: `dir` is an open file descriptor for the duration of the call.
     let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
     if rc != 0 {
-        return Err(Error::store("syncing", path, std::io::Error::last_os_error()));
+        return Err(Error::store(
+            "syncing",
+            path,
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

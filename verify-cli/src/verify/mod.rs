@@ -4,4 +4,4 @@
 pub mod pipeline;
 pub mod structure;
 
-pub use pipeline::{Verified, VerificationReport, Verifier};
+pub use pipeline::{VerificationReport, Verified, Verifier};

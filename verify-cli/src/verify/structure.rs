@@ -70,7 +70,8 @@ fn check_config(release: &ResolvedRelease, config: &ImageConfig) -> Result<(), R
             release.platform
         )));
     }
-    if config.rootfs.kind != "layers" || config.rootfs.diff_ids.len() != release.manifest.layers.len()
+    if config.rootfs.kind != "layers"
+        || config.rootfs.diff_ids.len() != release.manifest.layers.len()
     {
         return Err(malformed(format!(
             "rootfs lists {} diff_ids of type {:?} for {} layers",
