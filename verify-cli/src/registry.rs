@@ -260,21 +260,17 @@ impl Registry {
     }
 }
 
-/// The client checks a whole blob's digest at its end and reports a mismatch as an I/O error.
-/// Callers hash every byte themselves and must report a mismatch as a verification failure
-/// (exit 42), not a network error (exit 3), so the client's verdict is dropped here.
+/// The client checks a whole blob's digest at its end and reports a mismatch as an I/O error
+/// (again on every later poll). Callers hash every byte themselves and must report a mismatch
+/// as a verification failure (exit 42), not a network error (exit 3), so the client's verdict
+/// ends the stream here.
 fn without_client_digest_check(stream: BlobStream) -> BlobStream {
     stream
-        .filter_map(|item| async move {
-            match item {
-                Err(e)
-                    if e.get_ref()
-                        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
-                {
-                    None
-                }
-                other => Some(other),
-            }
+        .scan((), |_, item| {
+            let end = matches!(&item, Err(e) if e
+                .get_ref()
+                .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()));
+            futures::future::ready((!end).then_some(item))
         })
         .boxed()
 }

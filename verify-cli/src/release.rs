@@ -99,6 +99,9 @@ impl Descriptor {
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
     pub schema_version: u32,
+    /// Optional in the spec (an OCI layout's `index.json` may omit it); `resolve` requires it
+    /// for a release.
+    #[serde(default)]
     pub media_type: String,
     pub manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -109,6 +112,7 @@ pub struct ImageIndex {
 #[serde(rename_all = "camelCase")]
 pub struct ImageManifest {
     pub schema_version: u32,
+    #[serde(default)]
     pub media_type: String,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,

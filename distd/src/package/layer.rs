@@ -141,7 +141,6 @@ fn append_dir<W: Write>(
     settings: &LayerSettings,
 ) -> Result<()> {
     let mut header = header(tar::EntryType::Directory, 0o755, settings);
-    header.set_size(0);
     builder.append_data(&mut header, format!("{path}/"), io::empty())?;
     Ok(())
 }
@@ -153,6 +152,7 @@ fn header(kind: tar::EntryType, mode: u32, settings: &LayerSettings) -> tar::Hea
     header.set_mtime(settings.mtime);
     header.set_uid(0);
     header.set_gid(0);
+    header.set_size(0);
     header
 }
 

@@ -1,0 +1,55 @@
+# shellcheck shell=bash
+# Shared setup for the integration suites: the stack's environment, the binaries, a work dir.
+
+: "${TCDIST_TOP:?run through tests/run}"
+: "${TCDIST_BIN:?run through tests/run}"
+: "${TCDIST_STACK_DIR:?run through tests/run}"
+# shellcheck disable=SC1091
+. "$TCDIST_STACK_DIR/stack.env"
+
+DISTD=$TCDIST_BIN/distd
+TCVERIFY=$TCDIST_BIN/tcverify
+export TCDIST_CACHE_DIR=$TCDIST_TEST_WORK/distd-cache
+
+# A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
+make_small_tree() {
+	local dir=$1
+	mkdir -p "$dir/bin" "$dir/pkg/tool/linux_amd64" "$dir/src/fmt" "$dir/lib/empty"
+	printf 'go1.26.8\ntime 2026-01-01T00:00:00Z\n' >"$dir/VERSION"
+	printf '#!/bin/sh\necho small-go "$@"\n' >"$dir/bin/go"
+	chmod 755 "$dir/bin/go"
+	printf 'package fmt\n' >"$dir/src/fmt/print.go"
+	printf 'GOTOOLCHAIN=local\n' >"$dir/go.env"
+	ln -s ../src/fmt "$dir/lib/fmt-link"
+}
+
+# The blob upload requests the registry logged so far (one access-log line per upload).
+count_blob_uploads() {
+	grep -cE '"PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/[0-9.]+" 201 ' "$TCDIST_REGISTRY_LOG" || true
+}
+
+# Blob downloads of one digest logged so far.
+count_blob_gets() {
+	grep -cE "\"GET /v2/[^ ]+/blobs/$1 HTTP/[0-9.]+\" 20[06] " "$TCDIST_REGISTRY_LOG" || true
+}
+
+# Everything in a store except lock files (bookkeeping), with content hashes and modes.
+store_snapshot() {
+	local store=$1
+	(cd "$store" && find . -path ./.locks -prune -o -printf '%p %y %m %s\n' | sort
+		find . -path ./.locks -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
+}
+
+# Pushes an OCI layout's release to the stack registry, digests preserved.
+push_layout() {
+	local layout=$1 tag=$2 ref=$3
+	skopeo copy --quiet --all --preserve-digests \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"oci:$layout:$tag" "docker://$ref" >&2
+}
+
+# The registry's storage file for a blob.
+registry_blob_file() {
+	local hex=${1#sha256:}
+	echo "$TCDIST_STACK_DIR/registry/data/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data"
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bats
+# Publish and pull against the real registry of the local stack.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	load helpers
+	export WORK=$TCDIST_TEST_WORK/publish_pull
+	mkdir -p "$WORK"
+	cp -a "$(go env GOROOT)" "$WORK/goroot"
+	make_small_tree "$WORK/small"
+}
+
+setup() {
+	load helpers
+}
+
+@test "publish a copy of this machine's Go root, pull it: same tree, and go version runs" {
+	ref=$TCDIST_REGISTRY/toolchains/go:it-goroot
+	run --separate-stderr "$DISTD" publish "$WORK/goroot" --ref "$ref"
+	[ "$status" -eq 0 ]
+	digest=${lines[-1]}
+	[[ $digest =~ ^sha256:[0-9a-f]{64}$ ]]
+
+	run --separate-stderr "$TCVERIFY" pull "$ref" --store "$WORK/store"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1 ]
+	root=${lines[0]}
+	[ "$root" = "$WORK/store/${digest/:/-}/linux-amd64/toolchain" ]
+
+	diff -r -x TOOLCHAIN.json "$WORK/goroot" "$root"
+	diff <(cd "$WORK/goroot" && find . -type f -perm -u+x | sort) <(cd "$root" && find . -type f -perm -u+x | sort)
+	diff <(cd "$WORK/goroot" && find . -type l -printf '%p %l\n' | sort) <(cd "$root" && find . -type l -printf '%p %l\n' | sort)
+	run "$root/bin/go" version
+	[ "$status" -eq 0 ]
+	[[ $output == "go version go1."* ]]
+	# The store entry is read-only (checked by mode: the tests may run as root).
+	[ "$(stat -c %a "$root/VERSION")" = 444 ]
+	[ "$(stat -c %a "$root/bin/go")" = 555 ]
+	[ "$(stat -c %a "$root/src")" = 555 ]
+}
+
+@test "republishing the same tree uploads no blob and prints the same digest" {
+	ref=$TCDIST_REGISTRY/toolchains/go:it-goroot
+	first=$("$DISTD" publish "$WORK/goroot" --ref "$ref" | tail -n1)
+	before=$(count_blob_uploads)
+	second=$("$DISTD" publish "$WORK/goroot" --ref "$ref" | tail -n1)
+	# From an empty layer cache too: the layers are rebuilt byte for byte.
+	third=$("$DISTD" publish "$WORK/goroot" --ref "$ref" --cache-dir "$WORK/fresh-cache" | tail -n1)
+	after=$(count_blob_uploads)
+	[ "$first" = "$second" ]
+	[ "$first" = "$third" ]
+	[ "$before" -eq "$after" ]
+}
+
+@test "symlinks and exec bits survive, a tree with other mtimes and modes gives the same digest" {
+	cp -a "$WORK/small" "$WORK/small-touched"
+	find "$WORK/small-touched" -exec touch -h -d '2001-02-03 04:05:06' {} +
+	chmod 600 "$WORK/small-touched/src/fmt/print.go"
+	a=$("$DISTD" publish "$WORK/small" --ref "$TCDIST_REGISTRY/toolchains/small:a" | tail -n1)
+	b=$("$DISTD" publish "$WORK/small-touched" --ref "$TCDIST_REGISTRY/toolchains/small:b" --cache-dir "$WORK/other-cache" | tail -n1)
+	[ "$a" = "$b" ]
+	root=$("$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --store "$WORK/store")
+	[ "$(readlink "$root/lib/fmt-link")" = "../src/fmt" ]
+	[ -x "$root/bin/go" ]
+	[ ! -x "$root/src/fmt/print.go" ]
+	[ -d "$root/lib/empty" ]
+	grep -q '"go_version": "go1.26.8"' "$root/TOOLCHAIN.json"
+}
+
+@test "skopeo inspects and copies the release (it is a valid OCI image)" {
+	ref=$TCDIST_REGISTRY/toolchains/small:a
+	run skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" --raw "docker://$ref"
+	[ "$status" -eq 0 ]
+	[[ $output == *'"mediaType":"application/vnd.oci.image.index.v1+json"'* ]]
+	run skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" "docker://$ref"
+	[ "$status" -eq 0 ]
+	[[ $output == *'"Architecture": "amd64"'* ]]
+	[[ $output == *'GOROOT=/toolchain'* ]]
+	skopeo copy --quiet --all --preserve-digests --src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" \
+		--src-authfile "$REGISTRY_AUTH_FILE" "docker://$ref" "oci:$WORK/skopeo-copy:a"
+	digest=$("$TCVERIFY" pull "oci-layout:$WORK/skopeo-copy:a" --store "$WORK/store" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
+	expected=$("$TCVERIFY" verify "$ref" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["index_digest"])')
+	[ "$digest" = "$expected" ]
+}
+
+@test "gzip layers for old clients" {
+	ref=$TCDIST_REGISTRY/toolchains/small:gzip
+	"$DISTD" publish "$WORK/small" --ref "$ref" --compression gzip
+	manifest=$("$TCVERIFY" verify "$ref" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifest_digest"])')
+	run skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" --raw "docker://${ref%:*}@$manifest"
+	[[ $output == *'application/vnd.oci.image.layer.v1.tar+gzip'* ]]
+	[[ $output != *'tar+zstd'* ]]
+	root=$("$TCVERIFY" pull "$ref" --store "$WORK/store")
+	diff -r -x TOOLCHAIN.json "$WORK/small" "$root"
+}
+
+@test "OCI layout round trip gives the registry's digest" {
+	pushed=$("$DISTD" publish "$WORK/small" --ref "$TCDIST_REGISTRY/toolchains/small:a" | tail -n1)
+	written=$("$DISTD" publish "$WORK/small" --ref "$TCDIST_REGISTRY/toolchains/small:a" --oci-layout "$WORK/layout" | tail -n1)
+	[ "$pushed" = "$written" ]
+	[ -f "$WORK/layout/oci-layout" ]
+	root=$("$TCVERIFY" pull "oci-layout:$WORK/layout:a" --store "$WORK/layout-store")
+	diff -r -x TOOLCHAIN.json "$WORK/small" "$root"
+	[ "$root" = "$WORK/layout-store/${pushed/:/-}/linux-amd64/toolchain" ]
+}
+
+@test "pull --json reports digest, root and what was verified" {
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --store "$WORK/store" --json
+	[ "$status" -eq 0 ]
+	python3 - "$output" <<'PY'
+import json, sys
+out = json.loads(sys.argv[1])
+assert out["digest"].startswith("sha256:"), out
+assert out["root"].endswith("/toolchain"), out
+assert out["verified"]["checks"] == ["digest-binding", "structure"], out
+assert out["downloaded"] is False, out
+PY
+}
+
+@test "a pull by digest of something already in the store fetches no layer" {
+	digest=$("$DISTD" publish "$WORK/small" --ref "$TCDIST_REGISTRY/toolchains/small:a" | tail -n1)
+	"$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small@$digest" --store "$WORK/store" >/dev/null
+	before=$(grep -c '"GET /v2/toolchains/small/blobs/' "$TCDIST_REGISTRY_LOG" || true)
+	"$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small@$digest" --store "$WORK/store" >/dev/null
+	after=$(grep -c '"GET /v2/toolchains/small/blobs/' "$TCDIST_REGISTRY_LOG" || true)
+	# The config is fetched to verify; no layer is.
+	[ "$((after - before))" -le 1 ]
+}
+
+@test "wrong registry password: clear error and exit 2" {
+	run --separate-stderr env TCDIST_REGISTRY_PASSWORD=wrong "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"refused the credentials"* ]]
+	[ -z "$output" ]
+}
+
+@test "no credentials for a registry that requires them: exit 2" {
+	run --separate-stderr env -u TCDIST_REGISTRY_USERNAME -u TCDIST_REGISTRY_PASSWORD DOCKER_CONFIG="$WORK/no-docker" \
+		"$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"refused the credentials"* ]]
+}
+
+@test "credentials from the docker config file alone work" {
+	run --separate-stderr env -u TCDIST_REGISTRY_USERNAME -u TCDIST_REGISTRY_PASSWORD \
+		"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/small:a"
+	[ "$status" -eq 0 ]
+}
+
+@test "a registry whose certificate is not trusted: refused, exit 3" {
+	run --separate-stderr env -u TCDIST_REGISTRY_CA TCDIST_REGISTRY_RETRIES=0 \
+		"$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --store "$WORK/store"
+	[ "$status" -eq 3 ]
+	[[ $stderr == *"certificate"* ]]
+}
+
+@test "plain HTTP is refused for a non-loopback registry" {
+	run --separate-stderr "$TCVERIFY" pull registry.example:5000/toolchains/go:1 --registry-plain-http --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"not a loopback address"* ]]
+}
+
+@test "an unknown tag: exit 2 with the reference named" {
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:nope" --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"toolchains/small:nope"* ]]
+}
+
+@test "a platform the release lacks: exit 2 naming what it has" {
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small:a" --platform linux/riscv64 --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"no toolchain for linux/riscv64"* ]]
+	[[ $stderr == *"linux/amd64"* ]]
+}
+
+@test "tcverify ls lists the store, gc removes leftovers of killed pulls" {
+	run --separate-stderr "$TCVERIFY" ls --store "$WORK/store"
+	[ "$status" -eq 0 ]
+	[[ $output == *"toolchains/small:a"* ]]
+	mkdir -p "$WORK/store/.staging/sha256-0000.linux-amd64.abc123/toolchain"
+	run --separate-stderr "$TCVERIFY" gc --store "$WORK/store"
+	[ "$status" -eq 0 ]
+	[[ $output == *"removed"*"sha256-0000.linux-amd64.abc123"* ]]
+	[ -z "$(ls -A "$WORK/store/.staging")" ]
+}
