@@ -242,3 +242,197 @@ impl Default for PackageSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, SystemTime};
+    use tcverify::release::{MEDIA_TYPE_LAYER_ZSTD, parse_document};
+
+    fn small_tree(dir: &Path) {
+        for sub in ["bin", "pkg/tool/linux_amd64", "src/fmt", "lib/empty"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("VERSION"), "go1.26.8\n").unwrap();
+        std::fs::write(dir.join("bin/go"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(dir.join("bin/go"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::write(dir.join("src/fmt/print.go"), "package fmt\n".repeat(1000)).unwrap();
+        std::os::unix::fs::symlink("../src/fmt", dir.join("lib/fmt-link")).unwrap();
+    }
+
+    fn package_fresh(
+        tree: &Path,
+        settings: &PackageSettings,
+    ) -> (PackagedRelease, BlobCache, tempfile::TempDir) {
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        let input = [TreeInput {
+            path: tree.to_owned(),
+            platform: None,
+        }];
+        (package(&input, settings, &cache).unwrap(), cache, cache_dir)
+    }
+
+    fn document<T: serde::de::DeserializeOwned>(cache: &BlobCache, d: &Descriptor) -> T {
+        parse_document(
+            "test document",
+            &std::fs::read(cache.blob_path(&d.digest)).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn same_tree_twice_gives_the_same_layer_bytes() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let (a, cache_a, _keep_a) = package_fresh(tree.path(), &PackageSettings::default());
+        let (b, cache_b, _keep_b) = package_fresh(tree.path(), &PackageSettings::default());
+        assert_eq!(a.index.digest, b.index.digest);
+        for blob in a.blobs() {
+            let bytes_a = std::fs::read(cache_a.blob_path(&blob.digest)).unwrap();
+            let bytes_b = std::fs::read(cache_b.blob_path(&blob.digest)).unwrap();
+            assert_eq!(bytes_a, bytes_b, "blob {}", blob.digest);
+        }
+    }
+
+    #[test]
+    fn other_mtimes_and_permission_bits_give_the_same_digest() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let (before, _, _keep) = package_fresh(tree.path(), &PackageSettings::default());
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(981_173_106);
+        for file in ["VERSION", "bin/go", "src/fmt/print.go"] {
+            std::fs::File::options()
+                .write(true)
+                .open(tree.path().join(file))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        std::fs::set_permissions(
+            tree.path().join("VERSION"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            tree.path().join("bin/go"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        let (after, _, _keep) = package_fresh(tree.path(), &PackageSettings::default());
+        assert_eq!(before.index.digest, after.index.digest);
+    }
+
+    #[test]
+    fn a_changed_file_changes_the_digest_even_with_a_warm_cache() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let cache_dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(cache_dir.path()).unwrap();
+        let input = [TreeInput {
+            path: tree.path().to_owned(),
+            platform: None,
+        }];
+        let first = package(&input, &PackageSettings::default(), &cache).unwrap();
+        std::fs::write(
+            tree.path().join("src/fmt/print.go"),
+            "package fmt // changed\n",
+        )
+        .unwrap();
+        let second = package(&input, &PackageSettings::default(), &cache).unwrap();
+        assert_ne!(first.index.digest, second.index.digest);
+    }
+
+    #[test]
+    fn manifest_and_config_are_valid_oci_documents() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let (release, cache, _keep) = package_fresh(tree.path(), &PackageSettings::default());
+        let index: ImageIndex = document(&cache, &release.index);
+        assert_eq!(
+            (index.schema_version, index.media_type.as_str()),
+            (2, MEDIA_TYPE_INDEX)
+        );
+        assert_eq!(index.manifests.len(), 1);
+        assert_eq!(
+            index.manifests[0].platform,
+            Some(Platform::new("linux", "amd64"))
+        );
+        assert_eq!(index.annotations[ANNOTATION_GO_VERSION], "go1.26.8");
+        let manifest: ImageManifest = document(&cache, &index.manifests[0]);
+        assert_eq!(manifest.media_type, MEDIA_TYPE_MANIFEST);
+        assert_eq!(manifest.config.media_type, MEDIA_TYPE_CONFIG);
+        assert!(
+            manifest
+                .layers
+                .iter()
+                .all(|l| l.media_type == MEDIA_TYPE_LAYER_ZSTD)
+        );
+        // tools, src and rest each get a layer.
+        let parts: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|l| l.annotations[ANNOTATION_LAYER_PART].as_str())
+            .collect();
+        assert_eq!(parts, ["tools/1", "src/1", "rest/1"]);
+        let config: ImageConfig = document(&cache, &manifest.config);
+        assert_eq!(
+            (config.os.as_str(), config.architecture.as_str()),
+            ("linux", "amd64")
+        );
+        assert_eq!(config.rootfs.diff_ids.len(), manifest.layers.len());
+        assert!(config.config.env.contains(&"GOROOT=/toolchain".to_owned()));
+    }
+
+    #[test]
+    fn large_groups_split_at_the_target_size() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let settings = PackageSettings {
+            target_layer_bytes: 4000,
+            ..PackageSettings::default()
+        };
+        for i in 0..5 {
+            std::fs::write(
+                tree.path().join(format!("src/fmt/f{i}.go")),
+                vec![b'x'; 3000],
+            )
+            .unwrap();
+        }
+        let (release, cache, _keep) = package_fresh(tree.path(), &settings);
+        let manifest: ImageManifest = document(&cache, &release.images[0].manifest);
+        let parts: Vec<&str> = manifest
+            .layers
+            .iter()
+            .map(|l| l.annotations[ANNOTATION_LAYER_PART].as_str())
+            .collect();
+        assert_eq!(
+            parts,
+            ["tools/1", "src/1", "src/2", "src/3", "src/4", "rest/1"]
+        );
+    }
+
+    #[test]
+    fn sockets_and_escaping_symlinks_cannot_be_published() {
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        let _socket =
+            std::os::unix::net::UnixListener::bind(tree.path().join("agent.sock")).unwrap();
+        let err = tree::read_tree(tree.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("sockets cannot be part of a release"),
+            "{err:#}"
+        );
+
+        let tree = tempfile::tempdir().unwrap();
+        small_tree(tree.path());
+        std::os::unix::fs::symlink("../../etc", tree.path().join("lib/escape")).unwrap();
+        let err = tree::read_tree(tree.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("escapes the toolchain root"),
+            "{err:#}"
+        );
+    }
+}
