@@ -72,6 +72,14 @@ pub enum Rejection {
         entry: String,
         rule: UnsafeEntryRule,
     },
+    #[error(
+        "{object}: GOEXPERIMENT mismatch: the job has {job:?}, the toolchain was built for {baseline:?}"
+    )]
+    GoexperimentMismatch {
+        object: String,
+        job: String,
+        baseline: String,
+    },
     #[error("layer {layer}: {limit} exceeded ({detail})")]
     BudgetExceeded {
         layer: Digest,
@@ -162,6 +170,10 @@ impl Error {
             Error::Store { .. } => Some(
                 "check the store directory (TCVERIFY_STORE): permissions and free space".into(),
             ),
+            Error::Rejected(Rejection::GoexperimentMismatch { baseline, .. }) => Some(format!(
+                "set the job's GOEXPERIMENT to {baseline:?} (the toolchain's baseline), or use a \
+                 toolchain built for the job's experiments"
+            )),
             Error::Rejected(_) => Some(
                 "the release was refused and nothing was installed; do not use it, and report it \
                  to the toolchain's publishers"

@@ -4,6 +4,7 @@
 pub mod digest;
 pub mod error;
 pub mod fetch;
+pub mod jobenv;
 pub mod platform;
 pub mod pull;
 pub mod reference;

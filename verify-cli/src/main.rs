@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pull(args) => cli::commands::pull_command(args).await,
             Command::Verify(args) => cli::commands::verify_command(args).await,
+            Command::Env(args) => cli::commands::env_command(args),
             Command::Ls(args) => cli::commands::ls_command(args),
             Command::Gc(args) => cli::commands::gc_command(args),
         }

@@ -23,6 +23,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Verify a release without fetching its layers
     Verify(VerifyArgs),
+    /// Print the environment a job needs to use an installed toolchain (after `pull`)
+    Env(EnvArgs),
     /// List the toolchains in the store
     Ls(StoreArgs),
     /// Remove leftovers of interrupted pulls and, optionally, long-unused toolchains
@@ -92,4 +94,20 @@ fn default_store() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
     data.join("tcdist/store")
+}
+
+#[derive(Args, Debug)]
+pub struct EnvArgs {
+    /// The release, as it was pulled (REGISTRY/REPOSITORY:TAG, …@sha256:…, oci-layout:…)
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The platform of the installed toolchain (default: this host's)
+    #[arg(long, env = "TCVERIFY_PLATFORM", value_name = "OS/ARCH", default_value_t = Platform::host())]
+    pub platform: Platform,
+    /// Output format: shell `export` lines for eval, or JSON
+    #[arg(long, default_value = "sh", value_parser = ["sh", "json"])]
+    pub format: String,
+    /// The local store directory
+    #[arg(long, env = "TCVERIFY_STORE", value_name = "DIR", default_value_os_t = default_store())]
+    pub store: PathBuf,
 }

@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tcverify::error::Result;
+use tcverify::error::{Error, Result};
+use tcverify::jobenv::job_environment;
 use tcverify::pull::{PullOptions, pull, verify_release};
 use tcverify::reference::ReleaseRef;
 use tcverify::store::Store;
 use tcverify::store::extract::ExtractBudget;
 use tcverify::verify::Verifier;
 
-use super::args::{GcArgs, PullArgs, StoreArgs, VerifyArgs};
+use super::args::{EnvArgs, GcArgs, PullArgs, StoreArgs, VerifyArgs};
 use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
@@ -118,6 +119,37 @@ pub fn gc_command(args: GcArgs) -> Result<()> {
     };
     for path in report.removed_staging.iter().chain(&report.removed_entries) {
         println!("{verb} {}", path.display());
+    }
+    Ok(())
+}
+
+pub fn env_command(args: EnvArgs) -> Result<()> {
+    let reference = ReleaseRef::parse(&args.reference)?;
+    let store = Store::open(&args.store)?;
+    let entry = store
+        .find(&reference.to_string(), reference.digest(), &args.platform)?
+        .ok_or_else(|| {
+            Error::usage_with_hint(
+                format!(
+                    "{reference} ({}) is not in the store {}",
+                    args.platform,
+                    args.store.display()
+                ),
+                format!("run `tcverify pull {reference}` first"),
+            )
+        })?;
+    let goexperiment = std::env::var("GOEXPERIMENT").unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let environment = job_environment(&entry, &goexperiment, &path)?;
+    if args.format == "json" {
+        let vars: serde_json::Map<String, serde_json::Value> = environment
+            .vars
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect();
+        println!("{}", serde_json::Value::Object(vars));
+    } else {
+        print!("{}", environment.to_shell());
     }
     Ok(())
 }

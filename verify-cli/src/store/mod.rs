@@ -121,6 +121,28 @@ impl Store {
         let _ = std::fs::File::create(path);
     }
 
+    /// The installed entry a reference names: by digest when it has one, otherwise the newest
+    /// entry pulled under exactly that reference.
+    pub fn find(
+        &self,
+        reference: &str,
+        digest: Option<&Digest>,
+        platform: &Platform,
+    ) -> Result<Option<Entry>> {
+        if let Some(digest) = digest {
+            return self.lookup(digest, platform);
+        }
+        let newest = self
+            .list()?
+            .into_iter()
+            .filter(|e| e.record.reference == reference && e.record.platform.satisfies(platform))
+            .max_by_key(|e| e.record.installed_at);
+        if let Some(entry) = &newest {
+            self.mark_used(&entry.record.index_digest, &entry.record.platform);
+        }
+        Ok(newest)
+    }
+
     pub fn list(&self) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for digest_dir in read_dir_names(&self.root)? {

@@ -1,0 +1,107 @@
+"""The benchmark behind tests/bench/run: interleaved runs, medians, peak RSS."""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+work, runs = sys.argv[1], int(sys.argv[2])
+env = dict(os.environ)
+for line in open(os.path.join(env["TCDIST_STACK_DIR"], "stack.env")):
+    if line.startswith("export "):
+        name, _, value = line[len("export "):].strip().partition("=")
+        env[name] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+BIN = env["TCDIST_BIN"]
+REG = env["TCDIST_REGISTRY"]
+GOROOT = subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip()
+CURL = ["curl", "-sf", "--cacert", env["TCDIST_REGISTRY_CA"], "-u",
+        f'{env["TCDIST_REGISTRY_USERNAME"]}:{env["TCDIST_REGISTRY_PASSWORD"]}']
+SKOPEO_AUTH = ["--authfile", env["REGISTRY_AUTH_FILE"]]
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), env=env, check=True,
+                          capture_output=True, text=True, executable="/bin/bash" if isinstance(cmd, str) else None, **kw)
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MB) of one command, via /usr/bin/time."""
+    out = sh(["/usr/bin/time", "-f", "TIME %e %M"] + cmd)
+    line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")][-1]
+    _, secs, rss = line.split()
+    return float(secs), int(rss) / 1024
+
+
+def timed_shell(script):
+    start = time.monotonic()
+    sh(script)
+    return time.monotonic() - start, None
+
+
+def fresh(path):
+    if os.path.exists(path):
+        sh(["chmod", "-R", "u+w", path])
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
+results = {}
+
+
+def record(name, value):
+    results.setdefault(name, []).append(value)
+
+
+# Publish: cold (empty layer cache, new repository), raw tar|zstd|upload, and the no-op republish.
+for i in range(runs):
+    repo = f"bench/publish-{i}"
+    cache = fresh(f"{work}/cache-{i}")
+    secs, rss = timed([f"{BIN}/distd", "publish", GOROOT, "--ref", f"{REG}/{repo}:v1", "--cache-dir", cache])
+    record("publish cold (distd)", (secs, rss))
+    secs, rss = timed([f"{BIN}/distd", "publish", GOROOT, "--ref", f"{REG}/{repo}:v1", "--cache-dir", cache])
+    record("publish no-op republish (distd)", (secs, rss))
+    loc = sh(CURL + ["-D", "-", "-o", "/dev/null", "-X", "POST", f"https://{REG}/v2/bench/raw-{i}/blobs/uploads/"]).stdout
+    location = [l.split(": ", 1)[1].strip() for l in loc.splitlines() if l.lower().startswith("location:")][0]
+    raw = (f"set -o pipefail; tar -C {GOROOT} -cf - . | zstd -3 -q -T0 | tee >(sha256sum | cut -d' ' -f1 > {work}/raw.sum) "
+           f"| {' '.join(CURL)} -X PATCH -H 'Content-Type: application/octet-stream' --data-binary @- -D {work}/raw.hdr '{location}' && "
+           f"sleep 0.1; loc=$(grep -i '^location:' {work}/raw.hdr | cut -d' ' -f2 | tr -d '\\r'); "
+           f"{' '.join(CURL)} -X PUT \"$loc&digest=sha256:$(cat {work}/raw.sum)\" -o /dev/null")
+    record("publish raw (tar | zstd -T0 | curl upload)", timed_shell(raw))
+
+# The release the pulls use.
+ref = f"{REG}/bench/go:v1"
+sh([f"{BIN}/distd", "publish", GOROOT, "--ref", ref, "--cache-dir", f"{work}/cache-0"])
+report = json.loads(sh([f"{BIN}/tcverify", "verify", ref, "--json"]).stdout)
+manifest = json.loads(sh(["skopeo", "inspect", "--cert-dir", env["TCDIST_REGISTRY_CERT_DIR"], *SKOPEO_AUTH, "--raw",
+                          f"docker://{REG}/bench/go@{report['manifest_digest']}"]).stdout)
+layers = [l["digest"] for l in manifest["layers"]]
+
+for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
+    for i in range(runs):
+        store = fresh(f"{base}/tcbench-store")
+        record(f"{base_name}: cold pull (tcverify)", timed([f"{BIN}/tcverify", "pull", ref, "--store", store]))
+        record(f"{base_name}: warm pull (tcverify)", timed([f"{BIN}/tcverify", "pull", ref, "--store", store]))
+        dest = fresh(f"{base}/tcbench-raw")
+        raw = " & ".join(
+            f"({' '.join(CURL)} https://{REG}/v2/bench/go/blobs/{d} | zstd -d -q | tar -C {dest} -xf -)" for d in layers)
+        record(f"{base_name}: raw curl | zstd -d | tar -x (parallel layers, no checks)", timed_shell(f"set -o pipefail; {raw} & wait"))
+        dest = fresh(f"{base}/tcbench-skopeo")
+        script = (f"skopeo copy -q --src-cert-dir {env['TCDIST_REGISTRY_CERT_DIR']} --src-authfile {env['REGISTRY_AUTH_FILE']} "
+                  f"docker://{ref} oci:{dest}/oci:v1 && "
+                  + " && ".join(f"zstd -d -q -c {dest}/oci/blobs/sha256/{d.split(':')[1]} | tar -C {dest} -xf -" for d in layers))
+        record(f"{base_name}: skopeo copy + zstd -d | tar -x", timed_shell(script))
+    for path in ["tcbench-store", "tcbench-raw", "tcbench-skopeo"]:
+        fresh(f"{base}/{path}")
+
+print(f"\n{runs} runs per method, interleaved; medians (peak RSS where measured). Go root {GOROOT}, "
+      f"{len(layers)} layers, {sum(l['size'] for l in manifest['layers']) / 1e6:.0f} MB compressed.\n")
+print("| method | median s | min s | max s | peak RSS MB |")
+print("| --- | --- | --- | --- | --- |")
+for name, values in results.items():
+    secs = [v[0] for v in values]
+    rss = [v[1] for v in values if v[1] is not None]
+    print(f"| {name} | {statistics.median(secs):.3f} | {min(secs):.3f} | {max(secs):.3f} | "
+          f"{max(rss):.0f} |" if rss else f"| {name} | {statistics.median(secs):.3f} | {min(secs):.3f} | {max(secs):.3f} | |")

@@ -1,0 +1,111 @@
+//! The environment a build job needs to use an installed toolchain, and the GOEXPERIMENT
+//! consistency check: the job must build with the experiments the toolchain was built for.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use crate::error::{Error, Rejection, Result};
+use crate::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_document};
+use crate::store::Entry;
+
+#[derive(Debug, Serialize)]
+pub struct JobEnvironment {
+    /// Variables to set, in order.
+    pub vars: Vec<(String, String)>,
+}
+
+/// Builds the job environment for `entry`. `job_goexperiment` is the job's GOEXPERIMENT
+/// (unset counts as empty, the baseline of a toolchain built without experiments).
+pub fn job_environment(
+    entry: &Entry,
+    job_goexperiment: &str,
+    current_path: &str,
+) -> Result<JobEnvironment> {
+    let root = &entry.root;
+    let metadata = read_metadata(root)?;
+    let object = format!("toolchain {}", entry.record.index_digest);
+    if job_goexperiment != metadata.goexperiment {
+        return Err(Rejection::GoexperimentMismatch {
+            object,
+            job: job_goexperiment.to_owned(),
+            baseline: metadata.goexperiment,
+        }
+        .into());
+    }
+    let reported = reported_goexperiment(root, job_goexperiment)?;
+    if reported != metadata.goexperiment {
+        return Err(Rejection::GoexperimentMismatch {
+            object: format!("{object} (as `go env GOEXPERIMENT` reports it)"),
+            job: reported,
+            baseline: metadata.goexperiment,
+        }
+        .into());
+    }
+    let root_text = root.display().to_string();
+    let path = if current_path.is_empty() {
+        format!("{root_text}/bin")
+    } else {
+        format!("{root_text}/bin:{current_path}")
+    };
+    Ok(JobEnvironment {
+        vars: vec![
+            ("X_GO_RUNTIME_ROOT".into(), root_text.clone()),
+            ("GOROOT".into(), root_text),
+            ("PATH".into(), path),
+            ("GOTOOLCHAIN".into(), "local".into()),
+        ],
+    })
+}
+
+fn read_metadata(root: &Path) -> Result<ToolchainMetadata> {
+    let path = root.join(TOOLCHAIN_METADATA_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::store("reading", &path, e))?;
+    parse_document(TOOLCHAIN_METADATA_FILE, &bytes)
+        .map_err(|reason| Rejection::malformed(path.display().to_string(), reason).into())
+}
+
+/// What the toolchain itself says the job's GOEXPERIMENT resolves to.
+fn reported_goexperiment(root: &Path, job_goexperiment: &str) -> Result<String> {
+    let go = root.join("bin/go");
+    let output = Command::new(&go)
+        .args(["env", "GOEXPERIMENT"])
+        .env("GOROOT", root)
+        .env("X_GO_RUNTIME_ROOT", root)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOEXPERIMENT", job_goexperiment)
+        .output()
+        .map_err(|e| Error::store("running", &go, e))?;
+    if !output.status.success() {
+        return Err(Rejection::malformed(
+            format!("{} env GOEXPERIMENT", go.display()),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+impl JobEnvironment {
+    /// `export NAME='value'` lines for `eval` in a POSIX shell.
+    pub fn to_shell(&self) -> String {
+        self.vars
+            .iter()
+            .map(|(name, value)| format!("export {name}='{}'\n", value.replace('\'', r"'\''")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_output_quotes_values() {
+        let env = JobEnvironment {
+            vars: vec![("PATH".into(), "/a b/it's:$HOME".into())],
+        };
+        assert_eq!(env.to_shell(), "export PATH='/a b/it'\\''s:$HOME'\n");
+    }
+}
