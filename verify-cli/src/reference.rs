@@ -58,37 +58,50 @@ impl RegistryRef {
                  oci-layout:PATH[:TAG]",
             )
         };
-        let (host, _) = input
+        let (name, digest) = match input.split_once('@') {
+            Some((name, digest)) => (
+                name,
+                Some(
+                    digest
+                        .parse::<Digest>()
+                        .map_err(|e| invalid(&e.to_string()))?,
+                ),
+            ),
+            None => (input, None),
+        };
+        let (host, path) = name
             .split_once('/')
             .ok_or_else(|| invalid("no registry host"))?;
         // An implicit registry (Docker Hub) would silently change where trust comes from.
-        if !(host.contains('.') || host.contains(':') || host == "localhost") {
+        if !(host.contains('.') || host.contains(':') || host == "localhost") || !valid_host(host) {
             return Err(invalid(
                 "the registry host must be explicit (host[:port]/repository)",
             ));
         }
-        let parsed: oci_client::Reference = input
-            .parse()
-            .map_err(|e: oci_client::ParseError| invalid(&e.to_string()))?;
-        if parsed.registry() != host {
+        // A tag follows the last ':' of the last path segment.
+        let last_slash = path.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match path[last_slash..].rfind(':') {
+            Some(i) => (&path[..last_slash + i], Some(&path[last_slash + i + 1..])),
+            None => (path, None),
+        };
+        if !valid_repository(repository) {
             return Err(invalid(
-                "the registry host must be explicit (host[:port]/repository)",
+                "repository names are lowercase letters, digits and separators (. _ __ -) between \
+                 /-separated components",
             ));
         }
-        let digest = parsed
-            .digest()
-            .map(|d| d.parse::<Digest>())
-            .transpose()
-            .map_err(|e| invalid(&e.to_string()))?;
-        let tag = parsed.tag().map(str::to_owned);
-        // The parser defaults a missing tag to "latest"; a release is never implicit.
-        if digest.is_none() && !has_explicit_tag(input) {
+        if let Some(tag) = tag
+            && !valid_tag(tag)
+        {
+            return Err(invalid("invalid tag"));
+        }
+        if digest.is_none() && tag.is_none() {
             return Err(invalid("name a tag or a digest"));
         }
         Ok(Self {
-            registry: parsed.registry().to_owned(),
-            repository: parsed.repository().to_owned(),
-            tag: tag.filter(|_| has_explicit_tag(input)),
+            registry: host.to_owned(),
+            repository: repository.to_owned(),
+            tag: tag.map(str::to_owned),
             digest,
         })
     }
@@ -123,10 +136,56 @@ impl RegistryRef {
     }
 }
 
-fn has_explicit_tag(input: &str) -> bool {
-    let name = input.split('@').next().unwrap_or(input);
-    let last_segment = name.rsplit('/').next().unwrap_or(name);
-    last_segment.contains(':')
+/// `host[:port]` with a DNS name, IPv4 address or bracketed IPv6 address.
+fn valid_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && !port.contains(']') => {
+            if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+                return false;
+            }
+            name
+        }
+        _ => host,
+    };
+    if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// OCI distribution-spec repository grammar: components of `[a-z0-9]+` joined by `.`, `_`,
+/// `__` or runs of `-`, separated by `/`. Written out because the client library's reference
+/// regex costs ~50 ms to compile at every process start.
+pub fn valid_repository(repository: &str) -> bool {
+    !repository.is_empty() && repository.len() <= 255 && repository.split('/').all(valid_component)
+}
+
+fn valid_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        if alnum(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && !alnum(bytes[i]) {
+            i += 1;
+        }
+        let separator = &component[start..i];
+        let dashes = separator.bytes().all(|b| b == b'-');
+        if !(separator == "." || separator == "_" || separator == "__" || dashes) {
+            return false;
+        }
+    }
+    true
 }
 
 impl LayoutRef {
@@ -220,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn repository_grammar_follows_the_distribution_spec() {
+        for good in ["go", "toolchains/go", "a.b/c_d/e__f/g---h", "x9/0y"] {
+            assert!(valid_repository(good), "{good}");
+        }
+        for bad in ["", "Go", "-go", "go-", "a___b", "a._b", "a//b", "/a"] {
+            assert!(!valid_repository(bad), "{bad}");
+        }
+        let ReleaseRef::Registry(r) = ReleaseRef::parse("[::1]:5000/go:1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.registry, "[::1]:5000");
+    }
+
+    #[test]
     fn registry_reference_digest_pins_tag() {
         let input = format!("registry.example:443/toolchains/go:1.26@{DIGEST}");
         let parsed = ReleaseRef::parse(&input).unwrap();
@@ -234,6 +307,11 @@ mod tests {
             "go:1.26",
             "127.0.0.1:5000/toolchains/go",
             "127.0.0.1:5000/Toolchains/go:1",
+            "127.0.0.1:5000/toolchains//go:1",
+            "127.0.0.1:5000/toolchains/go_:1",
+            "127.0.0.1:5000/toolchains/a...b:1",
+            "127.0.0.1:5000/toolchains/go:bad/tag",
+            "127.0.0.1:abc/toolchains/go:1",
         ] {
             let err = ReleaseRef::parse(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}: {err}");

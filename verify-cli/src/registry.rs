@@ -80,20 +80,37 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
-        let extra_root_certificates = match &args.registry_ca {
-            Some(path) => vec![Certificate {
-                encoding: CertificateEncoding::Pem,
-                data: std::fs::read(path).map_err(|e| {
+        let registry_ca = match &args.registry_ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
                     Error::usage(format!(
                         "cannot read registry CA file {}: {e}",
                         path.display()
                     ))
-                })?,
-            }],
+                })?;
+                let certificates = split_pem(&pem);
+                if certificates.is_empty() {
+                    return Err(Error::usage(format!(
+                        "registry CA file {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                certificates
+            }
             None => Vec::new(),
+        };
+        // System roots plus the registry's CA; the client's own root loader runs only when
+        // no system bundle file is found.
+        let (tls_certs_only, extra_root_certificates) = match system_roots() {
+            Some(mut roots) => {
+                roots.extend(registry_ca);
+                (roots, Vec::new())
+            }
+            None => (Vec::new(), registry_ca),
         };
         let config = ClientConfig {
             protocol,
+            tls_certs_only,
             extra_root_certificates,
             // A monolithic PUT streams a blob in one request; chunked PATCHes cost a round trip
             // per chunk and distribution 2.8 buffers them.
@@ -104,6 +121,10 @@ impl Registry {
             user_agent: concat!("tcdist/", env!("CARGO_PKG_VERSION")),
             ..ClientConfig::default()
         };
+        // ring instead of the client's default aws-lc: aws-lc seeds its RNG from CPU jitter
+        // on first use, ~50 ms of CPU at every process start. Installing fails harmlessly
+        // when a provider is already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::new(config);
         let auth = credentials(args, host)?;
         client.store_auth_if_needed(host, &auth).await;
@@ -275,6 +296,45 @@ fn without_client_digest_check(stream: BlobStream) -> BlobStream {
         .boxed()
 }
 
+/// The system's CA bundle, one file. The client's default loader also scans the hashed
+/// certificate directory (hundreds of files); that cost ~60 ms per process start and dominated
+/// a pull of an installed toolchain, so the single bundle file is read here instead.
+fn system_roots() -> Option<Vec<Certificate>> {
+    let candidates = std::env::var_os("SSL_CERT_FILE")
+        .map(std::path::PathBuf::from)
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(std::path::PathBuf::from),
+        );
+    candidates
+        .filter_map(|path| std::fs::read(path).ok())
+        .map(|pem| split_pem(&pem))
+        .find(|certificates| !certificates.is_empty())
+}
+
+/// Splits a PEM bundle into single certificates (the client converts one PEM block per entry).
+fn split_pem(pem: &[u8]) -> Vec<Certificate> {
+    const END: &str = "-----END CERTIFICATE-----";
+    String::from_utf8_lossy(pem)
+        .split_inclusive(END)
+        .filter_map(|block| {
+            block
+                .find("-----BEGIN CERTIFICATE-----")
+                .map(|start| &block[start..])
+        })
+        .filter(|block| block.ends_with(END))
+        .map(|block| Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: block.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
 fn tracing_note(operation: &str, attempt: u32, detail: &str) {
     if std::env::var_os("TCDIST_DEBUG").is_some() {
         eprintln!("retrying {operation} (attempt {attempt} failed: {detail})");
@@ -433,6 +493,14 @@ fn docker_config_auth(text: &str, host: &str) -> std::result::Result<RegistryAut
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pem_bundles_split_into_single_certificates() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let bundle = format!("# comment\n{one}{one}trailing");
+        assert_eq!(split_pem(bundle.as_bytes()).len(), 2);
+        assert!(split_pem(b"no certificates here").is_empty());
+    }
 
     #[test]
     fn plain_http_only_for_loopback() {
