@@ -88,6 +88,9 @@ for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
         raw = " & ".join(
             f"({' '.join(CURL)} https://{REG}/v2/bench/go/blobs/{d} | zstd -d -q | tar -C {dest} -xf -)" for d in layers)
         record(f"{base_name}: raw curl | zstd -d | tar -x (parallel layers, no checks)", timed_shell(f"set -o pipefail; {raw} & wait"))
+        dest = fresh(f"{base}/tcbench-raw")
+        record(f"{base_name}: raw as above, then sync -f (durable, as tcverify is)",
+               timed_shell(f"set -o pipefail; {raw} & wait; sync -f {dest}"))
         dest = fresh(f"{base}/tcbench-skopeo")
         script = (f"skopeo copy -q --src-cert-dir {env['TCDIST_REGISTRY_CERT_DIR']} --src-authfile {env['REGISTRY_AUTH_FILE']} "
                   f"docker://{ref} oci:{dest}/oci:v1 && "
