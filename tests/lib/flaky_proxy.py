@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""A plain-HTTP proxy on loopback in front of the stack's TLS registry that fails on purpose:
+the first manifest request gets a 503, and the first response of every blob is cut off after
+64 KiB. Used to test retries and Range resumption against the real registry.
+
+usage: flaky_proxy.py PORT_FILE LOG_FILE   (reads TCDIST_REGISTRY, TCDIST_REGISTRY_CA)
+"""
+import http.client
+import http.server
+import os
+import ssl
+import sys
+import threading
+
+UPSTREAM = os.environ["TCDIST_REGISTRY"]
+CONTEXT = ssl.create_default_context(cafile=os.environ["TCDIST_REGISTRY_CA"])
+port_file, log_file = sys.argv[1], sys.argv[2]
+lock = threading.Lock()
+seen = set()
+
+
+def first_time(key):
+    with lock:
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
+
+def log(line):
+    with lock, open(log_file, "a") as f:
+        f.write(line + "\n")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self):
+        self.forward()
+
+    def do_GET(self):
+        self.forward()
+
+    def forward(self):
+        log(f"{self.command} {self.path} range={self.headers.get('Range')}")
+        if "/manifests/" in self.path and first_time(("manifest", self.path)):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            log("injected 503")
+            return
+        upstream = http.client.HTTPSConnection(UPSTREAM, context=CONTEXT)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        upstream.request(self.command, self.path, headers=headers)
+        response = upstream.getresponse()
+        body = response.read()
+        cut = "/blobs/" in self.path and len(body) > (128 << 10) and first_time(("blob", self.path))
+        self.send_response(response.status)
+        for k, v in response.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding"):
+                self.send_header(k, v)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "GET":
+            if cut:
+                self.wfile.write(body[: 64 << 10])
+                self.wfile.flush()
+                log(f"cut {self.path} after 65536 of {len(body)} bytes")
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+with open(port_file, "w") as f:
+    f.write(str(server.server_address[1]))
+server.serve_forever()
