@@ -184,3 +184,32 @@ PY
 	[[ $output == *"removed"*"sha256-0000.linux-amd64.abc123"* ]]
 	[ -z "$(ls -A "$WORK/store/.staging")" ]
 }
+
+@test "tcverify env exports the job environment of a pulled toolchain" {
+	ref=$TCDIST_REGISTRY/toolchains/go:it-goroot
+	root=$("$TCVERIFY" pull "$ref" --store "$WORK/store")
+	run --separate-stderr "$TCVERIFY" env "$ref" --store "$WORK/store"
+	[ "$status" -eq 0 ]
+	[[ $output == *"export X_GO_RUNTIME_ROOT='$root'"* ]]
+	[[ $output == *"export GOTOOLCHAIN='local'"* ]]
+	run bash -c "eval \"\$1\" && command -v go && go env GOROOT" _ "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "$root/bin/go" ]
+	[ "${lines[1]}" = "$root" ]
+	run --separate-stderr "$TCVERIFY" env "$ref" --store "$WORK/store" --format json
+	python3 -c 'import json,sys; assert json.loads(sys.argv[1])["GOROOT"] == sys.argv[2]' "$output" "$root"
+}
+
+@test "tcverify env refuses a job whose GOEXPERIMENT differs from the toolchain's baseline" {
+	ref=$TCDIST_REGISTRY/toolchains/go:it-goroot
+	run --separate-stderr env GOEXPERIMENT=greenteagc "$TCVERIFY" env "$ref" --store "$WORK/store"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *'GOEXPERIMENT mismatch: the job has "greenteagc", the toolchain was built for ""'* ]]
+	[ -z "$output" ]
+}
+
+@test "tcverify env of a release that was never pulled: exit 2 with a hint to pull" {
+	run --separate-stderr "$TCVERIFY" env "$TCDIST_REGISTRY/toolchains/go:never-pulled" --store "$WORK/store"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"run \`tcverify pull"* ]]
+}
