@@ -80,6 +80,15 @@ pub enum Rejection {
         job: String,
         baseline: String,
     },
+    #[error(
+        "{object}: GOEXPERIMENT mismatch: `go env GOEXPERIMENT` reports {reported:?} for the job, \
+         the toolchain was built for {baseline:?}"
+    )]
+    GoexperimentReported {
+        object: String,
+        reported: String,
+        baseline: String,
+    },
     #[error("layer {layer}: {limit} exceeded ({detail})")]
     BudgetExceeded {
         layer: Digest,
@@ -170,7 +179,10 @@ impl Error {
             Error::Store { .. } => Some(
                 "check the store directory (TCVERIFY_STORE): permissions and free space".into(),
             ),
-            Error::Rejected(Rejection::GoexperimentMismatch { baseline, .. }) => Some(format!(
+            Error::Rejected(
+                Rejection::GoexperimentMismatch { baseline, .. }
+                | Rejection::GoexperimentReported { baseline, .. },
+            ) => Some(format!(
                 "set the job's GOEXPERIMENT to {baseline:?} (the toolchain's baseline), or use a \
                  toolchain built for the job's experiments"
             )),

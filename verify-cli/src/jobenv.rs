@@ -36,9 +36,9 @@ pub fn job_environment(
     }
     let reported = reported_goexperiment(root, job_goexperiment)?;
     if reported != metadata.goexperiment {
-        return Err(Rejection::GoexperimentMismatch {
-            object: format!("{object} (as `go env GOEXPERIMENT` reports it)"),
-            job: reported,
+        return Err(Rejection::GoexperimentReported {
+            object,
+            reported,
             baseline: metadata.goexperiment,
         }
         .into());

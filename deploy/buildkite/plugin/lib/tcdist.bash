@@ -74,10 +74,11 @@ tcdist_use_toolchain() {
 		fi
 		# Absolute, so that tcverify calls later in the job find it from any directory.
 		[[ $policy == /* ]] || policy=$PWD/$policy
-		export TCVERIFY_POLICY=$policy
 	fi
 
-	local -a opts=()
+	# `env` runs tcverify with the policy, which the job gets only on success.
+	local -a run=(env) opts=()
+	if [[ -n $policy ]]; then run+=(TCVERIFY_POLICY="$policy"); fi
 	if [[ -n $store ]]; then opts+=(--store "$store"); fi
 	if [[ -n $platform ]]; then opts+=(--platform "$platform"); fi
 
@@ -87,7 +88,7 @@ tcdist_use_toolchain() {
 	fi
 
 	printf 'tcdist: verifying and installing toolchain %s\n' "$ref" >&2
-	_tcdist_run "$tmp/pull" "$tcv" pull --json ${opts[@]+"${opts[@]}"} -- "$ref" || status=$?
+	_tcdist_run "$tmp/pull" "${run[@]}" "$tcv" pull --json ${opts[@]+"${opts[@]}"} -- "$ref" || status=$?
 	if ((status != 0)); then
 		_tcdist_fail_from "$status" "$ref" "$tmp/pull.err"
 		rm -rf -- "$tmp"
@@ -116,7 +117,7 @@ tcdist_use_toolchain() {
 	if [[ -n ${X_GO_RUNTIME_ROOT:-} ]]; then
 		job_path=$(_tcdist_path_without "$X_GO_RUNTIME_ROOT/bin" "$PATH")
 	fi
-	_tcdist_run "$tmp/env" env PATH="$job_path" "$tcv" env --format sh \
+	_tcdist_run "$tmp/env" "${run[@]}" PATH="$job_path" "$tcv" env --format sh \
 		${opts[@]+"${opts[@]}"} -- "$env_ref" || status=$?
 	if ((status != 0)); then
 		_tcdist_fail_from "$status" "$ref" "$tmp/env.err"
@@ -125,17 +126,22 @@ tcdist_use_toolchain() {
 	fi
 	# Only `export NAME='value'` lines (single-quoted, embedded quotes as '\'') are
 	# evaluated; anything else is refused.
-	local q="'" export_re
+	local q="'" export_re bad=""
 	export_re="^export [A-Za-z_][A-Za-z0-9_]*=${q}([^${q}]|${q}\\\\${q}${q})*${q}\$"
 	while IFS= read -r line || [[ -n $line ]]; do
-		if ! [[ $line =~ $export_re ]]; then
-			_tcdist_fail 1 "$ref" other "unexpected output from tcverify env: $line" ""
-			rm -rf -- "$tmp"
-			return 1
-		fi
+		[[ $line =~ $export_re ]] || bad="unexpected output from tcverify env: $line"
 	done <"$tmp/env.out"
+	if [[ -z $bad ]] && ! grep -q "^export GOROOT=" "$tmp/env.out"; then
+		bad="tcverify env printed no GOROOT"
+	fi
+	if [[ -n $bad ]]; then
+		_tcdist_fail 1 "$ref" other "$bad" ""
+		rm -rf -- "$tmp"
+		return 1
+	fi
 	eval "$(<"$tmp/env.out")"
 	rm -rf -- "$tmp"
+	if [[ -n $policy ]]; then export TCVERIFY_POLICY=$policy; fi
 	printf 'tcdist: using toolchain %s%s: GOROOT=%s\n' "$ref" "${digest:+ ($digest)}" "${GOROOT:-}" >&2
 	return 0
 }
