@@ -1,5 +1,6 @@
 //! `distd`: package, publish and (later) serve customized Go toolchains.
 
+mod build;
 mod package;
 mod publish;
 
@@ -28,6 +29,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Patch a Go source tree, build it with make.bash, and write a toolchain tree; prints
+    /// the tree's path last
+    Build(BuildArgs),
     /// Package toolchain trees as one release and push it; prints the index digest last
     Publish(PublishArgs),
 }
@@ -67,6 +71,36 @@ struct PublishArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// The upstream Go root to build from (a release tree with VERSION and src/)
+    #[arg(long, env = "TCDIST_GO_ROOT", value_name = "SRC")]
+    go_root: PathBuf,
+    /// Where to write the toolchain tree (new, empty, or an earlier build's tree)
+    #[arg(long, env = "TCDIST_BUILD_OUT", value_name = "DIR")]
+    out: PathBuf,
+    /// Build settings: KEY=VALUE lines (GOPROXY, GOSUMDB, GOFLAGS, GOPRIVATE, GONOPROXY,
+    /// GONOSUMDB, GOINSECURE, GOVCS for go.env; GOEXPERIMENT, TCDIST_VERSION_SUFFIX,
+    /// TCDIST_NAME)
+    #[arg(long, env = "TCDIST_BUILD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where to copy and build the source (must be new or empty; kept afterwards)
+    #[arg(long, env = "TCDIST_WORK_DIR", value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    /// The patch series to apply (*.patch, in file-name order)
+    #[arg(long, env = "TCDIST_PATCHES", value_name = "DIR", default_value_os_t = build::patches::default_series_dir())]
+    patches: PathBuf,
+    /// The Go root make.bash builds with (default: `go env GOROOT` of the go on PATH)
+    #[arg(long, env = "GOROOT_BOOTSTRAP", value_name = "DIR")]
+    bootstrap: Option<PathBuf>,
+    /// Cache of finished trees (by input digest) and of work dirs
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    cache_dir: PathBuf,
+    /// Neither reuse nor store a cached tree: always run the whole build
+    #[arg(long)]
+    no_cache: bool,
+}
+
 fn default_cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -88,6 +122,7 @@ fn main() -> ExitCode {
         .build()
         .expect("the async runtime starts");
     let result = match cli.command {
+        Command::Build(args) => build_command(args),
         Command::Publish(args) => runtime.block_on(publish_command(args)),
     };
     match result {
@@ -101,6 +136,64 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn build_command(args: BuildArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            build::BuildConfig::parse(&text, &path.display().to_string())?
+        }
+        None => build::BuildConfig::default(),
+    };
+    let absolute = |p: &std::path::Path| std::path::absolute(p).context("resolving a path");
+    let bootstrap = match args.bootstrap {
+        Some(dir) => dir,
+        None => host_goroot()?,
+    };
+    let out = absolute(&args.out)?;
+    let outcome = build::build(&build::BuildRequest {
+        go_root: absolute(&args.go_root)?,
+        out: out.clone(),
+        config,
+        patches_dir: absolute(&args.patches)?,
+        work_dir: args.work_dir.as_deref().map(absolute).transpose()?,
+        bootstrap: absolute(&bootstrap)?,
+        cache_dir: (!args.no_cache).then(|| args.cache_dir.clone()),
+        scratch_dir: args.cache_dir.join("build/work"),
+    })?;
+    eprintln!(
+        "distd: {} {} ({})",
+        if outcome.cached { "reused" } else { "built" },
+        outcome.go_version_line,
+        outcome.input_digest
+    );
+    println!("{}", out.display());
+    Ok(())
+}
+
+/// `go env GOROOT` of the go command on PATH, the default bootstrap toolchain.
+fn host_goroot() -> anyhow::Result<PathBuf> {
+    let output = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .env("GOTOOLCHAIN", "local")
+        .env_remove("X_GO_RUNTIME_ROOT")
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "running `go env GOROOT` for the bootstrap toolchain: {e}; pass --bootstrap"
+            )
+        })?;
+    let root = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || root.is_empty() {
+        anyhow::bail!(
+            "`go env GOROOT` failed ({}); pass --bootstrap",
+            output.status
+        );
+    }
+    Ok(PathBuf::from(root))
 }
 
 async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
