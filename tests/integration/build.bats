@@ -108,6 +108,72 @@ make_module() {
 	[ "$(X_GO_RUNTIME_ROOT=relative/go "$mod/hello")" = "$TREE" ]
 }
 
+@test "X_GO_RUNTIME_ROOT matrix: another version, not a root; go list; go through a symlink or copied" {
+	copy=$WORK/root-copy
+	[ -d "$copy" ] || cp -a "$TREE" "$copy"
+	other=$WORK/root-other-version
+	if [ ! -d "$other" ]; then
+		cp -a "$TREE" "$other"
+		chmod u+w "$other/VERSION"
+		sed -i '1s/.*/go1.25.99/' "$other/VERSION"
+	fi
+	notroot=$WORK/not-a-root
+	mkdir -p "$notroot/src"
+	for bad in "$other" "$notroot"; do
+		X_GO_RUNTIME_ROOT=$bad run --separate-stderr "$TREE/bin/go" env GOROOT
+		[ "$status" -eq 0 ]
+		[ "$output" = "$TREE" ]
+		[ "${#stderr_lines[@]}" -eq 1 ]
+		[[ ${stderr_lines[0]} == "go: ignoring X_GO_RUNTIME_ROOT=$bad: "* ]]
+	done
+
+	run --separate-stderr "$TREE/bin/go" list -f '{{.Dir}}' fmt
+	[ "$output" = "$TREE/src/fmt" ]
+	X_GO_RUNTIME_ROOT=$copy run --separate-stderr "$TREE/bin/go" list -f '{{.Dir}}' fmt
+	[ "$output" = "$copy/src/fmt" ]
+
+	mkdir -p "$WORK/links" "$WORK/copied"
+	ln -sfn "$TREE/bin/go" "$WORK/links/go"
+	cp "$TREE/bin/go" "$WORK/copied/go"
+	[ "$("$WORK/links/go" env GOROOT)" = "$TREE" ]
+	[ "$(X_GO_RUNTIME_ROOT=$copy "$WORK/links/go" env GOROOT)" = "$copy" ]
+	[ "$(X_GO_RUNTIME_ROOT=$copy "$WORK/copied/go" env GOROOT)" = "$copy" ]
+}
+
+@test "go mod download from a local file proxy and a build with the dependency, under the override" {
+	copy=$WORK/root-copy
+	[ -d "$copy" ] || cp -a "$TREE" "$copy"
+	python3 - "$WORK/proxy/example.com/dep/@v" <<-'EOF'
+		import json, os, sys, zipfile
+		d = sys.argv[1]
+		os.makedirs(d, exist_ok=True)
+		mod = "module example.com/dep\n\ngo 1.26\n"
+		open(f"{d}/list", "w").write("v1.0.0\n")
+		open(f"{d}/v1.0.0.info", "w").write(json.dumps({"Version": "v1.0.0", "Time": "2026-01-01T00:00:00Z"}))
+		open(f"{d}/v1.0.0.mod", "w").write(mod)
+		with zipfile.ZipFile(f"{d}/v1.0.0.zip", "w") as z:
+		    z.writestr("example.com/dep@v1.0.0/go.mod", mod)
+		    z.writestr("example.com/dep@v1.0.0/dep.go", "package dep\n\nconst Answer = 42\n")
+	EOF
+	mod=$WORK/mod-proxy
+	mkdir -p "$mod"
+	printf 'module example.com/app\n\ngo 1.26\n\nrequire example.com/dep v1.0.0\n' >"$mod/go.mod"
+	printf 'package main\n\nimport (\n\t"fmt"\n\n\t"example.com/dep"\n)\n\nfunc main() { fmt.Println(dep.Answer) }\n' >"$mod/main.go"
+	export X_GO_RUNTIME_ROOT=$copy GOPROXY=file://$WORK/proxy GOSUMDB=off GOFLAGS=-mod=mod
+	(cd "$mod" && "$TREE/bin/go" mod download example.com/dep && "$TREE/bin/go" build -o app .)
+	[ "$("$mod/app")" = 42 ]
+	[ -f "$GOPATH/pkg/mod/cache/download/example.com/dep/@v/v1.0.0.zip" ]
+}
+
+@test "expensive: upstream's root script tests and the override's own pass on the patched tree" {
+	cd "$TREE/src"
+	run --separate-stderr nice -n 10 "$TREE/bin/go" test cmd/go -run 'Script/goroot' -count=1
+	echo "$output"
+	echo "$stderr" | tail -n 20
+	[ "$status" -eq 0 ]
+	[[ $output == "ok"*"cmd/go"* ]]
+}
+
 @test "TOOLCHAIN.json records the version, the patch series with digests and the source" {
 	python3 - "$TREE/TOOLCHAIN.json" "$TCDIST_TOP/distd/patches/go1.26" "$GO_SRC/VERSION" <<-'EOF'
 		import hashlib, json, os, sys
@@ -166,5 +232,9 @@ make_module() {
 	grep -q '\[make.bash\]' "$WORK/build2.log"
 	diff -r "$TREE" "$WORK/tree2"
 	diff <(cd "$TREE" && find . -printf '%p %y %m\n' | sort) <(cd "$WORK/tree2" && find . -printf '%p %y %m\n' | sort)
+	# And so the same release digest.
+	first=$("$DISTD" publish "$TREE" --oci-layout "$WORK/layout1" | tail -n1)
+	second=$("$DISTD" publish "$WORK/tree2" --oci-layout "$WORK/layout2" | tail -n1)
+	[ "$first" = "$second" ]
 	rm -rf "$WORK/work2"
 }
