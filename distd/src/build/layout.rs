@@ -102,11 +102,7 @@ pub fn write_tree(
 ) -> Result<usize> {
     std::fs::create_dir(dest).with_context(|| format!("creating {}", dest.display()))?;
     let mut files = 0;
-    let walker = walkdir::WalkDir::new(built)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name();
-    for item in walker {
+    for item in crate::package::tree::sorted_walk(built) {
         let item = item.with_context(|| format!("reading {}", built.display()))?;
         let rel_path = item.path().strip_prefix(built).expect("walk stays in root");
         let Some(rel) = rel_path.to_str() else {

@@ -72,14 +72,7 @@ fn walk_source(src: &Path, dest: Option<&Path>) -> Result<Digest> {
         std::fs::create_dir(dest).with_context(|| format!("creating {}", dest.display()))?;
     }
     let mut listing = String::new();
-    let walker = walkdir::WalkDir::new(src)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by(|a, b| {
-            a.file_name()
-                .as_encoded_bytes()
-                .cmp(b.file_name().as_encoded_bytes())
-        })
+    let walker = crate::package::tree::sorted_walk(src)
         .into_iter()
         .filter_entry(|e| {
             e.path()

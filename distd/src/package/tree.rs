@@ -53,15 +53,7 @@ impl TreeEntry {
 /// leave the toolchain root.
 pub fn read_tree(tree: &Path) -> Result<Vec<TreeEntry>> {
     let mut entries = Vec::new();
-    let walker = walkdir::WalkDir::new(tree)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by(|a, b| {
-            a.file_name()
-                .as_encoded_bytes()
-                .cmp(b.file_name().as_encoded_bytes())
-        });
-    for item in walker {
+    for item in sorted_walk(tree) {
         let item = item.with_context(|| format!("reading tree {}", tree.display()))?;
         let rel_path = item
             .path()
@@ -118,6 +110,19 @@ pub fn read_tree(tree: &Path) -> Result<Vec<TreeEntry>> {
         });
     }
     Ok(entries)
+}
+
+/// A walk below `root` in release order: depth first, siblings sorted bytewise, symlinks not
+/// followed. Everything that digests or archives a tree walks it this way.
+pub fn sorted_walk(root: &Path) -> walkdir::WalkDir {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| {
+            a.file_name()
+                .as_encoded_bytes()
+                .cmp(b.file_name().as_encoded_bytes())
+        })
 }
 
 /// Adds a generated file, keeping the order `read_tree` uses.
