@@ -30,6 +30,15 @@ setup() {
 	export GOTOOLCHAIN=local GOPROXY=off GOCACHE=$WORK/gocache GOPATH=$WORK/gopath
 }
 
+# assert_override_ignored VALUE: go warns once about X_GO_RUNTIME_ROOT=VALUE and uses its own root.
+assert_override_ignored() {
+	X_GO_RUNTIME_ROOT=$1 run --separate-stderr "$TREE/bin/go" env GOROOT
+	[ "$status" -eq 0 ]
+	[ "$output" = "$TREE" ]
+	[ "${#stderr_lines[@]}" -eq 1 ]
+	[[ ${stderr_lines[0]} == "go: ignoring X_GO_RUNTIME_ROOT=$1: "* ]]
+}
+
 # A module whose go.mod has go and toolchain lines, and a main that prints runtime.GOROOT().
 make_module() {
 	local dir=$1 toolchain=$2
@@ -88,11 +97,7 @@ make_module() {
 	[ -z "$stderr" ]
 
 	for bad in "$WORK/no-such-root" "relative/go"; do
-		X_GO_RUNTIME_ROOT=$bad run --separate-stderr "$TREE/bin/go" env GOROOT
-		[ "$status" -eq 0 ]
-		[ "$output" = "$TREE" ]
-		[ "${#stderr_lines[@]}" -eq 1 ]
-		[[ ${stderr_lines[0]} == "go: ignoring X_GO_RUNTIME_ROOT=$bad: "* ]]
+		assert_override_ignored "$bad"
 	done
 }
 
@@ -120,11 +125,7 @@ make_module() {
 	notroot=$WORK/not-a-root
 	mkdir -p "$notroot/src"
 	for bad in "$other" "$notroot"; do
-		X_GO_RUNTIME_ROOT=$bad run --separate-stderr "$TREE/bin/go" env GOROOT
-		[ "$status" -eq 0 ]
-		[ "$output" = "$TREE" ]
-		[ "${#stderr_lines[@]}" -eq 1 ]
-		[[ ${stderr_lines[0]} == "go: ignoring X_GO_RUNTIME_ROOT=$bad: "* ]]
+		assert_override_ignored "$bad"
 	done
 
 	run --separate-stderr "$TREE/bin/go" list -f '{{.Dir}}' fmt
