@@ -3,6 +3,7 @@
 mod build;
 mod package;
 mod publish;
+mod sign;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +33,71 @@ enum Command {
     /// Patch a Go source tree, build it with make.bash, and write a toolchain tree; prints
     /// the tree's path last
     Build(BuildArgs),
-    /// Package toolchain trees as one release and push it; prints the index digest last
+    /// Package toolchain trees as one release, push, sign and verify it; prints the index
+    /// digest last
     Publish(PublishArgs),
+    /// Sign a release that is already published (the tag is left alone); prints the index
+    /// digest last
+    Sign(SignArgs),
+}
+
+#[derive(Args, Debug)]
+struct SignArgs {
+    /// The release: REGISTRY/REPOSITORY[:TAG][@DIGEST] or oci-layout:PATH[:TAG]
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// The repository named in the signed statement, for an OCI layout
+    #[arg(long, env = "TCDIST_REPOSITORY", value_name = "NAME")]
+    repository: Option<String>,
+    #[command(flatten)]
+    signing: SigningArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Who signs and how; shared by `publish` and `sign`.
+#[derive(Args, Debug)]
+struct SigningArgs {
+    /// The SPIFFE ID this signer signs as; an SVID for any other ID is refused
+    #[arg(long, env = "TCDIST_SIGNER_ID", value_name = "SPIFFE_ID")]
+    signer_id: Option<String>,
+    /// The SPIFFE Workload API (the SPIRE agent's socket) to fetch the SVID from
+    #[arg(long, env = "SPIFFE_ENDPOINT_SOCKET", value_name = "unix:///PATH")]
+    spiffe_endpoint_socket: Option<String>,
+    /// Sign offline with this SVID certificate (PEM, leaf first) instead of the Workload API
+    #[arg(
+        long,
+        env = "TCDIST_SVID_CERT",
+        value_name = "FILE",
+        requires = "svid_key"
+    )]
+    svid_cert: Option<PathBuf>,
+    /// The SVID's private key (PEM, PKCS#8)
+    #[arg(
+        long,
+        env = "TCDIST_SVID_KEY",
+        value_name = "FILE",
+        requires = "svid_cert"
+    )]
+    svid_key: Option<PathBuf>,
+    /// The trust domain's CA certificates (PEM), to check the signed release
+    #[arg(long, env = "TCDIST_SVID_BUNDLE", value_name = "FILE")]
+    svid_bundle: Option<PathBuf>,
+    /// The RFC 3161 timestamp authority (base URL of sigstore timestamp-authority, or the full
+    /// endpoint)
+    #[arg(long, env = "TCDIST_TSA_URL", value_name = "URL")]
+    tsa_url: Option<String>,
+    /// The timestamp authority's certificate chain (PEM, leaf first)
+    #[arg(long, env = "TCDIST_TSA_CHAIN", value_name = "FILE")]
+    tsa_chain: Option<PathBuf>,
+    /// Refuse an SVID that expires sooner than this (seconds)
+    #[arg(
+        long,
+        env = "TCDIST_MIN_SVID_LIFETIME",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    min_svid_lifetime: u64,
 }
 
 #[derive(Args, Debug)]
@@ -64,9 +128,14 @@ struct PublishArgs {
         default_value_t = 0
     )]
     source_date_epoch: u64,
+    /// The repository named in the signed statement, when publishing only to an OCI layout
+    #[arg(long, env = "TCDIST_REPOSITORY", value_name = "NAME")]
+    repository: Option<String>,
     /// Cache of packaged layers, so republishing an unchanged tree is cheap
     #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
     cache_dir: PathBuf,
+    #[command(flatten)]
+    signing: SigningArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -124,6 +193,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build_command(args),
         Command::Publish(args) => runtime.block_on(publish_command(args)),
+        Command::Sign(args) => runtime.block_on(sign_command(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -237,8 +307,77 @@ async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
         },
         cache_dir: args.cache_dir,
         registry: args.registry,
+        repository: args.repository,
+        signing: args.signing.into_signing()?,
     })
     .await?;
     println!("{digest}");
     Ok(())
+}
+
+async fn sign_command(args: SignArgs) -> anyhow::Result<()> {
+    let reference = ReleaseRef::parse(&args.reference)?;
+    let digest = publish::sign_existing(
+        &reference,
+        args.repository.as_deref(),
+        &args.signing.into_signing()?,
+        &args.registry,
+    )
+    .await?;
+    println!("{digest}");
+    Ok(())
+}
+
+impl SigningArgs {
+    /// Checks the signing settings hang together; every missing piece is a usage error that
+    /// names its flag and variable.
+    fn into_signing(self) -> anyhow::Result<publish::Signing> {
+        use tcverify::Error;
+        let missing = |what: &str, flag: &str, var: &str| {
+            Error::usage_with_hint(
+                format!("{what} is not set: releases are always signed"),
+                format!("pass {flag} or set {var} (the local stack's stack.env sets it)"),
+            )
+        };
+        let signer_id = self
+            .signer_id
+            .ok_or_else(|| missing("the signer's SPIFFE ID", "--signer-id", "TCDIST_SIGNER_ID"))?;
+        let signer = tcverify::spiffe_id::SpiffeId::parse(&signer_id)
+            .map_err(|e| Error::usage(format!("--signer-id {signer_id:?}: {e}")))?;
+        let source = match (self.svid_cert, self.svid_key) {
+            (Some(certificate), Some(key)) => sign::svid::SvidSource::Files {
+                certificate,
+                key,
+                bundle: self.svid_bundle,
+            },
+            _ => sign::svid::SvidSource::WorkloadApi {
+                endpoint: self.spiffe_endpoint_socket.ok_or_else(|| {
+                    missing(
+                        "the SPIFFE Workload API socket",
+                        "--spiffe-endpoint-socket (or --svid-cert/--svid-key)",
+                        "SPIFFE_ENDPOINT_SOCKET",
+                    )
+                })?,
+            },
+        };
+        let tsa_url = self
+            .tsa_url
+            .ok_or_else(|| missing("the timestamp authority", "--tsa-url", "TCDIST_TSA_URL"))?;
+        let tsa_chain = self.tsa_chain.ok_or_else(|| {
+            missing(
+                "the timestamp authority's chain",
+                "--tsa-chain",
+                "TCDIST_TSA_CHAIN",
+            )
+        })?;
+        Ok(publish::Signing {
+            signer: sign::Signer {
+                source,
+                signer,
+                min_lifetime: std::time::Duration::from_secs(self.min_svid_lifetime),
+                tsa: sign::tsa::TimestampAuthority::new(&tsa_url)?,
+            },
+            tsa_chain,
+        })
+    }
 }

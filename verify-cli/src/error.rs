@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::digest::Digest;
+use crate::verify::rules::SignatureFailure;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -95,6 +96,26 @@ pub enum Rejection {
         limit: &'static str,
         detail: String,
     },
+    /// No signature of the release meets every rule; one failure per signature examined.
+    #[error("release {index}: {}", describe_failures(failures))]
+    Signature {
+        index: Digest,
+        failures: Vec<SignatureFailure>,
+    },
+}
+
+fn describe_failures(failures: &[SignatureFailure]) -> String {
+    match failures {
+        [one] => one.to_string(),
+        many => format!(
+            "no signature is acceptable: {}",
+            many.iter()
+                .enumerate()
+                .map(|(n, f)| format!("({}) {f}", n + 1))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
 }
 
 /// The extraction rules (see docs/architecture.md, "Extraction").
@@ -196,6 +217,21 @@ impl Error {
 }
 
 impl Rejection {
+    /// The rule that refused the release, for the audit log and `--json`.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Rejection::DigestMismatch { .. } | Rejection::SizeMismatch { .. } => "digest-binding",
+            Rejection::Malformed { .. } => "structure",
+            Rejection::UnsafeEntry { .. } | Rejection::BudgetExceeded { .. } => "extraction",
+            Rejection::GoexperimentMismatch { .. } | Rejection::GoexperimentReported { .. } => {
+                "goexperiment"
+            }
+            Rejection::Signature { failures, .. } => failures
+                .first()
+                .map_or("signature-present", |failure| failure.rule.name()),
+        }
+    }
+
     pub fn malformed(object: impl Into<String>, reason: impl Into<String>) -> Self {
         Rejection::Malformed {
             object: object.into(),

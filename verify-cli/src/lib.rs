@@ -1,6 +1,8 @@
 //! tcverify's core: resolve a toolchain release, verify it, fetch and extract it into a local
 //! content-addressed store. `distd` uses the same core to check what it publishes.
 
+pub mod attachments;
+pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod fetch;
@@ -13,7 +15,9 @@ pub mod release;
 pub mod report;
 pub mod resolve;
 pub mod source;
+pub mod spiffe_id;
 pub mod store;
+pub mod trust;
 pub mod verify;
 
 pub use digest::Digest;

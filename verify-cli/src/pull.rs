@@ -41,7 +41,7 @@ pub async fn verify_release(
     let source = ReleaseSource::open(reference, options.registry).await?;
     let release = resolve(&source, &reference.to_string(), &options.platform).await?;
     reporter.step(&format!("verifying {}", release.index_digest));
-    let verified = verifier.verify(release)?;
+    let verified = verifier.verify(&source, release).await?;
     Ok((source, verified))
 }
 

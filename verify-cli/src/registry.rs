@@ -155,6 +155,46 @@ impl Registry {
         Ok((bytes.clone(), Digest::of(&bytes)))
     }
 
+    /// Like [`Registry::manifest`], but a missing manifest is `None`.
+    pub async fn optional_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<(Bytes, Digest)>> {
+        match self.manifest(reference).await {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The referrers of `reference` (which names a digest) of `artifact_type`: the registry's
+    /// referrers API, or the referrers tag where the registry has none. The client returns an
+    /// empty list when neither answers, so callers must treat "none" as "none found", not as
+    /// proof of absence.
+    pub async fn referrers(
+        &self,
+        reference: &Reference,
+        artifact_type: &str,
+    ) -> Result<Vec<Descriptor>> {
+        let index = self
+            .retry(
+                &format!("listing referrers of {}", reference.whole()),
+                || self.client.pull_referrers(reference, Some(artifact_type)),
+            )
+            .await?;
+        // Re-read the client's index through our own types, which validate digests.
+        let bytes = serde_json::to_vec(&index.manifests).map_err(|e| Error::Unavailable {
+            operation: format!("listing referrers of {}", reference.whole()),
+            attempts: 1,
+            detail: e.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Unavailable {
+            operation: format!("listing referrers of {}", reference.whole()),
+            attempts: 1,
+            detail: format!("registry sent a bad referrers index: {e}"),
+        })
+    }
+
     /// Whether the registry holds a manifest for `reference`, and its digest.
     pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
         let result = self
@@ -227,6 +267,20 @@ impl Registry {
             self.client
                 .push_blob_stream(reference, stream, &digest, Some(descriptor.size))
                 .await
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Uploads a small in-memory blob (signatures, configs) unless the registry has it.
+    pub async fn push_blob_bytes(&self, reference: &Reference, bytes: &Bytes) -> Result<()> {
+        let digest = Digest::of(bytes);
+        if self.blob_exists(reference, &digest).await? {
+            return Ok(());
+        }
+        let digest = digest.to_string();
+        self.retry(&format!("uploading blob {digest}"), || {
+            self.client.push_blob(reference, bytes.clone(), &digest)
         })
         .await
         .map(drop)

@@ -74,6 +74,9 @@ pub struct Descriptor {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// Set on descriptors of artifacts (signatures) in a referrers index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -85,6 +88,7 @@ impl Descriptor {
             digest,
             size,
             platform: None,
+            artifact_type: None,
             annotations: BTreeMap::new(),
         }
     }

@@ -64,6 +64,87 @@ impl ReleaseSource {
         Ok((bytes, digest))
     }
 
+    /// The repository path the reference names, when it has one (an OCI layout has none; its
+    /// repository comes from the signed statement).
+    pub fn repository(&self) -> Option<&str> {
+        match self {
+            ReleaseSource::Registry { reference, .. } => Some(&reference.repository),
+            ReleaseSource::Layout(_) => None,
+        }
+    }
+
+    /// Referrer manifests of `subject` with `artifact_type`, from the registry's referrers API
+    /// or the referrers tag (in a layout: the index entry named by the referrers tag).
+    pub async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: &str,
+    ) -> Result<Vec<Descriptor>> {
+        let listed = match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => {
+                registry
+                    .referrers(&reference.with_digest(subject), artifact_type)
+                    .await?
+            }
+            ReleaseSource::Layout(_) => {
+                let tag = crate::attachments::referrers_tag(subject);
+                match self.tagged(&tag).await? {
+                    Some((bytes, _)) => {
+                        let index: ImageIndex =
+                            parse_document(&format!("referrers tag {tag}"), &bytes).map_err(
+                                |reason| {
+                                    Rejection::malformed(format!("referrers tag {tag}"), reason)
+                                },
+                            )?;
+                        index.manifests
+                    }
+                    None => Vec::new(),
+                }
+            }
+        };
+        Ok(listed
+            .into_iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+            .collect())
+    }
+
+    /// The manifest a tag names in the reference's repository, or `None` when there is no
+    /// such tag.
+    pub async fn tagged(&self, tag: &str) -> Result<Option<(Bytes, Digest)>> {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => registry.optional_manifest(&reference.with_tag(tag)).await,
+            ReleaseSource::Layout(layout) => {
+                let tagged = LayoutRef {
+                    path: layout.path.clone(),
+                    tag: Some(tag.to_owned()),
+                    digest: None,
+                };
+                let digest = match self.layout_top_digest(&tagged).await {
+                    Ok(digest) => digest,
+                    Err(Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let bytes = self.layout_blob(layout, &digest).await?;
+                let actual = Digest::of(&bytes);
+                if actual != digest {
+                    return Err(Rejection::DigestMismatch {
+                        object: format!("tag {tag}"),
+                        expected: digest,
+                        actual,
+                    }
+                    .into());
+                }
+                Ok(Some((bytes, digest)))
+            }
+        }
+    }
+
     /// A manifest or config named by `descriptor`, checked against its size and digest.
     pub async fn fetch_document(&self, what: &str, descriptor: &Descriptor) -> Result<Bytes> {
         if descriptor.size > MAX_DOCUMENT_BYTES {

@@ -33,19 +33,7 @@ pub fn write(
         copy_blob(cache, blob, &blobs_dir.join(blob.digest.hex()))?;
     }
 
-    let index_path = layout.join("index.json");
-    let mut index = match std::fs::read(&index_path) {
-        Ok(bytes) => parse_document::<ImageIndex>("index.json", &bytes)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("reading {}", index_path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ImageIndex {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_INDEX.into(),
-            manifests: Vec::new(),
-            annotations: Default::default(),
-        },
-        Err(e) => return Err(e).with_context(|| format!("reading {}", index_path.display())),
-    };
+    let mut index = read_index(layout)?;
     let mut entry = Descriptor::new(
         MEDIA_TYPE_INDEX,
         release.index.digest.clone(),
@@ -63,11 +51,32 @@ pub fn write(
         !same_tag && *d != entry
     });
     index.manifests.push(entry);
+    write_index(layout, &index)
+}
+
+/// The layout's `index.json`, or an empty index for a new layout.
+pub fn read_index(layout: &Path) -> Result<ImageIndex> {
+    let index_path = layout.join("index.json");
+    match std::fs::read(&index_path) {
+        Ok(bytes) => parse_document::<ImageIndex>("index.json", &bytes)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("reading {}", index_path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageIndex {
+            schema_version: 2,
+            media_type: MEDIA_TYPE_INDEX.into(),
+            manifests: Vec::new(),
+            annotations: Default::default(),
+        }),
+        Err(e) => Err(e).with_context(|| format!("reading {}", index_path.display())),
+    }
+}
+
+/// Replaces `index.json` atomically.
+pub fn write_index(layout: &Path, index: &ImageIndex) -> Result<()> {
+    let index_path = layout.join("index.json");
     let temp = layout.join("index.json.tmp");
-    std::fs::write(&temp, serde_json::to_vec_pretty(&index)?)?;
-    std::fs::rename(&temp, &index_path)
-        .with_context(|| format!("writing {}", index_path.display()))?;
-    Ok(())
+    std::fs::write(&temp, serde_json::to_vec_pretty(index)?)?;
+    std::fs::rename(&temp, &index_path).with_context(|| format!("writing {}", index_path.display()))
 }
 
 /// Hard-links the cached blob when possible (same file system), copies otherwise.

@@ -1,6 +1,7 @@
 //! Pushes a packaged release to a registry: blobs the registry lacks (in parallel, streamed
-//! from the cache), then manifests, then the index, then the tag — so the tag never names
-//! something incomplete. Whatever the registry already holds is skipped.
+//! from the cache), then manifests, then the index. The tag is moved separately, after the
+//! release is signed, so a tag never names something incomplete or unsigned. Whatever the
+//! registry already holds is skipped.
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -19,7 +20,6 @@ const UPLOAD_JOBS: usize = 4;
 pub struct PushSummary {
     pub blobs_uploaded: usize,
     pub blobs_present: usize,
-    pub tag_moved: bool,
 }
 
 pub async fn push(
@@ -34,10 +34,9 @@ pub async fn push(
         .buffer_unordered(UPLOAD_JOBS)
         .try_collect()
         .await?;
-    let mut summary = PushSummary {
+    let summary = PushSummary {
         blobs_uploaded: uploaded.iter().filter(|u| **u).count(),
         blobs_present: uploaded.iter().filter(|u| !**u).count(),
-        tag_moved: false,
     };
     for image in &release.images {
         push_document(
@@ -50,17 +49,28 @@ pub async fn push(
         .await?;
     }
     push_document(registry, reference, &release.index, MEDIA_TYPE_INDEX, cache).await?;
-    if let Some(tag) = &reference.tag {
-        let tagged = reference.with_tag(tag);
-        if registry.manifest_digest(&tagged).await? != Some(release.index.digest.clone()) {
-            let bytes = read_blob(cache, &release.index)?;
-            registry
-                .push_manifest(&tagged, &bytes, MEDIA_TYPE_INDEX)
-                .await?;
-            summary.tag_moved = true;
-        }
-    }
     Ok(summary)
+}
+
+/// Points the reference's tag at the release index; returns whether it moved.
+pub async fn move_tag(
+    registry: &Registry,
+    reference: &RegistryRef,
+    release: &PackagedRelease,
+    cache: &BlobCache,
+) -> Result<bool> {
+    let Some(tag) = &reference.tag else {
+        return Ok(false);
+    };
+    let tagged = reference.with_tag(tag);
+    if registry.manifest_digest(&tagged).await? == Some(release.index.digest.clone()) {
+        return Ok(false);
+    }
+    let bytes = read_blob(cache, &release.index)?;
+    registry
+        .push_manifest(&tagged, &bytes, MEDIA_TYPE_INDEX)
+        .await?;
+    Ok(true)
 }
 
 /// Uploads one blob unless the registry has it; returns whether it uploaded.

@@ -29,6 +29,25 @@ pub enum Command {
     Ls(StoreArgs),
     /// Remove leftovers of interrupted pulls and, optionally, long-unused toolchains
     Gc(GcArgs),
+    /// Work with policy files
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Load a policy file and its trust material; report every error with line and column
+    Check(PolicyCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyCheckArgs {
+    /// The policy file (TOML; see docs/policy.md)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +68,12 @@ pub struct ReleaseArgs {
     /// The platform to install (default: this host's)
     #[arg(long, env = "TCVERIFY_PLATFORM", value_name = "OS/ARCH", default_value_t = Platform::host())]
     pub platform: Platform,
+    /// The policy: which signers are allowed per repository, and the trust material
+    #[arg(long, env = "TCVERIFY_POLICY", value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Append one JSON audit record per decision to FILE (`-` for stderr)
+    #[arg(long, env = "TCVERIFY_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

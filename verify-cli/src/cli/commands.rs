@@ -11,7 +11,10 @@ use tcverify::store::Store;
 use tcverify::store::extract::ExtractBudget;
 use tcverify::verify::Verifier;
 
-use super::args::{EnvArgs, GcArgs, PullArgs, StoreArgs, VerifyArgs};
+use tcverify::audit::AuditLog;
+use tcverify::verify::policy::{Policy, check_policy_file};
+
+use super::args::{EnvArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs, VerifyArgs};
 use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
@@ -26,15 +29,23 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         platform: args.release.platform.clone(),
         jobs: args.jobs,
     };
+    let verifier = Verifier::new(load_policy(&args.release)?, budget);
     let outcome = pull(
         &reference,
         &options,
-        &Verifier::new(budget),
+        &verifier,
         &store,
         &Progress::for_stderr(),
     )
-    .await?;
+    .await;
+    audit(
+        &args.release,
+        &reference,
+        outcome.as_ref().map(|o| &o.report),
+    )?;
+    let outcome = outcome?;
     if args.store.json {
+        let signature = &outcome.report.signature;
         let output = json!({
             "digest": outcome.report.index_digest,
             "root": outcome.entry.root,
@@ -42,7 +53,12 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
             "manifest_digest": outcome.report.manifest_digest,
             "platform": outcome.report.platform.to_string(),
             "downloaded": outcome.downloaded,
-            "verified": { "checks": outcome.report.checks },
+            "signer": signature.signer,
+            "signed_at": signature.signed_at,
+            "verified": {
+                "checks": outcome.report.checks,
+                "signature": signature,
+            },
         });
         println!("{output}");
     } else {
@@ -58,9 +74,14 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         platform: args.release.platform.clone(),
         jobs: 1,
     };
-    let verifier = Verifier::new(ExtractBudget::default());
-    let (_, verified) =
-        verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await?;
+    let verifier = Verifier::new(load_policy(&args.release)?, ExtractBudget::default());
+    let outcome = verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await;
+    audit(
+        &args.release,
+        &reference,
+        outcome.as_ref().map(|(_, verified)| verified.report()),
+    )?;
+    let (_, verified) = outcome?;
     let report = verified.report();
     if args.json {
         println!(
@@ -69,10 +90,12 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         );
     } else {
         println!(
-            "{} {} verified: {}",
+            "{} {} verified: {}; signed by {} at {}",
             report.index_digest,
             report.platform,
-            report.checks.join(", ")
+            report.checks.join(", "),
+            report.signature.signer,
+            report.signature.signed_at
         );
     }
     Ok(())
@@ -152,4 +175,43 @@ pub fn env_command(args: EnvArgs) -> Result<()> {
         print!("{}", environment.to_shell());
     }
     Ok(())
+}
+
+pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {
+    let summary = check_policy_file(&args.file).map_err(policy_error)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("summaries serialise")
+        );
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+/// The policy is required: nothing unsigned is accepted, and signatures mean nothing without
+/// a policy that says whose.
+fn load_policy(args: &ReleaseArgs) -> Result<Policy> {
+    let path = args.policy.as_ref().ok_or_else(|| {
+        Error::usage_with_hint(
+            "no policy is configured, so no signer can be trusted",
+            "pass --policy FILE or set TCVERIFY_POLICY (see docs/policy.md; the local stack's \
+             stack.env sets it)",
+        )
+    })?;
+    Policy::load(path).map_err(policy_error)
+}
+
+fn policy_error(error: tcverify::verify::policy::PolicyError) -> Error {
+    let hint = error.hint();
+    Error::usage_with_hint(error.to_string(), hint)
+}
+
+fn audit(
+    args: &ReleaseArgs,
+    reference: &ReleaseRef,
+    outcome: std::result::Result<&tcverify::verify::VerificationReport, &Error>,
+) -> Result<()> {
+    AuditLog::from_setting(args.audit_log.as_deref()).record(&reference.to_string(), outcome)
 }

@@ -1,7 +1,13 @@
 //! Verification: the rules a release must meet before anything of it is extracted.
 //! `pipeline` runs the stages in order and is the only place a [`Verified`] value is made.
 
+pub mod discover;
 pub mod pipeline;
+pub mod policy;
+pub mod rules;
+pub mod signature;
 pub mod structure;
+pub mod svid;
+pub mod timestamp;
 
 pub use pipeline::{VerificationReport, Verified, Verifier};

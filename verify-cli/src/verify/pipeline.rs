@@ -1,10 +1,12 @@
 //! The verification pipeline: stages run in a fixed order on a resolved release, and only when
 //! all pass is a [`Verified`] value made. Extraction takes only `Verified` releases.
 //!
-//! Stages today: (1) digest binding — every document was fetched by the digest that names it
-//! (enforced by `source`/`resolve` and recorded here); (2) structure — the parts agree.
-//! Layer bytes are checked against their digests while streaming, before the store accepts
-//! them. Signature, identity, transparency-log and rollback stages slot in after (2).
+//! Stages: (1) digest binding — every document was fetched by the digest that names it
+//! (enforced by `source`/`resolve` and recorded here); (2) structure — the parts agree;
+//! (3) signature — a signature by an SVID the policy allows for the repository, at a proven
+//! time, over a payload naming this index (see `signature`). Layer bytes are checked against
+//! their digests while streaming, before the store accepts them. Transparency-log and
+//! rollback stages slot in after (3).
 
 use serde::Serialize;
 
@@ -12,7 +14,10 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::platform::Platform;
 use crate::resolve::ResolvedRelease;
+use crate::source::ReleaseSource;
 use crate::store::extract::ExtractBudget;
+use crate::verify::policy::Policy;
+use crate::verify::signature::{self, SignatureVerdict};
 use crate::verify::structure;
 
 /// A value that passed every verification stage. Its field is private and it is made only by
@@ -41,30 +46,42 @@ pub struct VerificationReport {
     pub platform: Platform,
     /// The stages that passed, in order.
     pub checks: Vec<&'static str>,
+    /// The signature that was accepted: signer, proven time, where it was found.
+    pub signature: SignatureVerdict,
 }
 
+/// Built once from the policy (and its trust material); verifies any number of releases.
 pub struct Verifier {
+    policy: Policy,
     budget: ExtractBudget,
 }
 
 impl Verifier {
-    pub fn new(budget: ExtractBudget) -> Self {
-        Self { budget }
+    pub fn new(policy: Policy, budget: ExtractBudget) -> Self {
+        Self { policy, budget }
     }
 
     pub fn budget(&self) -> &ExtractBudget {
         &self.budget
     }
 
-    pub fn verify(&self, release: ResolvedRelease) -> Result<Verified<ResolvedRelease>> {
+    /// Runs every stage on `release`, fetching its signatures from `source`.
+    pub async fn verify(
+        &self,
+        source: &ReleaseSource,
+        release: ResolvedRelease,
+    ) -> Result<Verified<ResolvedRelease>> {
         let mut checks = vec!["digest-binding"];
         structure::check(&release, &self.budget)?;
         checks.push("structure");
+        let signature = signature::check(source, &release.index_digest, &self.policy).await?;
+        checks.push("signature");
         let report = VerificationReport {
             index_digest: release.index_digest.clone(),
             manifest_digest: release.manifest_descriptor.digest.clone(),
             platform: release.platform.clone(),
             checks,
+            signature,
         };
         Ok(Verified {
             value: release,

@@ -1,0 +1,265 @@
+//! Attaches signatures to a published release, in a registry or an OCI layout: the Sigstore
+//! bundle as an OCI 1.1 referrer (listed under the referrers tag, since registries such as
+//! distribution 2.8 have no referrers API), and cosign's `.sig` tag. Existing signatures are
+//! kept: a new one is added beside them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use bytes::Bytes;
+use tcverify::Digest;
+use tcverify::attachments::{
+    ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE_TYPE, ANNOTATION_COSIGN_CERTIFICATE,
+    ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE, ANNOTATION_COSIGN_TIMESTAMP,
+    ArtifactManifest, EMPTY_CONFIG, MEDIA_TYPE_BUNDLE, MEDIA_TYPE_SIMPLE_SIGNING,
+    RELEASE_PREDICATE_TYPE, cosign_signature_tag, empty_config_descriptor, referrers_index,
+    referrers_tag,
+};
+use tcverify::reference::RegistryRef;
+use tcverify::registry::Registry;
+use tcverify::release::{
+    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST, parse_document,
+};
+
+use crate::sign::ReleaseSignatures;
+
+/// Where the release lives, and so where its signatures go.
+pub enum Target<'a> {
+    Registry {
+        registry: &'a Registry,
+        reference: &'a RegistryRef,
+    },
+    Layout(PathBuf),
+}
+
+/// Attaches both encodings of `signatures` to the release whose index is `subject`.
+pub async fn attach(
+    target: &Target<'_>,
+    subject: &Descriptor,
+    signatures: &ReleaseSignatures,
+) -> Result<()> {
+    attach_bundle(target, subject, &signatures.bundle_json).await?;
+    attach_cosign(target, &subject.digest, signatures).await
+}
+
+async fn attach_bundle(
+    target: &Target<'_>,
+    subject: &Descriptor,
+    bundle_json: &[u8],
+) -> Result<()> {
+    let bundle = target.put_blob(MEDIA_TYPE_BUNDLE, bundle_json).await?;
+    let config = target
+        .put_blob(&empty_config_descriptor().media_type, EMPTY_CONFIG)
+        .await?;
+    let annotations = BTreeMap::from([
+        (
+            ANNOTATION_BUNDLE_CONTENT.to_owned(),
+            "dsse-envelope".to_owned(),
+        ),
+        (
+            ANNOTATION_BUNDLE_PREDICATE_TYPE.to_owned(),
+            RELEASE_PREDICATE_TYPE.to_owned(),
+        ),
+    ]);
+    let mut manifest = ArtifactManifest::new(config, vec![bundle]);
+    manifest.artifact_type = Some(MEDIA_TYPE_BUNDLE.into());
+    manifest.subject = Some(Descriptor::new(
+        &subject.media_type,
+        subject.digest.clone(),
+        subject.size,
+    ));
+    manifest.annotations = annotations.clone();
+    let bytes = serde_json::to_vec(&manifest)?;
+    let mut listed = target.put_manifest(&bytes).await?;
+    listed.artifact_type = Some(MEDIA_TYPE_BUNDLE.into());
+    listed.annotations = annotations;
+
+    let tag = referrers_tag(&subject.digest);
+    let mut index = match target.get_tag(&tag).await? {
+        Some(bytes) => parse_document::<ImageIndex>(&format!("referrers tag {tag}"), &bytes)
+            .unwrap_or_else(|_| referrers_index(Vec::new())),
+        None => referrers_index(Vec::new()),
+    };
+    if !index.manifests.iter().any(|d| d.digest == listed.digest) {
+        index.manifests.push(listed);
+    }
+    target
+        .set_tag(&tag, &serde_json::to_vec(&index)?, MEDIA_TYPE_INDEX)
+        .await
+}
+
+/// cosign keeps one manifest per signed digest, with one layer per signature.
+async fn attach_cosign(
+    target: &Target<'_>,
+    subject: &Digest,
+    signatures: &ReleaseSignatures,
+) -> Result<()> {
+    let cosign = &signatures.cosign;
+    let mut layer = target
+        .put_blob(MEDIA_TYPE_SIMPLE_SIGNING, &cosign.payload)
+        .await?;
+    let pem = |ders: &[Vec<u8>]| {
+        ders.iter()
+            .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der.clone())))
+            .collect::<String>()
+    };
+    layer.annotations = BTreeMap::from([
+        (
+            ANNOTATION_COSIGN_SIGNATURE.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(&cosign.signature),
+        ),
+        (
+            ANNOTATION_COSIGN_CERTIFICATE.to_owned(),
+            pem(std::slice::from_ref(&signatures.leaf)),
+        ),
+        (ANNOTATION_COSIGN_CHAIN.to_owned(), pem(&signatures.chain)),
+        (
+            ANNOTATION_COSIGN_TIMESTAMP.to_owned(),
+            serde_json::json!({
+                "SignedRFC3161Timestamp":
+                    base64::engine::general_purpose::STANDARD.encode(&cosign.timestamp)
+            })
+            .to_string(),
+        ),
+    ]);
+    let tag = cosign_signature_tag(subject);
+    let mut layers = match target.get_tag(&tag).await? {
+        Some(bytes) => parse_document::<ArtifactManifest>(&format!("signature tag {tag}"), &bytes)
+            .map(|m| m.layers)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    layers.retain(|l| l.digest != layer.digest);
+    layers.push(layer);
+    let config = cosign_config(&layers);
+    let config = target.put_blob(MEDIA_TYPE_CONFIG, &config).await?;
+    let manifest = ArtifactManifest::new(config, layers);
+    target
+        .set_tag(&tag, &serde_json::to_vec(&manifest)?, MEDIA_TYPE_MANIFEST)
+        .await
+}
+
+/// The image config cosign writes for a signature image: one diff ID per layer.
+fn cosign_config(layers: &[Descriptor]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "",
+        "os": "",
+        "config": {},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+        },
+    }))
+    .expect("a config always serializes")
+}
+
+impl Target<'_> {
+    async fn put_blob(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
+        let descriptor = Descriptor::of_document(media_type, bytes);
+        match self {
+            Target::Registry {
+                registry,
+                reference,
+            } => {
+                registry
+                    .push_blob_bytes(
+                        &reference.with_digest(&descriptor.digest),
+                        &Bytes::copy_from_slice(bytes),
+                    )
+                    .await?
+            }
+            Target::Layout(path) => write_layout_blob(path, &descriptor.digest, bytes)?,
+        }
+        Ok(descriptor)
+    }
+
+    /// Stores a manifest by digest only (no tag).
+    async fn put_manifest(&self, bytes: &[u8]) -> Result<Descriptor> {
+        let descriptor = Descriptor::of_document(MEDIA_TYPE_MANIFEST, bytes);
+        match self {
+            Target::Registry {
+                registry,
+                reference,
+            } => {
+                registry
+                    .push_manifest(
+                        &reference.with_digest(&descriptor.digest),
+                        &Bytes::copy_from_slice(bytes),
+                        MEDIA_TYPE_MANIFEST,
+                    )
+                    .await?
+            }
+            Target::Layout(path) => write_layout_blob(path, &descriptor.digest, bytes)?,
+        }
+        Ok(descriptor)
+    }
+
+    async fn get_tag(&self, tag: &str) -> Result<Option<Bytes>> {
+        match self {
+            Target::Registry {
+                registry,
+                reference,
+            } => Ok(registry
+                .optional_manifest(&reference.with_tag(tag))
+                .await?
+                .map(|(bytes, _)| bytes)),
+            Target::Layout(path) => {
+                let index = read_layout_index(path)?;
+                let Some(entry) = index.manifests.iter().find(|d| {
+                    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag)
+                }) else {
+                    return Ok(None);
+                };
+                let blob = path.join("blobs/sha256").join(entry.digest.hex());
+                Ok(Some(Bytes::from(
+                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?,
+                )))
+            }
+        }
+    }
+
+    async fn set_tag(&self, tag: &str, bytes: &[u8], media_type: &'static str) -> Result<()> {
+        match self {
+            Target::Registry {
+                registry,
+                reference,
+            } => Ok(registry
+                .push_manifest(
+                    &reference.with_tag(tag),
+                    &Bytes::copy_from_slice(bytes),
+                    media_type,
+                )
+                .await?),
+            Target::Layout(path) => {
+                let mut entry = Descriptor::of_document(media_type, bytes);
+                write_layout_blob(path, &entry.digest, bytes)?;
+                entry
+                    .annotations
+                    .insert(ANNOTATION_REF_NAME.to_owned(), tag.to_owned());
+                let mut index = read_layout_index(path)?;
+                index.manifests.retain(|d| {
+                    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) != Some(tag)
+                });
+                index.manifests.push(entry);
+                super::layout::write_index(path, &index)
+            }
+        }
+    }
+}
+
+fn write_layout_blob(layout: &Path, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    let path = layout.join("blobs/sha256").join(digest.hex());
+    if path.exists() {
+        return Ok(());
+    }
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, bytes).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, &path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_layout_index(layout: &Path) -> Result<ImageIndex> {
+    super::layout::read_index(layout)
+}

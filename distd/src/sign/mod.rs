@@ -1,0 +1,143 @@
+//! Signing a release: the index digest is signed with the signer's X.509-SVID in both
+//! encodings (a DSSE envelope around an in-toto statement, and cosign's simple-signing
+//! payload), each signature is timestamped by the TSA, and the results are ready to attach.
+
+pub mod key;
+pub mod svid;
+pub mod tsa;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use sigstore_types::bundle::{
+    CertificateContent, Rfc3161Timestamp, SignatureContent, TimestampVerificationData,
+    VerificationMaterial, VerificationMaterialContent,
+};
+use sigstore_types::{
+    Bundle, DerCertificate, DsseEnvelope, DsseSignature, KeyId, MediaType, PayloadBytes,
+    SignatureBytes, TimestampToken,
+};
+use tcverify::Digest;
+use tcverify::attachments::{IN_TOTO_PAYLOAD_TYPE, ReleaseStatement, SimpleSigning};
+use tcverify::spiffe_id::SpiffeId;
+
+use svid::{SigningIdentity, SvidSource};
+use tsa::TimestampAuthority;
+
+/// Who signs, and how: the SVID source, the expected signer ID, the TSA.
+pub struct Signer {
+    pub source: SvidSource,
+    pub signer: SpiffeId,
+    pub min_lifetime: Duration,
+    pub tsa: TimestampAuthority,
+}
+
+/// What names the release in its signed payloads.
+pub struct Subject<'a> {
+    pub index: &'a Digest,
+    /// Repository path, without the registry host.
+    pub repository: &'a str,
+    pub tag: Option<&'a str>,
+    /// `registry/repository`, as cosign names images.
+    pub docker_reference: &'a str,
+}
+
+/// Both encodings of one signing, plus the certificates used.
+pub struct ReleaseSignatures {
+    pub bundle_json: Vec<u8>,
+    pub cosign: CosignSignature,
+    pub leaf: Vec<u8>,
+    /// Intermediates after the leaf, for cosign's chain annotation.
+    pub chain: Vec<Vec<u8>>,
+    pub signer: SpiffeId,
+}
+
+pub struct CosignSignature {
+    pub payload: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub timestamp: Vec<u8>,
+}
+
+impl Signer {
+    /// The current SVID of the configured signer, checked to be fit for signing.
+    pub async fn identity(&self) -> Result<SigningIdentity> {
+        self.source.fetch(&self.signer, self.min_lifetime).await
+    }
+
+    /// Signs `subject` in both encodings; the identity (and its key) is consumed.
+    pub async fn sign(
+        &self,
+        identity: SigningIdentity,
+        subject: &Subject<'_>,
+    ) -> Result<ReleaseSignatures> {
+        eprintln!(
+            "distd: signing {} as {} (SVID serial {}, valid until {})",
+            subject.index, identity.leaf.id, identity.leaf.serial, identity.leaf.not_after
+        );
+        let bundle_json = self.sign_bundle(&identity, subject).await?;
+        let cosign = self.sign_cosign(&identity, subject).await?;
+        let SigningIdentity {
+            leaf,
+            mut chain,
+            key,
+            ..
+        } = identity;
+        // The key is not needed past this point.
+        drop(key);
+        let leaf_der = chain.remove(0);
+        Ok(ReleaseSignatures {
+            bundle_json,
+            cosign,
+            leaf: leaf_der,
+            chain,
+            signer: leaf.id,
+        })
+    }
+
+    /// A Sigstore bundle v0.3: DSSE envelope over the release statement, the leaf
+    /// certificate, and an RFC 3161 timestamp over the signature.
+    async fn sign_bundle(
+        &self,
+        identity: &SigningIdentity,
+        subject: &Subject<'_>,
+    ) -> Result<Vec<u8>> {
+        let statement =
+            ReleaseStatement::new(subject.repository, subject.tag, subject.index).to_json();
+        let signature = identity
+            .key
+            .sign(&sigstore_types::pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
+        let timestamp = self.tsa.timestamp(&signature).await?;
+        let material = VerificationMaterial::new(VerificationMaterialContent::Certificate(
+            CertificateContent::new(DerCertificate::new(identity.chain[0].clone())),
+        ))
+        .with_timestamp_verification_data(TimestampVerificationData::new(vec![
+            Rfc3161Timestamp::new(TimestampToken::new(timestamp)),
+        ]));
+        let envelope = DsseEnvelope::new(
+            IN_TOTO_PAYLOAD_TYPE,
+            PayloadBytes::new(statement),
+            DsseSignature::new(SignatureBytes::new(signature), KeyId::default()),
+        );
+        let bundle = Bundle::new(
+            MediaType::Bundle0_3,
+            material,
+            SignatureContent::DsseEnvelope(envelope),
+        );
+        Ok(bundle.to_json()?.into_bytes())
+    }
+
+    async fn sign_cosign(
+        &self,
+        identity: &SigningIdentity,
+        subject: &Subject<'_>,
+    ) -> Result<CosignSignature> {
+        let payload = SimpleSigning::new(subject.docker_reference, subject.index).to_json();
+        let signature = identity.key.sign(&payload)?;
+        let timestamp = self.tsa.timestamp(&signature).await?;
+        Ok(CosignSignature {
+            payload,
+            signature,
+            timestamp,
+        })
+    }
+}

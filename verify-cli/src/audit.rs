@@ -1,0 +1,104 @@
+//! The audit log: one JSON line per verification decision (accept, reject, or error), so an
+//! operator can answer "which release did this agent accept, signed by whom, and why was that
+//! one refused". Appended with one write per record, so concurrent pulls never interleave.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::verify::VerificationReport;
+
+/// Where records go: nowhere, stderr (`-`), or appended to a file.
+#[derive(Clone, Debug, Default)]
+pub enum AuditLog {
+    #[default]
+    Off,
+    Stderr,
+    File(PathBuf),
+}
+
+impl AuditLog {
+    pub fn from_setting(setting: Option<&std::path::Path>) -> Self {
+        match setting {
+            None => AuditLog::Off,
+            Some(path) if path.as_os_str() == "-" => AuditLog::Stderr,
+            Some(path) => AuditLog::File(path.to_path_buf()),
+        }
+    }
+
+    /// Records the outcome of verifying `reference`.
+    pub fn record(
+        &self,
+        reference: &str,
+        outcome: std::result::Result<&VerificationReport, &Error>,
+    ) -> Result<()> {
+        if matches!(self, AuditLog::Off) {
+            return Ok(());
+        }
+        let record = match outcome {
+            Ok(report) => AuditRecord {
+                time: jiff::Timestamp::now().to_string(),
+                reference,
+                digest: Some(&report.index_digest),
+                signer: Some(report.signature.signer.as_str()),
+                signed_at: Some(report.signature.signed_at.to_string()),
+                rule: None,
+                decision: "accept",
+                reason: format!("passed: {}", report.checks.join(", ")),
+            },
+            Err(Error::Rejected(rejection)) => AuditRecord {
+                time: jiff::Timestamp::now().to_string(),
+                reference,
+                digest: match rejection {
+                    crate::Rejection::Signature { index, .. } => Some(index),
+                    _ => None,
+                },
+                signer: None,
+                signed_at: None,
+                rule: Some(rejection.rule()),
+                decision: "reject",
+                reason: rejection.to_string(),
+            },
+            Err(error) => AuditRecord {
+                time: jiff::Timestamp::now().to_string(),
+                reference,
+                digest: None,
+                signer: None,
+                signed_at: None,
+                rule: None,
+                decision: "error",
+                reason: error.to_string(),
+            },
+        };
+        let mut line = serde_json::to_vec(&record).expect("audit records serialise");
+        line.push(b'\n');
+        match self {
+            AuditLog::Off => Ok(()),
+            AuditLog::Stderr => {
+                let _ = std::io::stderr().write_all(&line);
+                Ok(())
+            }
+            AuditLog::File(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut file| file.write_all(&line))
+                .map_err(|e| Error::store("appending the audit record to", path, e)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AuditRecord<'a> {
+    time: String,
+    reference: &'a str,
+    digest: Option<&'a Digest>,
+    signer: Option<&'a str>,
+    signed_at: Option<String>,
+    rule: Option<&'static str>,
+    decision: &'static str,
+    reason: String,
+}

@@ -1,0 +1,269 @@
+//! Finding a release's signatures: Sigstore bundles among its referrers first, then cosign's
+//! `.sig` tag. Everything found is untrusted input; it is only decoded here, into
+//! [`Candidate`]s that the signature stage checks. A malformed attachment becomes a recorded
+//! failure, not an error, so one broken signature cannot hide a valid one.
+
+use base64::Engine as _;
+use sigstore_types::bundle::{SignatureContent, VerificationMaterialContent};
+use sigstore_types::{Bundle, MediaType};
+
+use crate::attachments::{
+    ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE,
+    ANNOTATION_COSIGN_TIMESTAMP, ArtifactManifest, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE,
+    MEDIA_TYPE_SIMPLE_SIGNING, cosign_signature_tag,
+};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::release::{Descriptor, parse_document};
+use crate::source::ReleaseSource;
+use crate::verify::rules::{Rule, SignatureFailure};
+
+/// At most this many signatures are examined per release, so a flood of referrers cannot
+/// make verification slow.
+const MAX_CANDIDATES: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// Sigstore bundle v0.3 with a DSSE envelope, attached as a referrer.
+    Bundle,
+    /// cosign's simple-signing payload under the `.sig` tag.
+    CosignTag,
+}
+
+/// One signature as found, decoded but not yet trusted.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Where it was found, for messages (e.g. `bundle sha256:…`).
+    pub origin: String,
+    pub encoding: Encoding,
+    /// The signed statement or payload.
+    pub payload: Vec<u8>,
+    /// The exact bytes the signature covers (the DSSE PAE, or the payload itself).
+    pub signed_bytes: Vec<u8>,
+    pub signature: Vec<u8>,
+    /// DER certificates: the signer's leaf first, then whatever intermediates came with it.
+    pub leaf: Vec<u8>,
+    pub intermediates: Vec<Vec<u8>>,
+    /// RFC 3161 responses (or bare tokens) over `signature`.
+    pub timestamps: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub candidates: Vec<Candidate>,
+    /// Attachments that could not be decoded.
+    pub failures: Vec<SignatureFailure>,
+}
+
+pub async fn discover(source: &ReleaseSource, index: &Digest) -> Result<Discovered> {
+    let mut found = Discovered::default();
+    for descriptor in source
+        .referrers(index, MEDIA_TYPE_BUNDLE)
+        .await?
+        .iter()
+        .take(MAX_CANDIDATES)
+    {
+        let origin = format!("bundle referrer {}", descriptor.digest);
+        match bundle_candidate(source, descriptor, &origin).await? {
+            Ok(candidate) => found.candidates.push(candidate),
+            Err(reason) => found.failures.push(SignatureFailure::new(
+                &origin,
+                Rule::SignatureFormat,
+                reason,
+            )),
+        }
+    }
+    let tag = cosign_signature_tag(index);
+    if let Some((bytes, digest)) = source.tagged(&tag).await? {
+        let origin = format!("cosign signature {tag} ({digest})");
+        match cosign_candidates(source, &bytes, &origin).await? {
+            Ok(candidates) => found.candidates.extend(candidates),
+            Err(reason) => found.failures.push(SignatureFailure::new(
+                &origin,
+                Rule::SignatureFormat,
+                reason,
+            )),
+        }
+    }
+    found.candidates.truncate(MAX_CANDIDATES);
+    Ok(found)
+}
+
+/// Outer `Result`: fetching failed (network, digest); inner: the attachment is malformed.
+type Decoded<T> = Result<std::result::Result<T, String>>;
+
+async fn bundle_candidate(
+    source: &ReleaseSource,
+    descriptor: &Descriptor,
+    origin: &str,
+) -> Decoded<Candidate> {
+    let manifest_bytes = source.fetch_document(origin, descriptor).await?;
+    let manifest: ArtifactManifest = match parse_document(origin, &manifest_bytes) {
+        Ok(manifest) => manifest,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let [layer] = manifest.layers.as_slice() else {
+        return Ok(Err(format!(
+            "a bundle referrer has one layer, this one has {}",
+            manifest.layers.len()
+        )));
+    };
+    if layer.media_type != MEDIA_TYPE_BUNDLE {
+        return Ok(Err(format!(
+            "layer media type is {:?}, expected {MEDIA_TYPE_BUNDLE:?}",
+            layer.media_type
+        )));
+    }
+    let bytes = source.fetch_document(origin, layer).await?;
+    Ok(decode_bundle(&bytes, origin))
+}
+
+/// Decodes a Sigstore bundle v0.3 whose content is a DSSE envelope around an in-toto
+/// statement.
+pub fn decode_bundle(bytes: &[u8], origin: &str) -> std::result::Result<Candidate, String> {
+    let json = std::str::from_utf8(bytes).map_err(|_| "bundle is not UTF-8".to_owned())?;
+    let bundle = Bundle::from_json(json).map_err(|e| format!("bundle does not parse: {e}"))?;
+    if bundle.media_type != MediaType::Bundle0_3 {
+        return Err(format!(
+            "bundle media type is {}, expected {MEDIA_TYPE_BUNDLE}",
+            bundle.media_type
+        ));
+    }
+    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
+        return Err("bundle content is not a DSSE envelope".into());
+    };
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(format!(
+            "DSSE payload type is {:?}, expected {IN_TOTO_PAYLOAD_TYPE:?}",
+            envelope.payload_type
+        ));
+    }
+    let (leaf, intermediates) = match &bundle.verification_material.content {
+        VerificationMaterialContent::Certificate(certificate) => {
+            (certificate.raw_bytes.as_bytes().to_vec(), Vec::new())
+        }
+        VerificationMaterialContent::X509CertificateChain { certificates } => {
+            let mut chain = certificates.iter().map(|c| c.raw_bytes.as_bytes().to_vec());
+            let leaf = chain.next().ok_or("bundle certificate chain is empty")?;
+            (leaf, chain.collect())
+        }
+        _ => return Err("bundle carries no certificate (a bare public key is not an SVID)".into()),
+    };
+    Ok(Candidate {
+        origin: origin.to_owned(),
+        encoding: Encoding::Bundle,
+        payload: envelope.payload.as_bytes().to_vec(),
+        signed_bytes: envelope.pae(),
+        signature: envelope.signature.sig.as_bytes().to_vec(),
+        leaf,
+        intermediates,
+        timestamps: bundle
+            .verification_material
+            .timestamp_verification_data
+            .rfc3161_timestamps
+            .iter()
+            .map(|t| t.signed_timestamp.as_bytes().to_vec())
+            .collect(),
+    })
+}
+
+async fn cosign_candidates(
+    source: &ReleaseSource,
+    manifest_bytes: &[u8],
+    origin: &str,
+) -> Decoded<Vec<Candidate>> {
+    let manifest: ArtifactManifest = match parse_document(origin, manifest_bytes) {
+        Ok(manifest) => manifest,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let mut candidates = Vec::new();
+    for (n, layer) in manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == MEDIA_TYPE_SIMPLE_SIGNING)
+        .take(MAX_CANDIDATES)
+        .enumerate()
+    {
+        let layer_origin = format!("{origin} layer {n}");
+        let payload = source.fetch_document(&layer_origin, layer).await?;
+        match decode_cosign_layer(layer, payload.to_vec(), &layer_origin) {
+            Ok(candidate) => candidates.push(candidate),
+            Err(reason) => return Ok(Err(format!("layer {n}: {reason}"))),
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(Err("no simple-signing layer".into()));
+    }
+    Ok(Ok(candidates))
+}
+
+/// cosign keeps everything but the payload in the layer's annotations.
+fn decode_cosign_layer(
+    layer: &Descriptor,
+    payload: Vec<u8>,
+    origin: &str,
+) -> std::result::Result<Candidate, String> {
+    let annotation = |key: &str| {
+        layer
+            .annotations
+            .get(key)
+            .ok_or_else(|| format!("annotation {key} is missing"))
+    };
+    let signature = base64::engine::general_purpose::STANDARD
+        .decode(annotation(ANNOTATION_COSIGN_SIGNATURE)?)
+        .map_err(|e| format!("signature is not base64: {e}"))?;
+    let mut leaf = pem_certificates(annotation(ANNOTATION_COSIGN_CERTIFICATE)?)?;
+    if leaf.len() != 1 {
+        return Err(format!(
+            "certificate annotation holds {} certificates, expected one",
+            leaf.len()
+        ));
+    }
+    let intermediates = match layer.annotations.get(ANNOTATION_COSIGN_CHAIN) {
+        Some(chain) => pem_certificates(chain)?,
+        None => Vec::new(),
+    };
+    let timestamps = match layer.annotations.get(ANNOTATION_COSIGN_TIMESTAMP) {
+        Some(json) => vec![cosign_timestamp(json)?],
+        None => Vec::new(),
+    };
+    Ok(Candidate {
+        origin: origin.to_owned(),
+        encoding: Encoding::CosignTag,
+        signed_bytes: payload.clone(),
+        payload,
+        signature,
+        leaf: leaf.remove(0),
+        intermediates,
+        timestamps,
+    })
+}
+
+/// cosign's timestamp annotation: `{"SignedRFC3161Timestamp": "<base64 DER>"}`.
+fn cosign_timestamp(json: &str) -> std::result::Result<Vec<u8>, String> {
+    #[derive(serde::Deserialize)]
+    struct Annotation {
+        #[serde(rename = "SignedRFC3161Timestamp")]
+        signed: String,
+    }
+    let annotation: Annotation =
+        serde_json::from_str(json).map_err(|e| format!("timestamp annotation: {e}"))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(annotation.signed)
+        .map_err(|e| format!("timestamp annotation is not base64: {e}"))
+}
+
+fn pem_certificates(text: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let blocks = pem::parse_many(text).map_err(|e| format!("bad PEM: {e}"))?;
+    blocks
+        .into_iter()
+        .map(|block| {
+            if block.tag() == "CERTIFICATE" {
+                Ok(block.into_contents())
+            } else {
+                Err(format!("PEM block {:?} is not a certificate", block.tag()))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,632 @@
+//! Reading a policy file: TOML into raw, span-carrying values, then validation into a
+//! [`Policy`]. Syntax and type errors stop at the first (the TOML parser cannot go on);
+//! everything after that is checked in full, so one run lists every semantic problem, each at
+//! the line and column of the value at fault. Trust files are read and parsed here too.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use sigstore_types::TimeRange;
+use toml::Spanned;
+
+use super::diagnostic::{Diagnostic, LineIndex, PolicyError};
+use super::pattern::RepositoryPattern;
+use super::rule::IdentityRule;
+use super::{
+    FORMAT_VERSION, Policy, RepositoryPolicy, RepositorySummary, TimestampAuthoritySummary,
+    TrustDomainSummary,
+};
+use crate::spiffe_id::{SpiffeId, TrustDomain};
+use crate::trust::{
+    TrustDomainBundle, TrustMaterial, parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain,
+};
+
+/// Keys that a later format will give meaning; refusing them now keeps a policy written for
+/// that format from being read, by this version, as if they were absent.
+const RESERVED: &str = "is reserved for a later policy format; not accepted yet";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    version: Option<Spanned<i64>>,
+    #[serde(default)]
+    trust_domains: BTreeMap<Spanned<String>, Spanned<RawTrustDomain>>,
+    #[serde(default)]
+    timestamp_authorities: BTreeMap<Spanned<String>, Spanned<RawTimestampAuthority>>,
+    #[serde(default)]
+    repository: Vec<Spanned<RawRepository>>,
+    transparency_logs: Option<Spanned<IgnoredAny>>,
+    threshold: Option<Spanned<IgnoredAny>>,
+    ratchet: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a trust domain table with one of bundle, spiffe_bundle or workload_api"
+)]
+struct RawTrustDomain {
+    bundle: Option<Spanned<String>>,
+    spiffe_bundle: Option<Spanned<String>>,
+    workload_api: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a timestamp authority table with a chain file"
+)]
+struct RawTimestampAuthority {
+    chain: Spanned<String>,
+    valid_from: Option<Spanned<toml::Value>>,
+    valid_until: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[repository]] table")]
+struct RawRepository {
+    name: Spanned<String>,
+    signers: Spanned<RawRule>,
+    timestamp_authorities: Option<Spanned<Vec<Spanned<String>>>>,
+    transparency_logs: Option<Spanned<IgnoredAny>>,
+    threshold: Option<Spanned<IgnoredAny>>,
+    ratchet: Option<Spanned<IgnoredAny>>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an identity rule table with one key: spiffe_id, trust_domain, path_prefix, \
+                 any_of or all_of"
+)]
+struct RawRule {
+    spiffe_id: Option<Spanned<String>>,
+    trust_domain: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    any_of: Option<Spanned<Vec<Spanned<RawRule>>>>,
+    all_of: Option<Spanned<Vec<Spanned<RawRule>>>>,
+}
+
+pub(super) fn load(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+    let index = LineIndex::new(path, text);
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
+        diagnostics: vec![index.diagnostic(e.span().unwrap_or(0..0), e.message().trim_end())],
+    })?;
+    let mut loader = Loader {
+        index,
+        base: path.parent().unwrap_or(Path::new("")),
+        diagnostics: Vec::new(),
+    };
+    let policy = loader.policy(&raw, path);
+    let mut diagnostics = loader.diagnostics;
+    match policy {
+        Some(policy) if diagnostics.is_empty() => Ok(policy),
+        _ => {
+            diagnostics.sort_by_key(|d| (d.location.line, d.location.column));
+            Err(PolicyError::Invalid { diagnostics })
+        }
+    }
+}
+
+struct Loader<'a> {
+    index: LineIndex<'a>,
+    /// Trust file paths are relative to the policy file's directory.
+    base: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Loader<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let diagnostic = self.index.diagnostic(span, message);
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn reserved(&mut self, key: &str, value: &Option<Spanned<IgnoredAny>>) {
+        if let Some(value) = value {
+            self.error(value.span(), format!("{key} {RESERVED}"));
+        }
+    }
+
+    fn policy(&mut self, raw: &RawPolicy, path: &Path) -> Option<Policy> {
+        match &raw.version {
+            None => self.error(
+                0..0,
+                format!("missing `version = {FORMAT_VERSION}` (the policy format version)"),
+            ),
+            Some(v) if *v.get_ref() != FORMAT_VERSION => self.error(
+                v.span(),
+                format!(
+                    "version {} is not supported: this tcverify reads version {FORMAT_VERSION}",
+                    v.get_ref()
+                ),
+            ),
+            Some(_) => {}
+        }
+        self.reserved("transparency_logs", &raw.transparency_logs);
+        self.reserved("threshold", &raw.threshold);
+        self.reserved("ratchet", &raw.ratchet);
+
+        // Names are collected before their tables are loaded, so a trust file that fails to
+        // load does not also make every rule that names its trust domain an error.
+        let declared_domains: BTreeSet<String> = raw
+            .trust_domains
+            .keys()
+            .map(|k| k.get_ref().clone())
+            .collect();
+        let declared_tsas: Vec<String> = raw
+            .timestamp_authorities
+            .keys()
+            .map(|k| k.get_ref().clone())
+            .collect();
+
+        let mut trust = TrustMaterial::default();
+        let mut trust_domains = Vec::new();
+        for (name, table) in &raw.trust_domains {
+            let td = match TrustDomain::parse(name.get_ref()) {
+                Ok(td) => td,
+                Err(e) => {
+                    self.error(
+                        name.span(),
+                        format!("trust domain {:?} {e}", name.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            if let Some((bundle, source)) = self.trust_domain(&td, table) {
+                trust_domains.push(TrustDomainSummary {
+                    name: td.to_string(),
+                    source,
+                });
+                trust.domains.insert(td, bundle);
+            }
+        }
+
+        let mut timestamp_authorities = Vec::new();
+        for (name, table) in &raw.timestamp_authorities {
+            if let Some((tsa, summary)) = self.timestamp_authority(name, table) {
+                trust
+                    .timestamp_authorities
+                    .push((name.get_ref().clone(), tsa));
+                timestamp_authorities.push(summary);
+            }
+        }
+
+        if raw.repository.is_empty() {
+            self.error(
+                0..0,
+                "the policy declares no [[repository]], so it would accept no release",
+            );
+        }
+        let mut repositories = Vec::new();
+        let mut exact_names: HashMap<String, usize> = HashMap::new();
+        for repository in &raw.repository {
+            if let Some(compiled) = self.repository(
+                repository,
+                &declared_domains,
+                &declared_tsas,
+                &mut exact_names,
+            ) {
+                repositories.push(compiled);
+            }
+        }
+
+        if !self.diagnostics.is_empty() {
+            return None;
+        }
+        let summaries = repositories
+            .iter()
+            .map(|r: &RepositoryPolicy| RepositorySummary {
+                name: r.pattern.to_string(),
+                signers: r.signers.to_string(),
+                timestamp_authorities: r.timestamp_authorities.clone(),
+                declared_at: r.declared_at.clone(),
+            })
+            .collect();
+        Some(Policy {
+            path: path.to_path_buf(),
+            repositories,
+            trust,
+            trust_domains,
+            timestamp_authorities,
+            repository_summaries: summaries,
+        })
+    }
+
+    fn trust_domain(
+        &mut self,
+        td: &TrustDomain,
+        table: &Spanned<RawTrustDomain>,
+    ) -> Option<(TrustDomainBundle, String)> {
+        let raw = table.get_ref();
+        if let Some(flag) = &raw.workload_api
+            && !*flag.get_ref()
+        {
+            self.error(
+                flag.span(),
+                "workload_api = false names no source: remove it and set bundle or spiffe_bundle",
+            );
+            return None;
+        }
+        let set: Vec<&str> = [
+            ("bundle", raw.bundle.is_some()),
+            ("spiffe_bundle", raw.spiffe_bundle.is_some()),
+            ("workload_api", raw.workload_api.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+        if set.len() != 1 {
+            let found = if set.is_empty() {
+                "none".to_owned()
+            } else {
+                set.join(" and ")
+            };
+            self.error(
+                table.span(),
+                format!(
+                    "trust domain {td} needs exactly one of bundle, spiffe_bundle or \
+                     workload_api = true (found {found})"
+                ),
+            );
+            return None;
+        }
+        if let Some(file) = &raw.bundle {
+            let (resolved, bytes) = self.read(file)?;
+            let certificates = self.parsed(file, &resolved, parse_pem_certificates(&bytes))?;
+            let source = format!(
+                "bundle {} ({})",
+                file.get_ref(),
+                count(certificates.len(), "X.509 authority", "X.509 authorities")
+            );
+            return Some((TrustDomainBundle::Certificates(certificates), source));
+        }
+        if let Some(file) = &raw.spiffe_bundle {
+            let (resolved, bytes) = self.read(file)?;
+            let certificates = self.parsed(file, &resolved, parse_spiffe_bundle(&bytes))?;
+            let source = format!(
+                "spiffe_bundle {} ({})",
+                file.get_ref(),
+                count(certificates.len(), "X.509 authority", "X.509 authorities")
+            );
+            return Some((TrustDomainBundle::Certificates(certificates), source));
+        }
+        let bundle = TrustDomainBundle::WorkloadApi;
+        let source = bundle.describe();
+        Some((bundle, source))
+    }
+
+    fn timestamp_authority(
+        &mut self,
+        name: &Spanned<String>,
+        table: &Spanned<RawTimestampAuthority>,
+    ) -> Option<(sigstore_types::TsaAuthority, TimestampAuthoritySummary)> {
+        let raw = table.get_ref();
+        let from = raw
+            .valid_from
+            .as_ref()
+            .map(|v| self.instant("valid_from", v));
+        let until = raw
+            .valid_until
+            .as_ref()
+            .map(|v| self.instant("valid_until", v));
+        let valid_for = match (from, until) {
+            (Some(None), _) | (_, Some(None)) => return None,
+            (None, None) => None,
+            (Some(Some(from)), None) => Some(TimeRange::new(from, None)),
+            // Only an end: the window is open towards the past.
+            (None, Some(Some(until))) => Some(TimeRange::new(Timestamp::UNIX_EPOCH, Some(until))),
+            (Some(Some(from)), Some(Some(until))) => {
+                if until < from {
+                    let span = raw.valid_until.as_ref().expect("parsed above").span();
+                    self.error(span, "valid_until is before valid_from");
+                    return None;
+                }
+                Some(TimeRange::new(from, Some(until)))
+            }
+        };
+        let (resolved, bytes) = self.read(&raw.chain)?;
+        let tsa = self.parsed(&raw.chain, &resolved, parse_tsa_chain(&bytes, valid_for))?;
+        let as_text = |v: &Option<Spanned<toml::Value>>| {
+            v.as_ref().map(|v| match v.get_ref() {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        };
+        let summary = TimestampAuthoritySummary {
+            name: name.get_ref().clone(),
+            chain: raw.chain.get_ref().clone(),
+            certificates: 1 + tsa.intermediates.len() + usize::from(tsa.leaf != tsa.root),
+            valid_from: as_text(&raw.valid_from),
+            valid_until: as_text(&raw.valid_until),
+        };
+        Some((tsa, summary))
+    }
+
+    /// A time from an RFC 3339 string or a TOML offset date-time.
+    fn instant(&mut self, key: &str, value: &Spanned<toml::Value>) -> Option<Timestamp> {
+        let expected =
+            format!("{key} must be an RFC 3339 time with a UTC offset, e.g. 2026-01-01T00:00:00Z");
+        let text = match value.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Datetime(dt)
+                if dt.date.is_some() && dt.time.is_some() && dt.offset.is_some() =>
+            {
+                dt.to_string()
+            }
+            _ => {
+                self.error(value.span(), expected);
+                return None;
+            }
+        };
+        match text.parse::<Timestamp>() {
+            Ok(time) => Some(time),
+            Err(e) => {
+                self.error(value.span(), format!("{expected}: {text:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    fn repository(
+        &mut self,
+        repository: &Spanned<RawRepository>,
+        declared_domains: &BTreeSet<String>,
+        declared_tsas: &[String],
+        exact_names: &mut HashMap<String, usize>,
+    ) -> Option<RepositoryPolicy> {
+        let raw = repository.get_ref();
+        self.reserved("transparency_logs", &raw.transparency_logs);
+        self.reserved("threshold", &raw.threshold);
+        self.reserved("ratchet", &raw.ratchet);
+        let declared_at = self.index.locate(repository.span().start);
+
+        let pattern = match RepositoryPattern::parse(raw.name.get_ref()) {
+            Ok(pattern) => {
+                let line = self.index.locate(raw.name.span().start).line;
+                if let Some(first) = exact_names.get(pattern.as_str()) {
+                    self.error(
+                        raw.name.span(),
+                        format!(
+                            "repository {:?} is already declared on line {first}; the first \
+                             matching [[repository]] wins, so this one would never apply",
+                            pattern.as_str()
+                        ),
+                    );
+                } else {
+                    exact_names.insert(pattern.as_str().to_owned(), line);
+                }
+                Some(pattern)
+            }
+            Err(e) => {
+                self.error(
+                    raw.name.span(),
+                    format!("repository name {:?}: {e}", raw.name.get_ref()),
+                );
+                None
+            }
+        };
+        let signers = self.rule(&raw.signers, declared_domains);
+
+        let timestamp_authorities = match &raw.timestamp_authorities {
+            None => declared_tsas.to_vec(),
+            Some(list) if list.get_ref().is_empty() => {
+                self.error(
+                    list.span(),
+                    "timestamp_authorities = [] would trust no timestamp authority; list at \
+                     least one, or remove the key to trust all declared ones",
+                );
+                Vec::new()
+            }
+            Some(list) => {
+                let mut names: Vec<String> = Vec::new();
+                for name in list.get_ref() {
+                    let text = name.get_ref();
+                    if !declared_tsas.contains(text) {
+                        let declared = if declared_tsas.is_empty() {
+                            "none is declared in [timestamp_authorities]".to_owned()
+                        } else {
+                            format!("declared: {}", declared_tsas.join(", "))
+                        };
+                        self.error(
+                            name.span(),
+                            format!("unknown timestamp authority {text:?} ({declared})"),
+                        );
+                    } else if names.contains(text) {
+                        self.error(
+                            name.span(),
+                            format!("timestamp authority {text:?} is listed twice"),
+                        );
+                    } else {
+                        names.push(text.clone());
+                    }
+                }
+                names
+            }
+        };
+
+        Some(RepositoryPolicy {
+            pattern: pattern?,
+            signers: signers?,
+            timestamp_authorities,
+            declared_at,
+        })
+    }
+
+    fn rule(
+        &mut self,
+        raw: &Spanned<RawRule>,
+        declared_domains: &BTreeSet<String>,
+    ) -> Option<IdentityRule> {
+        let rule = raw.get_ref();
+        let keys: Vec<&str> = [
+            ("spiffe_id", rule.spiffe_id.is_some()),
+            ("trust_domain", rule.trust_domain.is_some()),
+            ("path_prefix", rule.path_prefix.is_some()),
+            ("any_of", rule.any_of.is_some()),
+            ("all_of", rule.all_of.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, present)| present.then_some(key))
+        .collect();
+        if keys.len() != 1 {
+            let found = if keys.is_empty() {
+                "none".to_owned()
+            } else {
+                keys.join(", ")
+            };
+            self.error(
+                raw.span(),
+                format!(
+                    "an identity rule has exactly one key: spiffe_id, trust_domain, path_prefix, \
+                     any_of or all_of (found {found})"
+                ),
+            );
+            return None;
+        }
+
+        if let Some(value) = &rule.spiffe_id {
+            let id = self.spiffe_id("spiffe_id", value, value.get_ref())?;
+            self.require_declared("spiffe_id", value, id.trust_domain(), declared_domains);
+            return Some(IdentityRule::SpiffeId(id));
+        }
+        if let Some(value) = &rule.trust_domain {
+            let td = match TrustDomain::parse(value.get_ref()) {
+                Ok(td) => td,
+                Err(e) => {
+                    self.error(
+                        value.span(),
+                        format!("trust_domain {:?} {e}", value.get_ref()),
+                    );
+                    return None;
+                }
+            };
+            self.require_declared("trust_domain", value, td.as_str(), declared_domains);
+            return Some(IdentityRule::TrustDomain(td));
+        }
+        if let Some(value) = &rule.path_prefix {
+            // A trailing slash reads naturally for a prefix; it means the same as none.
+            let text = value.get_ref();
+            let trimmed = match text.strip_suffix('/') {
+                Some(t) if !t.ends_with('/') => t,
+                _ => text,
+            };
+            let prefix = self.spiffe_id("path_prefix", value, trimmed)?;
+            self.require_declared(
+                "path_prefix",
+                value,
+                prefix.trust_domain(),
+                declared_domains,
+            );
+            return Some(IdentityRule::PathPrefix(prefix));
+        }
+        let (key, list) = match (&rule.any_of, &rule.all_of) {
+            (Some(list), _) => ("any_of", list),
+            (_, Some(list)) => ("all_of", list),
+            _ => unreachable!("exactly one key is set"),
+        };
+        if list.get_ref().is_empty() {
+            let why = if key == "any_of" {
+                "matches no identity"
+            } else {
+                "would constrain nothing"
+            };
+            self.error(
+                list.span(),
+                format!("{key} = [] is refused: an empty {key} {why}; list at least one rule"),
+            );
+            return None;
+        }
+        // Every child is checked, so all of their errors are reported at once.
+        let children: Vec<Option<IdentityRule>> = list
+            .get_ref()
+            .iter()
+            .map(|child| self.rule(child, declared_domains))
+            .collect();
+        let children = children.into_iter().collect::<Option<Vec<_>>>()?;
+        Some(if key == "any_of" {
+            IdentityRule::AnyOf(children)
+        } else {
+            IdentityRule::AllOf(children)
+        })
+    }
+
+    fn spiffe_id(&mut self, key: &str, value: &Spanned<String>, text: &str) -> Option<SpiffeId> {
+        match SpiffeId::parse(text) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!("{key}: {:?} is not a SPIFFE ID: it {e}", value.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn require_declared(
+        &mut self,
+        key: &str,
+        value: &Spanned<String>,
+        trust_domain: &str,
+        declared: &BTreeSet<String>,
+    ) {
+        if !declared.contains(trust_domain) {
+            self.error(
+                value.span(),
+                format!(
+                    "{key} names trust domain {trust_domain}, which has no [trust_domains.\"{trust_domain}\"] \
+                     table: no SVID from it could be verified"
+                ),
+            );
+        }
+    }
+
+    /// Reads a trust file named by the policy; errors point at the file name in the policy.
+    fn read(&mut self, file: &Spanned<String>) -> Option<(PathBuf, Vec<u8>)> {
+        if file.get_ref().is_empty() {
+            self.error(file.span(), "empty file name");
+            return None;
+        }
+        let resolved = self.base.join(file.get_ref());
+        match std::fs::read(&resolved) {
+            Ok(bytes) => Some((resolved, bytes)),
+            Err(e) => {
+                self.error(
+                    file.span(),
+                    format!("cannot read trust file {}: {e}", resolved.display()),
+                );
+                None
+            }
+        }
+    }
+
+    fn parsed<T, E: std::fmt::Display>(
+        &mut self,
+        file: &Spanned<String>,
+        resolved: &Path,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.error(
+                    file.span(),
+                    format!("trust file {} {e}", resolved.display()),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}

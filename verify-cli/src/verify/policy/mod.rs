@@ -1,0 +1,258 @@
+//! The signer policy: per repository, which SPIFFE IDs may sign its releases, and the trust
+//! material (trust domain bundles, timestamp authorities) to verify them with. It is read from
+//! a TOML file whose format docs/policy.md describes.
+//!
+//! A policy is a value: the verifier takes it as an argument, and a repository no
+//! `[[repository]]` entry matches has no policy, so the caller refuses it.
+
+mod diagnostic;
+mod load;
+mod pattern;
+mod rule;
+mod signer;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+use serde::Serialize;
+use sigstore_types::TsaAuthority;
+
+use crate::spiffe_id::{SpiffeId, TrustDomain};
+use crate::trust::{TrustError, TrustMaterial};
+
+pub use diagnostic::{Diagnostic, PolicyError, SourceLocation};
+pub use pattern::{PatternError, RepositoryPattern};
+pub use rule::IdentityRule;
+
+/// The only policy format version this build reads.
+pub const FORMAT_VERSION: i64 = 1;
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    path: PathBuf,
+    repositories: Vec<RepositoryPolicy>,
+    trust: TrustMaterial,
+    trust_domains: Vec<TrustDomainSummary>,
+    timestamp_authorities: Vec<TimestampAuthoritySummary>,
+    repository_summaries: Vec<RepositorySummary>,
+}
+
+/// One `[[repository]]` entry.
+#[derive(Clone, Debug)]
+pub struct RepositoryPolicy {
+    pub(crate) pattern: RepositoryPattern,
+    pub(crate) signers: IdentityRule,
+    pub(crate) timestamp_authorities: Vec<String>,
+    pub(crate) declared_at: SourceLocation,
+}
+
+impl Policy {
+    /// Reads the policy and every trust file it names.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses policy text as if read from `path`: trust files are resolved against its
+    /// directory, and diagnostics name it.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
+        load::load(text, path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The policy for `repository` (its path without registry host, e.g. `toolchains/go`):
+    /// the first `[[repository]]` whose name matches, in file order. `None` means the policy
+    /// does not cover the repository, and nothing from it is to be trusted.
+    pub fn for_repository(&self, repository: &str) -> Option<&RepositoryPolicy> {
+        self.repositories
+            .iter()
+            .find(|entry| entry.pattern.matches(repository))
+    }
+
+    pub fn repositories(&self) -> &[RepositoryPolicy] {
+        &self.repositories
+    }
+
+    pub fn trust(&self) -> &TrustMaterial {
+        &self.trust
+    }
+
+    /// The X.509 authorities of `trust_domain` (a name, as in a SPIFFE ID), or `None` when
+    /// the policy declares no such trust domain. Bundles from the Workload API are fetched now.
+    pub async fn trust_domain_authorities(
+        &self,
+        trust_domain: &str,
+    ) -> Result<Option<Vec<CertificateDer<'static>>>, TrustError> {
+        let Ok(trust_domain) = TrustDomain::parse(trust_domain) else {
+            return Ok(None);
+        };
+        match self.trust.domains.get(&trust_domain) {
+            Some(bundle) => bundle.authorities(&trust_domain).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The timestamp authorities `repository` trusts, with their names.
+    pub fn timestamp_authorities<'a>(
+        &'a self,
+        repository: &'a RepositoryPolicy,
+    ) -> Vec<(&'a str, &'a TsaAuthority)> {
+        repository
+            .timestamp_authorities
+            .iter()
+            .filter_map(|name| {
+                self.trust
+                    .timestamp_authority(name)
+                    .map(|tsa| (name.as_str(), tsa))
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> PolicySummary {
+        PolicySummary {
+            path: self.path.clone(),
+            trust_domains: self.trust_domains.clone(),
+            timestamp_authorities: self.timestamp_authorities.clone(),
+            repositories: self.repository_summaries.clone(),
+        }
+    }
+}
+
+impl RepositoryPolicy {
+    pub fn pattern(&self) -> &RepositoryPattern {
+        &self.pattern
+    }
+
+    pub fn signers(&self) -> &IdentityRule {
+        &self.signers
+    }
+
+    /// Names of the timestamp authorities this repository trusts (all declared ones unless
+    /// the entry lists some).
+    pub fn timestamp_authorities(&self) -> &[String] {
+        &self.timestamp_authorities
+    }
+
+    /// Where the entry is in the policy file, for messages that say which entry refused.
+    pub fn declared_at(&self) -> &SourceLocation {
+        &self.declared_at
+    }
+
+    /// Whether `signer` may sign this repository's releases; on refusal, every reason.
+    pub fn check_signer(&self, signer: &SpiffeId) -> Result<(), Vec<String>> {
+        self.signers.check(signer)
+    }
+}
+
+/// Reads and validates a policy file and everything it names, for `tcverify policy check`.
+pub fn check_policy_file(path: &Path) -> Result<PolicySummary, PolicyError> {
+    Policy::load(path).map(|policy| policy.summary())
+}
+
+/// What a policy declares, for people (`Display`) and scripts (`Serialize`).
+#[derive(Clone, Debug, Serialize)]
+pub struct PolicySummary {
+    pub path: PathBuf,
+    pub trust_domains: Vec<TrustDomainSummary>,
+    pub timestamp_authorities: Vec<TimestampAuthoritySummary>,
+    /// In file order, which is match order.
+    pub repositories: Vec<RepositorySummary>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustDomainSummary {
+    pub name: String,
+    /// e.g. `bundle trust/td.pem (2 X.509 authorities)`
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TimestampAuthoritySummary {
+    pub name: String,
+    /// The chain file as the policy names it.
+    pub chain: String,
+    pub certificates: usize,
+    pub valid_from: Option<String>,
+    pub valid_until: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RepositorySummary {
+    pub name: String,
+    /// The identity rule, as [`IdentityRule`] displays it.
+    pub signers: String,
+    pub timestamp_authorities: Vec<String>,
+    pub declared_at: SourceLocation,
+}
+
+impl fmt::Display for PolicySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: usize, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        writeln!(
+            f,
+            "{}: ok: {}, {}, {}",
+            self.path.display(),
+            plural(self.repositories.len(), "repository", "repositories"),
+            plural(self.trust_domains.len(), "trust domain", "trust domains"),
+            plural(
+                self.timestamp_authorities.len(),
+                "timestamp authority",
+                "timestamp authorities"
+            ),
+        )?;
+        for td in &self.trust_domains {
+            writeln!(f, "trust domain {}: {}", td.name, td.source)?;
+        }
+        for tsa in &self.timestamp_authorities {
+            write!(
+                f,
+                "timestamp authority {}: chain {} ({})",
+                tsa.name,
+                tsa.chain,
+                plural(tsa.certificates, "certificate", "certificates")
+            )?;
+            match (&tsa.valid_from, &tsa.valid_until) {
+                (None, None) => {}
+                (from, until) => write!(
+                    f,
+                    ", trusted from {} until {}",
+                    from.as_deref().unwrap_or("any time"),
+                    until.as_deref().unwrap_or("further notice")
+                )?,
+            }
+            writeln!(f)?;
+        }
+        for repository in &self.repositories {
+            write!(
+                f,
+                "repository {} (line {}): signers {}",
+                repository.name, repository.declared_at.line, repository.signers
+            )?;
+            if repository.timestamp_authorities.is_empty() {
+                writeln!(f, "; no timestamp authority")?;
+            } else {
+                writeln!(
+                    f,
+                    "; timestamp authorities {}",
+                    repository.timestamp_authorities.join(", ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}

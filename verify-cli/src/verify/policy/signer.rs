@@ -1,0 +1,59 @@
+//! The policy a signer holds its own output to before announcing it: exactly one repository,
+//! exactly one signer, the trust domain bundle its SVID came with, and its one TSA. Built in
+//! memory, so `distd` needs no policy file to check what it just signed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rustls_pki_types::CertificateDer;
+
+use super::{IdentityRule, Policy, RepositoryPattern, RepositoryPolicy, SourceLocation};
+use crate::spiffe_id::SpiffeId;
+use crate::trust::{TrustDomainBundle, TrustMaterial, parse_tsa_chain};
+
+/// Name of the one timestamp authority in a signer's policy.
+const SIGNER_TSA: &str = "signer";
+
+impl Policy {
+    /// `authorities` are DER certificates of the signer's trust domain; `tsa_chain` a PEM
+    /// chain, leaf first.
+    pub fn for_signer(
+        repository: &str,
+        signer: &SpiffeId,
+        authorities: Vec<Vec<u8>>,
+        tsa_chain: &Path,
+    ) -> Result<Policy, String> {
+        let pem = std::fs::read(tsa_chain)
+            .map_err(|e| format!("reading the TSA chain {}: {e}", tsa_chain.display()))?;
+        let tsa = parse_tsa_chain(&pem, None)
+            .map_err(|e| format!("the TSA chain {}: {e}", tsa_chain.display()))?;
+        let pattern = RepositoryPattern::parse(repository)
+            .map_err(|e| format!("repository {repository:?}: {e}"))?;
+        let location = SourceLocation {
+            file: "(signer policy)".into(),
+            line: 0,
+            column: 0,
+        };
+        Ok(Policy {
+            path: location.file.clone(),
+            repositories: vec![RepositoryPolicy {
+                pattern,
+                signers: IdentityRule::SpiffeId(signer.clone()),
+                timestamp_authorities: vec![SIGNER_TSA.to_owned()],
+                declared_at: location,
+            }],
+            trust: TrustMaterial {
+                domains: HashMap::from([(
+                    signer.to_trust_domain(),
+                    TrustDomainBundle::Certificates(
+                        authorities.into_iter().map(CertificateDer::from).collect(),
+                    ),
+                )]),
+                timestamp_authorities: vec![(SIGNER_TSA.to_owned(), tsa)],
+            },
+            trust_domains: Vec::new(),
+            timestamp_authorities: Vec::new(),
+            repository_summaries: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,616 @@
+//! Loading policy files: the format, and that every error points at the right line and column.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::trust::TrustDomainBundle;
+use crate::trust::files::tests::{ca, issued};
+
+/// A directory with trust files and a policy written into it.
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+const BASE: &str = r#"version = 1
+
+[trust_domains."tcdist.test"]
+bundle = "trust/td.pem"
+
+[timestamp_authorities.stack]
+chain = "trust/tsa.pem"
+
+[[repository]]
+name = "toolchains/go"
+signers = { spiffe_id = "spiffe://tcdist.test/distd/signer" }
+"#;
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("trust")).unwrap();
+        let (td, tsa_root) = (ca("tcdist.test"), ca("tsa root"));
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("trust/td.pem", &td.pem);
+        write(
+            "trust/tsa.pem",
+            &format!("{}{}", issued("tsa", &tsa_root), tsa_root.pem),
+        );
+        let b64 = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(&td.der)
+        };
+        write(
+            "trust/td.json",
+            &serde_json::json!({ "keys": [{ "use": "x509-svid", "kty": "EC", "x5c": [b64] }] })
+                .to_string(),
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("policy.toml")
+    }
+
+    fn load(&self, text: &str) -> Result<Policy, PolicyError> {
+        std::fs::write(self.path(), text).unwrap();
+        Policy::load(&self.path())
+    }
+
+    /// Every diagnostic as `LINE:COLUMN: message`, after checking it names the policy file.
+    fn errors(&self, text: &str) -> Vec<String> {
+        let error = self.load(text).expect_err("the policy should be refused");
+        let prefix = format!("{}:", self.path().display());
+        let lines: Vec<String> = error
+            .to_string()
+            .lines()
+            .map(|line| {
+                line.strip_prefix(&prefix)
+                    .unwrap_or_else(|| panic!("{line:?} does not start with {prefix:?}"))
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(lines.len(), error.diagnostics().len());
+        lines
+    }
+}
+
+/// `LINE:COLUMN` of the first occurrence of `needle` in `text`.
+fn at(text: &str, needle: &str) -> String {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the text"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{column}")
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    at(text, needle).split(':').next().unwrap().parse().unwrap()
+}
+
+fn assert_one_error(errors: &[String], location: &str, contains: &str) {
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].starts_with(&format!("{location}: ")) && errors[0].contains(contains),
+        "expected {location}: …{contains}…, got {:?}",
+        errors[0]
+    );
+}
+
+fn id(s: &str) -> SpiffeId {
+    SpiffeId::parse(s).unwrap()
+}
+
+#[test]
+fn policy_with_every_source_and_rule_kind_loads() {
+    let f = Fixture::new();
+    let text = r#"# which signers tcverify accepts
+version = 1
+
+[trust_domains."tcdist.test"]
+bundle = "trust/td.pem"
+
+[trust_domains."other.test"]
+spiffe_bundle = "trust/td.json"
+
+[trust_domains."agent.test"]
+workload_api = true
+
+[timestamp_authorities.stack]
+chain = "trust/tsa.pem"
+valid_from = "2026-01-01T00:00:00Z"
+valid_until = 2027-01-01T00:00:00Z
+
+[[repository]]
+name = "toolchains/go"
+signers = { any_of = [
+  { spiffe_id = "spiffe://tcdist.test/distd/signer" },
+  { all_of = [ { trust_domain = "other.test" }, { path_prefix = "spiffe://other.test/release/" } ] },
+] }
+timestamp_authorities = ["stack"]
+
+[[repository]]
+name = "toolchains/**"
+signers = { trust_domain = "agent.test" }
+"#;
+    let policy = f.load(text).unwrap();
+    assert_eq!(policy.repositories().len(), 2);
+    assert_eq!(policy.trust().domains.len(), 3);
+    assert!(matches!(
+        policy.trust().domains[&TrustDomain::parse("agent.test").unwrap()],
+        TrustDomainBundle::WorkloadApi
+    ));
+    assert!(matches!(
+        &policy.trust().domains[&TrustDomain::parse("other.test").unwrap()],
+        TrustDomainBundle::Certificates(c) if c.len() == 1
+    ));
+
+    let go = policy.for_repository("toolchains/go").unwrap();
+    assert_eq!(
+        go.signers().to_string(),
+        "any_of(spiffe_id=spiffe://tcdist.test/distd/signer, all_of(trust_domain=other.test, \
+         path_prefix=spiffe://other.test/release))"
+    );
+    assert_eq!(go.declared_at().line, line_of(text, "[[repository]]"));
+    assert!(
+        go.check_signer(&id("spiffe://tcdist.test/distd/signer"))
+            .is_ok()
+    );
+    assert!(
+        go.check_signer(&id("spiffe://other.test/release/x"))
+            .is_ok()
+    );
+    assert_eq!(
+        go.check_signer(&id("spiffe://other.test/releases"))
+            .unwrap_err()
+            .len(),
+        2
+    );
+
+    let tsas = policy.timestamp_authorities(go);
+    assert_eq!(tsas.len(), 1);
+    let (name, tsa) = tsas[0];
+    assert_eq!(name, "stack");
+    let window = tsa.valid_for.unwrap();
+    assert_eq!(window.start, "2026-01-01T00:00:00Z".parse().unwrap());
+    assert_eq!(window.end, Some("2027-01-01T00:00:00Z".parse().unwrap()));
+    assert_eq!(tsa.intermediates.len(), 0);
+    assert_ne!(tsa.leaf, tsa.root);
+
+    let summary = policy.summary().to_string();
+    assert!(
+        summary.contains("2 repositories, 3 trust domains, 1 timestamp authority"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("trust domain tcdist.test: bundle trust/td.pem (1 X.509 authority)"),
+        "{summary}"
+    );
+    let line = line_of(text, "[[repository]]\nname = \"toolchains/**");
+    assert!(
+        summary.contains(&format!(
+            "repository toolchains/** (line {line}): signers trust_domain=agent.test"
+        )),
+        "{summary}"
+    );
+    assert!(summary.contains("timestamp authority stack: chain trust/tsa.pem (2 certificates)"));
+    serde_json::to_string(&policy.summary()).unwrap();
+}
+
+#[test]
+fn check_policy_file_reports_what_the_policy_declares() {
+    let f = Fixture::new();
+    std::fs::write(f.path(), BASE).unwrap();
+    let summary = check_policy_file(&f.path()).unwrap();
+    assert_eq!(summary.repositories.len(), 1);
+    assert_eq!(summary.repositories[0].name, "toolchains/go");
+    assert_eq!(summary.trust_domains.len(), 1);
+    assert_eq!(summary.timestamp_authorities[0].certificates, 2);
+    assert_eq!(summary.repositories[0].timestamp_authorities, ["stack"]);
+}
+
+#[test]
+fn first_matching_repository_wins() {
+    let f = Fixture::new();
+    let text = format!(
+        "{BASE}
+[[repository]]
+name = \"toolchains/*\"
+signers = {{ trust_domain = \"tcdist.test\" }}
+"
+    );
+    let policy = f.load(&text).unwrap();
+    let go = policy.for_repository("toolchains/go").unwrap();
+    assert!(matches!(go.signers(), IdentityRule::SpiffeId(_)));
+    let other = policy.for_repository("toolchains/rust").unwrap();
+    assert!(matches!(other.signers(), IdentityRule::TrustDomain(_)));
+    assert!(policy.for_repository("toolchains/a/b").is_none());
+    assert!(policy.for_repository("other/go").is_none());
+}
+
+#[test]
+fn policy_rejected_if_version_is_not_1() {
+    let f = Fixture::new();
+    let text = BASE.replace("version = 1", "version = 2");
+    let errors = f.errors(&text);
+    assert_one_error(&errors, "1:11", "version 2 is not supported");
+}
+
+#[test]
+fn policy_rejected_if_version_is_missing() {
+    let f = Fixture::new();
+    let errors = f.errors(&BASE.replace("version = 1\n", ""));
+    assert_one_error(&errors, "1:1", "missing `version = 1`");
+}
+
+#[test]
+fn policy_rejected_if_key_is_unknown() {
+    let f = Fixture::new();
+    let text = BASE.replace("bundle = \"trust/td.pem\"", "bundel = \"trust/td.pem\"");
+    let errors = f.errors(&text);
+    assert_one_error(&errors, &at(&text, "bundel"), "unknown field `bundel`");
+}
+
+#[test]
+fn policy_rejected_if_rule_has_unknown_key_deep_inside() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "signers = { spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "signers = { any_of = [\n  { all_of = [ { trust_domain = \"tcdist.test\" },\n    { spiffe_ids = \"x\" } ] },\n] }",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "spiffe_ids"),
+        "unknown field `spiffe_ids`",
+    );
+}
+
+#[test]
+fn policy_rejected_if_syntax_is_broken() {
+    let f = Fixture::new();
+    let text = BASE.replace("name = \"toolchains/go\"", "name = \"toolchains/go");
+    let errors = f.errors(&text);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with(&format!("{}:", line_of(&text, "name = "))),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn policy_rejected_if_value_has_wrong_type() {
+    let f = Fixture::new();
+    let text = BASE.replace("version = 1", "version = \"1\"");
+    let errors = f.errors(&text);
+    assert_one_error(&errors, "1:11", "invalid type");
+}
+
+#[test]
+fn policy_rejected_if_spiffe_id_is_invalid_pointing_at_the_value() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "spiffe://tcdist.test/distd/signer",
+        "spiffe://TCdist.test/distd/signer",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"spiffe://TCdist"),
+        "spiffe_id: \"spiffe://TCdist.test/distd/signer\" is not a SPIFFE ID: it has 'T' in the \
+         trust domain",
+    );
+}
+
+#[test]
+fn policy_rejected_if_path_prefix_is_invalid() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "{ path_prefix = \"spiffe://tcdist.test/a/../b\" }",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(&errors, &at(&text, "\"spiffe://tcdist.test/a"), "'..'");
+}
+
+#[test]
+fn path_prefix_with_trailing_slash_means_the_same_as_without() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "{ path_prefix = \"spiffe://tcdist.test/release/\" }",
+    );
+    let policy = f.load(&text).unwrap();
+    let rules = policy.for_repository("toolchains/go").unwrap();
+    assert_eq!(
+        rules.signers(),
+        &IdentityRule::PathPrefix(id("spiffe://tcdist.test/release"))
+    );
+    assert!(
+        rules
+            .check_signer(&id("spiffe://tcdist.test/release"))
+            .is_ok()
+    );
+    assert!(
+        rules
+            .check_signer(&id("spiffe://tcdist.test/release/a"))
+            .is_ok()
+    );
+    assert!(
+        rules
+            .check_signer(&id("spiffe://tcdist.test/releases"))
+            .is_err()
+    );
+}
+
+#[test]
+fn policy_rejected_if_any_of_or_all_of_is_empty() {
+    let f = Fixture::new();
+    for key in ["any_of", "all_of"] {
+        let text = BASE.replace(
+            "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+            &format!("{{ {key} = [] }}"),
+        );
+        let errors = f.errors(&text);
+        assert_one_error(&errors, &at(&text, "[]"), &format!("{key} = [] is refused"));
+    }
+}
+
+#[test]
+fn policy_rejected_if_rule_has_two_keys_or_none() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "{ spiffe_id = \"spiffe://tcdist.test/a\", trust_domain = \"tcdist.test\" }",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "{ spiffe_id"),
+        "exactly one key: spiffe_id, trust_domain, path_prefix, any_of or all_of (found \
+         spiffe_id, trust_domain)",
+    );
+    let text = BASE.replace(
+        "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "{ any_of = [ {} ] }",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(&errors, &at(&text, "{} ]"), "(found none)");
+}
+
+#[test]
+fn policy_rejected_if_rule_names_an_undeclared_trust_domain() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "{ spiffe_id = \"spiffe://tcdist.test/distd/signer\" }",
+        "{ trust_domain = \"elsewhere.test\" }",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"elsewhere.test\""),
+        "names trust domain elsewhere.test, which has no [trust_domains.\"elsewhere.test\"]",
+    );
+}
+
+#[test]
+fn policy_rejected_if_trust_file_is_missing() {
+    let f = Fixture::new();
+    let text = BASE.replace("trust/td.pem", "trust/missing.pem");
+    let errors = f.errors(&text);
+    let missing = f.dir.path().join("trust/missing.pem");
+    assert_one_error(
+        &errors,
+        &at(&text, "\"trust/missing.pem\""),
+        &format!("cannot read trust file {}", missing.display()),
+    );
+}
+
+#[test]
+fn policy_rejected_if_trust_file_is_not_a_bundle() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/empty.pem"), "not pem\n").unwrap();
+    let text = BASE.replace("trust/td.pem", "trust/empty.pem");
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"trust/empty.pem\""),
+        "holds no PEM certificate",
+    );
+}
+
+#[test]
+fn policy_rejected_if_tsa_chain_is_out_of_order() {
+    let f = Fixture::new();
+    let root = ca("root");
+    let chain = format!("{}{}", root.pem, issued("tsa", &root));
+    std::fs::write(f.dir.path().join("trust/bad-tsa.pem"), chain).unwrap();
+    let text = BASE.replace("trust/tsa.pem", "trust/bad-tsa.pem");
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"trust/bad-tsa.pem\""),
+        "leaf first, root last",
+    );
+}
+
+#[test]
+fn policy_rejected_if_trust_domain_has_no_source_or_two() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "bundle = \"trust/td.pem\"",
+        "bundle = \"trust/td.pem\"\nworkload_api = true",
+    );
+    let errors = f.errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "needs exactly one of bundle, spiffe_bundle or workload_api = true \
+                            (found bundle and workload_api)"
+        ),
+        "{errors:?}"
+    );
+    let text = BASE.replace("bundle = \"trust/td.pem\"", "");
+    let errors = f.errors(&text);
+    assert!(errors[0].contains("(found none)"), "{errors:?}");
+}
+
+#[test]
+fn policy_rejected_if_trust_domain_name_is_invalid() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "[trust_domains.\"tcdist.test\"]",
+        "[trust_domains.\"TCdist.test\"]",
+    );
+    let errors = f.errors(&text);
+    // The table's name is refused, and the rule's trust domain is then undeclared.
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "{}: trust domain \"TCdist.test\"",
+            at(&text, "\"TCdist")
+        )),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn policy_rejected_if_timestamp_authority_is_unknown() {
+    let f = Fixture::new();
+    let text = format!("{BASE}timestamp_authorities = [\"stack\", \"elsewhere\"]\n");
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"elsewhere\""),
+        "unknown timestamp authority \"elsewhere\" (declared: stack)",
+    );
+}
+
+#[test]
+fn policy_rejected_if_timestamp_authority_list_is_empty() {
+    let f = Fixture::new();
+    let text = format!("{BASE}timestamp_authorities = []\n");
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "[]"),
+        "would trust no timestamp authority",
+    );
+}
+
+#[test]
+fn policy_rejected_if_tsa_window_is_reversed_or_unparseable() {
+    let f = Fixture::new();
+    let text = BASE.replace(
+        "chain = \"trust/tsa.pem\"",
+        "chain = \"trust/tsa.pem\"\nvalid_from = \"2027-01-01T00:00:00Z\"\nvalid_until = \
+         \"2026-01-01T00:00:00Z\"",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"2026-01-01"),
+        "valid_until is before valid_from",
+    );
+    let text = BASE.replace(
+        "chain = \"trust/tsa.pem\"",
+        "chain = \"trust/tsa.pem\"\nvalid_from = 2026-01-01T00:00:00",
+    );
+    let errors = f.errors(&text);
+    assert_one_error(&errors, &at(&text, "2026-01-01"), "with a UTC offset");
+}
+
+#[test]
+fn repository_name_rejected_if_it_names_a_registry_host() {
+    let f = Fixture::new();
+    let text = BASE.replace("\"toolchains/go\"", "\"127.0.0.1:5000/toolchains/go\"");
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"127.0.0.1"),
+        "registries and mirrors are untrusted transport",
+    );
+}
+
+#[test]
+fn repository_rejected_if_declared_twice() {
+    let f = Fixture::new();
+    let text = format!(
+        "{BASE}\n[[repository]]\nname = \"toolchains/go\"\nsigners = {{ trust_domain = \
+         \"tcdist.test\" }}\n"
+    );
+    let errors = f.errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("already declared on line 10"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn policy_rejected_if_it_has_no_repository() {
+    let f = Fixture::new();
+    let text = &BASE[..BASE.find("[[repository]]").unwrap()];
+    let errors = f.errors(text);
+    assert_one_error(&errors, "1:1", "declares no [[repository]]");
+}
+
+#[test]
+fn reserved_keys_are_refused_for_now() {
+    let f = Fixture::new();
+    let text = format!("{BASE}threshold = 2\nratchet = true\n");
+    let errors = f.errors(&text);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with(&format!(
+        "{}: threshold is reserved",
+        at(&text, "2\nratchet")
+    )));
+    assert!(errors[1].contains("ratchet is reserved for a later policy format; not accepted yet"));
+    let text = BASE.replace("version = 1", "version = 1\ntransparency_logs = {}");
+    let errors = f.errors(&text);
+    assert_one_error(&errors, "2:21", "transparency_logs is reserved");
+}
+
+#[test]
+fn every_semantic_error_is_reported_in_file_order() {
+    let f = Fixture::new();
+    let text = r#"version = 1
+
+[trust_domains."tcdist.test"]
+bundle = "trust/nope.pem"
+
+[[repository]]
+name = "Toolchains/go"
+signers = { any_of = [ { spiffe_id = "spiffe://tcdist.test/" }, { all_of = [] } ] }
+timestamp_authorities = ["stack"]
+"#;
+    let errors = f.errors(text);
+    let locations: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            at(text, "\"trust/nope"),
+            at(text, "\"Toolchains"),
+            at(text, "\"spiffe://tcdist.test/\""),
+            at(text, "[] }"),
+            at(text, "\"stack\""),
+        ],
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn policy_file_that_cannot_be_read_is_an_error() {
+    let f = Fixture::new();
+    let error = Policy::load(&f.dir.path().join("absent.toml")).unwrap_err();
+    assert!(matches!(error, PolicyError::Read { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("absent.toml: cannot read the policy file")
+    );
+}

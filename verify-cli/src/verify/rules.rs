@@ -1,0 +1,82 @@
+//! The names of the signature rules, as they appear in messages, `--json` and the audit log.
+//! A refusal always names one of these, the object it concerns, and why.
+
+use std::fmt;
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Rule {
+    /// The release's repository has a rule in the policy.
+    RepositoryCovered,
+    /// At least one signature is attached.
+    SignaturePresent,
+    /// The attachment decodes as a bundle or a cosign signature.
+    SignatureFormat,
+    /// The leaf is an X.509-SVID: one URI SAN `spiffe://…`, not a CA, digitalSignature.
+    SvidFormat,
+    /// The policy holds trust material for the SVID's trust domain.
+    TrustDomainKnown,
+    /// An RFC 3161 timestamp from a trusted TSA proves when the signature existed.
+    SigningTime,
+    /// The signing time lies inside the leaf's validity.
+    SigningTimeInValidity,
+    /// The leaf chains to its trust domain's bundle at the signing time.
+    SvidChain,
+    /// The signature verifies over the payload with the leaf's key.
+    SignatureValid,
+    /// The payload names this index digest and this repository.
+    PayloadSubject,
+    /// The SVID's SPIFFE ID is allowed for this repository.
+    SignerAllowed,
+}
+
+impl Rule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::RepositoryCovered => "repository-covered",
+            Rule::SignaturePresent => "signature-present",
+            Rule::SignatureFormat => "signature-format",
+            Rule::SvidFormat => "svid-format",
+            Rule::TrustDomainKnown => "trust-domain-known",
+            Rule::SigningTime => "signing-time",
+            Rule::SigningTimeInValidity => "signing-time-in-validity",
+            Rule::SvidChain => "svid-chain",
+            Rule::SignatureValid => "signature-valid",
+            Rule::PayloadSubject => "payload-subject",
+            Rule::SignerAllowed => "signer-allowed",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why one signature (or the release as a whole) failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignatureFailure {
+    /// The signature or object concerned.
+    pub origin: String,
+    pub rule: Rule,
+    pub reason: String,
+}
+
+impl SignatureFailure {
+    pub fn new(origin: &str, rule: Rule, reason: impl Into<String>) -> Self {
+        SignatureFailure {
+            origin: origin.to_owned(),
+            rule,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for SignatureFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: [{}] {}", self.origin, self.rule, self.reason)
+    }
+}
