@@ -234,8 +234,8 @@ make_module() {
 	diff -r "$TREE" "$WORK/tree2"
 	diff <(cd "$TREE" && find . -printf '%p %y %m\n' | sort) <(cd "$WORK/tree2" && find . -printf '%p %y %m\n' | sort)
 	# And so the same release digest.
-	first=$("$DISTD" publish "$TREE" --oci-layout "$WORK/layout1" | tail -n1)
-	second=$("$DISTD" publish "$WORK/tree2" --oci-layout "$WORK/layout2" | tail -n1)
+	first=$("$DISTD" publish "$TREE" --oci-layout "$WORK/layout1" --repository toolchains/build | tail -n1)
+	second=$("$DISTD" publish "$WORK/tree2" --oci-layout "$WORK/layout2" --repository toolchains/build | tail -n1)
 	[ "$first" = "$second" ]
 	rm -rf "$WORK/work2"
 }

@@ -68,16 +68,19 @@ setup() {
 # with the failing hook's status. JOB_STRICT=1 runs it under `set -euo pipefail`, like an
 # agent whose shell is `bash -e -c` or an existing hook that sources ours.
 job() {
-	local -a vars=()
+	local -a vars=() agent_policy=(TCVERIFY_POLICY="$TCVERIFY_POLICY")
 	while [[ $1 != -- ]]; do
 		vars+=("$1")
+		# A job given the plugin's policy option has no agent-wide policy, so the test sees
+		# which one the hook exported.
+		[[ $1 == BUILDKITE_PLUGIN_TCDIST_POLICY=* ]] && agent_policy=()
 		shift
 	done
 	shift
 	# shellcheck disable=SC2016 # the job script expands in the job's bash
 	run --separate-stderr env -u GOROOT -u GOEXPERIMENT -u GOTOOLCHAIN -u X_GO_RUNTIME_ROOT \
 		-u TCVERIFY_POLICY -u TCVERIFY -u TCDIST_TOOLCHAIN -u BUILDKITE_PLUGIN_NAME \
-		PATH="$JOB_PATH" TCVERIFY_STORE="$BATS_TEST_TMPDIR/store" "${vars[@]}" bash -c '
+		PATH="$JOB_PATH" TCVERIFY_STORE="$BATS_TEST_TMPDIR/store" "${agent_policy[@]}" "${vars[@]}" bash -c '
 		if [ -n "${JOB_STRICT:-}" ]; then set -euo pipefail; fi
 		status=0
 		for hook in "$@"; do
@@ -135,7 +138,8 @@ assert_nothing_exported() {
 		BUILDKITE_PLUGIN_TCDIST_STORE="$BATS_TEST_TMPDIR/plugin-store" -- "$PLUGIN_HOOK"
 	[ "$status" -eq 0 ]
 	assert_job_env "$(root_of "$SMALL_DIGEST" "$BATS_TEST_TMPDIR/plugin-store")"
-	[ -z "$(value TCVERIFY_POLICY)" ]
+	# Without the policy option, the agent's policy applies and is left as it was.
+	[ "$(value TCVERIFY_POLICY)" = "$TCVERIFY_POLICY" ]
 	[[ $stderr == *"tcdist: using toolchain $SMALL ($SMALL_DIGEST)"* ]]
 	# The store option was used, not TCVERIFY_STORE; no annotation on success.
 	[ ! -e "$BATS_TEST_TMPDIR/store" ]
@@ -143,7 +147,7 @@ assert_nothing_exported() {
 }
 
 @test "plugin hook: policy is exported as TCVERIFY_POLICY (absolute), platform is passed on" {
-	echo '{}' >"$BATS_TEST_TMPDIR/policy.json"
+	cp "$TCVERIFY_POLICY" "$BATS_TEST_TMPDIR/policy.json"
 	cd "$BATS_TEST_TMPDIR"
 	job TCVERIFY="$TCVERIFY" BUILDKITE_PLUGIN_TCDIST_TOOLCHAIN="$SMALL" \
 		BUILDKITE_PLUGIN_TCDIST_POLICY=policy.json BUILDKITE_PLUGIN_TCDIST_PLATFORM=linux/amd64 -- "$PLUGIN_HOOK"

@@ -11,6 +11,17 @@ DISTD=$TCDIST_BIN/distd
 TCVERIFY=$TCDIST_BIN/tcverify
 export TCDIST_CACHE_DIR=$TCDIST_TEST_WORK/distd-cache
 
+# The stack's policy covers toolchains/*; suites about other concerns publish elsewhere, so
+# they verify against the same trust material with a policy that covers every repository.
+# The signature suite uses the stack's own policy.
+STACK_POLICY=$TCVERIFY_POLICY
+TCVERIFY_POLICY=$TCDIST_TEST_WORK/policy-any-repository.toml
+if [[ ! -f $TCVERIFY_POLICY ]]; then
+	sed 's|^name = .*|name = "**"|' "$STACK_POLICY" >"$TCVERIFY_POLICY.tmp"
+	mv "$TCVERIFY_POLICY.tmp" "$TCVERIFY_POLICY"
+fi
+export TCVERIFY_POLICY
+
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {
 	local dir=$1
@@ -40,12 +51,20 @@ store_snapshot() {
 		find . -path ./.locks -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
-# Pushes an OCI layout's release to the stack registry, digests preserved.
-push_layout() {
+# Pushes an OCI layout's release to the stack registry, digests preserved, unsigned.
+push_layout_unsigned() {
 	local layout=$1 tag=$2 ref=$3
 	skopeo copy --quiet --all --preserve-digests \
 		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
 		"oci:$layout:$tag" "docker://$ref" >&2
+}
+
+# Pushes an OCI layout's release and signs it with the stack's signer, so only what the
+# test made hostile in its content can be refused.
+push_layout() {
+	local layout=$1 tag=$2 ref=$3
+	push_layout_unsigned "$layout" "$tag" "$ref"
+	"$DISTD" sign "$ref" >/dev/null
 }
 
 # The registry's storage file for a blob.
