@@ -12,6 +12,7 @@ usage:
                  [--subject-digest DIGEST] [--subject-repo NAME]
   forge.py copy  --from REPO --to REPO --digest DIGEST [--only bundle|cosign]
                  [--tamper payload|signature|drop-timestamp] [--onto DIGEST]
+  forge.py detach --repo REPO --digest DIGEST --encoding bundle|cosign
 
 Times are seconds relative to now. The registry is $TCDIST_REGISTRY (TLS with
 $TCDIST_REGISTRY_CA, basic auth $TCDIST_REGISTRY_USERNAME/_PASSWORD).
@@ -284,6 +285,20 @@ def cmd_copy(args):
                               MANIFEST_TYPE)
 
 
+def cmd_detach(args):
+    """Empties the referrers tag (bundle) or the .sig manifest (cosign) of a release."""
+    registry = Registry()
+    if args.encoding == "bundle":
+        empty = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": []}
+        registry.put_manifest(args.repo, referrers_tag(args.digest), json.dumps(empty).encode(),
+                              INDEX_TYPE)
+    else:
+        config = registry.put_blob(args.repo, b"{}", "application/vnd.oci.image.config.v1+json")
+        empty = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config, "layers": []}
+        registry.put_manifest(args.repo, referrers_tag(args.digest) + ".sig",
+                              json.dumps(empty).encode(), MANIFEST_TYPE)
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -315,8 +330,13 @@ def main():
     p.add_argument("--onto")
     p.add_argument("--only", choices=["bundle", "cosign"])
     p.add_argument("--tamper", choices=["payload", "signature", "drop-timestamp"])
+    p = sub.add_parser("detach")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--digest", required=True)
+    p.add_argument("--encoding", choices=["bundle", "cosign"], required=True)
     args = parser.parse_args()
-    {"ca": cmd_ca, "cert": cmd_cert, "sign": cmd_sign, "copy": cmd_copy}[args.command](args)
+    {"ca": cmd_ca, "cert": cmd_cert, "sign": cmd_sign, "copy": cmd_copy,
+     "detach": cmd_detach}[args.command](args)
 
 
 if __name__ == "__main__":
