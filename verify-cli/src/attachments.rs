@@ -190,9 +190,12 @@ impl SimpleSigning {
         }
         let reference = &payload.critical.identity.docker_reference;
         // cosign names the registry host first; the policy speaks of the repository path.
-        let repository = reference
-            .split_once('/')
-            .map_or(reference.as_str(), |(_, path)| path);
+        // As in Docker's reference grammar, a first segment is a host only when it has a
+        // `.` or `:` or is `localhost` (an OCI layout's payload names the path alone).
+        let repository = match reference.split_once('/') {
+            Some((host, path)) if host.contains(['.', ':']) || host == "localhost" => path,
+            _ => reference.as_str(),
+        };
         Ok(SignedSubject {
             repository: repository.to_owned(),
             digest: payload
@@ -290,6 +293,15 @@ mod tests {
         let subject = SimpleSigning::parse(&bytes).unwrap();
         assert_eq!(subject.repository, "toolchains/go");
         assert_eq!(subject.digest, digest());
+    }
+
+    #[test]
+    fn simple_signing_without_host_keeps_the_whole_path() {
+        let bytes = SimpleSigning::new("toolchains/go", &digest()).to_json();
+        assert_eq!(
+            SimpleSigning::parse(&bytes).unwrap().repository,
+            "toolchains/go"
+        );
     }
 
     #[test]

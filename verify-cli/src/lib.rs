@@ -3,6 +3,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod bundle;
 pub mod digest;
 pub mod error;
 pub mod fetch;

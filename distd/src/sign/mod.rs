@@ -9,16 +9,14 @@ pub mod tsa;
 use std::time::Duration;
 
 use anyhow::Result;
-use sigstore_types::bundle::{
-    CertificateContent, Rfc3161Timestamp, SignatureContent, TimestampVerificationData,
-    VerificationMaterial, VerificationMaterialContent,
-};
-use sigstore_types::{
-    Bundle, DerCertificate, DsseEnvelope, DsseSignature, KeyId, MediaType, PayloadBytes,
-    SignatureBytes, TimestampToken,
-};
 use tcverify::Digest;
-use tcverify::attachments::{IN_TOTO_PAYLOAD_TYPE, ReleaseStatement, SimpleSigning};
+use tcverify::attachments::{
+    IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement, SimpleSigning,
+};
+use tcverify::bundle::{
+    Bundle, Envelope, EnvelopeSignature, RawBytes, Rfc3161Timestamp, TimestampVerificationData,
+    VerificationMaterial, pae,
+};
 use tcverify::spiffe_id::SpiffeId;
 
 use svid::{SigningIdentity, SvidSource};
@@ -103,27 +101,31 @@ impl Signer {
     ) -> Result<Vec<u8>> {
         let statement =
             ReleaseStatement::new(subject.repository, subject.tag, subject.index).to_json();
-        let signature = identity
-            .key
-            .sign(&sigstore_types::pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
+        let signature = identity.key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
         let timestamp = self.tsa.timestamp(&signature).await?;
-        let material = VerificationMaterial::new(VerificationMaterialContent::Certificate(
-            CertificateContent::new(DerCertificate::new(identity.chain[0].clone())),
-        ))
-        .with_timestamp_verification_data(TimestampVerificationData::new(vec![
-            Rfc3161Timestamp::new(TimestampToken::new(timestamp)),
-        ]));
-        let envelope = DsseEnvelope::new(
-            IN_TOTO_PAYLOAD_TYPE,
-            PayloadBytes::new(statement),
-            DsseSignature::new(SignatureBytes::new(signature), KeyId::default()),
-        );
-        let bundle = Bundle::new(
-            MediaType::Bundle0_3,
-            material,
-            SignatureContent::DsseEnvelope(envelope),
-        );
-        Ok(bundle.to_json()?.into_bytes())
+        let bundle = Bundle {
+            media_type: MEDIA_TYPE_BUNDLE.into(),
+            verification_material: VerificationMaterial {
+                certificate: Some(RawBytes {
+                    raw_bytes: identity.chain[0].clone(),
+                }),
+                timestamp_verification_data: Some(TimestampVerificationData {
+                    rfc3161_timestamps: vec![Rfc3161Timestamp {
+                        signed_timestamp: timestamp,
+                    }],
+                }),
+                ..Default::default()
+            },
+            dsse_envelope: Some(Envelope {
+                payload: statement,
+                payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
+                signatures: vec![EnvelopeSignature {
+                    sig: signature,
+                    keyid: String::new(),
+                }],
+            }),
+        };
+        Ok(bundle.to_json())
     }
 
     async fn sign_cosign(

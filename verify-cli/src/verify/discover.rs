@@ -4,14 +4,13 @@
 //! failure, not an error, so one broken signature cannot hide a valid one.
 
 use base64::Engine as _;
-use sigstore_types::bundle::{SignatureContent, VerificationMaterialContent};
-use sigstore_types::{Bundle, MediaType};
 
 use crate::attachments::{
     ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE,
     ANNOTATION_COSIGN_TIMESTAMP, ArtifactManifest, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE,
     MEDIA_TYPE_SIMPLE_SIGNING, cosign_signature_tag,
 };
+use crate::bundle::{Bundle, TransparencyLogEntry};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::release::{Descriptor, parse_document};
@@ -47,6 +46,8 @@ pub struct Candidate {
     pub intermediates: Vec<Vec<u8>>,
     /// RFC 3161 responses (or bare tokens) over `signature`.
     pub timestamps: Vec<Vec<u8>>,
+    /// Transparency log entries for this signature, with their proofs.
+    pub tlog_entries: Vec<TransparencyLogEntry>,
 }
 
 #[derive(Debug, Default)]
@@ -122,49 +123,58 @@ async fn bundle_candidate(
 /// Decodes a Sigstore bundle v0.3 whose content is a DSSE envelope around an in-toto
 /// statement.
 pub fn decode_bundle(bytes: &[u8], origin: &str) -> std::result::Result<Candidate, String> {
-    let json = std::str::from_utf8(bytes).map_err(|_| "bundle is not UTF-8".to_owned())?;
-    let bundle = Bundle::from_json(json).map_err(|e| format!("bundle does not parse: {e}"))?;
-    if bundle.media_type != MediaType::Bundle0_3 {
+    let bundle = Bundle::parse(bytes)?;
+    if bundle.media_type != MEDIA_TYPE_BUNDLE {
         return Err(format!(
-            "bundle media type is {}, expected {MEDIA_TYPE_BUNDLE}",
+            "bundle media type is {:?}, expected {MEDIA_TYPE_BUNDLE}",
             bundle.media_type
         ));
     }
-    let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
-        return Err("bundle content is not a DSSE envelope".into());
-    };
+    let envelope = bundle
+        .dsse_envelope
+        .ok_or("bundle content is not a DSSE envelope")?;
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE {
         return Err(format!(
             "DSSE payload type is {:?}, expected {IN_TOTO_PAYLOAD_TYPE:?}",
             envelope.payload_type
         ));
     }
-    let (leaf, intermediates) = match &bundle.verification_material.content {
-        VerificationMaterialContent::Certificate(certificate) => {
-            (certificate.raw_bytes.as_bytes().to_vec(), Vec::new())
-        }
-        VerificationMaterialContent::X509CertificateChain { certificates } => {
-            let mut chain = certificates.iter().map(|c| c.raw_bytes.as_bytes().to_vec());
+    let [signature] = envelope.signatures.as_slice() else {
+        return Err(format!(
+            "the DSSE envelope has {} signatures, expected exactly one",
+            envelope.signatures.len()
+        ));
+    };
+    let material = bundle.verification_material;
+    let (leaf, intermediates) = match (material.certificate, material.x509_certificate_chain) {
+        (Some(leaf), _) => (leaf.raw_bytes, Vec::new()),
+        (None, Some(chain)) => {
+            let mut chain = chain.certificates.into_iter().map(|c| c.raw_bytes);
             let leaf = chain.next().ok_or("bundle certificate chain is empty")?;
             (leaf, chain.collect())
         }
-        _ => return Err("bundle carries no certificate (a bare public key is not an SVID)".into()),
+        (None, None) => {
+            return Err("bundle carries no certificate (a bare public key is not an SVID)".into());
+        }
     };
     Ok(Candidate {
         origin: origin.to_owned(),
         encoding: Encoding::Bundle,
-        payload: envelope.payload.as_bytes().to_vec(),
         signed_bytes: envelope.pae(),
-        signature: envelope.signature.sig.as_bytes().to_vec(),
+        signature: signature.sig.clone(),
+        payload: envelope.payload,
         leaf,
         intermediates,
-        timestamps: bundle
-            .verification_material
+        timestamps: material
             .timestamp_verification_data
-            .rfc3161_timestamps
-            .iter()
-            .map(|t| t.signed_timestamp.as_bytes().to_vec())
-            .collect(),
+            .map(|data| {
+                data.rfc3161_timestamps
+                    .into_iter()
+                    .map(|t| t.signed_timestamp)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        tlog_entries: material.tlog_entries,
     })
 }
 
@@ -237,6 +247,7 @@ fn decode_cosign_layer(
         leaf: leaf.remove(0),
         intermediates,
         timestamps,
+        tlog_entries: Vec::new(),
     })
 }
 
