@@ -90,6 +90,15 @@ struct SigningArgs {
     /// The timestamp authority's certificate chain (PEM, leaf first)
     #[arg(long, env = "TCDIST_TSA_CHAIN", value_name = "FILE")]
     tsa_chain: Option<PathBuf>,
+    /// The transparency log (Rekor v2 base URL) to record signatures in
+    #[arg(long, env = "TCDIST_REKOR_URL", value_name = "URL", requires_all = ["rekor_public_key", "rekor_origin"])]
+    rekor_url: Option<String>,
+    /// The log's public key (PEM), to check the recorded entry before announcing it
+    #[arg(long, env = "TCDIST_REKOR_PUBLIC_KEY", value_name = "FILE")]
+    rekor_public_key: Option<PathBuf>,
+    /// The origin the log signs its checkpoints under
+    #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
+    rekor_origin: Option<String>,
     /// Refuse an SVID that expires sooner than this (seconds)
     #[arg(
         long,
@@ -370,14 +379,23 @@ impl SigningArgs {
                 "TCDIST_TSA_CHAIN",
             )
         })?;
+        let (log, log_trust) = match (self.rekor_url, self.rekor_public_key, self.rekor_origin) {
+            (Some(url), Some(public_key), Some(origin)) => (
+                Some(sign::tlog::TransparencyLogClient::new(&url)?),
+                Some(publish::LogTrust { public_key, origin }),
+            ),
+            _ => (None, None),
+        };
         Ok(publish::Signing {
             signer: sign::Signer {
                 source,
                 signer,
                 min_lifetime: std::time::Duration::from_secs(self.min_svid_lifetime),
                 tsa: sign::tsa::TimestampAuthority::new(&tsa_url)?,
+                log,
             },
             tsa_chain,
+            log: log_trust,
         })
     }
 }

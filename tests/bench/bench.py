@@ -26,11 +26,14 @@ def sh(cmd, **kw):
                           capture_output=True, text=True, executable="/bin/bash" if isinstance(cmd, str) else None, **kw)
 
 
-def timed(cmd):
-    """Wall seconds and peak RSS (MB) of one command, via /usr/bin/time."""
-    out = sh(["/usr/bin/time", "-f", "TIME %e %M"] + cmd)
+def timed(cmd, cpu=False):
+    """Wall seconds and peak RSS (MB) of one command, via /usr/bin/time; with cpu, the
+    process's own CPU seconds (user + sys: its local work) instead of RSS."""
+    out = sh(["/usr/bin/time", "-f", "TIME %e %M %U %S"] + cmd)
     line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")][-1]
-    _, secs, rss = line.split()
+    _, secs, rss, user, system = line.split()
+    if cpu:
+        return float(secs), None, float(user) + float(system)
     return float(secs), int(rss) / 1024
 
 
@@ -57,7 +60,7 @@ def record(name, value):
 
 # Publish: cold (empty layer cache, new repository), raw tar|zstd|upload, and the no-op republish.
 for i in range(runs):
-    repo = f"bench/publish-{i}"
+    repo = f"toolchains/bench-publish-{i}"
     cache = fresh(f"{work}/cache-{i}")
     secs, rss = timed([f"{BIN}/distd", "publish", GOROOT, "--ref", f"{REG}/{repo}:v1", "--cache-dir", cache])
     record("publish cold (distd)", (secs, rss))
@@ -72,12 +75,26 @@ for i in range(runs):
     record("publish raw (tar | zstd -T0 | curl upload)", timed_shell(raw))
 
 # The release the pulls use.
-ref = f"{REG}/bench/go:v1"
+ref = f"{REG}/toolchains/bench-go:v1"
 sh([f"{BIN}/distd", "publish", GOROOT, "--ref", ref, "--cache-dir", f"{work}/cache-0"])
 report = json.loads(sh([f"{BIN}/tcverify", "verify", ref, "--json"]).stdout)
 manifest = json.loads(sh(["skopeo", "inspect", "--cert-dir", env["TCDIST_REGISTRY_CERT_DIR"], *SKOPEO_AUTH, "--raw",
-                          f"docker://{REG}/bench/go@{report['manifest_digest']}"]).stdout)
+                          f"docker://{REG}/toolchains/bench-go@{report['manifest_digest']}"]).stdout)
 layers = [l["digest"] for l in manifest["layers"]]
+
+# Verification alone (signature, identity, time; no layers). Every run is a new process
+# with new connections; the first one also meets cold page caches in the registry.
+def registry_reads():
+    """GET and HEAD requests in the registry's access log so far."""
+    with open(env["TCDIST_REGISTRY_LOG"]) as log:
+        return sum(1 for line in log if '"GET /v2/' in line or '"HEAD /v2/' in line)
+
+
+reads_before = registry_reads()
+record("verify, first run (tcverify verify)", timed([f"{BIN}/tcverify", "verify", ref], cpu=True))
+verify_requests = registry_reads() - reads_before
+for i in range(max(runs, 10)):
+    record("verify, repeated (tcverify verify)", timed([f"{BIN}/tcverify", "verify", ref], cpu=True))
 
 for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
     for i in range(runs):
@@ -86,7 +103,7 @@ for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
         record(f"{base_name}: warm pull (tcverify)", timed([f"{BIN}/tcverify", "pull", ref, "--store", store]))
         dest = fresh(f"{base}/tcbench-raw")
         raw = " & ".join(
-            f"({' '.join(CURL)} https://{REG}/v2/bench/go/blobs/{d} | zstd -d -q | tar -C {dest} -xf -)" for d in layers)
+            f"({' '.join(CURL)} https://{REG}/v2/toolchains/bench-go/blobs/{d} | zstd -d -q | tar -C {dest} -xf -)" for d in layers)
         record(f"{base_name}: raw curl | zstd -d | tar -x (parallel layers, no checks)", timed_shell(f"set -o pipefail; {raw} & wait"))
         dest = fresh(f"{base}/tcbench-raw")
         record(f"{base_name}: raw as above, then sync -f (durable, as tcverify is)",
@@ -101,10 +118,12 @@ for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
 
 print(f"\n{runs} runs per method, interleaved; medians (peak RSS where measured). Go root {GOROOT}, "
       f"{len(layers)} layers, {sum(l['size'] for l in manifest['layers']) / 1e6:.0f} MB compressed.\n")
-print("| method | median s | min s | max s | peak RSS MB |")
-print("| --- | --- | --- | --- | --- |")
+print("| method | median s | min s | max s | peak RSS MB | CPU s (user+sys) |")
+print("| --- | --- | --- | --- | --- | --- |")
 for name, values in results.items():
     secs = [v[0] for v in values]
     rss = [v[1] for v in values if v[1] is not None]
+    cpu = [v[2] for v in values if len(v) > 2]
     print(f"| {name} | {statistics.median(secs):.3f} | {min(secs):.3f} | {max(secs):.3f} | "
-          f"{max(rss):.0f} |" if rss else f"| {name} | {statistics.median(secs):.3f} | {min(secs):.3f} | {max(secs):.3f} | |")
+          f"{f'{max(rss):.0f}' if rss else ''} | {f'{statistics.median(cpu):.3f}' if cpu else ''} |")
+print(f"\nOne verify makes {verify_requests} registry requests (GET/HEAD in the registry log).")

@@ -142,6 +142,11 @@ pub struct Checkpoint {
     pub envelope: String,
 }
 
+/// Decodes base64 as protobuf's JSON mapping allows (standard or URL-safe, padded or not).
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64_bytes::decode(text)
+}
+
 impl Bundle {
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("bundle does not parse: {e}"))

@@ -42,6 +42,13 @@ pub struct Signing {
     pub signer: Signer,
     /// The TSA's certificate chain (PEM), so self-verification trusts only that TSA.
     pub tsa_chain: PathBuf,
+    /// The transparency log's key and origin, when signatures are logged.
+    pub log: Option<LogTrust>,
+}
+
+pub struct LogTrust {
+    pub public_key: PathBuf,
+    pub origin: String,
 }
 
 pub async fn publish(request: PublishRequest) -> Result<Digest> {
@@ -248,7 +255,9 @@ async fn sign_and_check(
         );
         return Ok(());
     }
-    let signatures = signing.signer.sign(identity, subject).await?;
+    let signatures = signing.signer.sign(identity, subject).await.context(
+        "signing failed, so nothing was announced: no signature is attached and no tag moved",
+    )?;
     attach::attach(target, index, &signatures).await?;
     eprintln!(
         "distd: attached signatures by {} (bundle referrer and cosign .sig)",
@@ -275,6 +284,10 @@ fn signer_policy(
         &identity.leaf.id,
         identity.bundle.clone(),
         &signing.tsa_chain,
+        signing
+            .log
+            .as_ref()
+            .map(|log| (log.public_key.as_path(), log.origin.as_str())),
     )
     .map_err(anyhow::Error::msg)
     .context("building the policy to check the signed release")

@@ -53,6 +53,21 @@ impl SigningKey {
         }
     }
 
+    /// The key's name in Sigstore's `PublicKeyDetails` (what a transparency log checks).
+    pub fn key_details(&self) -> &'static str {
+        match self {
+            SigningKey::Ecdsa(_, "ECDSA P-384 SHA-384") => "PKIX_ECDSA_P384_SHA_384",
+            SigningKey::Ecdsa(..) => "PKIX_ECDSA_P256_SHA_256",
+            SigningKey::Rsa(pair) if pair.public().modulus_len() >= 512 => {
+                "PKIX_RSA_PKCS1V15_4096_SHA256"
+            }
+            SigningKey::Rsa(pair) if pair.public().modulus_len() >= 384 => {
+                "PKIX_RSA_PKCS1V15_3072_SHA256"
+            }
+            SigningKey::Rsa(_) => "PKIX_RSA_PKCS1V15_2048_SHA256",
+        }
+    }
+
     /// The public key as it appears in a certificate's subjectPublicKey.
     pub fn public_key(&self) -> &[u8] {
         match self {

@@ -4,6 +4,7 @@
 
 pub mod key;
 pub mod svid;
+pub mod tlog;
 pub mod tsa;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use tcverify::bundle::{
 use tcverify::spiffe_id::SpiffeId;
 
 use svid::{SigningIdentity, SvidSource};
+use tlog::TransparencyLogClient;
 use tsa::TimestampAuthority;
 
 /// Who signs, and how: the SVID source, the expected signer ID, the TSA.
@@ -28,6 +30,8 @@ pub struct Signer {
     pub signer: SpiffeId,
     pub min_lifetime: Duration,
     pub tsa: TimestampAuthority,
+    /// Where bundle signatures are recorded; `None` signs without a log.
+    pub log: Option<TransparencyLogClient>,
 }
 
 /// What names the release in its signed payloads.
@@ -103,12 +107,34 @@ impl Signer {
             ReleaseStatement::new(subject.repository, subject.tag, subject.index).to_json();
         let signature = identity.key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
         let timestamp = self.tsa.timestamp(&signature).await?;
+        let envelope = Envelope {
+            payload: statement,
+            payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
+            signatures: vec![EnvelopeSignature {
+                sig: signature,
+                keyid: String::new(),
+            }],
+        };
+        let tlog_entries = match &self.log {
+            Some(log) => {
+                let entry = log
+                    .submit_dsse(&envelope, &identity.chain[0], &identity.key)
+                    .await?;
+                eprintln!(
+                    "distd: recorded in the transparency log at index {}",
+                    entry.log_index
+                );
+                vec![entry]
+            }
+            None => Vec::new(),
+        };
         let bundle = Bundle {
             media_type: MEDIA_TYPE_BUNDLE.into(),
             verification_material: VerificationMaterial {
                 certificate: Some(RawBytes {
                     raw_bytes: identity.chain[0].clone(),
                 }),
+                tlog_entries,
                 timestamp_verification_data: Some(TimestampVerificationData {
                     rfc3161_timestamps: vec![Rfc3161Timestamp {
                         signed_timestamp: timestamp,
@@ -116,14 +142,7 @@ impl Signer {
                 }),
                 ..Default::default()
             },
-            dsse_envelope: Some(Envelope {
-                payload: statement,
-                payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
-                signatures: vec![EnvelopeSignature {
-                    sig: signature,
-                    keyid: String::new(),
-                }],
-            }),
+            dsse_envelope: Some(envelope),
         };
         Ok(bundle.to_json())
     }

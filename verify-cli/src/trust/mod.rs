@@ -6,6 +6,7 @@
 //! fetched later, at verification time, because they rotate.
 
 pub mod files;
+pub mod tlog;
 mod workload_api;
 
 use std::collections::HashMap;
@@ -65,6 +66,8 @@ pub struct TrustMaterial {
     pub domains: HashMap<TrustDomain, TrustDomainBundle>,
     /// By the name the policy gives them, sorted by name.
     pub timestamp_authorities: Vec<(String, TsaAuthority)>,
+    /// Transparency logs, by the name the policy gives them, sorted by name.
+    pub transparency_logs: Vec<(String, tlog::TransparencyLog)>,
 }
 
 impl TrustMaterial {
@@ -80,6 +83,13 @@ impl TrustMaterial {
                 trust_domain: trust_domain.clone(),
             }),
         }
+    }
+
+    pub fn transparency_log(&self, name: &str) -> Option<&tlog::TransparencyLog> {
+        self.transparency_logs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, log)| log)
     }
 
     pub fn timestamp_authority(&self, name: &str) -> Option<&TsaAuthority> {

@@ -9,5 +9,6 @@ pub mod signature;
 pub mod structure;
 pub mod svid;
 pub mod timestamp;
+pub mod tlog;
 
 pub use pipeline::{VerificationReport, Verified, Verifier};

@@ -30,6 +30,16 @@ pub enum Rule {
     PayloadSubject,
     /// The SVID's SPIFFE ID is allowed for this repository.
     SignerAllowed,
+    /// The signature is recorded in a transparency log the policy trusts.
+    LogEntryPresent,
+    /// The log entry's body is this signature, certificate and payload.
+    LogEntryMatches,
+    /// The entry's checkpoint is signed by the log's key under its origin.
+    LogCheckpoint,
+    /// The inclusion proof leads from the entry to the checkpoint's root.
+    LogInclusion,
+    /// A newer checkpoint of the log is consistent with the one seen (no forked history).
+    LogConsistency,
 }
 
 impl Rule {
@@ -46,6 +56,11 @@ impl Rule {
             Rule::SignatureValid => "signature-valid",
             Rule::PayloadSubject => "payload-subject",
             Rule::SignerAllowed => "signer-allowed",
+            Rule::LogEntryPresent => "tlog-entry-present",
+            Rule::LogEntryMatches => "tlog-entry-matches",
+            Rule::LogCheckpoint => "tlog-checkpoint",
+            Rule::LogInclusion => "tlog-inclusion",
+            Rule::LogConsistency => "tlog-consistency",
         }
     }
 }

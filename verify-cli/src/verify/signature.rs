@@ -14,6 +14,7 @@ use crate::spiffe_id::SpiffeId;
 use crate::verify::discover::{self, Candidate, Encoding};
 use crate::verify::policy::Policy;
 use crate::verify::rules::{Rule, SignatureFailure};
+use crate::verify::tlog::{LogFailure, LogInclusion, verify_inclusion};
 use crate::verify::{svid, timestamp};
 
 /// What the accepted signature proved.
@@ -26,6 +27,8 @@ pub struct SignatureVerdict {
     pub origin: String,
     pub repository: String,
     pub certificate_serial: String,
+    /// The transparency-log entry that records the signature, when the policy requires one.
+    pub log: Option<LogInclusion>,
 }
 
 /// Finds the release's signatures and returns the first that meets every rule.
@@ -171,7 +174,15 @@ async fn check_candidate(
             ),
         );
     }
+    let log = match verify_inclusion(candidate, &policy.transparency_logs(rules)) {
+        Ok(log) => log,
+        Err(LogFailure::NoEntry(reason)) => return fail(Rule::LogEntryPresent, reason),
+        Err(LogFailure::Body(reason)) => return fail(Rule::LogEntryMatches, reason),
+        Err(LogFailure::Checkpoint(reason)) => return fail(Rule::LogCheckpoint, reason),
+        Err(LogFailure::Inclusion(reason)) => return fail(Rule::LogInclusion, reason),
+    };
     Ok(Ok(SignatureVerdict {
+        log,
         signer: leaf.id,
         signed_at: proven.time,
         timestamp_authority: proven.authority,

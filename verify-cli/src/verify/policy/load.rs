@@ -39,7 +39,8 @@ struct RawPolicy {
     timestamp_authorities: BTreeMap<Spanned<String>, Spanned<RawTimestampAuthority>>,
     #[serde(default)]
     repository: Vec<Spanned<RawRepository>>,
-    transparency_logs: Option<Spanned<IgnoredAny>>,
+    #[serde(default)]
+    transparency_logs: BTreeMap<Spanned<String>, Spanned<RawTransparencyLog>>,
     threshold: Option<Spanned<IgnoredAny>>,
     ratchet: Option<Spanned<IgnoredAny>>,
 }
@@ -67,12 +68,23 @@ struct RawTimestampAuthority {
 }
 
 #[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a transparency log table with public_key and origin"
+)]
+struct RawTransparencyLog {
+    public_key: Spanned<String>,
+    origin: Spanned<String>,
+    url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [[repository]] table")]
 struct RawRepository {
     name: Spanned<String>,
     signers: Spanned<RawRule>,
     timestamp_authorities: Option<Spanned<Vec<Spanned<String>>>>,
-    transparency_logs: Option<Spanned<IgnoredAny>>,
+    transparency_logs: Option<Spanned<Vec<Spanned<String>>>>,
     threshold: Option<Spanned<IgnoredAny>>,
     ratchet: Option<Spanned<IgnoredAny>>,
 }
@@ -146,7 +158,6 @@ impl Loader<'_> {
             ),
             Some(_) => {}
         }
-        self.reserved("transparency_logs", &raw.transparency_logs);
         self.reserved("threshold", &raw.threshold);
         self.reserved("ratchet", &raw.ratchet);
 
@@ -159,6 +170,11 @@ impl Loader<'_> {
             .collect();
         let declared_tsas: Vec<String> = raw
             .timestamp_authorities
+            .keys()
+            .map(|k| k.get_ref().clone())
+            .collect();
+        let declared_logs: Vec<String> = raw
+            .transparency_logs
             .keys()
             .map(|k| k.get_ref().clone())
             .collect();
@@ -195,6 +211,12 @@ impl Loader<'_> {
             }
         }
 
+        for (name, table) in &raw.transparency_logs {
+            if let Some(log) = self.transparency_log(table) {
+                trust.transparency_logs.push((name.get_ref().clone(), log));
+            }
+        }
+
         if raw.repository.is_empty() {
             self.error(
                 0..0,
@@ -208,6 +230,7 @@ impl Loader<'_> {
                 repository,
                 &declared_domains,
                 &declared_tsas,
+                &declared_logs,
                 &mut exact_names,
             ) {
                 repositories.push(compiled);
@@ -223,6 +246,7 @@ impl Loader<'_> {
                 name: r.pattern.to_string(),
                 signers: r.signers.to_string(),
                 timestamp_authorities: r.timestamp_authorities.clone(),
+                transparency_logs: r.transparency_logs.clone(),
                 declared_at: r.declared_at.clone(),
             })
             .collect();
@@ -376,10 +400,10 @@ impl Loader<'_> {
         repository: &Spanned<RawRepository>,
         declared_domains: &BTreeSet<String>,
         declared_tsas: &[String],
+        declared_logs: &[String],
         exact_names: &mut HashMap<String, usize>,
     ) -> Option<RepositoryPolicy> {
         let raw = repository.get_ref();
-        self.reserved("transparency_logs", &raw.transparency_logs);
         self.reserved("threshold", &raw.threshold);
         self.reserved("ratchet", &raw.ratchet);
         let declared_at = self.index.locate(repository.span().start);
@@ -411,48 +435,87 @@ impl Loader<'_> {
         };
         let signers = self.rule(&raw.signers, declared_domains);
 
-        let timestamp_authorities = match &raw.timestamp_authorities {
-            None => declared_tsas.to_vec(),
-            Some(list) if list.get_ref().is_empty() => {
-                self.error(
-                    list.span(),
-                    "timestamp_authorities = [] would trust no timestamp authority; list at \
-                     least one, or remove the key to trust all declared ones",
-                );
-                Vec::new()
-            }
-            Some(list) => {
-                let mut names: Vec<String> = Vec::new();
-                for name in list.get_ref() {
-                    let text = name.get_ref();
-                    if !declared_tsas.contains(text) {
-                        let declared = if declared_tsas.is_empty() {
-                            "none is declared in [timestamp_authorities]".to_owned()
-                        } else {
-                            format!("declared: {}", declared_tsas.join(", "))
-                        };
-                        self.error(
-                            name.span(),
-                            format!("unknown timestamp authority {text:?} ({declared})"),
-                        );
-                    } else if names.contains(text) {
-                        self.error(
-                            name.span(),
-                            format!("timestamp authority {text:?} is listed twice"),
-                        );
-                    } else {
-                        names.push(text.clone());
-                    }
-                }
-                names
-            }
-        };
+        let timestamp_authorities = self.names(
+            "timestamp authority",
+            &raw.timestamp_authorities,
+            declared_tsas,
+        );
+        // No log declared: none required (a policy for signatures without a log).
+        let transparency_logs =
+            self.names("transparency log", &raw.transparency_logs, declared_logs);
 
         Some(RepositoryPolicy {
             pattern: pattern?,
             signers: signers?,
             timestamp_authorities,
+            transparency_logs,
             declared_at,
+        })
+    }
+
+    /// A repository's list of declared names (TSAs, logs): all declared ones when absent.
+    fn names(
+        &mut self,
+        what: &str,
+        list: &Option<Spanned<Vec<Spanned<String>>>>,
+        declared: &[String],
+    ) -> Vec<String> {
+        let Some(list) = list else {
+            return declared.to_vec();
+        };
+        if list.get_ref().is_empty() {
+            self.error(
+                list.span(),
+                format!(
+                    "an empty list would trust no {what}; list at least one, or remove the key \
+                     to trust all declared ones"
+                ),
+            );
+            return Vec::new();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in list.get_ref() {
+            let text = name.get_ref();
+            if !declared.contains(text) {
+                let known = if declared.is_empty() {
+                    "none is declared".to_owned()
+                } else {
+                    format!("declared: {}", declared.join(", "))
+                };
+                self.error(name.span(), format!("unknown {what} {text:?} ({known})"));
+            } else if names.contains(text) {
+                self.error(name.span(), format!("{what} {text:?} is listed twice"));
+            } else {
+                names.push(text.clone());
+            }
+        }
+        names
+    }
+
+    fn transparency_log(
+        &mut self,
+        table: &Spanned<RawTransparencyLog>,
+    ) -> Option<crate::trust::tlog::TransparencyLog> {
+        let raw = table.get_ref();
+        let (resolved, bytes) = self.read(&raw.public_key)?;
+        let (public_key, raw_public_key, algorithm) = self.parsed(
+            &raw.public_key,
+            &resolved,
+            crate::trust::tlog::parse_log_public_key(&bytes),
+        )?;
+        if raw.origin.get_ref().trim().is_empty() || raw.origin.get_ref().contains('\n') {
+            self.error(raw.origin.span(), "origin must be one non-empty line");
+            return None;
+        }
+        Some(crate::trust::tlog::TransparencyLog {
+            public_key,
+            raw_public_key,
+            algorithm,
+            origin: raw.origin.get_ref().clone(),
+            tiles_url: raw
+                .url
+                .as_ref()
+                .map(|u| u.get_ref().trim_end_matches('/').to_owned()),
         })
     }
 

@@ -21,6 +21,7 @@ use serde::Serialize;
 use sigstore_types::TsaAuthority;
 
 use crate::spiffe_id::{SpiffeId, TrustDomain};
+use crate::trust::tlog::TransparencyLog;
 use crate::trust::{TrustError, TrustMaterial};
 
 pub use diagnostic::{Diagnostic, PolicyError, SourceLocation};
@@ -46,6 +47,7 @@ pub struct RepositoryPolicy {
     pub(crate) pattern: RepositoryPattern,
     pub(crate) signers: IdentityRule,
     pub(crate) timestamp_authorities: Vec<String>,
+    pub(crate) transparency_logs: Vec<String>,
     pub(crate) declared_at: SourceLocation,
 }
 
@@ -113,6 +115,23 @@ impl Policy {
                 self.trust
                     .timestamp_authority(name)
                     .map(|tsa| (name.as_str(), tsa))
+            })
+            .collect()
+    }
+
+    /// The transparency logs `repository` requires an entry in, with their names (empty: the
+    /// policy declares no log, so none is required).
+    pub fn transparency_logs<'a>(
+        &'a self,
+        repository: &'a RepositoryPolicy,
+    ) -> Vec<(&'a str, &'a TransparencyLog)> {
+        repository
+            .transparency_logs
+            .iter()
+            .filter_map(|name| {
+                self.trust
+                    .transparency_log(name)
+                    .map(|log| (name.as_str(), log))
             })
             .collect()
     }
@@ -191,6 +210,7 @@ pub struct RepositorySummary {
     /// The identity rule, as [`IdentityRule`] displays it.
     pub signers: String,
     pub timestamp_authorities: Vec<String>,
+    pub transparency_logs: Vec<String>,
     pub declared_at: SourceLocation,
 }
 

@@ -9,19 +9,23 @@ use rustls_pki_types::CertificateDer;
 
 use super::{IdentityRule, Policy, RepositoryPattern, RepositoryPolicy, SourceLocation};
 use crate::spiffe_id::SpiffeId;
+use crate::trust::tlog::{TransparencyLog, parse_log_public_key};
 use crate::trust::{TrustDomainBundle, TrustMaterial, parse_tsa_chain};
 
-/// Name of the one timestamp authority in a signer's policy.
+/// Names of the one timestamp authority and the one log in a signer's policy.
 const SIGNER_TSA: &str = "signer";
+const SIGNER_LOG: &str = "signer";
 
 impl Policy {
     /// `authorities` are DER certificates of the signer's trust domain; `tsa_chain` a PEM
-    /// chain, leaf first.
+    /// chain, leaf first; `log` the transparency log's PEM public key and origin, when
+    /// signatures are logged.
     pub fn for_signer(
         repository: &str,
         signer: &SpiffeId,
         authorities: Vec<Vec<u8>>,
         tsa_chain: &Path,
+        log: Option<(&Path, &str)>,
     ) -> Result<Policy, String> {
         let pem = std::fs::read(tsa_chain)
             .map_err(|e| format!("reading the TSA chain {}: {e}", tsa_chain.display()))?;
@@ -29,6 +33,21 @@ impl Policy {
             .map_err(|e| format!("the TSA chain {}: {e}", tsa_chain.display()))?;
         let pattern = RepositoryPattern::parse(repository)
             .map_err(|e| format!("repository {repository:?}: {e}"))?;
+        let log = log
+            .map(|(public_key, origin)| {
+                let pem = std::fs::read(public_key)
+                    .map_err(|e| format!("reading the log key {}: {e}", public_key.display()))?;
+                let (public_key_der, raw_public_key, algorithm) = parse_log_public_key(&pem)
+                    .map_err(|e| format!("the log key {} {e}", public_key.display()))?;
+                Ok::<_, String>(TransparencyLog {
+                    public_key: public_key_der,
+                    raw_public_key,
+                    algorithm,
+                    origin: origin.to_owned(),
+                    tiles_url: None,
+                })
+            })
+            .transpose()?;
         let location = SourceLocation {
             file: "(signer policy)".into(),
             line: 0,
@@ -40,6 +59,7 @@ impl Policy {
                 pattern,
                 signers: IdentityRule::SpiffeId(signer.clone()),
                 timestamp_authorities: vec![SIGNER_TSA.to_owned()],
+                transparency_logs: log.iter().map(|_| SIGNER_LOG.to_owned()).collect(),
                 declared_at: location,
             }],
             trust: TrustMaterial {
@@ -50,6 +70,10 @@ impl Policy {
                     ),
                 )]),
                 timestamp_authorities: vec![(SIGNER_TSA.to_owned(), tsa)],
+                transparency_logs: log
+                    .into_iter()
+                    .map(|l| (SIGNER_LOG.to_owned(), l))
+                    .collect(),
             },
             trust_domains: Vec::new(),
             timestamp_authorities: Vec::new(),

@@ -567,9 +567,61 @@ fn reserved_keys_are_refused_for_now() {
         at(&text, "2\nratchet")
     )));
     assert!(errors[1].contains("ratchet is reserved for a later policy format; not accepted yet"));
-    let text = BASE.replace("version = 1", "version = 1\ntransparency_logs = {}");
+}
+
+/// An Ed25519 public key as a PEM SubjectPublicKeyInfo.
+fn ed25519_public_key_pem() -> String {
+    use ring::signature::KeyPair as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let mut spki = hex::decode("302a300506032b6570032100").unwrap();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
+}
+
+const LOG: &str = r#"
+[transparency_logs.stack]
+public_key = "trust/log.pub"
+origin = "rekor.tcdist.test"
+url = "http://127.0.0.1:1/"
+"#;
+
+#[test]
+fn transparency_logs_load_and_repositories_require_all_by_default() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let policy = f.load(&format!("{BASE}{LOG}")).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    let logs = policy.transparency_logs(repository);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].1.origin, "rekor.tcdist.test");
+    assert_eq!(logs[0].1.tiles_url.as_deref(), Some("http://127.0.0.1:1"));
+}
+
+#[test]
+fn policy_without_logs_requires_none() {
+    let f = Fixture::new();
+    let policy = f.load(BASE).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    assert!(policy.transparency_logs(repository).is_empty());
+}
+
+#[test]
+fn unknown_transparency_log_name_is_refused() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let text = format!("{BASE}transparency_logs = [\"other\"]\n{LOG}");
     let errors = f.errors(&text);
-    assert_one_error(&errors, "2:21", "transparency_logs is reserved");
+    assert_one_error(&errors, &at(&text, "\"other\""), "unknown transparency log \"other\"");
+}
+
+#[test]
+fn transparency_log_key_must_be_a_public_key() {
+    let f = Fixture::new();
+    let text = format!("{BASE}{LOG}").replace("trust/log.pub", "trust/td.pem");
+    let errors = f.errors(&text);
+    assert_one_error(&errors, &at(&text, "\"trust/td.pem\"\norigin"), "PUBLIC KEY");
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! A transparency log as the verifier trusts it: its public key (which signs checkpoints),
+//! the checkpoint origin it signs under, and where its tiles can be read for freshness and
+//! consistency checks.
+
+use sha2::{Digest as _, Sha256};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransparencyLog {
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// The raw key inside it (Ed25519: 32 bytes; ECDSA: the SEC1 point).
+    pub raw_public_key: Vec<u8>,
+    pub algorithm: LogKeyAlgorithm,
+    /// The first line of every checkpoint the log signs.
+    pub origin: String,
+    /// Base URL of the log's tiles (`<url>/checkpoint`, `<url>/tile/…`), when known.
+    pub tiles_url: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKeyAlgorithm {
+    Ed25519,
+    EcdsaP256Sha256,
+}
+
+impl TransparencyLog {
+    /// The log's checkpoint key ID (C2SP signed-note, as Rekor v2 computes it), which is also
+    /// its log ID in entries and trusted roots: Ed25519 hashes origin, type 0x01 and the raw
+    /// key; ECDSA hashes the DER public key. A checkpoint signature's key hint is its first
+    /// four bytes.
+    pub fn key_id(&self) -> [u8; 32] {
+        match self.algorithm {
+            LogKeyAlgorithm::Ed25519 => {
+                let mut hash = Sha256::new();
+                hash.update(self.origin.as_bytes());
+                hash.update(b"\n\x01");
+                hash.update(&self.raw_public_key);
+                hash.finalize().into()
+            }
+            LogKeyAlgorithm::EcdsaP256Sha256 => Sha256::digest(&self.public_key).into(),
+        }
+    }
+}
+
+/// A parsed log key: DER SPKI, raw key, algorithm.
+pub type LogKey = (Vec<u8>, Vec<u8>, LogKeyAlgorithm);
+
+/// Reads a PEM public key (`-----BEGIN PUBLIC KEY-----`): Ed25519 or ECDSA P-256.
+pub fn parse_log_public_key(pem_bytes: &[u8]) -> Result<LogKey, String> {
+    let block = pem::parse(pem_bytes).map_err(|e| format!("is not a PEM public key: {e}"))?;
+    if block.tag() != "PUBLIC KEY" {
+        return Err(format!(
+            "holds a {:?} PEM block; a log key file holds a \"PUBLIC KEY\"",
+            block.tag()
+        ));
+    }
+    let der = block.into_contents();
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&der)
+        .map_err(|e| format!("is not a SubjectPublicKeyInfo: {e}"))?;
+    let raw = spki.subject_public_key.data.to_vec();
+    let algorithm = match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.3.101.112" => LogKeyAlgorithm::Ed25519,
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            if curve.as_deref() != Some("1.2.840.10045.3.1.7") {
+                return Err("is an EC key on a curve other than P-256".into());
+            }
+            LogKeyAlgorithm::EcdsaP256Sha256
+        }
+        other => {
+            return Err(format!(
+                "has key algorithm {other}; Ed25519 or ECDSA P-256 expected"
+            ));
+        }
+    };
+    Ok((der, raw, algorithm))
+}
