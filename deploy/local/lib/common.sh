@@ -84,11 +84,14 @@ print(s.getsockname()[1])
 s.close()'
 }
 
-# port_is_free PORT: succeed when 127.0.0.1:PORT can be bound now.
+# port_is_free PORT: succeed when 127.0.0.1:PORT can be bound now. With
+# SO_REUSEADDR, as the daemons (Go, nginx) bind: connections of a stopped daemon
+# still in TIME_WAIT do not make its port look taken; a listener does.
 port_is_free() {
 	python3 - "$1" <<'PY' 2>/dev/null
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:

@@ -147,3 +147,69 @@ ensure_go_tool() {
 	)
 	printf '%s\n' "$dest/bin"
 }
+
+# ---------------------------------------------------------------- third-party verifiers
+
+# The Sigstore clients the tests check tcdist's bundles with.
+COSIGN_VERSION=v3.1.3
+SIGSTORE_JS_VERSION=3.1.1
+# Exact versions installed beside @sigstore/verify (its dependency ranges:
+# @sigstore/bundle ^4.0.0, @sigstore/core ^3.2.1, @sigstore/protobuf-specs ^0.5.0).
+SIGSTORE_JS_PACKAGES=(
+	"@sigstore/verify@$SIGSTORE_JS_VERSION"
+	@sigstore/bundle@4.0.0
+	@sigstore/core@3.2.1
+	@sigstore/protobuf-specs@0.5.2
+)
+
+# ensure_cosign: print the bin directory of cosign $COSIGN_VERSION (built from
+# source with the machine's Go and cached; a cold build takes minutes).
+ensure_cosign() {
+	ensure_go_tool cosign "$COSIGN_VERSION" "github.com/sigstore/cosign/v3/cmd/cosign@$COSIGN_VERSION"
+}
+
+# ensure_sigstore_js: print the directory of a cached npm install of
+# @sigstore/verify $SIGSTORE_JS_VERSION and its siblings (<tools>/sigstore-js-VERSION,
+# with node_modules/ inside; Node resolves imports from scripts in that directory
+# or with NODE_PATH=<dir>/node_modules). Needs Node >= 20.17 and npm. Installed
+# without package scripts, in a temp dir renamed into place when complete, under
+# a lock, like ensure_go_tool.
+ensure_sigstore_js() {
+	local key=sigstore-js-$SIGSTORE_JS_VERSION tools dest
+	tools=$(go_tools_dir)
+	dest=$tools/$key
+	if [[ -d $dest/node_modules/@sigstore/verify ]]; then
+		printf '%s\n' "$dest"
+		return 0
+	fi
+	need_cmd node npm flock
+	node -e '
+const [maj, min] = process.versions.node.split(".").map(Number);
+process.exit(maj > 20 || (maj === 20 && min >= 17) ? 0 : 1);' ||
+		die "@sigstore/verify $SIGSTORE_JS_VERSION needs Node >= 20.17; this is $(node --version)"
+	mkdir -p "$tools"
+	(
+		exec 8>"$tools/.$key.lock"
+		flock -w 3600 8 || die "timed out waiting for the lock on $tools/.$key.lock"
+		[[ -d $dest/node_modules/@sigstore/verify ]] && exit 0
+		rm -rf "$tools/.$key".tmp.*
+		tmp=$(mktemp -d "$tools/.$key.tmp.XXXXXX")
+		chmod 755 "$tmp"
+		# shellcheck disable=SC2064 # expand now: $tmp is local to this subshell
+		trap "rm -rf '$tmp'" EXIT
+		log "installing $key with npm $(npm --version) into $dest (cached for the next runs)"
+		started=$SECONDS
+		printf '{ "name": "tcdist-sigstore-js", "private": true }\n' >"$tmp/package.json"
+		npm install --prefix "$tmp" --save-exact --ignore-scripts --no-audit --no-fund \
+			--no-update-notifier --loglevel=error "${SIGSTORE_JS_PACKAGES[@]}" >"$tmp/npm.log" 2>&1 || {
+			cat "$tmp/npm.log" >&2
+			exit 1
+		}
+		rm -f "$tmp/npm.log"
+		(cd "$tmp" && node -e 'require("@sigstore/verify"); require("@sigstore/bundle"); require("@sigstore/core")') ||
+			die "installed $key but node cannot load it"
+		mv -T "$tmp" "$dest"
+		log "installed $key in $((SECONDS - started))s"
+	)
+	printf '%s\n' "$dest"
+}

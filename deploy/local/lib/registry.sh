@@ -224,7 +224,9 @@ registry_up() {
 	fi
 
 	log "registry: starting on 127.0.0.1:$REG_PORT (log $REG_LOG)"
-	start_daemon "$REG_PIDFILE" "$REG_LOG" "$(command -v docker-registry)" serve "$REG_CONFIG"
+	# docker-registry reads REGISTRY_* variables as config overrides; a shell that sourced
+	# stack.env has REGISTRY_AUTH_FILE, which is not one.
+	start_daemon "$REG_PIDFILE" "$REG_LOG" env -u REGISTRY_AUTH_FILE "$(command -v docker-registry)" serve "$REG_CONFIG"
 	wait_http "$(_registry_url)" "$REGISTRY_START_TIMEOUT" "200 401" "$REG_PIDFILE" "$REG_MATCH" \
 		--cacert "$REG_CA" || _registry_fail "/v2/ did not answer"
 	code=$(http_code "$(_registry_url)" --cacert "$REG_CA" -u "$REGISTRY_USERNAME:$REG_PASSWORD")

@@ -5,7 +5,11 @@
 # its unix workload attestor discovers the caller's executable path, so the
 # release signer's identity goes to the registered distd binaries only. The
 # registration entries come from spire-config/entries.json through
-# spire-config/apply-entries (idempotent; re-run by every `up`).
+# spire-config/apply-entries (idempotent; re-run by every `up`). The server
+# loads one external plugin, the CredentialComposer in
+# spire-config/credentialcomposer-codesigning (built per source digest and
+# cached, ensure_go_tool --src), which adds the codeSigning extended key usage
+# to the release signer's X509-SVIDs.
 #
 # State in $STACK_DIR/spire/:
 #   server/server.conf agent/agent.conf  rendered from spire-config/local/*.conf.in
@@ -30,6 +34,7 @@ _spire_paths() {
 	SPIRE_CONFIG_DIR=$(realpath -- "$STACK_HOME/../../spire-config")
 	SPIRE_DIR=$STACK_DIR/spire
 	SPIRE_BIN_DIR=$(go_tools_dir)/spire-$SPIRE_VERSION/bin
+	SPIRE_CC_SRC=$SPIRE_CONFIG_DIR/credentialcomposer-codesigning
 	SPIRE_SERVER_DIR=$SPIRE_DIR/server
 	SPIRE_SERVER_CONF=$SPIRE_SERVER_DIR/server.conf
 	SPIRE_SERVER_DATA=$SPIRE_SERVER_DIR/data
@@ -165,6 +170,17 @@ print(base64.b64decode(svid[0]).decode() if svid else "")' "$data" 2>/dev/null) 
 		python3 -c 'import json, sys; sys.exit(1 if json.load(sys.stdin).get("banned") else 0)' 2>/dev/null
 }
 
+# _spire_credential_composer: build (or find cached) the codeSigning
+# CredentialComposer plugin; set SPIRE_CC_BIN and SPIRE_CC_SHA256, which the
+# server configuration pins (plugin_cmd, plugin_checksum).
+_spire_credential_composer() {
+	local bin
+	bin=$(ensure_go_tool --src "$SPIRE_CC_SRC" spire-credentialcomposer-codesigning "$SPIRE_VERSION" .)
+	SPIRE_CC_BIN=$bin/credentialcomposer-codesigning
+	[[ -x $SPIRE_CC_BIN ]] || die "spire: $bin lacks credentialcomposer-codesigning; remove $(dirname "$bin") to reinstall"
+	SPIRE_CC_SHA256=$(sha256sum "$SPIRE_CC_BIN" | cut -d' ' -f1)
+}
+
 _spire_server_up() {
 	local port=$1 health=$2 restart=0 new=$SPIRE_SERVER_CONF.new argv
 	render_template "$SPIRE_CONFIG_DIR/local/server.conf.in" "$new" \
@@ -172,7 +188,9 @@ _spire_server_up() {
 		"SERVER_SOCKET=$(yaml_dq "$SPIRE_SERVER_SOCKET")" \
 		"DATA_DIR=$(yaml_dq "$SPIRE_SERVER_DATA")" \
 		"LOG_FILE=$(yaml_dq "$SPIRE_SERVER_LOG")" \
-		"HEALTH_PORT=$health"
+		"HEALTH_PORT=$health" \
+		"CC_CODESIGNING_CMD=$(yaml_dq "$SPIRE_CC_BIN")" \
+		"CC_CODESIGNING_SHA256=$SPIRE_CC_SHA256"
 	_spire_changed "$new" "$SPIRE_SERVER_CONF" && restart=1
 	argv=("$SPIRE_BIN_DIR/spire-server" run -config "$SPIRE_SERVER_CONF")
 	printf '%s\n' "${argv[@]}" >"$SPIRE_SERVER_CMDFILE.new"
@@ -288,6 +306,7 @@ spire_up() {
 		"github.com/spiffe/spire/cmd/spire-agent@$SPIRE_VERSION" >/dev/null
 	[[ -x $SPIRE_BIN_DIR/spire-server && -x $SPIRE_BIN_DIR/spire-agent ]] ||
 		die "spire: $SPIRE_BIN_DIR lacks spire-server or spire-agent; remove it to reinstall"
+	_spire_credential_composer
 	local s
 	for s in "$SPIRE_SERVER_SOCKET" "$SPIRE_WORKLOAD_SOCKET"; do
 		((${#s} < 108)) || die "spire: socket path too long for a Unix socket (${#s} bytes): $s; use a shorter TCDIST_STACK_DIR"
