@@ -74,6 +74,10 @@ pub struct ReleaseArgs {
     /// Append one JSON audit record per decision to FILE (`-` for stderr)
     #[arg(long, env = "TCVERIFY_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+    /// Do not contact transparency logs: verify from the bundle's inclusion proof and the
+    /// trust material alone (with an oci-layout: reference, nothing touches the network)
+    #[arg(long, env = "TCVERIFY_OFFLINE")]
+    pub offline: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -82,6 +86,9 @@ pub struct ReleaseArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub release: ReleaseArgs,
+    /// The local store, where the newest checkpoint seen of each log is remembered
+    #[arg(long, env = "TCVERIFY_STORE", value_name = "DIR", default_value_os_t = default_store())]
+    pub store: PathBuf,
     /// Print JSON for machines
     #[arg(long)]
     pub json: bool,

@@ -29,7 +29,7 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         platform: args.release.platform.clone(),
         jobs: args.jobs,
     };
-    let verifier = Verifier::new(load_policy(&args.release)?, budget);
+    let verifier = verifier(&args.release, budget, &args.store.store)?;
     let outcome = pull(
         &reference,
         &options,
@@ -55,6 +55,8 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
             "downloaded": outcome.downloaded,
             "signer": signature.signer,
             "signed_at": signature.signed_at,
+            "log_index": signature.log.as_ref().map(|log| log.log_index),
+            "log_freshness": outcome.report.log_freshness,
             "verified": {
                 "checks": outcome.report.checks,
                 "signature": signature,
@@ -74,7 +76,7 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         platform: args.release.platform.clone(),
         jobs: 1,
     };
-    let verifier = Verifier::new(load_policy(&args.release)?, ExtractBudget::default());
+    let verifier = verifier(&args.release, ExtractBudget::default(), &args.store)?;
     let outcome = verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await;
     audit(
         &args.release,
@@ -83,6 +85,7 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
     )?;
     let (_, verified) = outcome?;
     let report = verified.report();
+    warn_unchecked(report);
     if args.json {
         println!(
             "{}",
@@ -188,6 +191,34 @@ pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {
         print!("{summary}");
     }
     Ok(())
+}
+
+/// The verifier for one command: the policy, the budget, the store's remembered checkpoints,
+/// and whether logs may be contacted.
+fn verifier(
+    args: &ReleaseArgs,
+    budget: ExtractBudget,
+    store: &std::path::Path,
+) -> Result<Verifier> {
+    let verifier = Verifier::new(load_policy(args)?, budget).remembering_checkpoints(store);
+    Ok(if args.offline {
+        verifier.offline()
+    } else {
+        verifier
+    })
+}
+
+/// Says so when the log's current state could not be checked: the release verified from its
+/// own proof, but a log that forked since would not have been noticed.
+fn warn_unchecked(report: &tcverify::verify::VerificationReport) {
+    if let Some(tcverify::verify::freshness::Freshness::Unchecked { reason }) =
+        &report.log_freshness
+    {
+        eprintln!(
+            "tcverify: warning: verified from the bundle's log proof; the log's freshness could \
+             not be checked ({reason})"
+        );
+    }
 }
 
 /// The policy is required: nothing unsigned is accepted, and signatures mean nothing without

@@ -2,12 +2,14 @@
 //! `pipeline` runs the stages in order and is the only place a [`Verified`] value is made.
 
 pub mod discover;
+pub mod freshness;
 pub mod pipeline;
 pub mod policy;
 pub mod rules;
 pub mod signature;
 pub mod structure;
 pub mod svid;
+pub mod tiles;
 pub mod timestamp;
 pub mod tlog;
 

@@ -11,12 +11,15 @@
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::error::Rejection;
 use crate::error::Result;
 use crate::platform::Platform;
 use crate::resolve::ResolvedRelease;
 use crate::source::ReleaseSource;
 use crate::store::extract::ExtractBudget;
+use crate::verify::freshness::{self, CheckpointStore, Freshness};
 use crate::verify::policy::Policy;
+use crate::verify::rules::{Rule, SignatureFailure};
 use crate::verify::signature::{self, SignatureVerdict};
 use crate::verify::structure;
 
@@ -48,17 +51,40 @@ pub struct VerificationReport {
     pub checks: Vec<&'static str>,
     /// The signature that was accepted: signer, proven time, where it was found.
     pub signature: SignatureVerdict,
+    /// Whether the log's current state was checked (when the signature is logged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_freshness: Option<Freshness>,
 }
 
 /// Built once from the policy (and its trust material); verifies any number of releases.
 pub struct Verifier {
     policy: Policy,
     budget: ExtractBudget,
+    checkpoints: Option<CheckpointStore>,
+    online: bool,
 }
 
 impl Verifier {
     pub fn new(policy: Policy, budget: ExtractBudget) -> Self {
-        Self { policy, budget }
+        Self {
+            policy,
+            budget,
+            checkpoints: None,
+            online: true,
+        }
+    }
+
+    /// Remember each log's newest checkpoint in `store`, so a log that later rewrites its
+    /// history is caught.
+    pub fn remembering_checkpoints(mut self, store: &std::path::Path) -> Self {
+        self.checkpoints = Some(CheckpointStore::new(store));
+        self
+    }
+
+    /// Never contact transparency logs; verify from the bundle's proof and the trust material.
+    pub fn offline(mut self) -> Self {
+        self.online = false;
+        self
     }
 
     pub fn budget(&self) -> &ExtractBudget {
@@ -76,12 +102,36 @@ impl Verifier {
         checks.push("structure");
         let signature = signature::check(source, &release.index_digest, &self.policy).await?;
         checks.push("signature");
+        let log_freshness = match &signature.log {
+            Some(inclusion) => {
+                checks.push("transparency-log");
+                let log = self
+                    .policy
+                    .trust()
+                    .transparency_log(&inclusion.log)
+                    .expect("the accepted entry's log is in the policy");
+                let freshness =
+                    freshness::check(inclusion, log, self.checkpoints.as_ref(), self.online)
+                        .await
+                        .map_err(|reason| Rejection::Signature {
+                            index: release.index_digest.clone(),
+                            failures: vec![SignatureFailure::new(
+                                &format!("log {} entry {}", inclusion.log, inclusion.log_index),
+                                Rule::LogConsistency,
+                                reason,
+                            )],
+                        })?;
+                Some(freshness)
+            }
+            None => None,
+        };
         let report = VerificationReport {
             index_digest: release.index_digest.clone(),
             manifest_digest: release.manifest_descriptor.digest.clone(),
             platform: release.platform.clone(),
             checks,
             signature,
+            log_freshness,
         };
         Ok(Verified {
             value: release,

@@ -613,7 +613,11 @@ fn unknown_transparency_log_name_is_refused() {
     std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
     let text = format!("{BASE}transparency_logs = [\"other\"]\n{LOG}");
     let errors = f.errors(&text);
-    assert_one_error(&errors, &at(&text, "\"other\""), "unknown transparency log \"other\"");
+    assert_one_error(
+        &errors,
+        &at(&text, "\"other\""),
+        "unknown transparency log \"other\"",
+    );
 }
 
 #[test]
@@ -621,7 +625,11 @@ fn transparency_log_key_must_be_a_public_key() {
     let f = Fixture::new();
     let text = format!("{BASE}{LOG}").replace("trust/log.pub", "trust/td.pem");
     let errors = f.errors(&text);
-    assert_one_error(&errors, &at(&text, "\"trust/td.pem\"\norigin"), "PUBLIC KEY");
+    assert_one_error(
+        &errors,
+        &at(&text, "\"trust/td.pem\"\norigin"),
+        "PUBLIC KEY",
+    );
 }
 
 #[test]
