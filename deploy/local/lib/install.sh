@@ -151,7 +151,7 @@ ensure_go_tool() {
 # ---------------------------------------------------------------- third-party verifiers
 
 # The Sigstore clients the tests check tcdist's bundles with.
-COSIGN_VERSION=v3.1.3
+COSIGN_VERSION=v3.0.5
 SIGSTORE_JS_VERSION=3.1.1
 # Exact versions installed beside @sigstore/verify (its dependency ranges:
 # @sigstore/bundle ^4.0.0, @sigstore/core ^3.2.1, @sigstore/protobuf-specs ^0.5.0).

@@ -78,7 +78,7 @@ impl TileReader {
     /// The Merkle tree hash of leaves `lo..hi`.
     async fn range_hash(&mut self, lo: u64, hi: u64) -> Result<Hash, String> {
         let n = hi - lo;
-        if n.is_power_of_two() && lo % n == 0 {
+        if n.is_power_of_two() && lo.is_multiple_of(n) {
             return self.node(n.trailing_zeros(), lo / n).await;
         }
         let k = largest_power_of_two_below(n);
