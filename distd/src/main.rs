@@ -4,6 +4,7 @@ mod build;
 mod package;
 mod publish;
 mod sign;
+mod trust_root;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,42 @@ enum Command {
     /// Sign a release that is already published (the tag is left alone); prints the index
     /// digest last
     Sign(SignArgs),
+    /// The deployment's trust material for Sigstore clients
+    #[command(subcommand)]
+    TrustRoot(TrustRootCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TrustRootCommand {
+    /// Write a Sigstore trusted_root.json: the trust domain's CAs, the log's key, the TSA chain
+    Export(TrustRootExportArgs),
+}
+
+#[derive(Args, Debug)]
+struct TrustRootExportArgs {
+    /// Where to write it (`-` for stdout)
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    out: PathBuf,
+    /// The trust domain's CA certificates (PEM; SPIRE `bundle show -format pem`)
+    #[arg(long, env = "TCDIST_SPIRE_BUNDLE", value_name = "FILE")]
+    ca_bundle: PathBuf,
+    /// The trust domain's name
+    #[arg(long, env = "TCDIST_SPIRE_TRUST_DOMAIN", value_name = "NAME")]
+    trust_domain: String,
+    /// The timestamp authority's certificate chain (PEM, leaf first)
+    #[arg(long, env = "TCDIST_TSA_CHAIN", value_name = "FILE")]
+    tsa_chain: PathBuf,
+    /// The transparency log's public key (PEM)
+    #[arg(
+        long,
+        env = "TCDIST_REKOR_PUBLIC_KEY",
+        value_name = "FILE",
+        requires = "rekor_origin"
+    )]
+    rekor_public_key: Option<PathBuf>,
+    /// The origin the log signs its checkpoints under
+    #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
+    rekor_origin: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -203,6 +240,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build_command(args),
         Command::Publish(args) => runtime.block_on(publish_command(args)),
         Command::Sign(args) => runtime.block_on(sign_command(args)),
+        Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -321,6 +359,29 @@ async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("{digest}");
+    Ok(())
+}
+
+fn trust_root_command(args: TrustRootExportArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let root = trust_root::export(&trust_root::TrustRootInputs {
+        ca_bundle: &args.ca_bundle,
+        trust_domain: &args.trust_domain,
+        tsa_chain: &args.tsa_chain,
+        log: args
+            .rekor_public_key
+            .as_deref()
+            .zip(args.rekor_origin.as_deref()),
+    })?;
+    let text = serde_json::to_string_pretty(&root)? + "\n";
+    if args.out.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        let temp = args.out.with_extension("tmp");
+        std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, &args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+    }
     Ok(())
 }
 

@@ -118,7 +118,8 @@ import json, sys
 out = json.loads(sys.argv[1])
 assert out["digest"].startswith("sha256:"), out
 assert out["root"].endswith("/toolchain"), out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature"], out
+assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log"], out
+assert isinstance(out["log_index"], int), out
 assert out["signer"] == "spiffe://tcdist.test/distd/signer", out
 assert out["signed_at"].endswith("Z"), out
 assert out["verified"]["signature"]["timestamp_authority"] == "stack", out

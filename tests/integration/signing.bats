@@ -71,7 +71,7 @@ import json, sys
 out, digest, signer = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 assert out["digest"] == digest, out
 assert out["signer"] == signer, out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature"], out
+assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log"], out
 sig = out["verified"]["signature"]
 assert sig["encoding"] == "bundle" and sig["repository"] == "toolchains/signed", sig
 assert sig["timestamp_authority"] == "stack", sig
@@ -85,6 +85,14 @@ PY
 }
 
 @test "each encoding verifies on its own: the bundle referrer, and cosign's .sig tag" {
+	# Only the bundle carries a transparency-log entry; cosign's tag alone passes only a policy
+	# that requires no log.
+	python3 - "$STACK_POLICY" >"$WORK/no-log-policy.toml" <<'PY'
+import re, sys
+print(re.sub(r"\[transparency_logs\.[^]]*\]\n(?:[^[\n][^\n]*\n)*\n?", "", open(sys.argv[1]).read()), end="")
+PY
+	[ -z "$(grep transparency_logs "$WORK/no-log-policy.toml")" ]
+	export TCVERIFY_POLICY=$WORK/no-log-policy.toml
 	ref=$(copy_unsigned only-cosign)
 	"$DISTD" sign "$ref" >/dev/null
 	python3 "$FORGE" detach --repo toolchains/only-cosign --digest "$SIGNED_DIGEST" --encoding bundle
@@ -257,6 +265,7 @@ PY
 	run --separate-stderr "$TCVERIFY" pull "$ref" --store "$WORK/store" --json
 	echo "$stderr"
 	[ "$status" -eq 0 ]
+	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
 
 	# Signed after the leaf expired: the timestamp lies outside its validity.
 	ref=$(copy_unsigned signed-after-expiry)

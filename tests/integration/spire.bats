@@ -107,6 +107,11 @@ bundle = "$TCDIST_STACK_DIR/trust/tcdist.test.bundle.pem"
 [timestamp_authorities.stack]
 chain = "$TCDIST_STACK_DIR/trust/tsa-chain.pem"
 
+[transparency_logs.stack]
+public_key = "$TCDIST_STACK_DIR/trust/rekor.pub"
+origin = "$TCDIST_REKOR_ORIGIN"
+url = "$TCDIST_REKOR_TILES_URL"
+
 [[repository]]
 name = "toolchains/*"
 signers = { spiffe_id = "spiffe://tcdist.test/distd/signer" }

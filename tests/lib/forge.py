@@ -11,8 +11,11 @@ usage:
   forge.py sign  --repo REPO --digest DIGEST --cert PEM --key PEM [--tsa URL]
                  [--subject-digest DIGEST] [--subject-repo NAME]
   forge.py copy  --from REPO --to REPO --digest DIGEST [--only bundle|cosign]
-                 [--tamper payload|signature|drop-timestamp] [--onto DIGEST]
+                 [--tamper MODE] [--onto DIGEST] [--tlog-from REPO@DIGEST]
+      MODE: payload, signature, drop-timestamp (both encodings); drop-tlog, tlog-body,
+      tlog-proof, tlog-checkpoint-key, tlog-origin, swap-tlog (bundle only)
   forge.py detach --repo REPO --digest DIGEST --encoding bundle|cosign
+  forge.py bundle --repo REPO --digest DIGEST      (prints the release's first bundle)
 
 Times are seconds relative to now. The registry is $TCDIST_REGISTRY (TLS with
 $TCDIST_REGISTRY_CA, basic auth $TCDIST_REGISTRY_USERNAME/_PASSWORD).
@@ -232,7 +235,49 @@ def flip(data):
     return data[:-1] + bytes([data[-1] ^ 1])
 
 
-def tamper_bundle(bundle, how):
+def resign_checkpoint(envelope, origin):
+    """The checkpoint's body under `origin`, signed by a fresh Ed25519 key (C2SP signed note)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    body = envelope.split("\n\n", 1)[0] + "\n"
+    lines = body.split("\n")
+    lines[0] = origin
+    body = "\n".join(lines)
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    hint = hashlib.sha256(origin.encode() + b"\n\x01" + raw).digest()[:4]
+    return body + "\n\u2014 %s %s\n" % (origin, b64(hint + key.sign(body.encode())))
+
+
+def tamper_bundle(bundle, how, registry=None, tlog_from=None):
+    material = bundle["verificationMaterial"]
+    entries = material.get("tlogEntries", [])
+    if how == "drop-tlog":
+        material["tlogEntries"] = []
+        return bundle
+    if how == "swap-tlog":
+        repo, digest = tlog_from.split("@")
+        material["tlogEntries"] = fetch_bundle(registry, repo, digest)["verificationMaterial"]["tlogEntries"]
+        return bundle
+    if how and how.startswith("tlog-"):
+        if not entries:
+            raise SystemExit("forge: the bundle has no log entry to tamper with")
+        entry = entries[0]
+        proof = entry["inclusionProof"]
+        if how == "tlog-body":
+            body = json.loads(base64.b64decode(entry["canonicalizedBody"]))
+            body["spec"]["dsseV002"]["payloadHash"]["digest"] = b64(hashlib.sha256(b"other").digest())
+            entry["canonicalizedBody"] = b64(json.dumps(body, separators=(",", ":")).encode())
+        elif how == "tlog-proof":
+            if not proof.get("hashes"):
+                raise SystemExit("forge: the inclusion proof is empty (a log of one entry)")
+            proof["hashes"][0] = b64(flip(base64.b64decode(proof["hashes"][0])))
+        elif how == "tlog-checkpoint-key":
+            origin = proof["checkpoint"]["envelope"].split("\n", 1)[0]
+            proof["checkpoint"]["envelope"] = resign_checkpoint(proof["checkpoint"]["envelope"], origin)
+        elif how == "tlog-origin":
+            proof["checkpoint"]["envelope"] = resign_checkpoint(proof["checkpoint"]["envelope"],
+                                                                "rekor.evil.test")
+        return bundle
     envelope = bundle["dsseEnvelope"]
     if how == "payload":
         statement = json.loads(base64.b64decode(envelope["payload"]))
@@ -263,14 +308,19 @@ def tamper_cosign_layer(registry, repo, layer, how):
     return new
 
 
+def fetch_bundle(registry, repo, digest):
+    referrers = json.loads(registry.get_manifest(repo, referrers_tag(digest)))
+    manifest = json.loads(registry.get_manifest(repo, referrers["manifests"][0]["digest"]))
+    return json.loads(registry.get_blob(repo, manifest["layers"][0]["digest"]))
+
+
 def cmd_copy(args):
     registry = Registry()
     onto = args.onto or args.digest
     if args.only in (None, "bundle"):
-        referrers = json.loads(registry.get_manifest(args.src, referrers_tag(args.digest)))
-        manifest = json.loads(registry.get_manifest(args.src, referrers["manifests"][0]["digest"]))
-        bundle = json.loads(registry.get_blob(args.src, manifest["layers"][0]["digest"]))
-        attach_bundle(registry, args.dst, onto, tamper_bundle(bundle, args.tamper))
+        bundle = fetch_bundle(registry, args.src, args.digest)
+        attach_bundle(registry, args.dst, onto,
+                      tamper_bundle(bundle, args.tamper, registry, args.tlog_from))
     if args.only in (None, "cosign"):
         manifest = json.loads(registry.get_manifest(args.src, referrers_tag(args.digest) + ".sig"))
         layers = []
@@ -297,6 +347,10 @@ def cmd_detach(args):
         empty = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config, "layers": []}
         registry.put_manifest(args.repo, referrers_tag(args.digest) + ".sig",
                               json.dumps(empty).encode(), MANIFEST_TYPE)
+
+
+def cmd_bundle(args):
+    sys.stdout.write(json.dumps(fetch_bundle(Registry(), args.repo, args.digest)))
 
 
 def main():
@@ -329,13 +383,19 @@ def main():
     p.add_argument("--digest", required=True)
     p.add_argument("--onto")
     p.add_argument("--only", choices=["bundle", "cosign"])
-    p.add_argument("--tamper", choices=["payload", "signature", "drop-timestamp"])
+    p.add_argument("--tamper", choices=["payload", "signature", "drop-timestamp", "drop-tlog",
+                                        "tlog-body", "tlog-proof", "tlog-checkpoint-key",
+                                        "tlog-origin", "swap-tlog"])
+    p.add_argument("--tlog-from")
     p = sub.add_parser("detach")
     p.add_argument("--repo", required=True)
     p.add_argument("--digest", required=True)
     p.add_argument("--encoding", choices=["bundle", "cosign"], required=True)
+    p = sub.add_parser("bundle")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--digest", required=True)
     args = parser.parse_args()
-    {"ca": cmd_ca, "cert": cmd_cert, "sign": cmd_sign, "copy": cmd_copy,
+    {"bundle": cmd_bundle, "ca": cmd_ca, "cert": cmd_cert, "sign": cmd_sign, "copy": cmd_copy,
      "detach": cmd_detach}[args.command](args)
 
 

@@ -44,6 +44,7 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         outcome.as_ref().map(|o| &o.report),
     )?;
     let outcome = outcome?;
+    warn_unchecked(&outcome.report);
     if args.store.json {
         let signature = &outcome.report.signature;
         let output = json!({

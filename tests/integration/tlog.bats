@@ -1,0 +1,240 @@
+#!/usr/bin/env bats
+# The transparency log, against the stack's real Rekor v2 (rekor-tiles, tiles behind nginx):
+# publish records the bundle's signature, pull accepts only a release whose entry, inclusion
+# proof and checkpoint verify against the log the policy trusts, remembers the newest
+# checkpoint and refuses a log that rewrote its history. Third-party Sigstore clients verify
+# the same releases with the trusted root `distd trust-root export` writes.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	load helpers
+	export WORK=$TCDIST_TEST_WORK/tlog
+	mkdir -p "$WORK"
+	export TCVERIFY_POLICY=$STACK_POLICY
+	for name in a b c; do
+		make_small_tree "$WORK/$name"
+		printf '%s\n' "$name" >"$WORK/$name/src/fmt/$name.go"
+	done
+	# Some entries first, so later inclusion proofs are not empty.
+	for name in a b; do
+		"$DISTD" publish "$WORK/$name" --ref "$TCDIST_REGISTRY/toolchains/tlog-$name:v1" >/dev/null
+	done
+	"$DISTD" trust-root export --out "$WORK/trusted_root.json"
+}
+
+setup() {
+	load helpers
+	load "$TCDIST_TOP/tests/lib/sigstore_clients.bash"
+	export TCVERIFY_POLICY=$STACK_POLICY
+	mkdir -p "$WORK/store"
+	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
+}
+
+FORGE=$TCDIST_TOP/tests/lib/forge.py
+
+log_size() {
+	curl -fsS "$TCDIST_REKOR_TILES_URL/checkpoint" | sed -n 2p
+}
+
+# digest_of REPO: the index digest the repository's v1 tag names.
+digest_of() {
+	"$TCVERIFY" verify "$TCDIST_REGISTRY/$1:v1" --json --store "$WORK/verify-store" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["index_digest"])'
+}
+
+# copy_unsigned FROM TO: the release copied to another repository without its signatures.
+copy_unsigned() {
+	skopeo copy --quiet --all --preserve-digests \
+		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"docker://$TCDIST_REGISTRY/$1:v1" "docker://$TCDIST_REGISTRY/$2:v1" >&2
+}
+
+# refused REF RULE [ARGS...]: pull exits 42, names RULE, installs nothing.
+refused() {
+	local ref=$1 rule=$2
+	shift 2
+	run --separate-stderr "$TCVERIFY" pull "$ref" --store "$WORK/store" "$@"
+	echo "status $status"
+	echo "stderr: $stderr"
+	[ "$status" -eq 42 ]
+	[ -z "$output" ]
+	[[ $stderr == *"[$rule]"* ]]
+	store_snapshot "$WORK/store" | diff "$BATS_TEST_TMPDIR/store.before" -
+}
+
+# tampered MODE [ARGS...]: a release published to toolchains/tlog-MODE, whose bundle is then
+# replaced by a copy with MODE applied; prints the reference.
+tampered() {
+	local mode=$1 repo=toolchains/tlog-$1
+	shift
+	"$DISTD" publish "$WORK/b" --ref "$TCDIST_REGISTRY/$repo:v1" >/dev/null
+	python3 "$FORGE" copy --from "$repo" --to "$repo" --digest "$(digest_of "$repo")" \
+		--only bundle --tamper "$mode" "$@"
+	echo "$TCDIST_REGISTRY/$repo:v1"
+}
+
+@test "publish records one entry; pull verifies entry, proof and checkpoint; --json gives the log index" {
+	before=$(log_size)
+	run --separate-stderr "$DISTD" publish "$WORK/c" --ref "$TCDIST_REGISTRY/toolchains/tlog-c:v1"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"recorded in the transparency log at index $before"* ]]
+	[ "$(log_size)" -eq "$((before + 1))" ]
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-c:v1" --store "$WORK/store" --json
+	[ "$status" -eq 0 ]
+	python3 - "$output" "$before" <<'PY'
+import json, sys
+out, index = json.loads(sys.argv[1]), int(sys.argv[2])
+assert out["log_index"] == index, out
+assert "transparency-log" in out["verified"]["checks"], out
+assert out["verified"]["signature"]["log"]["log"] == "stack", out
+assert out["log_freshness"]["status"] == "checked", out
+PY
+	# The newest checkpoint seen is remembered in the store.
+	[ -n "$(ls "$WORK/store/.tlog")" ]
+}
+
+@test "attack: no log entry (signed without the log)" {
+	copy_unsigned toolchains/tlog-b toolchains/tlog-unlogged
+	env -u TCDIST_REKOR_URL -u TCDIST_REKOR_PUBLIC_KEY -u TCDIST_REKOR_ORIGIN \
+		"$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-unlogged:v1" >/dev/null
+	refused "$TCDIST_REGISTRY/toolchains/tlog-unlogged:v1" tlog-entry-present
+}
+
+@test "attack: the log entry removed from the bundle" {
+	refused "$(tampered drop-tlog)" tlog-entry-present
+}
+
+@test "attack: the entry of another signature" {
+	refused "$(tampered swap-tlog --tlog-from "toolchains/tlog-a@$(digest_of toolchains/tlog-a)")" tlog-entry-matches
+}
+
+@test "attack: the entry's body altered" {
+	refused "$(tampered tlog-body)" tlog-entry-matches
+}
+
+@test "attack: the inclusion proof altered" {
+	refused "$(tampered tlog-proof)" tlog-inclusion
+}
+
+@test "attack: the checkpoint signed by an unknown key" {
+	refused "$(tampered tlog-checkpoint-key)" tlog-checkpoint
+}
+
+@test "attack: the checkpoint of another origin" {
+	refused "$(tampered tlog-origin)" tlog-checkpoint
+}
+
+@test "attack: offline, with trust material that lacks the log's key" {
+	python3 - "$WORK/other-log.pub" <<'PY'
+import sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+key = ed25519.Ed25519PrivateKey.generate().public_key()
+open(sys.argv[1], "wb").write(key.public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+PY
+	sed "s|^public_key = .*|public_key = \"$WORK/other-log.pub\"|" "$STACK_POLICY" >"$WORK/other-log-policy.toml"
+	export TCVERIFY_POLICY=$WORK/other-log-policy.toml
+	refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" tlog-entry-present --offline
+}
+
+@test "attack: a forked log (a second log from the same key) is refused once the real one was seen" {
+	# The real log's current checkpoint, remembered in the store.
+	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" >/dev/null
+	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
+	port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+	http=$(port) grpc=$(port) metrics=$(port)
+	mkdir -p "$WORK/fork"
+	"$TCDIST_REKOR_BIN" serve --storage-dir "$WORK/fork" --signer-filepath "$TCDIST_REKOR_KEY" \
+		--hostname "$TCDIST_REKOR_ORIGIN" --http-address 127.0.0.1 --http-port "$http" \
+		--grpc-address 127.0.0.1 --grpc-port "$grpc" --http-metrics-port "$metrics" \
+		--checkpoint-interval 1s >"$WORK/fork.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		# An empty request is refused with 400 once the server answers.
+		[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$http/api/v2/log/entries" -d '{}')" = 400 ] && break
+		sleep 0.2
+	done
+	copy_unsigned toolchains/tlog-b toolchains/tlog-forked
+	TCDIST_REKOR_URL=http://127.0.0.1:$http "$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" >/dev/null
+	kill "$pid"
+	refused "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" tlog-consistency
+}
+
+@test "log down at pull time: verified from the bundle's proof, and says freshness was not checked" {
+	sed "s|^url = .*|url = \"http://127.0.0.1:9\"|" "$STACK_POLICY" >"$WORK/down-policy.toml"
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" \
+		--policy "$WORK/down-policy.toml" --json
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"freshness could not be checked"* ]]
+	[[ $output == *'"status":"unchecked"'* ]]
+}
+
+@test "log down at publish time: publish fails cleanly and announces nothing" {
+	make_small_tree "$WORK/d"
+	printf 'd\n' >"$WORK/d/src/fmt/d.go"
+	run --separate-stderr env TCDIST_REKOR_URL=http://127.0.0.1:9 \
+		"$DISTD" publish "$WORK/d" --ref "$TCDIST_REGISTRY/toolchains/tlog-d:v1"
+	echo "$stderr"
+	[ "$status" -eq 3 ]
+	[[ $stderr == *"nothing was announced"* ]]
+	# The tag was not created, and no signature points at the release.
+	run skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" --raw \
+		"docker://$TCDIST_REGISTRY/toolchains/tlog-d:v1"
+	[ "$status" -ne 0 ]
+}
+
+@test "trusted root: CAs of the trust domain, the log's key and ID, the TSA chain" {
+	python3 - "$WORK/trusted_root.json" "$TCDIST_REKOR_LOG_ID" "$TCDIST_REKOR_ORIGIN" <<'PY'
+import json, sys
+root, log_id, origin = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+assert root["mediaType"] == "application/vnd.dev.sigstore.trustedroot+json;version=0.1", root
+assert root["tlogs"][0]["logId"]["keyId"] == log_id, root["tlogs"]
+assert root["tlogs"][0]["baseUrl"] == "https://" + origin, root["tlogs"]
+assert root["certificateAuthorities"][0]["uri"] == "spiffe://tcdist.test", root
+assert len(root["timestampAuthorities"][0]["certChain"]["certificates"]) == 2, root
+assert root["ctlogs"] == [], root
+PY
+}
+
+@test "sigstore-js verifies a published release's bundle with the exported trusted root, and refuses a tampered one" {
+	require_sigstore_js
+	digest=$(digest_of toolchains/tlog-a)
+	python3 "$FORGE" bundle --repo toolchains/tlog-a --digest "$digest" >"$WORK/a.bundle.json"
+	run sigstore_js_verify "$WORK/a.bundle.json" "$WORK/trusted_root.json" "${digest#sha256:}" "$TCDIST_SIGNER_ID"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	python3 - "$WORK/a.bundle.json" >"$WORK/a.tampered.json" <<'PY'
+import base64, json, sys
+bundle = json.load(open(sys.argv[1]))
+envelope = bundle["dsseEnvelope"]
+statement = json.loads(base64.b64decode(envelope["payload"]))
+statement["predicate"]["tag"] = "tampered"
+envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+print(json.dumps(bundle))
+PY
+	run sigstore_js_verify "$WORK/a.tampered.json" "$WORK/trusted_root.json" "${digest#sha256:}" "$TCDIST_SIGNER_ID"
+	echo "$output"
+	[ "$status" -eq 1 ]
+}
+
+@test "cosign verify accepts a published release with the exported trusted root, and refuses a tampered one" {
+	require_cosign
+	ref=$TCDIST_REGISTRY/toolchains/tlog-a@$(digest_of toolchains/tlog-a)
+	cosign_verify() {
+		SSL_CERT_FILE=$TCDIST_REGISTRY_CA "$TCDIST_COSIGN" verify --trusted-root "$WORK/trusted_root.json" \
+			--certificate-identity "$TCDIST_SIGNER_ID" --certificate-oidc-issuer-regexp '.*' \
+			--insecure-ignore-sct --output text "$1"
+	}
+	run cosign_verify "$ref"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	copy_unsigned toolchains/tlog-a toolchains/tlog-cosign-tampered
+	python3 "$FORGE" copy --from toolchains/tlog-a --to toolchains/tlog-cosign-tampered \
+		--digest "$(digest_of toolchains/tlog-a)" --only bundle --tamper payload
+	run cosign_verify "$TCDIST_REGISTRY/toolchains/tlog-cosign-tampered@$(digest_of toolchains/tlog-a)"
+	echo "$output"
+	[ "$status" -ne 0 ]
+}
