@@ -96,6 +96,24 @@ verify_requests = registry_reads() - reads_before
 for i in range(max(runs, 10)):
     record("verify, repeated (tcverify verify)", timed([f"{BIN}/tcverify", "verify", ref], cpu=True))
 
+# The same verification by cosign, with the trusted root tcdist exports.
+cosign = env.get("TCDIST_COSIGN")
+if cosign:
+    sh([f"{BIN}/distd", "trust-root", "export", "--out", f"{work}/trusted_root.json"])
+    pinned = f"{REG}/toolchains/bench-go@{report['index_digest']}"
+    cosign_env = dict(env, SSL_CERT_FILE=env["TCDIST_REGISTRY_CA"])
+    for i in range(max(runs, 10)):
+        out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %U %S", cosign, "verify",
+                              "--trusted-root", f"{work}/trusted_root.json",
+                              "--certificate-identity", env["TCDIST_SIGNER_ID"],
+                              "--certificate-oidc-issuer-regexp", ".*", "--insecure-ignore-sct",
+                              "--output", "text", pinned],
+                             env=cosign_env, capture_output=True, text=True, check=True)
+        _, secs, _, user, system = [l for l in out.stderr.splitlines() if l.startswith("TIME ")][-1].split()
+        record("verify, repeated (cosign verify, same release)", (float(secs), None, float(user) + float(system)))
+else:
+    print("cosign is not installed: its comparison is skipped")
+
 for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
     for i in range(runs):
         store = fresh(f"{base}/tcbench-store")

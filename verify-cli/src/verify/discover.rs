@@ -1,5 +1,5 @@
-//! Finding a release's signatures: Sigstore bundles among its referrers first, then cosign's
-//! `.sig` tag. Everything found is untrusted input; it is only decoded here, into
+//! Finding a release's signatures: Sigstore bundles among its referrers, and cosign's `.sig`
+//! tag. Everything found is untrusted input; it is only decoded here, into
 //! [`Candidate`]s that the signature stage checks. A malformed attachment becomes a recorded
 //! failure, not an error, so one broken signature cannot hide a valid one.
 
@@ -57,34 +57,51 @@ pub struct Discovered {
     pub failures: Vec<SignatureFailure>,
 }
 
-pub async fn discover(source: &ReleaseSource, index: &Digest) -> Result<Discovered> {
+/// Where signatures are looked for, in order: Sigstore bundles first (they carry the log
+/// entry), then cosign's tag. Each place is read only when the earlier ones gave nothing
+/// acceptable, so a release with a good bundle costs no `.sig` round trips.
+#[derive(Clone, Copy, Debug)]
+pub enum Place {
+    BundleReferrers,
+    CosignTag,
+}
+
+pub const PLACES: [Place; 2] = [Place::BundleReferrers, Place::CosignTag];
+
+pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> Result<Discovered> {
     let mut found = Discovered::default();
-    for descriptor in source
-        .referrers(index, MEDIA_TYPE_BUNDLE)
-        .await?
-        .iter()
-        .take(MAX_CANDIDATES)
-    {
-        let origin = format!("bundle referrer {}", descriptor.digest);
-        match bundle_candidate(source, descriptor, &origin).await? {
-            Ok(candidate) => found.candidates.push(candidate),
-            Err(reason) => found.failures.push(SignatureFailure::new(
-                &origin,
-                Rule::SignatureFormat,
-                reason,
-            )),
+    match place {
+        Place::BundleReferrers => {
+            for descriptor in source
+                .referrers(index, MEDIA_TYPE_BUNDLE)
+                .await?
+                .iter()
+                .take(MAX_CANDIDATES)
+            {
+                let origin = format!("bundle referrer {}", descriptor.digest);
+                match bundle_candidate(source, descriptor, &origin).await? {
+                    Ok(candidate) => found.candidates.push(candidate),
+                    Err(reason) => found.failures.push(SignatureFailure::new(
+                        &origin,
+                        Rule::SignatureFormat,
+                        reason,
+                    )),
+                }
+            }
         }
-    }
-    let tag = cosign_signature_tag(index);
-    if let Some((bytes, digest)) = source.tagged(&tag).await? {
-        let origin = format!("cosign signature {tag} ({digest})");
-        match cosign_candidates(source, &bytes, &origin).await? {
-            Ok(candidates) => found.candidates.extend(candidates),
-            Err(reason) => found.failures.push(SignatureFailure::new(
-                &origin,
-                Rule::SignatureFormat,
-                reason,
-            )),
+        Place::CosignTag => {
+            let tag = cosign_signature_tag(index);
+            if let Some((bytes, digest)) = source.tagged(&tag).await? {
+                let origin = format!("cosign signature {tag} ({digest})");
+                match cosign_candidates(source, &bytes, &origin).await? {
+                    Ok(candidates) => found.candidates.extend(candidates),
+                    Err(reason) => found.failures.push(SignatureFailure::new(
+                        &origin,
+                        Rule::SignatureFormat,
+                        reason,
+                    )),
+                }
+            }
         }
     }
     found.candidates.truncate(MAX_CANDIDATES);

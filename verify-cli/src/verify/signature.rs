@@ -1,7 +1,7 @@
 //! The signature stage: a release is accepted only when one of its signatures meets every rule
 //! (DESIGN.md, "Signatures and trust"). Each candidate runs the rules in the order of the
-//! Sigstore client spec — time, chain at that time, signature, subject, identity — and the
-//! first failing rule is recorded; when none passes, every candidate's failure is reported.
+//! Sigstore client spec — time, chain at that time, signature, subject, identity, log — and
+//! the first failing rule is recorded; when none passes, every candidate's failure is reported.
 
 use jiff::Timestamp;
 use serde::Serialize;
@@ -48,21 +48,25 @@ pub async fn check(
     {
         return Err(refuse(vec![not_covered(repository)]).into());
     }
-    let found = discover::discover(source, index).await?;
-    if found.candidates.is_empty() && found.failures.is_empty() {
-        return Err(refuse(vec![SignatureFailure::new(
+    let mut failures = Vec::new();
+    let mut examined = 0;
+    for place in discover::PLACES {
+        let found = discover::discover(source, index, place).await?;
+        examined += found.candidates.len() + found.failures.len();
+        failures.extend(found.failures);
+        for candidate in &found.candidates {
+            match check_candidate(candidate, index, source.repository(), policy).await? {
+                Ok(verdict) => return Ok(verdict),
+                Err(failure) => failures.push(failure),
+            }
+        }
+    }
+    if examined == 0 {
+        failures.push(SignatureFailure::new(
             &object,
             Rule::SignaturePresent,
             "no signature is attached (no Sigstore bundle referrer, no cosign .sig tag)",
-        )])
-        .into());
-    }
-    let mut failures = found.failures;
-    for candidate in &found.candidates {
-        match check_candidate(candidate, index, source.repository(), policy).await? {
-            Ok(verdict) => return Ok(verdict),
-            Err(failure) => failures.push(failure),
-        }
+        ));
     }
     Err(refuse(failures).into())
 }
