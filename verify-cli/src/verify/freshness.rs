@@ -85,7 +85,7 @@ pub async fn check(
     let latest = match (&log.tiles_url, online) {
         (_, false) => Err("offline: the log was not contacted".to_owned()),
         (None, true) => Err("the policy gives no url for the log's tiles".to_owned()),
-        (Some(url), true) => fetch_latest(url, log).await,
+        (Some(url), true) => fetch_latest(url, log).await?,
     };
     let unchecked = match latest {
         Ok((checkpoint, text)) => {
@@ -102,7 +102,9 @@ pub async fn check(
     for (older, _) in &seen {
         prove_consistent(older, &newest, log, unchecked.is_none()).await?;
     }
-    if let Some(store) = store {
+    // Only a proven view is remembered: unchecked, a bigger checkpoint from a bundle could be
+    // a fork's, and remembering it would make the real log look forked later.
+    if let (Some(store), None) = (store, &unchecked) {
         store.save(log, &newest, &newest_text);
     }
     Ok(match unchecked {
@@ -113,15 +115,20 @@ pub async fn check(
     })
 }
 
-async fn fetch_latest(url: &str, log: &TransparencyLog) -> Result<(Checkpoint, String), String> {
+/// The log's current checkpoint. Outer `Err`: the log answered with a checkpoint that does
+/// not verify (refused); inner `Err`: it did not answer (freshness unchecked).
+async fn fetch_latest(
+    url: &str,
+    log: &TransparencyLog,
+) -> Result<Result<(Checkpoint, String), String>, String> {
     let reader = TileReader::new(url, 0, TILES_TIMEOUT)?;
-    let text = reader
-        .checkpoint()
-        .await
-        .map_err(|e| format!("the log did not answer: {e}"))?;
+    let text = match reader.checkpoint().await {
+        Ok(text) => text,
+        Err(e) => return Ok(Err(format!("the log did not answer: {e}"))),
+    };
     let checkpoint = verify_checkpoint(&text, log)
         .map_err(|e| format!("the log's current checkpoint is refused: {e}"))?;
-    Ok((checkpoint, text))
+    Ok(Ok((checkpoint, text)))
 }
 
 /// `older` must be a prefix of `newer`. Same size: same root. Otherwise a consistency proof is
