@@ -44,11 +44,13 @@ count_blob_gets() {
 	grep -cE "\"GET /v2/[^ ]+/blobs/$1 HTTP/[0-9.]+\" 20[06] " "$TCDIST_REGISTRY_LOG" || true
 }
 
-# Everything in a store except lock files (bookkeeping), with content hashes and modes.
+# Everything in a store except bookkeeping, with content hashes and modes. Bookkeeping is the
+# lock files and the transparency logs' remembered checkpoints (.tlog), which a verification
+# that passed updates even when extraction is refused later.
 store_snapshot() {
 	local store=$1
-	(cd "$store" && find . -path ./.locks -prune -o -printf '%p %y %m %s\n' | sort
-		find . -path ./.locks -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
+	(cd "$store" && find . \( -path ./.locks -o -path ./.tlog \) -prune -o -printf '%p %y %m %s\n' | sort
+		find . \( -path ./.locks -o -path ./.tlog \) -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
 # Pushes an OCI layout's release to the stack registry, digests preserved, unsigned.
