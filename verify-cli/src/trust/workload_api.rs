@@ -10,6 +10,7 @@ use spiffe::WorkloadApiError;
 use spiffe::transport::{Endpoint, TransportError};
 
 use super::TrustError;
+use crate::registry::error_chain;
 use crate::spiffe_id::TrustDomain;
 
 /// The variable the SPIFFE Workload API standard names for the agent's address.
@@ -72,22 +73,6 @@ pub async fn fetch_x509_authorities(
         return Err(no_bundle());
     }
     Ok(authorities)
-}
-
-/// The error and its causes on one line: transport errors keep the useful part ("No such file
-/// or directory") in their sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
