@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tcverify::trust::tlog::{LogKeyAlgorithm, parse_log_public_key};
+use tcverify::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::sign::svid::read_certificates;
@@ -54,25 +54,16 @@ pub fn export(inputs: &TrustRootInputs<'_>) -> Result<Value> {
     });
     let tlogs = match inputs.log {
         Some((public_key, origin)) => {
-            let pem = std::fs::read(public_key)
-                .with_context(|| format!("reading the log key {}", public_key.display()))?;
-            let (der, raw, algorithm) = parse_log_public_key(&pem)
-                .map_err(|e| anyhow::anyhow!("the log key {} {e}", public_key.display()))?;
-            let log = tcverify::trust::tlog::TransparencyLog {
-                public_key: der.clone(),
-                raw_public_key: raw,
-                algorithm,
-                origin: origin.to_owned(),
-                tiles_url: None,
-            };
+            let log =
+                TransparencyLog::from_key_file(public_key, origin).map_err(anyhow::Error::msg)?;
             let key_id = b64(&log.key_id());
             vec![json!({
                 // Sigstore clients take the checkpoint origin from this URL's host.
                 "baseUrl": format!("https://{origin}"),
                 "hashAlgorithm": "SHA2_256",
                 "publicKey": {
-                    "rawBytes": b64(&der),
-                    "keyDetails": match algorithm {
+                    "rawBytes": b64(&log.public_key),
+                    "keyDetails": match log.algorithm {
                         LogKeyAlgorithm::Ed25519 => "PKIX_ED25519",
                         LogKeyAlgorithm::EcdsaP256Sha256 => "PKIX_ECDSA_P256_SHA_256",
                     },

@@ -21,6 +21,11 @@ if [[ ! -f $TCVERIFY_POLICY ]]; then
 	mv "$TCVERIFY_POLICY.tmp" "$TCVERIFY_POLICY"
 fi
 export TCVERIFY_POLICY
+# The stack's trusted root holds the same trust material as its policy. Suites give their trust
+# explicitly, so a test about trust material the policy lacks is not undone by it; the trusted
+# root suite sets TCVERIFY_TRUST itself.
+STACK_TRUST=$TCVERIFY_TRUST
+unset TCVERIFY_TRUST
 
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {

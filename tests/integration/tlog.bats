@@ -199,6 +199,102 @@ assert root["ctlogs"] == [], root
 PY
 }
 
+@test "the stack exports its trusted root as TCVERIFY_TRUST" {
+	[ -s "$STACK_TRUST" ]
+	cmp "$STACK_TRUST" "$WORK/trusted_root.json"
+}
+
+# signers_only_policy FILE [LOG-TABLE]: a policy that names the stack's signer and nothing it
+# trusts; LOG-TABLE is added as is.
+signers_only_policy() {
+	{
+		printf 'version = 1\n\n[[repository]]\nname = "toolchains/*"\n'
+		printf 'signers = { spiffe_id = "%s" }\n' "$TCDIST_SIGNER_ID"
+		printf '%s\n' "${2:-}"
+	} >"$1"
+}
+
+# edit_trusted_root OUT PYTHON: the stack's trusted root, changed by PYTHON (root is the
+# document; key_id(origin, raw) gives an Ed25519 log key ID), written to OUT.
+edit_trusted_root() {
+	python3 - "$STACK_TRUST" "$1" "$2" <<'PY'
+import base64, hashlib, json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+root = json.load(open(sys.argv[1]))
+def key_id(origin, raw):
+    return base64.b64encode(hashlib.sha256(origin.encode() + b"\n\x01" + raw).digest()).decode()
+exec(sys.argv[3])
+json.dump(root, open(sys.argv[2], "w"))
+PY
+}
+
+@test "tcverify --trust: a policy that names only signers verifies with the stack's trusted root" {
+	signers_only_policy "$WORK/signers-only.toml" \
+		"$(printf '[transparency_logs.stack]\norigin = "%s"\nurl = "%s"' "$TCDIST_REKOR_ORIGIN" "$TCDIST_REKOR_TILES_URL")"
+	run --separate-stderr env TCVERIFY_TRUST="$STACK_TRUST" "$TCVERIFY" pull \
+		"$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" --policy "$WORK/signers-only.toml" --json
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+	python3 - "$output" <<'PY'
+import json, sys
+out = json.loads(sys.argv[1])
+assert out["verified"]["signature"]["log"]["log"] == "stack", out
+assert out["log_freshness"]["status"] == "checked", out
+assert isinstance(out["log_index"], int), out
+PY
+	# policy check shows what the trusted root brought.
+	run "$TCVERIFY" policy check "$WORK/signers-only.toml" --trust "$STACK_TRUST"
+	[ "$status" -eq 0 ]
+	[[ $output == *"trusted root $STACK_TRUST: 1 X.509 authority, 1 timestamp authority, transparency logs [$TCDIST_REKOR_ORIGIN]"* ]]
+	# Without the trusted root, nothing is trusted: a configuration error, not a verdict.
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" \
+		--policy "$WORK/signers-only.toml"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"no trusted root is given (--trust / TCVERIFY_TRUST)"* ]]
+}
+
+@test "attack: offline, with a trusted root whose log key is another" {
+	edit_trusted_root "$WORK/other-log-root.json" '
+raw = ed25519.Ed25519PrivateKey.generate().public_key()
+log = root["tlogs"][0]
+origin = log["baseUrl"].removeprefix("https://")
+log["publicKey"]["rawBytes"] = base64.b64encode(raw.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+log["logId"]["keyId"] = log["checkpointKeyId"]["keyId"] = key_id(origin, raw.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+'
+	signers_only_policy "$WORK/signers-only-offline.toml"
+	TCVERIFY_TRUST=$WORK/other-log-root.json TCVERIFY_POLICY=$WORK/signers-only-offline.toml \
+		refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" tlog-entry-present --offline
+}
+
+@test "attack: a trusted root that stopped trusting the CA before the release was signed" {
+	edit_trusted_root "$WORK/expired-ca-root.json" '
+root["certificateAuthorities"][0]["validFor"] = {"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"}
+'
+	signers_only_policy "$WORK/signers-only-offline.toml"
+	TCVERIFY_TRUST=$WORK/expired-ca-root.json TCVERIFY_POLICY=$WORK/signers-only-offline.toml \
+		refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" svid-chain --offline
+	[[ $stderr == *"is trusted at the signing time"* ]]
+}
+
+@test "a trusted root whose log ID is not its key's, or that lacks a log the policy requires, is a configuration error" {
+	edit_trusted_root "$WORK/bad-id-root.json" '
+root["tlogs"][0]["checkpointKeyId"]["keyId"] = base64.b64encode(b"\0" * 32).decode()
+'
+	signers_only_policy "$WORK/signers-only-offline.toml"
+	run --separate-stderr "$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --offline \
+		--policy "$WORK/signers-only-offline.toml" --trust "$WORK/bad-id-root.json"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"bad-id-root.json: not a usable trusted root: tlogs[0].checkpointKeyId: is not the key ID"* ]]
+	edit_trusted_root "$WORK/no-log-root.json" 'root["tlogs"] = []'
+	sed 's|^signers = .*|&\ntransparency_logs = ["'"$TCDIST_REKOR_ORIGIN"'"]|' "$WORK/signers-only-offline.toml" >"$WORK/requires-log.toml"
+	run --separate-stderr "$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --offline \
+		--policy "$WORK/requires-log.toml" --trust "$WORK/no-log-root.json"
+	echo "$stderr"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"unknown transparency log \"$TCDIST_REKOR_ORIGIN\" (none is declared)"* ]]
+}
+
 @test "sigstore-js verifies a published release's bundle with the exported trusted root, and refuses a tampered one" {
 	require_sigstore_js
 	digest=$(digest_of toolchains/tlog-a)

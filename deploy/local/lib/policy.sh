@@ -2,8 +2,12 @@
 # Component "policy": $STACK_DIR/policy.toml, the tcverify policy for the stack
 # (TCVERIFY_POLICY). It trusts the SPIRE trust domain's bundle and the stack's
 # TSA chain, requires an entry in the stack's transparency log (its key, origin
-# and tiles), and allows the stack's release signer for toolchains/*. No
-# process: it comes last, after the components whose trust material it names.
+# and tiles), and allows the stack's release signer for toolchains/*.
+# And $STACK_DIR/trust/trusted_root.json (TCVERIFY_TRUST): the same trust
+# material as a Sigstore trusted root, written by `distd trust-root export`, for
+# tcverify --trust, cosign and sigstore-js. Rewritten at every up, so it follows
+# the SPIRE CA. No process: it comes last, after the components whose trust
+# material it names.
 
 POLICY_REPOSITORY='toolchains/*'
 
@@ -11,7 +15,38 @@ _policy_paths() {
 	POLICY_FILE=$STACK_DIR/policy.toml
 	POLICY_BUNDLE=$STACK_DIR/trust/$SPIRE_TRUST_DOMAIN.bundle.pem
 	POLICY_TSA_CHAIN=$STACK_DIR/trust/tsa-chain.pem
+	POLICY_TRUSTED_ROOT=$STACK_DIR/trust/trusted_root.json
 	_rekor_paths
+}
+
+# _policy_distd: the path of a built distd (the one SPIRE's entries name), built
+# with cargo when there is none yet.
+_policy_distd() {
+	local paths p
+	paths=$(_spire_binary_paths distd "${TCDIST_DISTD_BIN:-}")
+	IFS=: read -ra paths <<<"$paths"
+	for p in "${paths[@]}"; do
+		[[ -x $p ]] && { printf '%s\n' "$p"; return 0; }
+	done
+	log "policy: no distd built yet; building it for the trusted root"
+	(cd "$STACK_HOME/../.." && cargo build --quiet -p distd --bin distd) >&2 ||
+		die "policy: building distd failed"
+	realpath -- "${CARGO_TARGET_DIR:-$STACK_HOME/../../target}/debug/distd"
+}
+
+_policy_trusted_root() {
+	local distd tmp=$POLICY_TRUSTED_ROOT.tmp
+	distd=$(_policy_distd)
+	if ! "$distd" trust-root export --out "$tmp" \
+		--ca-bundle "$POLICY_BUNDLE" --trust-domain "$SPIRE_TRUST_DOMAIN" \
+		--tsa-chain "$POLICY_TSA_CHAIN" \
+		--rekor-public-key "$REKOR_PUB" --rekor-origin "$REKOR_ORIGIN"; then
+		rm -f "$tmp"
+		die "policy: distd trust-root export failed"
+	fi
+	chmod 644 "$tmp"
+	mv -f "$tmp" "$POLICY_TRUSTED_ROOT"
+	log "policy: trusted root $POLICY_TRUSTED_ROOT"
 }
 
 # _policy_toml_str VALUE: VALUE as a TOML basic string (with quotes).
@@ -43,6 +78,7 @@ policy_up() {
 		printf 'signers = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_SIGNER_ID")"
 	} | write_file_atomic "$POLICY_FILE" 644
 	log "policy: $POLICY_FILE"
+	_policy_trusted_root
 }
 
 policy_down() { :; }
@@ -50,12 +86,13 @@ policy_down() { :; }
 policy_env() {
 	_policy_paths
 	export_line TCVERIFY_POLICY "$POLICY_FILE"
+	export_line TCVERIFY_TRUST "$POLICY_TRUSTED_ROOT"
 }
 
 policy_status() {
 	_policy_paths
-	if [[ -s $POLICY_FILE ]]; then
-		printf 'policy: %s\n' "$POLICY_FILE"
+	if [[ -s $POLICY_FILE && -s $POLICY_TRUSTED_ROOT ]]; then
+		printf 'policy: %s; trusted root %s\n' "$POLICY_FILE" "$POLICY_TRUSTED_ROOT"
 	else
 		printf 'policy: (none; run up)\n'
 		return 1

@@ -45,9 +45,19 @@ pub struct PolicyCheckArgs {
     /// The policy file (TOML; see docs/policy.md)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Print JSON for machines
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustArgs {
+    /// A Sigstore trusted root (`distd trust-root export`) whose authorities, timestamp
+    /// authorities and transparency logs are trusted along with the policy's
+    #[arg(long = "trust", env = "TCVERIFY_TRUST", value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -71,6 +81,8 @@ pub struct ReleaseArgs {
     /// The policy: which signers are allowed per repository, and the trust material
     #[arg(long, env = "TCVERIFY_POLICY", value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Append one JSON audit record per decision to FILE (`-` for stderr)
     #[arg(long, env = "TCVERIFY_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,

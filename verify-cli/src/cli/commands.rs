@@ -182,7 +182,8 @@ pub fn env_command(args: EnvArgs) -> Result<()> {
 }
 
 pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {
-    let summary = check_policy_file(&args.file).map_err(policy_error)?;
+    let summary =
+        check_policy_file(&args.file, args.trust.trusted_root.as_deref()).map_err(policy_error)?;
     if args.json {
         println!(
             "{}",
@@ -232,7 +233,7 @@ fn load_policy(args: &ReleaseArgs) -> Result<Policy> {
              stack.env sets it)",
         )
     })?;
-    Policy::load(path).map_err(policy_error)
+    Policy::load_with_trusted_root(path, args.trust.trusted_root.as_deref()).map_err(policy_error)
 }
 
 fn policy_error(error: tcverify::verify::policy::PolicyError) -> Error {

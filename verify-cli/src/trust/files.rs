@@ -118,7 +118,18 @@ pub fn parse_tsa_chain(
     pem: &[u8],
     valid_for: Option<TimeRange>,
 ) -> Result<TsaAuthority, TrustFileError> {
-    let chain = parse_pem_certificates(pem)?;
+    tsa_from_chain(parse_pem_certificates(pem)?, valid_for)
+}
+
+/// A timestamp authority from its chain (at least one certificate), leaf first and root last,
+/// with the same checks as [`parse_tsa_chain`].
+pub fn tsa_from_chain(
+    chain: Vec<CertificateDer<'static>>,
+    valid_for: Option<TimeRange>,
+) -> Result<TsaAuthority, TrustFileError> {
+    if chain.is_empty() {
+        return Err(TrustFileError::NoCertificates);
+    }
     let parsed = chain
         .iter()
         .enumerate()
@@ -132,9 +143,7 @@ pub fn parse_tsa_chain(
             });
         }
     }
-    let root = parsed
-        .last()
-        .expect("parse_pem_certificates returns at least one");
+    let root = parsed.last().expect("checked above: at least one");
     if root.issuer().as_raw() != root.subject().as_raw() {
         return Err(TrustFileError::NoRoot);
     }
@@ -152,7 +161,7 @@ pub fn parse_tsa_chain(
     Ok(TsaAuthority::new(leaf, intermediates, root, valid_for))
 }
 
-fn parse_x509<'a>(
+pub(crate) fn parse_x509<'a>(
     der: &'a CertificateDer<'_>,
     index: usize,
 ) -> Result<X509Certificate<'a>, TrustFileError> {

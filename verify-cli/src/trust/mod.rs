@@ -1,62 +1,90 @@
 //! Trust material as loaded values: per trust domain, the X.509 authorities that SVIDs must
-//! chain to, and the timestamp authorities whose RFC 3161 tokens prove signing time.
+//! chain to, the timestamp authorities whose RFC 3161 tokens prove signing time, and the
+//! transparency logs that record signatures.
 //!
-//! The policy file names these (see `verify::policy`); loading it reads the files here, so a
-//! [`TrustMaterial`] holds parsed certificates. Only bundles served by the local SPIRE agent are
+//! The policy file names these (see `verify::policy`), and a Sigstore trusted root
+//! ([`trusted_root`]) can add to them; loading reads the files here, so a [`TrustMaterial`]
+//! holds parsed certificates and keys. Only bundles served by the local SPIRE agent are
 //! fetched later, at verification time, because they rotate.
 
 pub mod files;
 pub mod tlog;
+pub mod trusted_root;
 mod workload_api;
 
 use std::collections::HashMap;
 
 use rustls_pki_types::CertificateDer;
-use sigstore_types::TsaAuthority;
+use sigstore_types::{TimeRange, TsaAuthority};
 
 use crate::spiffe_id::TrustDomain;
 
 pub use files::{TrustFileError, parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain};
 pub use workload_api::{WORKLOAD_API_ENDPOINT_ENV, WORKLOAD_API_TIMEOUT, fetch_x509_authorities};
 
-/// Where a trust domain's X.509 authorities come from.
-#[derive(Clone, Debug)]
-pub enum TrustDomainBundle {
-    /// Read from a PEM file or SPIFFE bundle when the policy was loaded.
-    Certificates(Vec<CertificateDer<'static>>),
-    /// Fetched from the SPIFFE Workload API at `SPIFFE_ENDPOINT_SOCKET` when needed.
-    WorkloadApi,
+/// One X.509 authority of a trust domain: a trust anchor for its SVIDs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authority {
+    pub certificate: CertificateDer<'static>,
+    /// When the authority's SVIDs count (a trusted root's `validFor`); `None`: whenever the
+    /// certificate itself is valid.
+    pub valid_for: Option<TimeRange>,
+}
+
+impl Authority {
+    pub fn new(certificate: CertificateDer<'static>) -> Self {
+        Self {
+            certificate,
+            valid_for: None,
+        }
+    }
+
+    /// Whether a signature made at `at` may chain to this authority.
+    pub fn trusted_at(&self, at: jiff::Timestamp) -> bool {
+        self.valid_for.is_none_or(|window| window.contains(at))
+    }
+}
+
+/// Where a trust domain's X.509 authorities come from: files read when the policy was loaded
+/// (PEM or SPIFFE bundles, trusted roots), the local SPIRE agent, or both.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustDomainBundle {
+    pub authorities: Vec<Authority>,
+    /// Also fetched from the SPIFFE Workload API at `SPIFFE_ENDPOINT_SOCKET` when needed,
+    /// because the agent's bundle rotates.
+    pub workload_api: bool,
 }
 
 impl TrustDomainBundle {
-    /// The trust domain's X.509 authorities (trust anchors for its SVIDs).
-    pub async fn authorities(
-        &self,
-        trust_domain: &TrustDomain,
-    ) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-        match self {
-            TrustDomainBundle::Certificates(certificates) => Ok(certificates.clone()),
-            TrustDomainBundle::WorkloadApi => {
-                let endpoint = std::env::var(WORKLOAD_API_ENDPOINT_ENV).map_err(|_| {
-                    TrustError::WorkloadApiEndpointUnset {
-                        trust_domain: trust_domain.clone(),
-                    }
-                })?;
-                fetch_x509_authorities(&endpoint, trust_domain).await
+    /// Adds authorities, each once.
+    pub fn add(&mut self, authorities: impl IntoIterator<Item = Authority>) {
+        for authority in authorities {
+            if !self.authorities.contains(&authority) {
+                self.authorities.push(authority);
             }
         }
     }
 
-    /// One line for summaries: the source and, for files, the number of authorities.
-    pub fn describe(&self) -> String {
-        match self {
-            TrustDomainBundle::Certificates(certificates) => {
-                format!("{} X.509 authorities", certificates.len())
-            }
-            TrustDomainBundle::WorkloadApi => {
-                format!("SPIFFE Workload API (${WORKLOAD_API_ENDPOINT_ENV})")
-            }
+    /// The trust domain's X.509 authorities (trust anchors for its SVIDs).
+    pub async fn authorities(
+        &self,
+        trust_domain: &TrustDomain,
+    ) -> Result<Vec<Authority>, TrustError> {
+        let mut authorities = self.authorities.clone();
+        if self.workload_api {
+            let endpoint = std::env::var(WORKLOAD_API_ENDPOINT_ENV).map_err(|_| {
+                TrustError::WorkloadApiEndpointUnset {
+                    trust_domain: trust_domain.clone(),
+                }
+            })?;
+            authorities.extend(
+                fetch_x509_authorities(&endpoint, trust_domain)
+                    .await?
+                    .into_iter()
+                    .map(Authority::new),
+            );
         }
+        Ok(authorities)
     }
 }
 
@@ -71,20 +99,6 @@ pub struct TrustMaterial {
 }
 
 impl TrustMaterial {
-    /// The X.509 authorities of `trust_domain`; a trust domain the policy does not declare has
-    /// none, and that is an error rather than an empty list.
-    pub async fn authorities(
-        &self,
-        trust_domain: &TrustDomain,
-    ) -> Result<Vec<CertificateDer<'static>>, TrustError> {
-        match self.domains.get(trust_domain) {
-            Some(bundle) => bundle.authorities(trust_domain).await,
-            None => Err(TrustError::UnknownTrustDomain {
-                trust_domain: trust_domain.clone(),
-            }),
-        }
-    }
-
     pub fn transparency_log(&self, name: &str) -> Option<&tlog::TransparencyLog> {
         self.transparency_logs
             .iter()
@@ -103,8 +117,6 @@ impl TrustMaterial {
 /// Trust material that could not be obtained at verification time.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("the policy declares no trust domain {trust_domain}, so none of its SVIDs is trusted")]
-    UnknownTrustDomain { trust_domain: TrustDomain },
     #[error(
         "trust domain {trust_domain} takes its bundle from the SPIFFE Workload API, but \
          {WORKLOAD_API_ENDPOINT_ENV} is not set"
@@ -145,10 +157,6 @@ impl TrustError {
         let offline = "or give the trust domain a `bundle` file in the policy to verify without \
                        the agent";
         match self {
-            TrustError::UnknownTrustDomain { trust_domain } => format!(
-                "add [trust_domains.\"{trust_domain}\"] to the policy if its signers are to be \
-                 trusted"
-            ),
             TrustError::WorkloadApiEndpointUnset { .. } => format!(
                 "set {WORKLOAD_API_ENDPOINT_ENV} to the SPIRE agent's socket (e.g. \
                  unix:///run/spire/agent/public/api.sock), {offline}"

@@ -44,6 +44,23 @@ impl TransparencyLog {
     }
 }
 
+impl TransparencyLog {
+    /// The log whose checkpoints are signed by the PEM public key in `file` under `origin`.
+    pub fn from_key_file(file: &std::path::Path, origin: &str) -> Result<Self, String> {
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("cannot read the log key {}: {e}", file.display()))?;
+        let (public_key, raw_public_key, algorithm) = parse_log_public_key(&pem)
+            .map_err(|e| format!("the log key {} {e}", file.display()))?;
+        Ok(Self {
+            public_key,
+            raw_public_key,
+            algorithm,
+            origin: origin.to_owned(),
+            tiles_url: None,
+        })
+    }
+}
+
 /// A parsed log key: DER SPKI, raw key, algorithm.
 pub type LogKey = (Vec<u8>, Vec<u8>, LogKeyAlgorithm);
 
@@ -56,7 +73,11 @@ pub fn parse_log_public_key(pem_bytes: &[u8]) -> Result<LogKey, String> {
             block.tag()
         ));
     }
-    let der = block.into_contents();
+    parse_log_key_der(block.into_contents())
+}
+
+/// Reads a DER SubjectPublicKeyInfo: Ed25519 or ECDSA P-256.
+pub fn parse_log_key_der(der: Vec<u8>) -> Result<LogKey, String> {
     let (_, spki) = SubjectPublicKeyInfo::from_der(&der)
         .map_err(|e| format!("is not a SubjectPublicKeyInfo: {e}"))?;
     let raw = spki.subject_public_key.data.to_vec();

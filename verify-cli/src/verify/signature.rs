@@ -111,7 +111,8 @@ async fn check_candidate(
         return fail(
             Rule::TrustDomainKnown,
             format!(
-                "the policy has no trust material for trust domain {:?} (signer {})",
+                "neither the policy nor a trusted root has trust material for trust domain {:?} \
+                 (signer {})",
                 leaf.id.trust_domain(),
                 leaf.id
             ),
@@ -134,10 +135,27 @@ async fn check_candidate(
             ),
         );
     }
+    // A trusted root may bound when an authority's SVIDs count.
+    let anchors: Vec<_> = authorities
+        .iter()
+        .filter(|authority| authority.trusted_at(proven.time))
+        .map(|authority| authority.certificate.clone())
+        .collect();
+    if anchors.is_empty() && !authorities.is_empty() {
+        return fail(
+            Rule::SvidChain,
+            format!(
+                "no X.509 authority of trust domain {:?} is trusted at the signing time {} \
+                 (outside every authority's validFor in the trusted root)",
+                leaf.id.trust_domain(),
+                proven.time
+            ),
+        );
+    }
     if let Err(reason) = svid::verify_chain(
         &candidate.leaf,
         &candidate.intermediates,
-        &authorities,
+        &anchors,
         proven.time,
     ) {
         return fail(Rule::SvidChain, reason);

@@ -44,6 +44,18 @@ pub enum PolicyError {
     /// One line per problem, in file order.
     #[error("{}", lines(diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
+    #[error("{}: cannot read the trusted root: {source}", path.display())]
+    ReadTrustedRoot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a usable trusted root: {source}", path.display())]
+    TrustedRoot {
+        path: PathBuf,
+        #[source]
+        source: crate::trust::trusted_root::TrustedRootError,
+    },
 }
 
 fn lines(diagnostics: &[Diagnostic]) -> String {
@@ -57,7 +69,9 @@ fn lines(diagnostics: &[Diagnostic]) -> String {
 impl PolicyError {
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            PolicyError::Read { .. } => &[],
+            PolicyError::Read { .. }
+            | PolicyError::ReadTrustedRoot { .. }
+            | PolicyError::TrustedRoot { .. } => &[],
             PolicyError::Invalid { diagnostics } => diagnostics,
         }
     }
@@ -66,6 +80,14 @@ impl PolicyError {
     pub fn hint(&self) -> String {
         match self {
             PolicyError::Read { .. } => "check the policy file's path and permissions".to_owned(),
+            PolicyError::ReadTrustedRoot { .. } => {
+                "check the path given with --trust / TCVERIFY_TRUST".to_owned()
+            }
+            PolicyError::TrustedRoot { .. } => {
+                "export it again with `distd trust-root export`; its format is described in \
+                 docs/policy.md"
+                    .to_owned()
+            }
             PolicyError::Invalid { .. } => {
                 "fix the policy file; its format is described in docs/policy.md".to_owned()
             }

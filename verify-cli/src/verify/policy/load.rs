@@ -18,12 +18,16 @@ use super::pattern::RepositoryPattern;
 use super::rule::IdentityRule;
 use super::{
     FORMAT_VERSION, Policy, RepositoryPolicy, RepositorySummary, TimestampAuthoritySummary,
-    TrustDomainSummary,
+    TrustDomainSummary, TrustedRootSummary,
 };
 use crate::spiffe_id::{SpiffeId, TrustDomain};
+use crate::trust::tlog::{TransparencyLog, parse_log_public_key};
+use crate::trust::trusted_root::TrustedRoot;
 use crate::trust::{
-    TrustDomainBundle, TrustMaterial, parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain,
+    Authority, TrustDomainBundle, TrustMaterial, WORKLOAD_API_ENDPOINT_ENV, parse_pem_certificates,
+    parse_spiffe_bundle, parse_tsa_chain,
 };
+use sigstore_types::TsaAuthority;
 
 /// Keys that a later format will give meaning; refusing them now keeps a policy written for
 /// that format from being read, by this version, as if they were absent.
@@ -70,10 +74,11 @@ struct RawTimestampAuthority {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a transparency log table with public_key and origin"
+    expecting = "a transparency log table with origin, public_key and url"
 )]
 struct RawTransparencyLog {
-    public_key: Spanned<String>,
+    /// Absent: the key of the trusted root's log with this origin.
+    public_key: Option<Spanned<String>>,
     origin: Spanned<String>,
     url: Option<Spanned<String>>,
 }
@@ -103,7 +108,14 @@ struct RawRule {
     all_of: Option<Spanned<Vec<Spanned<RawRule>>>>,
 }
 
-pub(super) fn load(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+/// A trusted root given next to the policy, already parsed, and the file it came from.
+pub(super) type GivenTrustedRoot<'a> = (&'a Path, TrustedRoot);
+
+pub(super) fn load(
+    text: &str,
+    path: &Path,
+    trusted_root: Option<GivenTrustedRoot<'_>>,
+) -> Result<Policy, PolicyError> {
     let index = LineIndex::new(path, text);
     let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Invalid {
         diagnostics: vec![index.diagnostic(e.span().unwrap_or(0..0), e.message().trim_end())],
@@ -113,7 +125,7 @@ pub(super) fn load(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         base: path.parent().unwrap_or(Path::new("")),
         diagnostics: Vec::new(),
     };
-    let policy = loader.policy(&raw, path);
+    let policy = loader.policy(&raw, path, trusted_root);
     let mut diagnostics = loader.diagnostics;
     match policy {
         Some(policy) if diagnostics.is_empty() => Ok(policy),
@@ -143,7 +155,12 @@ impl Loader<'_> {
         }
     }
 
-    fn policy(&mut self, raw: &RawPolicy, path: &Path) -> Option<Policy> {
+    fn policy(
+        &mut self,
+        raw: &RawPolicy,
+        path: &Path,
+        trusted_root: Option<GivenTrustedRoot<'_>>,
+    ) -> Option<Policy> {
         match &raw.version {
             None => self.error(
                 0..0,
@@ -163,21 +180,25 @@ impl Loader<'_> {
 
         // Names are collected before their tables are loaded, so a trust file that fails to
         // load does not also make every rule that names its trust domain an error.
-        let declared_domains: BTreeSet<String> = raw
+        let root = trusted_root.as_ref().map(|(_, root)| root);
+        let mut declared_domains: BTreeSet<String> = raw
             .trust_domains
             .keys()
             .map(|k| k.get_ref().clone())
             .collect();
-        let declared_tsas: Vec<String> = raw
+        let mut declared_tsas: Vec<String> = raw
             .timestamp_authorities
             .keys()
             .map(|k| k.get_ref().clone())
             .collect();
-        let declared_logs: Vec<String> = raw
+        let mut declared_logs: Vec<String> = raw
             .transparency_logs
             .keys()
             .map(|k| k.get_ref().clone())
             .collect();
+        if let Some(root) = root {
+            declared_domains.extend(root.authorities.iter().map(|(td, _)| td.to_string()));
+        }
 
         let mut trust = TrustMaterial::default();
         let mut trust_domains = Vec::new();
@@ -212,10 +233,24 @@ impl Loader<'_> {
         }
 
         for (name, table) in &raw.transparency_logs {
-            if let Some(log) = self.transparency_log(table) {
+            if let Some(log) = self.transparency_log(table, root) {
                 trust.transparency_logs.push((name.get_ref().clone(), log));
             }
         }
+
+        let trusted_root = trusted_root.map(|(file, root)| {
+            let (summary, added) = self.merge_trusted_root(
+                raw,
+                file,
+                root,
+                &mut trust,
+                &mut trust_domains,
+                &mut timestamp_authorities,
+            );
+            declared_tsas.extend(added.timestamp_authorities);
+            declared_logs.extend(added.transparency_logs);
+            summary
+        });
 
         if raw.repository.is_empty() {
             self.error(
@@ -257,7 +292,111 @@ impl Loader<'_> {
             trust_domains,
             timestamp_authorities,
             repository_summaries: summaries,
+            trusted_root,
         })
+    }
+
+    /// Adds a trusted root's material to the policy's own. Authorities join their trust
+    /// domain's; a timestamp authority or log the policy already declares (same chain; same key
+    /// and origin) is the policy's, under the policy's name. Another one under a name the policy
+    /// uses is an error at the policy's table, since repositories could not tell them apart.
+    /// Returns what it contributed and the names of the TSAs and logs it added.
+    fn merge_trusted_root(
+        &mut self,
+        raw: &RawPolicy,
+        file: &Path,
+        root: TrustedRoot,
+        trust: &mut TrustMaterial,
+        trust_domains: &mut Vec<TrustDomainSummary>,
+        timestamp_authorities: &mut Vec<TimestampAuthoritySummary>,
+    ) -> (TrustedRootSummary, AddedNames) {
+        let mut added = AddedNames::default();
+        let source = format!("trusted root {}", file.display());
+        let mut by_domain: BTreeMap<TrustDomain, usize> = BTreeMap::new();
+        for (td, authority) in root.authorities.iter().cloned() {
+            *by_domain.entry(td.clone()).or_default() += 1;
+            trust.domains.entry(td).or_default().add([authority]);
+        }
+        for (td, n) in &by_domain {
+            let counted = format!(
+                "{source} ({})",
+                count(*n, "X.509 authority", "X.509 authorities")
+            );
+            match trust_domains.iter_mut().find(|s| s.name == td.as_str()) {
+                Some(summary) => summary.source = format!("{}; {counted}", summary.source),
+                None => trust_domains.push(TrustDomainSummary {
+                    name: td.to_string(),
+                    source: counted,
+                }),
+            }
+        }
+        trust_domains.sort_by(|a, b| a.name.cmp(&b.name));
+
+        for (name, tsa) in &root.timestamp_authorities {
+            if trust
+                .timestamp_authorities
+                .iter()
+                .any(|(_, known)| same_tsa(known, tsa))
+            {
+                continue;
+            }
+            if let Some((key, _)) = raw.timestamp_authorities.get_key_value(name.as_str()) {
+                self.error(
+                    key.span(),
+                    format!(
+                        "{source} has another timestamp authority named {name:?}; rename this                          table so repositories can tell them apart"
+                    ),
+                );
+                continue;
+            }
+            timestamp_authorities.push(TimestampAuthoritySummary {
+                name: name.clone(),
+                chain: source.clone(),
+                certificates: 1 + tsa.intermediates.len() + usize::from(tsa.leaf != tsa.root),
+                valid_from: tsa.valid_for.map(|w| w.start.to_string()),
+                valid_until: tsa.valid_for.and_then(|w| w.end).map(|t| t.to_string()),
+            });
+            trust
+                .timestamp_authorities
+                .push((name.clone(), tsa.clone()));
+            added.timestamp_authorities.push(name.clone());
+        }
+
+        for (name, log) in &root.transparency_logs {
+            if trust
+                .transparency_logs
+                .iter()
+                .any(|(_, known)| known.key_id() == log.key_id())
+            {
+                continue;
+            }
+            if let Some((key, _)) = raw.transparency_logs.get_key_value(name.as_str()) {
+                self.error(
+                    key.span(),
+                    format!(
+                        "{source} has another transparency log named {name:?}; rename this                          table so repositories can tell them apart"
+                    ),
+                );
+                continue;
+            }
+            trust.transparency_logs.push((name.clone(), log.clone()));
+            added.transparency_logs.push(name.clone());
+        }
+        trust.timestamp_authorities.sort_by(|a, b| a.0.cmp(&b.0));
+        trust.transparency_logs.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let summary = TrustedRootSummary {
+            path: file.to_path_buf(),
+            authorities: root.authorities.len(),
+            timestamp_authorities: root.timestamp_authorities.len(),
+            transparency_logs: root
+                .transparency_logs
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+            ignored_authorities: root.ignored_authorities,
+        };
+        (summary, added)
     }
 
     fn trust_domain(
@@ -306,7 +445,7 @@ impl Loader<'_> {
                 file.get_ref(),
                 count(certificates.len(), "X.509 authority", "X.509 authorities")
             );
-            return Some((TrustDomainBundle::Certificates(certificates), source));
+            return Some((from_files(certificates), source));
         }
         if let Some(file) = &raw.spiffe_bundle {
             let (resolved, bytes) = self.read(file)?;
@@ -316,11 +455,16 @@ impl Loader<'_> {
                 file.get_ref(),
                 count(certificates.len(), "X.509 authority", "X.509 authorities")
             );
-            return Some((TrustDomainBundle::Certificates(certificates), source));
+            return Some((from_files(certificates), source));
         }
-        let bundle = TrustDomainBundle::WorkloadApi;
-        let source = bundle.describe();
-        Some((bundle, source))
+        let bundle = TrustDomainBundle {
+            authorities: Vec::new(),
+            workload_api: true,
+        };
+        Some((
+            bundle,
+            format!("SPIFFE Workload API (${WORKLOAD_API_ENDPOINT_ENV})"),
+        ))
     }
 
     fn timestamp_authority(
@@ -495,23 +639,53 @@ impl Loader<'_> {
     fn transparency_log(
         &mut self,
         table: &Spanned<RawTransparencyLog>,
-    ) -> Option<crate::trust::tlog::TransparencyLog> {
+        root: Option<&TrustedRoot>,
+    ) -> Option<TransparencyLog> {
         let raw = table.get_ref();
-        let (resolved, bytes) = self.read(&raw.public_key)?;
-        let (public_key, raw_public_key, algorithm) = self.parsed(
-            &raw.public_key,
-            &resolved,
-            crate::trust::tlog::parse_log_public_key(&bytes),
-        )?;
-        if raw.origin.get_ref().trim().is_empty() || raw.origin.get_ref().contains('\n') {
+        let origin = raw.origin.get_ref();
+        if origin.trim().is_empty() || origin.contains('\n') {
             self.error(raw.origin.span(), "origin must be one non-empty line");
             return None;
         }
-        Some(crate::trust::tlog::TransparencyLog {
+        let key = match &raw.public_key {
+            Some(file) => {
+                let (resolved, bytes) = self.read(file)?;
+                self.parsed(file, &resolved, parse_log_public_key(&bytes))?
+            }
+            None => {
+                let Some(log) = root.and_then(|root| {
+                    root.transparency_logs
+                        .iter()
+                        .find(|(_, log)| log.origin == *origin)
+                }) else {
+                    let given = if root.is_some() {
+                        "the trusted root has no log with this origin"
+                    } else {
+                        "no trusted root is given (--trust / TCVERIFY_TRUST)"
+                    };
+                    self.error(
+                        table.span(),
+                        format!(
+                            "transparency log {origin:?} has no public_key, and {given}: name \
+                             its key file, or give a trusted root that holds the log"
+                        ),
+                    );
+                    return None;
+                };
+                let log = &log.1;
+                (
+                    log.public_key.clone(),
+                    log.raw_public_key.clone(),
+                    log.algorithm,
+                )
+            }
+        };
+        let (public_key, raw_public_key, algorithm) = key;
+        Some(TransparencyLog {
             public_key,
             raw_public_key,
             algorithm,
-            origin: raw.origin.get_ref().clone(),
+            origin: origin.clone(),
             tiles_url: raw
                 .url
                 .as_ref()
@@ -684,6 +858,25 @@ impl Loader<'_> {
             }
         }
     }
+}
+
+/// A trust domain bundle of authorities read from a file.
+fn from_files(certificates: Vec<rustls_pki_types::CertificateDer<'static>>) -> TrustDomainBundle {
+    TrustDomainBundle {
+        authorities: certificates.into_iter().map(Authority::new).collect(),
+        workload_api: false,
+    }
+}
+
+/// The timestamp authorities and logs a trusted root added under its own names.
+#[derive(Default)]
+struct AddedNames {
+    timestamp_authorities: Vec<String>,
+    transparency_logs: Vec<String>,
+}
+
+fn same_tsa(a: &TsaAuthority, b: &TsaAuthority) -> bool {
+    a.leaf == b.leaf && a.intermediates == b.intermediates && a.root == b.root
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {

@@ -1,6 +1,7 @@
 //! The signer policy: per repository, which SPIFFE IDs may sign its releases, and the trust
-//! material (trust domain bundles, timestamp authorities) to verify them with. It is read from
-//! a TOML file whose format docs/policy.md describes.
+//! material (trust domain bundles, timestamp authorities, transparency logs) to verify them
+//! with. It is read from a TOML file whose format docs/policy.md describes; a Sigstore trusted
+//! root given next to it adds to the trust material.
 //!
 //! A policy is a value: the verifier takes it as an argument, and a repository no
 //! `[[repository]]` entry matches has no policy, so the caller refuses it.
@@ -16,13 +17,13 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use sigstore_types::TsaAuthority;
 
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::trust::tlog::TransparencyLog;
-use crate::trust::{TrustError, TrustMaterial};
+use crate::trust::trusted_root::parse_trusted_root;
+use crate::trust::{Authority, TrustError, TrustMaterial};
 
 pub use diagnostic::{Diagnostic, PolicyError, SourceLocation};
 pub use pattern::{PatternError, RepositoryPattern};
@@ -39,6 +40,7 @@ pub struct Policy {
     trust_domains: Vec<TrustDomainSummary>,
     timestamp_authorities: Vec<TimestampAuthoritySummary>,
     repository_summaries: Vec<RepositorySummary>,
+    trusted_root: Option<TrustedRootSummary>,
 }
 
 /// One `[[repository]]` entry.
@@ -54,17 +56,40 @@ pub struct RepositoryPolicy {
 impl Policy {
     /// Reads the policy and every trust file it names.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        Self::load_with_trusted_root(path, None)
+    }
+
+    /// Reads the policy, every trust file it names and, when given, a Sigstore trusted root
+    /// (`trusted_root.json`) whose material joins the policy's.
+    pub fn load_with_trusted_root(
+        path: &Path,
+        trusted_root: Option<&Path>,
+    ) -> Result<Self, PolicyError> {
+        let root = trusted_root
+            .map(|file| {
+                let bytes = std::fs::read(file).map_err(|source| PolicyError::ReadTrustedRoot {
+                    path: file.to_path_buf(),
+                    source,
+                })?;
+                parse_trusted_root(&bytes)
+                    .map(|root| (file, root))
+                    .map_err(|source| PolicyError::TrustedRoot {
+                        path: file.to_path_buf(),
+                        source,
+                    })
+            })
+            .transpose()?;
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text, path)
+        load::load(&text, path, root)
     }
 
     /// Parses policy text as if read from `path`: trust files are resolved against its
     /// directory, and diagnostics name it.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
-        load::load(text, path)
+        load::load(text, path, None)
     }
 
     pub fn path(&self) -> &Path {
@@ -93,7 +118,7 @@ impl Policy {
     pub async fn trust_domain_authorities(
         &self,
         trust_domain: &str,
-    ) -> Result<Option<Vec<CertificateDer<'static>>>, TrustError> {
+    ) -> Result<Option<Vec<Authority>>, TrustError> {
         let Ok(trust_domain) = TrustDomain::parse(trust_domain) else {
             return Ok(None);
         };
@@ -142,6 +167,7 @@ impl Policy {
             trust_domains: self.trust_domains.clone(),
             timestamp_authorities: self.timestamp_authorities.clone(),
             repositories: self.repository_summaries.clone(),
+            trusted_root: self.trusted_root.clone(),
         }
     }
 }
@@ -172,9 +198,13 @@ impl RepositoryPolicy {
     }
 }
 
-/// Reads and validates a policy file and everything it names, for `tcverify policy check`.
-pub fn check_policy_file(path: &Path) -> Result<PolicySummary, PolicyError> {
-    Policy::load(path).map(|policy| policy.summary())
+/// Reads and validates a policy file, everything it names and the trusted root given with it,
+/// for `tcverify policy check`.
+pub fn check_policy_file(
+    path: &Path,
+    trusted_root: Option<&Path>,
+) -> Result<PolicySummary, PolicyError> {
+    Policy::load_with_trusted_root(path, trusted_root).map(|policy| policy.summary())
 }
 
 /// What a policy declares, for people (`Display`) and scripts (`Serialize`).
@@ -185,6 +215,20 @@ pub struct PolicySummary {
     pub timestamp_authorities: Vec<TimestampAuthoritySummary>,
     /// In file order, which is match order.
     pub repositories: Vec<RepositorySummary>,
+    pub trusted_root: Option<TrustedRootSummary>,
+}
+
+/// What a trusted root given with the policy contributed.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrustedRootSummary {
+    pub path: PathBuf,
+    /// X.509 authorities of SPIFFE trust domains.
+    pub authorities: usize,
+    pub timestamp_authorities: usize,
+    /// The logs' names (their origins).
+    pub transparency_logs: Vec<String>,
+    /// Certificate authorities of other kinds (e.g. Fulcio), not trusted for SVIDs.
+    pub ignored_authorities: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -235,6 +279,32 @@ impl fmt::Display for PolicySummary {
                 "timestamp authorities"
             ),
         )?;
+        if let Some(root) = &self.trusted_root {
+            write!(
+                f,
+                "trusted root {}: {}, {}, transparency logs [{}]",
+                root.path.display(),
+                plural(root.authorities, "X.509 authority", "X.509 authorities"),
+                plural(
+                    root.timestamp_authorities,
+                    "timestamp authority",
+                    "timestamp authorities"
+                ),
+                root.transparency_logs.join(", ")
+            )?;
+            if root.ignored_authorities > 0 {
+                write!(
+                    f,
+                    "; {} without a spiffe:// URI left out",
+                    plural(
+                        root.ignored_authorities,
+                        "certificate authority",
+                        "certificate authorities"
+                    )
+                )?;
+            }
+            writeln!(f)?;
+        }
         for td in &self.trust_domains {
             writeln!(f, "trust domain {}: {}", td.name, td.source)?;
         }

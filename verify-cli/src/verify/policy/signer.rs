@@ -9,8 +9,8 @@ use rustls_pki_types::CertificateDer;
 
 use super::{IdentityRule, Policy, RepositoryPattern, RepositoryPolicy, SourceLocation};
 use crate::spiffe_id::SpiffeId;
-use crate::trust::tlog::{TransparencyLog, parse_log_public_key};
-use crate::trust::{TrustDomainBundle, TrustMaterial, parse_tsa_chain};
+use crate::trust::tlog::TransparencyLog;
+use crate::trust::{Authority, TrustDomainBundle, TrustMaterial, parse_tsa_chain};
 
 /// Names of the one timestamp authority and the one log in a signer's policy.
 const SIGNER_TSA: &str = "signer";
@@ -34,19 +34,7 @@ impl Policy {
         let pattern = RepositoryPattern::parse(repository)
             .map_err(|e| format!("repository {repository:?}: {e}"))?;
         let log = log
-            .map(|(public_key, origin)| {
-                let pem = std::fs::read(public_key)
-                    .map_err(|e| format!("reading the log key {}: {e}", public_key.display()))?;
-                let (public_key_der, raw_public_key, algorithm) = parse_log_public_key(&pem)
-                    .map_err(|e| format!("the log key {} {e}", public_key.display()))?;
-                Ok::<_, String>(TransparencyLog {
-                    public_key: public_key_der,
-                    raw_public_key,
-                    algorithm,
-                    origin: origin.to_owned(),
-                    tiles_url: None,
-                })
-            })
+            .map(|(public_key, origin)| TransparencyLog::from_key_file(public_key, origin))
             .transpose()?;
         let location = SourceLocation {
             file: "(signer policy)".into(),
@@ -65,9 +53,13 @@ impl Policy {
             trust: TrustMaterial {
                 domains: HashMap::from([(
                     signer.to_trust_domain(),
-                    TrustDomainBundle::Certificates(
-                        authorities.into_iter().map(CertificateDer::from).collect(),
-                    ),
+                    TrustDomainBundle {
+                        authorities: authorities
+                            .into_iter()
+                            .map(|der| Authority::new(CertificateDer::from(der)))
+                            .collect(),
+                        workload_api: false,
+                    },
                 )]),
                 timestamp_authorities: vec![(SIGNER_TSA.to_owned(), tsa)],
                 transparency_logs: log
@@ -78,6 +70,7 @@ impl Policy {
             trust_domains: Vec::new(),
             timestamp_authorities: Vec::new(),
             repository_summaries: Vec::new(),
+            trusted_root: None,
         })
     }
 }

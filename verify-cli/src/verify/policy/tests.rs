@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::trust::TrustDomainBundle;
 use crate::trust::files::tests::{ca, issued};
 
 /// A directory with trust files and a policy written into it.
@@ -137,14 +136,10 @@ signers = { trust_domain = "agent.test" }
     let policy = f.load(text).unwrap();
     assert_eq!(policy.repositories().len(), 2);
     assert_eq!(policy.trust().domains.len(), 3);
-    assert!(matches!(
-        policy.trust().domains[&TrustDomain::parse("agent.test").unwrap()],
-        TrustDomainBundle::WorkloadApi
-    ));
-    assert!(matches!(
-        &policy.trust().domains[&TrustDomain::parse("other.test").unwrap()],
-        TrustDomainBundle::Certificates(c) if c.len() == 1
-    ));
+    let agent = &policy.trust().domains[&TrustDomain::parse("agent.test").unwrap()];
+    assert!(agent.workload_api && agent.authorities.is_empty());
+    let other = &policy.trust().domains[&TrustDomain::parse("other.test").unwrap()];
+    assert!(!other.workload_api && other.authorities.len() == 1);
 
     let go = policy.for_repository("toolchains/go").unwrap();
     assert_eq!(
@@ -202,7 +197,7 @@ signers = { trust_domain = "agent.test" }
 fn check_policy_file_reports_what_the_policy_declares() {
     let f = Fixture::new();
     std::fs::write(f.path(), BASE).unwrap();
-    let summary = check_policy_file(&f.path()).unwrap();
+    let summary = check_policy_file(&f.path(), None).unwrap();
     assert_eq!(summary.repositories.len(), 1);
     assert_eq!(summary.repositories[0].name, "toolchains/go");
     assert_eq!(summary.trust_domains.len(), 1);
@@ -673,4 +668,186 @@ fn policy_file_that_cannot_be_read_is_an_error() {
             .to_string()
             .contains("absent.toml: cannot read the policy file")
     );
+}
+
+/// A policy that names signers only; its trust comes from a trusted root.
+const SIGNERS_ONLY: &str = r#"version = 1
+
+[[repository]]
+name = "toolchains/go"
+signers = { spiffe_id = "spiffe://tcdist.test/distd/signer" }
+"#;
+
+impl Fixture {
+    /// Writes `trusted_root.json` for trust domain tcdist.test and log `rekor.tcdist.test`.
+    fn trusted_root(&self) -> PathBuf {
+        self.trusted_root_with_key(&crate::trust::trusted_root::tests::ed25519_spki())
+    }
+
+    fn trusted_root_with_key(&self, log_key: &[u8]) -> PathBuf {
+        let path = self.dir.path().join("trusted_root.json");
+        let value = crate::trust::trusted_root::tests::trusted_root_json(
+            "tcdist.test",
+            "rekor.tcdist.test",
+            log_key,
+        );
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    }
+
+    fn load_with_root(&self, text: &str, root: &Path) -> Result<Policy, PolicyError> {
+        std::fs::write(self.path(), text).unwrap();
+        Policy::load_with_trusted_root(&self.path(), Some(root))
+    }
+}
+
+#[test]
+fn trusted_root_supplies_trust_for_a_signers_only_policy() {
+    let f = Fixture::new();
+    let root = f.trusted_root();
+    let policy = f.load_with_root(SIGNERS_ONLY, &root).unwrap();
+    let td = &policy.trust().domains[&TrustDomain::parse("tcdist.test").unwrap()];
+    assert_eq!(td.authorities.len(), 1);
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    // Every declared log and TSA applies by default, the trusted root's included.
+    let logs = policy.transparency_logs(repository);
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].0, "rekor.tcdist.test");
+    assert_eq!(policy.timestamp_authorities(repository).len(), 1);
+
+    let summary = policy.summary();
+    let text = summary.to_string();
+    assert!(
+        text.contains("transparency logs [rekor.tcdist.test]; 1 certificate authority"),
+        "{text}"
+    );
+    assert!(
+        text.contains("trust domain tcdist.test: trusted root"),
+        "{text}"
+    );
+}
+
+#[test]
+fn signers_only_policy_without_trusted_root_is_refused() {
+    let f = Fixture::new();
+    let errors = f.errors(SIGNERS_ONLY);
+    assert_one_error(
+        &errors,
+        &at(SIGNERS_ONLY, "\"spiffe://tcdist.test/distd/signer\""),
+        "has no [trust_domains.\"tcdist.test\"] table",
+    );
+}
+
+#[test]
+fn policy_and_trusted_root_authorities_of_one_trust_domain_are_both_trusted() {
+    let f = Fixture::new();
+    let root = f.trusted_root();
+    let policy = f.load_with_root(BASE, &root).unwrap();
+    let td = &policy.trust().domains[&TrustDomain::parse("tcdist.test").unwrap()];
+    assert_eq!(td.authorities.len(), 2);
+    let summary = policy.summary();
+    assert_eq!(summary.trust_domains.len(), 1);
+    assert!(summary.trust_domains[0].source.contains("; trusted root"));
+}
+
+#[test]
+fn log_without_public_key_takes_the_trusted_roots_key_and_adds_its_tiles() {
+    let f = Fixture::new();
+    let key = crate::trust::trusted_root::tests::ed25519_spki();
+    let root = f.trusted_root_with_key(&key);
+    let text = format!(
+        "{SIGNERS_ONLY}\n[transparency_logs.stack]\norigin = \"rekor.tcdist.test\"\nurl = \"http://127.0.0.1:1\"\n"
+    );
+    let policy = f.load_with_root(&text, &root).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    // One log, under the policy's name, with the tiles the policy gives.
+    let logs = policy.transparency_logs(repository);
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0].0, "stack");
+    assert_eq!(logs[0].1.public_key, key);
+    assert_eq!(logs[0].1.tiles_url.as_deref(), Some("http://127.0.0.1:1"));
+
+    let without_root =
+        format!("{BASE}\n[transparency_logs.stack]\norigin = \"rekor.tcdist.test\"\n");
+    let errors = f.errors(&without_root);
+    assert_one_error(
+        &errors,
+        &at(&without_root, "[transparency_logs.stack]"),
+        "has no public_key, and no trusted root is given",
+    );
+}
+
+#[test]
+fn log_without_public_key_needs_the_origin_in_the_trusted_root() {
+    let f = Fixture::new();
+    let root = f.trusted_root();
+    let text = format!("{SIGNERS_ONLY}\n[transparency_logs.stack]\norigin = \"elsewhere\"\n");
+    let error = f.load_with_root(&text, &root).unwrap_err().to_string();
+    assert!(
+        error.contains("has no public_key, and the trusted root has no log with this origin"),
+        "{error}"
+    );
+}
+
+#[test]
+fn another_authority_under_a_name_the_policy_uses_is_refused() {
+    let f = Fixture::new();
+    let root = f.trusted_root();
+    let text = BASE.replace(
+        "timestamp_authorities.stack",
+        "timestamp_authorities.\"stack tsa\"",
+    );
+    let error = f.load_with_root(&text, &root).unwrap_err().to_string();
+    assert!(
+        error.contains("has another timestamp authority named \"stack tsa\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn trusted_root_that_does_not_parse_is_refused_naming_the_file() {
+    let f = Fixture::new();
+    let root = f.dir.path().join("trusted_root.json");
+    std::fs::write(&root, "{}").unwrap();
+    let error = f.load_with_root(SIGNERS_ONLY, &root).unwrap_err();
+    assert!(matches!(error, PolicyError::TrustedRoot { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("trusted_root.json: not a usable trusted root")
+    );
+    let absent = f.dir.path().join("absent.json");
+    let error = f.load_with_root(SIGNERS_ONLY, &absent).unwrap_err();
+    assert!(matches!(error, PolicyError::ReadTrustedRoot { .. }));
+}
+
+#[test]
+fn material_in_both_counts_once_under_the_policys_name() {
+    use base64::Engine as _;
+    let f = Fixture::new();
+    let root = f.trusted_root();
+    // The policy's TSA chain file holds the trusted root's TSA chain.
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    let chain: String = value["timestampAuthorities"][0]["certChain"]["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(c["rawBytes"].as_str().unwrap())
+                .unwrap();
+            pem::encode(&pem::Pem::new("CERTIFICATE", der))
+        })
+        .collect();
+    std::fs::write(f.dir.path().join("trust/root-tsa.pem"), chain).unwrap();
+    let text = BASE.replace("trust/tsa.pem", "trust/root-tsa.pem");
+    let policy = f.load_with_root(&text, &root).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    let names: Vec<&str> = policy
+        .timestamp_authorities(repository)
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(names, ["stack"]);
+    assert_eq!(policy.summary().timestamp_authorities.len(), 1);
 }
