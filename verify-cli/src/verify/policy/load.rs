@@ -333,20 +333,14 @@ impl Loader<'_> {
         trust_domains.sort_by(|a, b| a.name.cmp(&b.name));
 
         for (name, tsa) in &root.timestamp_authorities {
-            if trust
+            let policy_table = raw
                 .timestamp_authorities
-                .iter()
-                .any(|(_, known)| same_tsa(known, tsa))
-            {
-                continue;
-            }
-            if let Some((key, _)) = raw.timestamp_authorities.get_key_value(name.as_str()) {
-                self.error(
-                    key.span(),
-                    format!(
-                        "{source} has another timestamp authority named {name:?}; rename this                          table so repositories can tell them apart"
-                    ),
-                );
+                .get_key_value(name.as_str())
+                .map(|(key, _)| key.span());
+            let known = &trust.timestamp_authorities;
+            if !self.joins("timestamp authority", &source, name, policy_table, || {
+                known.iter().any(|(_, known)| same_tsa(known, tsa))
+            }) {
                 continue;
             }
             timestamp_authorities.push(TimestampAuthoritySummary {
@@ -363,20 +357,16 @@ impl Loader<'_> {
         }
 
         for (name, log) in &root.transparency_logs {
-            if trust
+            let policy_table = raw
                 .transparency_logs
-                .iter()
-                .any(|(_, known)| known.key_id() == log.key_id())
-            {
-                continue;
-            }
-            if let Some((key, _)) = raw.transparency_logs.get_key_value(name.as_str()) {
-                self.error(
-                    key.span(),
-                    format!(
-                        "{source} has another transparency log named {name:?}; rename this                          table so repositories can tell them apart"
-                    ),
-                );
+                .get_key_value(name.as_str())
+                .map(|(key, _)| key.span());
+            let known = &trust.transparency_logs;
+            if !self.joins("transparency log", &source, name, policy_table, || {
+                known
+                    .iter()
+                    .any(|(_, known)| known.key_id() == log.key_id())
+            }) {
                 continue;
             }
             trust.transparency_logs.push((name.clone(), log.clone()));
@@ -397,6 +387,33 @@ impl Loader<'_> {
             ignored_authorities: root.ignored_authorities,
         };
         (summary, added)
+    }
+
+    /// Whether a trusted root's item named `name` joins the trust material: not when the policy
+    /// already declares the same (`declared_by_policy`), nor when a policy table of this kind
+    /// (`policy_table`, its key's span) uses the name for another, which is an error there.
+    fn joins(
+        &mut self,
+        what: &str,
+        source: &str,
+        name: &str,
+        policy_table: Option<Range<usize>>,
+        declared_by_policy: impl FnOnce() -> bool,
+    ) -> bool {
+        if declared_by_policy() {
+            return false;
+        }
+        if let Some(span) = policy_table {
+            self.error(
+                span,
+                format!(
+                    "{source} has another {what} named {name:?}; rename this table so \
+                     repositories can tell them apart"
+                ),
+            );
+            return false;
+        }
+        true
     }
 
     fn trust_domain(
