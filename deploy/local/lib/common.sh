@@ -72,6 +72,16 @@ yaml_dq() {
 	printf '%s' "${v//\"/\\\"}"
 }
 
+# replace_if_changed NEW FILE: move NEW over FILE when they differ (succeed),
+# else remove NEW (fail).
+replace_if_changed() {
+	if cmp -s "$1" "$2"; then
+		rm -f "$1"
+		return 1
+	fi
+	mv -f "$1" "$2"
+}
+
 # ---------------------------------------------------------------- ports
 
 # free_port: print a TCP port on 127.0.0.1 that is free right now.
@@ -113,6 +123,80 @@ persistent_port() {
 		printf '%s\n' "$port" | write_file_atomic "$file" 644
 	fi
 	printf '%s\n' "$port"
+}
+
+# owned_port COMPONENT FILE PIDFILE MATCH: the persisted port in FILE, re-picked
+# when it is taken and the process that should hold it (PIDFILE, MATCH) is not
+# ours.
+owned_port() {
+	local component=$1 file=$2 pidfile=$3 match=$4 port old
+	port=$(persistent_port "$file")
+	if ! pidfile_alive "$pidfile" "$match" && ! port_is_free "$port"; then
+		old=$port
+		port=$(free_port)
+		printf '%s\n' "$port" | write_file_atomic "$file" 644
+		warn "$component: port $old is taken by another process; using $port"
+	fi
+	printf '%s\n' "$port"
+}
+
+# ---------------------------------------------------------------- certificates
+
+# cert_ok CERT [CA [PURPOSE]]: CERT exists, is valid for at least another day
+# and (with CA) chains to CA, for PURPOSE (an `openssl verify -purpose`) if given.
+cert_ok() {
+	[[ -s $1 ]] || return 1
+	openssl x509 -noout -checkend 86400 -in "$1" >/dev/null 2>&1 || return 1
+	if [[ -n ${2:-} ]]; then
+		openssl verify ${3:+-purpose "$3"} -CAfile "$2" "$1" >/dev/null 2>&1 || return 1
+	fi
+}
+
+# make_ca CN CURVE DIGEST DAYS: ca.pem and ca-key.pem in the current directory,
+# a self-signed EC CA that signs end entities only (pathlen 0).
+make_ca() {
+	local cn=$1 curve=$2 digest=$3 days=$4
+	cat >ca.cnf <<-CNF
+		[req]
+		prompt = no
+		distinguished_name = dn
+		x509_extensions = v3_ca
+		[dn]
+		O = tcdist local stack
+		CN = $cn
+		[v3_ca]
+		basicConstraints = critical, CA:TRUE, pathlen:0
+		keyUsage = critical, keyCertSign, cRLSign
+		subjectKeyIdentifier = hash
+	CNF
+	openssl genpkey -algorithm EC -pkeyopt "ec_paramgen_curve:$curve" -out ca-key.pem 2>/dev/null
+	openssl req -x509 -new -config ca.cnf -key ca-key.pem "-$digest" -days "$days" -out ca.pem
+}
+
+# issue_leaf NAME CN CURVE DIGEST DAYS EXTENSIONS: NAME.pem and NAME-key.pem in
+# the current directory, an EC end entity for digital signatures issued by
+# ca.pem; EXTENSIONS are further v3 extension lines (e.g. extendedKeyUsage).
+issue_leaf() {
+	local name=$1 cn=$2 curve=$3 digest=$4 days=$5 extensions=$6
+	cat >"$name.cnf" <<-CNF
+		[req]
+		prompt = no
+		distinguished_name = dn
+		[dn]
+		O = tcdist local stack
+		CN = $cn
+		[v3_leaf]
+		basicConstraints = critical, CA:FALSE
+		keyUsage = critical, digitalSignature
+		$extensions
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid:always
+	CNF
+	openssl genpkey -algorithm EC -pkeyopt "ec_paramgen_curve:$curve" -out "$name-key.pem" 2>/dev/null
+	openssl req -new -config "$name.cnf" -key "$name-key.pem" -out "$name.csr"
+	openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca-key.pem \
+		-set_serial "0x$(random_hex 16)" "-$digest" -days "$days" \
+		-extfile "$name.cnf" -extensions v3_leaf -out "$name.pem" 2>/dev/null
 }
 
 # ---------------------------------------------------------------- HTTP

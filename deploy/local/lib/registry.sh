@@ -38,22 +38,12 @@ _registry_paths() {
 	REG_MATCH="docker-registry serve $REG_CONFIG"
 }
 
-# _registry_cert_ok CERT [CA]: CERT exists, is valid for at least another day
-# and (with CA) chains to CA.
-_registry_cert_ok() {
-	[[ -s $1 ]] || return 1
-	openssl x509 -noout -checkend 86400 -in "$1" >/dev/null 2>&1 || return 1
-	if [[ -n ${2:-} ]]; then
-		openssl verify -CAfile "$2" "$1" >/dev/null 2>&1 || return 1
-	fi
-}
-
 # _registry_tls: create the CA and the server leaf when missing, expiring or
 # not matching. Sets REG_RESTART=1 when anything was regenerated.
 _registry_tls() {
 	local tmp
-	if [[ -s $REG_CA_KEY ]] && _registry_cert_ok "$REG_CA" &&
-		[[ -s $REG_KEY ]] && _registry_cert_ok "$REG_CERT" "$REG_CA"; then
+	if [[ -s $REG_CA_KEY ]] && cert_ok "$REG_CA" &&
+		[[ -s $REG_KEY ]] && cert_ok "$REG_CERT" "$REG_CA"; then
 		:
 	else
 		rm -rf "$REG_DIR"/tls.*
@@ -63,49 +53,16 @@ _registry_tls() {
 		(
 			umask 077
 			cd "$tmp" || exit 1
-			if [[ -s $REG_CA_KEY ]] && _registry_cert_ok "$REG_CA"; then
+			if [[ -s $REG_CA_KEY ]] && cert_ok "$REG_CA"; then
 				cp "$REG_CA" ca.pem
 				cp "$REG_CA_KEY" ca-key.pem
 			else
 				log "registry: generating the stack CA"
-				cat >ca.cnf <<-CNF
-					[req]
-					prompt = no
-					distinguished_name = dn
-					x509_extensions = v3_ca
-					[dn]
-					O = tcdist local stack
-					CN = tcdist local stack CA $(random_hex 4)
-					[v3_ca]
-					basicConstraints = critical, CA:TRUE, pathlen:0
-					keyUsage = critical, keyCertSign, cRLSign
-					subjectKeyIdentifier = hash
-				CNF
-				openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca-key.pem 2>/dev/null
-				openssl req -x509 -new -config ca.cnf -key ca-key.pem -sha256 \
-					-days "$REGISTRY_CERT_DAYS" -out ca.pem
+				make_ca "tcdist local stack CA $(random_hex 4)" P-256 sha256 "$REGISTRY_CERT_DAYS"
 			fi
 			log "registry: generating the server certificate (127.0.0.1, localhost)"
-			cat >leaf.cnf <<-CNF
-				[req]
-				prompt = no
-				distinguished_name = dn
-				[dn]
-				O = tcdist local stack
-				CN = 127.0.0.1
-				[v3_leaf]
-				basicConstraints = critical, CA:FALSE
-				keyUsage = critical, digitalSignature
-				extendedKeyUsage = serverAuth
-				subjectAltName = IP:127.0.0.1, DNS:localhost
-				subjectKeyIdentifier = hash
-				authorityKeyIdentifier = keyid:always
-			CNF
-			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out server-key.pem 2>/dev/null
-			openssl req -new -config leaf.cnf -key server-key.pem -out server.csr
-			openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem \
-				-set_serial "0x$(random_hex 16)" -sha256 -days "$REGISTRY_CERT_DAYS" \
-				-extfile leaf.cnf -extensions v3_leaf -out server.pem 2>/dev/null
+			issue_leaf server 127.0.0.1 P-256 sha256 "$REGISTRY_CERT_DAYS" \
+				"$(printf 'extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost')"
 			openssl verify -CAfile ca.pem server.pem >/dev/null
 			chmod 644 ca.pem server.pem
 			mv -f ca-key.pem "$REG_CA_KEY"
@@ -148,18 +105,6 @@ _registry_credentials() {
 	fi
 }
 
-# _registry_port: the persisted port, re-picked when it is taken by something
-# that is not our registry. Sets REG_PORT.
-_registry_port() {
-	REG_PORT=$(persistent_port "$REG_PORT_FILE")
-	if ! pidfile_alive "$REG_PIDFILE" "$REG_MATCH" && ! port_is_free "$REG_PORT"; then
-		local old=$REG_PORT
-		REG_PORT=$(free_port)
-		printf '%s\n' "$REG_PORT" | write_file_atomic "$REG_PORT_FILE" 644
-		warn "registry: port $old is taken by another process; using $REG_PORT"
-	fi
-}
-
 # _registry_docker_auth: $STACK_DIR/docker/config.json with auths for the registry.
 _registry_docker_auth() {
 	local auth
@@ -190,7 +135,7 @@ registry_up() {
 
 	_registry_tls
 	_registry_credentials
-	_registry_port
+	REG_PORT=$(owned_port registry "$REG_PORT_FILE" "$REG_PIDFILE" "$REG_MATCH")
 	_registry_docker_auth
 
 	local new=$REG_CONFIG.new code
@@ -201,12 +146,7 @@ registry_up() {
 		"TLS_CERT=$(yaml_dq "$REG_CERT")" \
 		"TLS_KEY=$(yaml_dq "$REG_KEY")" \
 		"HTPASSWD=$(yaml_dq "$REG_HTPASSWD")"
-	if cmp -s "$new" "$REG_CONFIG"; then
-		rm -f "$new"
-	else
-		mv -f "$new" "$REG_CONFIG"
-		REG_RESTART=1
-	fi
+	replace_if_changed "$new" "$REG_CONFIG" && REG_RESTART=1
 
 	if pidfile_alive "$REG_PIDFILE" "$REG_MATCH"; then
 		if ((REG_RESTART)); then

@@ -53,29 +53,6 @@ _rekor_paths() {
 _rekor_url() { printf 'http://127.0.0.1:%s' "$REKOR_PORT"; }
 _rekor_tiles_url() { printf 'http://127.0.0.1:%s' "$REKOR_TILES_PORT"; }
 
-# _rekor_port FILE PIDFILE MATCH: the persisted port in FILE, re-picked when it
-# is taken and the process that should hold it is not ours.
-_rekor_port() {
-	local file=$1 pidfile=$2 match=$3 port old
-	port=$(persistent_port "$file")
-	if ! pidfile_alive "$pidfile" "$match" && ! port_is_free "$port"; then
-		old=$port
-		port=$(free_port)
-		printf '%s\n' "$port" | write_file_atomic "$file" 644
-		warn "rekor: port $old is taken by another process; using $port"
-	fi
-	printf '%s\n' "$port"
-}
-
-# _rekor_changed NEW FILE: move NEW over FILE when they differ; succeed if so.
-_rekor_changed() {
-	if cmp -s "$1" "$2"; then
-		rm -f "$1"
-		return 1
-	fi
-	mv -f "$1" "$2"
-}
-
 # _rekor_key: generate the log key once; (re)write the exported public key.
 # Sets REKOR_RESTART=1 when the key is new.
 _rekor_key() {
@@ -159,9 +136,9 @@ _rekor_fail() {
 
 _rekor_server_up() {
 	local bin=$1 grpc metrics args
-	REKOR_PORT=$(_rekor_port "$REKOR_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
-	grpc=$(_rekor_port "$REKOR_GRPC_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
-	metrics=$(_rekor_port "$REKOR_METRICS_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
+	REKOR_PORT=$(owned_port rekor "$REKOR_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
+	grpc=$(owned_port rekor "$REKOR_GRPC_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
+	metrics=$(owned_port rekor "$REKOR_METRICS_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
 	# The first arguments make REKOR_MATCH. Every listener is on 127.0.0.1
 	# (metrics bind to --http-address). No --witness-policy-path: no witnesses.
 	args=("$bin" serve --storage-dir "$REKOR_STORAGE"
@@ -171,7 +148,7 @@ _rekor_server_up() {
 		--http-metrics-port "$metrics"
 		--checkpoint-interval "$REKOR_CHECKPOINT_INTERVAL")
 	printf '%s\n' "${args[@]}" >"$REKOR_ARGS_FILE.new"
-	_rekor_changed "$REKOR_ARGS_FILE.new" "$REKOR_ARGS_FILE" && REKOR_RESTART=1
+	replace_if_changed "$REKOR_ARGS_FILE.new" "$REKOR_ARGS_FILE" && REKOR_RESTART=1
 
 	if pidfile_alive "$REKOR_PIDFILE" "$REKOR_MATCH"; then
 		if ((REKOR_RESTART)); then
@@ -247,14 +224,14 @@ _rekor_nginx_conf() {
 
 _rekor_tiles_up() {
 	local nginx=$1 args restart=0
-	REKOR_TILES_PORT=$(_rekor_port "$REKOR_TILES_PORT_FILE" "$REKOR_TILES_PIDFILE" "$REKOR_TILES_MATCH")
+	REKOR_TILES_PORT=$(owned_port rekor "$REKOR_TILES_PORT_FILE" "$REKOR_TILES_PIDFILE" "$REKOR_TILES_MATCH")
 	mkdir -p "$REKOR_TILES_DIR/temp"
 	_rekor_nginx_conf >"$REKOR_TILES_CONF.new"
-	_rekor_changed "$REKOR_TILES_CONF.new" "$REKOR_TILES_CONF" && restart=1
+	replace_if_changed "$REKOR_TILES_CONF.new" "$REKOR_TILES_CONF" && restart=1
 	# -e: the error log before the configuration is read (else /var/log/nginx).
 	args=("$nginx" -p "$REKOR_TILES_DIR/" -c "$REKOR_TILES_CONF" -e "$REKOR_TILES_LOG")
 	printf '%s\n' "${args[@]}" >"$REKOR_TILES_ARGS_FILE.new"
-	_rekor_changed "$REKOR_TILES_ARGS_FILE.new" "$REKOR_TILES_ARGS_FILE" && restart=1
+	replace_if_changed "$REKOR_TILES_ARGS_FILE.new" "$REKOR_TILES_ARGS_FILE" && restart=1
 
 	if pidfile_alive "$REKOR_TILES_PIDFILE" "$REKOR_TILES_MATCH"; then
 		if ((restart)); then

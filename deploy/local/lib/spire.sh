@@ -86,29 +86,6 @@ _spire_binary_paths() {
 
 _spire_server() { "$SPIRE_BIN_DIR/spire-server" "$@" -socketPath "$SPIRE_SERVER_SOCKET"; }
 
-# _spire_port FILE PIDFILE MATCH: the persisted port in FILE, re-picked when it
-# is taken and the process that should hold it is not ours.
-_spire_port() {
-	local file=$1 pidfile=$2 match=$3 port old
-	port=$(persistent_port "$file")
-	if ! pidfile_alive "$pidfile" "$match" && ! port_is_free "$port"; then
-		old=$port
-		port=$(free_port)
-		printf '%s\n' "$port" | write_file_atomic "$file" 644
-		warn "spire: port $old is taken by another process; using $port"
-	fi
-	printf '%s\n' "$port"
-}
-
-# _spire_changed NEW FILE: move NEW over FILE when they differ; succeed if so.
-_spire_changed() {
-	if cmp -s "$1" "$2"; then
-		rm -f "$1"
-		return 1
-	fi
-	mv -f "$1" "$2"
-}
-
 # _spire_wait_ready NAME PORT PIDFILE MATCH LOG: wait for the health listener's
 # /ready; on failure show the log tail.
 _spire_wait_ready() {
@@ -191,10 +168,10 @@ _spire_server_up() {
 		"HEALTH_PORT=$health" \
 		"CC_CODESIGNING_CMD=$(yaml_dq "$SPIRE_CC_BIN")" \
 		"CC_CODESIGNING_SHA256=$SPIRE_CC_SHA256"
-	_spire_changed "$new" "$SPIRE_SERVER_CONF" && restart=1
+	replace_if_changed "$new" "$SPIRE_SERVER_CONF" && restart=1
 	argv=("$SPIRE_BIN_DIR/spire-server" run -config "$SPIRE_SERVER_CONF")
 	printf '%s\n' "${argv[@]}" >"$SPIRE_SERVER_CMDFILE.new"
-	_spire_changed "$SPIRE_SERVER_CMDFILE.new" "$SPIRE_SERVER_CMDFILE" && restart=1
+	replace_if_changed "$SPIRE_SERVER_CMDFILE.new" "$SPIRE_SERVER_CMDFILE" && restart=1
 
 	if pidfile_alive "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH"; then
 		if ((restart)); then
@@ -256,9 +233,9 @@ _spire_agent_up() {
 		"DATA_DIR=$(yaml_dq "$SPIRE_AGENT_DATA")" \
 		"LOG_FILE=$(yaml_dq "$SPIRE_AGENT_LOG")" \
 		"HEALTH_PORT=$health"
-	_spire_changed "$new" "$SPIRE_AGENT_CONF" && restart=1
+	replace_if_changed "$new" "$SPIRE_AGENT_CONF" && restart=1
 	printf '%s\n' "$SPIRE_BIN_DIR/spire-agent" run -config "$SPIRE_AGENT_CONF" >"$SPIRE_AGENT_CMDFILE.new"
-	_spire_changed "$SPIRE_AGENT_CMDFILE.new" "$SPIRE_AGENT_CMDFILE" && restart=1
+	replace_if_changed "$SPIRE_AGENT_CMDFILE.new" "$SPIRE_AGENT_CMDFILE" && restart=1
 
 	if pidfile_alive "$SPIRE_AGENT_PIDFILE" "$SPIRE_AGENT_MATCH"; then
 		if ((restart)); then
@@ -315,9 +292,9 @@ spire_up() {
 	chmod 700 "$SPIRE_DIR"
 
 	local port health_server health_agent
-	port=$(_spire_port "$SPIRE_SERVER_PORT_FILE" "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH")
-	health_server=$(_spire_port "$SPIRE_SERVER_HEALTH_PORT_FILE" "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH")
-	health_agent=$(_spire_port "$SPIRE_AGENT_HEALTH_PORT_FILE" "$SPIRE_AGENT_PIDFILE" "$SPIRE_AGENT_MATCH")
+	port=$(owned_port spire "$SPIRE_SERVER_PORT_FILE" "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH")
+	health_server=$(owned_port spire "$SPIRE_SERVER_HEALTH_PORT_FILE" "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH")
+	health_agent=$(owned_port spire "$SPIRE_AGENT_HEALTH_PORT_FILE" "$SPIRE_AGENT_PIDFILE" "$SPIRE_AGENT_MATCH")
 
 	_spire_server_up "$port" "$health_server"
 	_spire_write_bundles

@@ -36,22 +36,12 @@ _tsa_paths() {
 	TSA_MATCH="tsa-server --certificate-chain-path $TSA_CHAIN"
 }
 
-# _tsa_cert_ok CERT [CA]: CERT exists, is valid for at least another day and
-# (with CA) chains to CA for timestamping.
-_tsa_cert_ok() {
-	[[ -s $1 ]] || return 1
-	openssl x509 -noout -checkend 86400 -in "$1" >/dev/null 2>&1 || return 1
-	if [[ -n ${2:-} ]]; then
-		openssl verify -purpose timestampsign -CAfile "$2" "$1" >/dev/null 2>&1 || return 1
-	fi
-}
-
 # _tsa_pki: create the TSA root and signing leaf when missing, expiring or not
 # matching. Sets TSA_RESTART=1 when anything was regenerated.
 _tsa_pki() {
 	local tmp
-	if [[ -s $TSA_CA_KEY ]] && _tsa_cert_ok "$TSA_CA" &&
-		[[ -s $TSA_KEY ]] && _tsa_cert_ok "$TSA_CERT" "$TSA_CA" && [[ -s $TSA_CHAIN ]]; then
+	if [[ -s $TSA_CA_KEY ]] && cert_ok "$TSA_CA" &&
+		[[ -s $TSA_KEY ]] && cert_ok "$TSA_CERT" "$TSA_CA" timestampsign && [[ -s $TSA_CHAIN ]]; then
 		return 0
 	fi
 	rm -rf "$TSA_DIR"/pki.*
@@ -61,48 +51,16 @@ _tsa_pki() {
 	(
 		umask 077
 		cd "$tmp" || exit 1
-		if [[ -s $TSA_CA_KEY ]] && _tsa_cert_ok "$TSA_CA"; then
+		if [[ -s $TSA_CA_KEY ]] && cert_ok "$TSA_CA"; then
 			cp "$TSA_CA" ca.pem
 			cp "$TSA_CA_KEY" ca-key.pem
 		else
 			log "tsa: generating the stack's TSA root"
-			cat >ca.cnf <<-CNF
-				[req]
-				prompt = no
-				distinguished_name = dn
-				x509_extensions = v3_ca
-				[dn]
-				O = tcdist local stack
-				CN = tcdist local stack TSA root $(random_hex 4)
-				[v3_ca]
-				basicConstraints = critical, CA:TRUE, pathlen:0
-				keyUsage = critical, keyCertSign, cRLSign
-				subjectKeyIdentifier = hash
-			CNF
-			openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ca-key.pem 2>/dev/null
-			openssl req -x509 -new -config ca.cnf -key ca-key.pem -sha384 \
-				-days "$TSA_CA_DAYS" -out ca.pem
+			make_ca "tcdist local stack TSA root $(random_hex 4)" P-384 sha384 "$TSA_CA_DAYS"
 		fi
 		log "tsa: generating the timestamp signing certificate"
-		cat >leaf.cnf <<-CNF
-			[req]
-			prompt = no
-			distinguished_name = dn
-			[dn]
-			O = tcdist local stack
-			CN = tcdist local stack TSA
-			[v3_leaf]
-			basicConstraints = critical, CA:FALSE
-			keyUsage = critical, digitalSignature
-			extendedKeyUsage = critical, timeStamping
-			subjectKeyIdentifier = hash
-			authorityKeyIdentifier = keyid:always
-		CNF
-		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out signer-key.pem 2>/dev/null
-		openssl req -new -config leaf.cnf -key signer-key.pem -out signer.csr
-		openssl x509 -req -in signer.csr -CA ca.pem -CAkey ca-key.pem \
-			-set_serial "0x$(random_hex 16)" -sha384 -days "$TSA_LEAF_DAYS" \
-			-extfile leaf.cnf -extensions v3_leaf -out signer.pem 2>/dev/null
+		issue_leaf signer "tcdist local stack TSA" P-256 sha384 "$TSA_LEAF_DAYS" \
+			"extendedKeyUsage = critical, timeStamping"
 		openssl verify -purpose timestampsign -CAfile ca.pem signer.pem >/dev/null
 		cat signer.pem ca.pem >chain.pem
 		chmod 644 ca.pem signer.pem chain.pem
@@ -114,18 +72,6 @@ _tsa_pki() {
 	)
 	rm -rf "$tmp"
 	TSA_RESTART=1
-}
-
-# _tsa_port: the persisted port, re-picked when it is taken by something that
-# is not our TSA. Sets TSA_PORT.
-_tsa_port() {
-	TSA_PORT=$(persistent_port "$TSA_PORT_FILE")
-	if ! pidfile_alive "$TSA_PIDFILE" "$TSA_MATCH" && ! port_is_free "$TSA_PORT"; then
-		local old=$TSA_PORT
-		TSA_PORT=$(free_port)
-		printf '%s\n' "$TSA_PORT" | write_file_atomic "$TSA_PORT_FILE" 644
-		warn "tsa: port $old is taken by another process; using $TSA_PORT"
-	fi
 }
 
 _tsa_url() { printf 'http://127.0.0.1:%s' "$TSA_PORT"; }
@@ -181,7 +127,7 @@ tsa_up() {
 	chmod 700 "$TSA_DIR"
 	TSA_RESTART=0
 	_tsa_pki
-	_tsa_port
+	TSA_PORT=$(owned_port tsa "$TSA_PORT_FILE" "$TSA_PIDFILE" "$TSA_MATCH")
 	if ! cmp -s "$TSA_CHAIN" "$TSA_TRUST_CHAIN"; then
 		write_file_atomic "$TSA_TRUST_CHAIN" 644 <"$TSA_CHAIN"
 	fi
@@ -191,12 +137,7 @@ tsa_up() {
 		--timestamp-signer file --file-signer-key-path "$TSA_KEY"
 		--host 127.0.0.1 --port "$TSA_PORT" --scheme http --log-type prod)
 	printf '%s\n' "${args[@]}" >"$TSA_ARGS_FILE.new"
-	if cmp -s "$TSA_ARGS_FILE.new" "$TSA_ARGS_FILE"; then
-		rm -f "$TSA_ARGS_FILE.new"
-	else
-		mv -f "$TSA_ARGS_FILE.new" "$TSA_ARGS_FILE"
-		TSA_RESTART=1
-	fi
+	replace_if_changed "$TSA_ARGS_FILE.new" "$TSA_ARGS_FILE" && TSA_RESTART=1
 
 	if pidfile_alive "$TSA_PIDFILE" "$TSA_MATCH"; then
 		if ((TSA_RESTART)); then
