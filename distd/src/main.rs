@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use tcverify::Platform;
+use tcverify::program;
 use tcverify::reference::ReleaseRef;
 use tcverify::registry::RegistryArgs;
 use tcverify::release::Compression;
@@ -225,17 +226,14 @@ fn default_cache() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match program::parse_args() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return ExitCode::from(err.exit_code() as u8);
-        }
+        Err(code) => return code,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the async runtime starts");
+    let runtime = match program::start_runtime("distd") {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
     let result = match cli.command {
         Command::Build(args) => build_command(args),
         Command::Publish(args) => runtime.block_on(publish_command(args)),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod fetch;
 pub mod jobenv;
 pub mod platform;
+pub mod program;
 pub mod pull;
 pub mod reference;
 pub mod registry;

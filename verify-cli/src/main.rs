@@ -4,27 +4,17 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use cli::args::{Cli, Command};
+use tcverify::program;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match program::parse_args() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            // clap's own exit code for usage errors is 2, as DESIGN.md wants; help is 0.
-            return ExitCode::from(err.exit_code() as u8);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match program::start_runtime("tcverify") {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("tcverify: error: cannot start the async runtime: {e}");
-            return ExitCode::from(4);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         match cli.command {

@@ -156,42 +156,41 @@ fn cosign_config(layers: &[Descriptor]) -> Vec<u8> {
     .expect("a config always serializes")
 }
 
+/// Registries keep blobs and manifests apart; every manifest here is an OCI image manifest.
+enum Stored {
+    Blob,
+    Manifest,
+}
+
 impl Target<'_> {
     async fn put_blob(&self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
+        self.put(Stored::Blob, media_type, bytes).await
+    }
+
+    /// Stores a manifest by digest only (no tag).
+    async fn put_manifest(&self, bytes: &[u8]) -> Result<Descriptor> {
+        self.put(Stored::Manifest, MEDIA_TYPE_MANIFEST, bytes).await
+    }
+
+    async fn put(&self, stored: Stored, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
         let descriptor = Descriptor::of_document(media_type, bytes);
         match self {
             Target::Registry {
                 registry,
                 reference,
             } => {
-                registry
-                    .push_blob_bytes(
-                        &reference.with_digest(&descriptor.digest),
-                        &Bytes::copy_from_slice(bytes),
-                    )
-                    .await?
+                let at = reference.with_digest(&descriptor.digest);
+                let bytes = Bytes::copy_from_slice(bytes);
+                match stored {
+                    Stored::Blob => registry.push_blob_bytes(&at, &bytes).await?,
+                    Stored::Manifest => {
+                        registry
+                            .push_manifest(&at, &bytes, MEDIA_TYPE_MANIFEST)
+                            .await?
+                    }
+                }
             }
-            Target::Layout(path) => write_layout_blob(path, &descriptor.digest, bytes)?,
-        }
-        Ok(descriptor)
-    }
-
-    /// Stores a manifest by digest only (no tag).
-    async fn put_manifest(&self, bytes: &[u8]) -> Result<Descriptor> {
-        let descriptor = Descriptor::of_document(MEDIA_TYPE_MANIFEST, bytes);
-        match self {
-            Target::Registry {
-                registry,
-                reference,
-            } => {
-                registry
-                    .push_manifest(
-                        &reference.with_digest(&descriptor.digest),
-                        &Bytes::copy_from_slice(bytes),
-                        MEDIA_TYPE_MANIFEST,
-                    )
-                    .await?
-            }
+            // A layout keeps manifests among its blobs.
             Target::Layout(path) => write_layout_blob(path, &descriptor.digest, bytes)?,
         }
         Ok(descriptor)
