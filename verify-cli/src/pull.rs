@@ -10,7 +10,7 @@ use crate::platform::Platform;
 use crate::reference::ReleaseRef;
 use crate::registry::RegistryArgs;
 use crate::report::Reporter;
-use crate::resolve::{ResolvedRelease, resolve};
+use crate::resolve::ResolvedRelease;
 use crate::source::ReleaseSource;
 use crate::store::{Entry, EntryRecord, Store};
 use crate::verify::{VerificationReport, Verified, Verifier};
@@ -39,9 +39,10 @@ pub async fn verify_release(
 ) -> Result<(ReleaseSource, Verified<ResolvedRelease>)> {
     reporter.step(&format!("resolving {reference}"));
     let source = ReleaseSource::open(reference, options.registry).await?;
-    let release = resolve(&source, &reference.to_string(), &options.platform).await?;
-    reporter.step(&format!("verifying {}", release.index_digest));
-    let verified = verifier.verify(&source, release).await?;
+    reporter.step(&format!("verifying {reference}"));
+    let verified = verifier
+        .verify(&source, &reference.to_string(), &options.platform)
+        .await?;
     Ok((source, verified))
 }
 

@@ -168,9 +168,9 @@ impl Registry {
     }
 
     /// The referrers of `reference` (which names a digest) of `artifact_type`: the registry's
-    /// referrers API, or the referrers tag where the registry has none. The client returns an
-    /// empty list when neither answers, so callers must treat "none" as "none found", not as
-    /// proof of absence.
+    /// referrers API, or the referrers tag where the registry has none (the client reads it
+    /// again after the API's 404). The client returns an empty list when neither answers, so
+    /// callers must treat "none" as "none found", not as proof of absence.
     pub async fn referrers(
         &self,
         reference: &Reference,
@@ -188,11 +188,17 @@ impl Registry {
             attempts: 1,
             detail: e.to_string(),
         })?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Unavailable {
-            operation: format!("listing referrers of {}", reference.whole()),
-            attempts: 1,
-            detail: format!("registry sent a bad referrers index: {e}"),
-        })
+        let listed: Vec<Descriptor> =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Unavailable {
+                operation: format!("listing referrers of {}", reference.whole()),
+                attempts: 1,
+                detail: format!("registry sent a bad referrers index: {e}"),
+            })?;
+        // A registry may ignore the filter (the spec lets it), so it is applied here too.
+        Ok(listed
+            .into_iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+            .collect())
     }
 
     /// Whether the registry holds a manifest for `reference`, and its digest.

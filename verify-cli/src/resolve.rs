@@ -83,12 +83,15 @@ pub fn select_platform<'a>(
     }
 }
 
-pub async fn resolve(
+/// The release for `wanted` in an index already resolved: its manifest and config, each fetched
+/// by the digest that names it.
+pub async fn resolve_platform(
     source: &ReleaseSource,
     reference: &str,
+    index: ImageIndex,
+    index_digest: Digest,
     wanted: &Platform,
 ) -> Result<ResolvedRelease> {
-    let (index, index_digest) = resolve_index(source).await?;
     let manifest_descriptor = select_platform(&index, &index_digest, wanted)?.clone();
     let platform = manifest_descriptor
         .platform

@@ -73,42 +73,33 @@ impl ReleaseSource {
         }
     }
 
-    /// Referrer manifests of `subject` with `artifact_type`, from the registry's referrers API
-    /// or the referrers tag (in a layout: the index entry named by the referrers tag).
+    /// Referrer manifests of `subject` with `artifact_type`: those the referrers tag lists (in a
+    /// layout: the index entry named by that tag), else those the registry's referrers API
+    /// lists. The tag comes first because distd always writes it and distribution 2.8 answers
+    /// the API only with a 404, which cost every verification a round trip.
     pub async fn referrers(
         &self,
         subject: &Digest,
         artifact_type: &str,
     ) -> Result<Vec<Descriptor>> {
-        let listed = match self {
+        let tag = crate::attachments::referrers_tag(subject);
+        let listed = match self.tagged(&tag).await? {
+            Some((bytes, _)) => referrers_of_type(&tag, &bytes, artifact_type)?,
+            None => Vec::new(),
+        };
+        match self {
+            // A registry with the API alone (or a tag written by another tool without these
+            // referrers) still lists them through the API.
             ReleaseSource::Registry {
                 registry,
                 reference,
-            } => {
+            } if listed.is_empty() => {
                 registry
                     .referrers(&reference.with_digest(subject), artifact_type)
-                    .await?
+                    .await
             }
-            ReleaseSource::Layout(_) => {
-                let tag = crate::attachments::referrers_tag(subject);
-                match self.tagged(&tag).await? {
-                    Some((bytes, _)) => {
-                        let index: ImageIndex =
-                            parse_document(&format!("referrers tag {tag}"), &bytes).map_err(
-                                |reason| {
-                                    Rejection::malformed(format!("referrers tag {tag}"), reason)
-                                },
-                            )?;
-                        index.manifests
-                    }
-                    None => Vec::new(),
-                }
-            }
-        };
-        Ok(listed
-            .into_iter()
-            .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
-            .collect())
+            _ => Ok(listed),
+        }
     }
 
     /// The manifest a tag names in the reference's repository, or `None` when there is no
@@ -306,6 +297,19 @@ impl ReleaseSource {
     }
 }
 
+/// The descriptors of `artifact_type` in the referrers tag's index, filtered as the referrers
+/// API would. A document that is not an index is refused, naming the tag.
+fn referrers_of_type(tag: &str, bytes: &[u8], artifact_type: &str) -> Result<Vec<Descriptor>> {
+    let what = format!("referrers tag {tag}");
+    let index: ImageIndex =
+        parse_document(&what, bytes).map_err(|reason| Rejection::malformed(&what, reason))?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
+        .collect())
+}
+
 fn check_bytes(what: &str, descriptor: &Descriptor, bytes: &[u8]) -> Result<()> {
     if bytes.len() as u64 != descriptor.size {
         return Err(Rejection::SizeMismatch {
@@ -341,5 +345,44 @@ fn layout_error(layout: &LayoutRef, path: &std::path::Path, e: std::io::Error) -
         }
     } else {
         Error::store("reading", path, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attachments::{MEDIA_TYPE_BUNDLE, referrers_index};
+    use crate::release::MEDIA_TYPE_MANIFEST;
+
+    fn referrer(name: &[u8], artifact_type: Option<&str>) -> Descriptor {
+        let mut descriptor = Descriptor::of_document(MEDIA_TYPE_MANIFEST, name);
+        descriptor.artifact_type = artifact_type.map(Into::into);
+        descriptor
+    }
+
+    #[test]
+    fn referrers_tag_lists_only_the_wanted_artifact_type() {
+        let bundle = referrer(b"bundle", Some(MEDIA_TYPE_BUNDLE));
+        let index = referrers_index(vec![
+            referrer(b"sbom", Some("application/spdx+json")),
+            bundle.clone(),
+            referrer(b"untyped", None),
+        ]);
+        let bytes = serde_json::to_vec(&index).unwrap();
+        assert_eq!(
+            referrers_of_type("sha256-x", &bytes, MEDIA_TYPE_BUNDLE).unwrap(),
+            vec![bundle]
+        );
+    }
+
+    #[test]
+    fn referrers_tag_that_is_not_an_index_is_refused_naming_it() {
+        let manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
+        let err = referrers_of_type("sha256-x", manifest, MEDIA_TYPE_BUNDLE).unwrap_err();
+        assert!(
+            matches!(&err, Error::Rejected(Rejection::Malformed { object, .. })
+                if object == "referrers tag sha256-x"),
+            "{err}"
+        );
     }
 }

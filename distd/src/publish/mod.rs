@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use tcverify::reference::{LayoutRef, RegistryRef, ReleaseRef};
 use tcverify::registry::{Registry, RegistryArgs};
 use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX};
-use tcverify::resolve::{resolve, resolve_index};
+use tcverify::resolve::resolve_index;
 use tcverify::source::ReleaseSource;
 use tcverify::store::extract::ExtractBudget;
 use tcverify::verify::Verifier;
@@ -309,9 +309,8 @@ async fn self_verify(
             .platform
             .as_ref()
             .context("a release manifest has no platform")?;
-        let resolved = resolve(&source, &at.to_string(), platform).await?;
         verifier
-            .verify(&source, resolved)
+            .verify(&source, &at.to_string(), platform)
             .await
             .with_context(|| format!("the published release does not verify for {platform}"))?;
     }

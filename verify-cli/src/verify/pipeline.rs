@@ -5,8 +5,9 @@
 //! (enforced by `source`/`resolve` and recorded here); (2) structure — the parts agree;
 //! (3) signature — a signature by an SVID the policy allows for the repository, at a proven
 //! time, over a payload naming this index (see `signature`). Layer bytes are checked against
-//! their digests while streaming, before the store accepts them. Transparency-log and
-//! rollback stages slot in after (3).
+//! their digests while streaming, before the store accepts them; (4) transparency log — the
+//! accepted signature's entry, and the log's current state when it can be reached. Signatures
+//! are fetched while the structure is, but stages are judged, and failures reported, in order.
 
 use serde::Serialize;
 
@@ -14,7 +15,7 @@ use crate::digest::Digest;
 use crate::error::Rejection;
 use crate::error::Result;
 use crate::platform::Platform;
-use crate::resolve::ResolvedRelease;
+use crate::resolve::{ResolvedRelease, resolve_index, resolve_platform};
 use crate::source::ReleaseSource;
 use crate::store::extract::ExtractBudget;
 use crate::verify::freshness::{self, CheckpointStore, Freshness};
@@ -91,16 +92,28 @@ impl Verifier {
         &self.budget
     }
 
-    /// Runs every stage on `release`, fetching its signatures from `source`.
+    /// Resolves the release `source` names for `platform` and runs every stage on it.
+    /// `reference` is how the user named it, for the result.
     pub async fn verify(
         &self,
         source: &ReleaseSource,
-        release: ResolvedRelease,
+        reference: &str,
+        platform: &Platform,
     ) -> Result<Verified<ResolvedRelease>> {
+        let (index, index_digest) = resolve_index(source).await?;
+        // Signatures depend on the index digest only, so they are fetched and checked while the
+        // platform's manifest and config are fetched: registry round trips, each authenticated,
+        // cost more than all the checks together.
+        let (release, signature) = tokio::join!(
+            resolve_platform(source, reference, index, index_digest.clone(), platform),
+            signature::check(source, &index_digest, &self.policy),
+        );
+        // Failures are reported in stage order, whichever was found first.
+        let release = release?;
         let mut checks = vec!["digest-binding"];
         structure::check(&release, &self.budget)?;
         checks.push("structure");
-        let signature = signature::check(source, &release.index_digest, &self.policy).await?;
+        let signature = signature?;
         checks.push("signature");
         let log_freshness = match &signature.log {
             Some(inclusion) => {
