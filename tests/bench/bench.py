@@ -26,15 +26,19 @@ def sh(cmd, **kw):
                           capture_output=True, text=True, executable="/bin/bash" if isinstance(cmd, str) else None, **kw)
 
 
-def timed(cmd, cpu=False):
-    """Wall seconds and peak RSS (MB) of one command, via /usr/bin/time; with cpu, the
-    process's own CPU seconds (user + sys: its local work) instead of RSS."""
-    out = sh(["/usr/bin/time", "-f", "TIME %e %M %U %S"] + cmd)
+def timed(cmd, cpu=False, run_env=None):
+    """Wall seconds (to the millisecond: /usr/bin/time's own figure has 10 ms steps) and peak
+    RSS (MB) of one command, RSS via /usr/bin/time; with cpu, the process's own CPU seconds
+    (user + sys: its local work) instead of RSS."""
+    start = time.monotonic()
+    out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %U %S"] + cmd, env=run_env or env,
+                         check=True, capture_output=True, text=True)
+    secs = time.monotonic() - start
     line = [l for l in out.stderr.splitlines() if l.startswith("TIME ")][-1]
-    _, secs, rss, user, system = line.split()
+    _, _, rss, user, system = line.split()
     if cpu:
-        return float(secs), None, float(user) + float(system)
-    return float(secs), int(rss) / 1024
+        return secs, None, float(user) + float(system)
+    return secs, int(rss) / 1024
 
 
 def timed_shell(script):
@@ -90,28 +94,30 @@ def registry_reads():
         return sum(1 for line in log if '"GET /v2/' in line or '"HEAD /v2/' in line)
 
 
-reads_before = registry_reads()
-record("verify, first run (tcverify verify)", timed([f"{BIN}/tcverify", "verify", ref], cpu=True))
-verify_requests = registry_reads() - reads_before
-for i in range(max(runs, 10)):
-    record("verify, repeated (tcverify verify)", timed([f"{BIN}/tcverify", "verify", ref], cpu=True))
-
-# The same verification by cosign, with the trusted root tcdist exports.
+tcverify_verify = [f"{BIN}/tcverify", "verify", ref]
+# The same verification by cosign, with the trusted root tcdist exports (the stack's).
 cosign = env.get("TCDIST_COSIGN")
+cosign_verify = [cosign, "verify", "--trusted-root", env["TCVERIFY_TRUST"],
+                 "--certificate-identity", env["TCDIST_SIGNER_ID"],
+                 "--certificate-oidc-issuer-regexp", ".*", "--insecure-ignore-sct",
+                 "--output", "text", f"{REG}/toolchains/bench-go@{report['index_digest']}"]
+cosign_env = dict(env, SSL_CERT_FILE=env["TCDIST_REGISTRY_CA"])
+
+# Cold: a process's first verification with a store that remembers no checkpoint of the log
+# (so no consistency proof yet); cosign's first run of the session. Warm: the store remembers
+# the log's checkpoint. Interleaved, so both tools meet the same load.
+reads_before = registry_reads()
+record("verify, cold (tcverify verify)", timed(tcverify_verify + ["--store", fresh(f"{work}/verify-store")], cpu=True))
+verify_requests = registry_reads() - reads_before
 if cosign:
-    sh([f"{BIN}/distd", "trust-root", "export", "--out", f"{work}/trusted_root.json"])
-    pinned = f"{REG}/toolchains/bench-go@{report['index_digest']}"
-    cosign_env = dict(env, SSL_CERT_FILE=env["TCDIST_REGISTRY_CA"])
-    for i in range(max(runs, 10)):
-        out = subprocess.run(["/usr/bin/time", "-f", "TIME %e %M %U %S", cosign, "verify",
-                              "--trusted-root", f"{work}/trusted_root.json",
-                              "--certificate-identity", env["TCDIST_SIGNER_ID"],
-                              "--certificate-oidc-issuer-regexp", ".*", "--insecure-ignore-sct",
-                              "--output", "text", pinned],
-                             env=cosign_env, capture_output=True, text=True, check=True)
-        _, secs, _, user, system = [l for l in out.stderr.splitlines() if l.startswith("TIME ")][-1].split()
-        record("verify, repeated (cosign verify, same release)", (float(secs), None, float(user) + float(system)))
-else:
+    record("verify, cold (cosign verify, same release)", timed(cosign_verify, cpu=True, run_env=cosign_env))
+for i in range(max(runs, 10)):
+    store = fresh(f"{work}/verify-store")
+    record("verify, cold (tcverify verify)", timed(tcverify_verify + ["--store", store], cpu=True))
+    record("verify, warm (tcverify verify)", timed(tcverify_verify + ["--store", store], cpu=True))
+    if cosign:
+        record("verify, warm (cosign verify, same release)", timed(cosign_verify, cpu=True, run_env=cosign_env))
+if not cosign:
     print("cosign is not installed: its comparison is skipped")
 
 for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
@@ -145,3 +151,8 @@ for name, values in results.items():
     print(f"| {name} | {statistics.median(secs):.3f} | {min(secs):.3f} | {max(secs):.3f} | "
           f"{f'{max(rss):.0f}' if rss else ''} | {f'{statistics.median(cpu):.3f}' if cpu else ''} |")
 print(f"\nOne verify makes {verify_requests} registry requests (GET/HEAD in the registry log).")
+if cosign:
+    for kind in ["cold", "warm"]:
+        ours, theirs = (statistics.median(v[0] for v in results[f"verify, {kind} ({tool})"])
+                        for tool in ["tcverify verify", "cosign verify, same release"])
+        print(f"verify, {kind}: tcverify / cosign = {ours / theirs:.2f}")
