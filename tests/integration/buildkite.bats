@@ -79,7 +79,7 @@ job() {
 	shift
 	# shellcheck disable=SC2016 # the job script expands in the job's bash
 	run --separate-stderr env -u GOROOT -u GOEXPERIMENT -u GOTOOLCHAIN -u X_GO_RUNTIME_ROOT \
-		-u TCVERIFY_POLICY -u TCVERIFY -u TCDIST_TOOLCHAIN -u BUILDKITE_PLUGIN_NAME \
+		-u TCVERIFY_POLICY -u TCVERIFY_TRUST -u TCVERIFY -u TCDIST_TOOLCHAIN -u BUILDKITE_PLUGIN_NAME \
 		PATH="$JOB_PATH" TCVERIFY_STORE="$BATS_TEST_TMPDIR/store" "${agent_policy[@]}" "${vars[@]}" bash -c '
 		if [ -n "${JOB_STRICT:-}" ]; then set -euo pipefail; fi
 		status=0
@@ -88,7 +88,7 @@ job() {
 			status=$?
 			[ "$status" -eq 0 ] || break
 		done
-		env | grep -E "^(X_GO_RUNTIME_ROOT|GOROOT|GOTOOLCHAIN|TCVERIFY_POLICY|PATH)=" | sort
+		env | grep -E "^(X_GO_RUNTIME_ROOT|GOROOT|GOTOOLCHAIN|TCVERIFY_POLICY|TCVERIFY_TRUST|PATH)=" | sort
 		if [ "$status" -eq 0 ]; then
 			echo "go=$(command -v go)"
 			go version
@@ -162,6 +162,31 @@ assert_nothing_exported() {
 	[[ $stderr == *"no toolchain for linux/riscv64"* ]]
 	assert_nothing_exported
 	[ -z "$(value TCVERIFY_POLICY)" ]
+}
+
+@test "plugin hook: trust is exported as TCVERIFY_TRUST (absolute) and verifies with a policy that names only signers" {
+	printf 'version = 1\n[[repository]]\nname = "**"\nsigners = { spiffe_id = "%s" }\n' \
+		"$TCDIST_SIGNER_ID" >"$BATS_TEST_TMPDIR/signers-only.toml"
+	cp "$STACK_TRUST" "$BATS_TEST_TMPDIR/trusted_root.json"
+	cd "$BATS_TEST_TMPDIR"
+	job TCVERIFY="$TCVERIFY" BUILDKITE_PLUGIN_TCDIST_TOOLCHAIN="$SMALL" \
+		BUILDKITE_PLUGIN_TCDIST_POLICY=signers-only.toml BUILDKITE_PLUGIN_TCDIST_TRUST=trusted_root.json -- "$PLUGIN_HOOK"
+	[ "$status" -eq 0 ]
+	[ "$(value TCVERIFY_TRUST)" = "$BATS_TEST_TMPDIR/trusted_root.json" ]
+	assert_job_env "$(root_of "$SMALL_DIGEST" "$BATS_TEST_TMPDIR/store")"
+
+	# Without the trusted root that policy trusts nothing: a configuration error.
+	job TCVERIFY="$TCVERIFY" BUILDKITE_PLUGIN_TCDIST_TOOLCHAIN="$SMALL" \
+		BUILDKITE_PLUGIN_TCDIST_POLICY=signers-only.toml -- "$PLUGIN_HOOK"
+	[ "$status" -eq 2 ]
+	assert_nothing_exported
+
+	job TCVERIFY="$TCVERIFY" BUILDKITE_PLUGIN_TCDIST_TOOLCHAIN="$SMALL" \
+		BUILDKITE_PLUGIN_TCDIST_POLICY=signers-only.toml BUILDKITE_PLUGIN_TCDIST_TRUST=missing.json -- "$PLUGIN_HOOK"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"configuration error (exit 2): trusted root file missing.json does not exist"* ]]
+	assert_nothing_exported
+	[ -z "$(value TCVERIFY_TRUST)" ]
 }
 
 @test "plugin hook: a policy file that does not exist fails the job (exit 2) before any pull" {
@@ -323,12 +348,12 @@ p = yaml.safe_load(open(sys.argv[1]))
 assert p["name"] == "tcdist", p
 assert p["requirements"] == ["tcverify"], p
 c = p["configuration"]
-assert set(c["properties"]) == {"toolchain", "policy", "store", "platform"}, c
+assert set(c["properties"]) == {"toolchain", "policy", "trust", "store", "platform"}, c
 assert all(v["type"] == "string" for v in c["properties"].values()), c
 assert c["required"] == ["toolchain"], c
 assert c["additionalProperties"] is False, c
 PY
-	for option in TOOLCHAIN POLICY STORE PLATFORM; do
+	for option in TOOLCHAIN POLICY TRUST STORE PLATFORM; do
 		grep -q "var=\${prefix}$option" "$PLUGIN_HOOK"
 	done
 }

@@ -267,14 +267,17 @@ log["logId"]["keyId"] = log["checkpointKeyId"]["keyId"] = key_id(origin, raw.pub
 		refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" tlog-entry-present --offline
 }
 
-@test "attack: a trusted root that stopped trusting the CA before the release was signed" {
-	edit_trusted_root "$WORK/expired-ca-root.json" '
-root["certificateAuthorities"][0]["validFor"] = {"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"}
-'
+@test "attack: a trusted root that stopped trusting the CA, or the log's key, before the release was signed" {
+	window='{"start": "2000-01-01T00:00:00Z", "end": "2001-01-01T00:00:00Z"}'
+	edit_trusted_root "$WORK/expired-ca-root.json" "root['certificateAuthorities'][0]['validFor'] = $window"
+	edit_trusted_root "$WORK/expired-log-root.json" "root['tlogs'][0]['publicKey']['validFor'] = $window"
 	signers_only_policy "$WORK/signers-only-offline.toml"
 	TCVERIFY_TRUST=$WORK/expired-ca-root.json TCVERIFY_POLICY=$WORK/signers-only-offline.toml \
 		refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" svid-chain --offline
 	[[ $stderr == *"is trusted at the signing time"* ]]
+	TCVERIFY_TRUST=$WORK/expired-log-root.json TCVERIFY_POLICY=$WORK/signers-only-offline.toml \
+		refused "$TCDIST_REGISTRY/toolchains/tlog-a:v1" tlog-checkpoint --offline
+	[[ $stderr == *"is trusted from 2000-01-01T00:00:00Z until 2001-01-01T00:00:00Z, not at the signing time"* ]]
 }
 
 @test "a trusted root whose log ID is not its key's, or that lacks a log the policy requires, is a configuration error" {

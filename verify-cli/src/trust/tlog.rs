@@ -17,6 +17,9 @@ pub struct TransparencyLog {
     pub origin: String,
     /// Base URL of the log's tiles (`<url>/checkpoint`, `<url>/tile/…`), when known.
     pub tiles_url: Option<String>,
+    /// When the key counts (a trusted root's `publicKey.validFor`): a signature made outside
+    /// it is not vouched for by this log. `None`: always.
+    pub valid_for: Option<sigstore_types::TimeRange>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +60,7 @@ impl TransparencyLog {
             algorithm,
             origin: origin.to_owned(),
             tiles_url: None,
+            valid_for: None,
         })
     }
 }

@@ -6,7 +6,7 @@
 //!   trusted within the authority's `validFor`;
 //! - timestamp authorities, named by their subject's common name;
 //! - transparency logs, named by their origin, which Sigstore clients take from the host of
-//!   `baseUrl`.
+//!   `baseUrl`, trusted for signatures made within the key's `validFor`.
 //!
 //! Authorities of other kinds (a Fulcio CA: an `https://` URI) and CT logs are not SPIFFE trust,
 //! so they are counted and left out. Anything malformed refuses the whole file: trust material
@@ -81,6 +81,7 @@ struct RawLog {
 struct RawPublicKey {
     raw_bytes: String,
     key_details: String,
+    valid_for: Option<TimeRange>,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +242,7 @@ fn transparency_log(at: &str, raw: &RawLog) -> Result<TransparencyLog, TrustedRo
         algorithm,
         origin,
         tiles_url: None,
+        valid_for: raw.public_key.valid_for,
     };
     // The file names the log's key ID; one that is not the key's (for this origin) means the
     // file was assembled wrongly, and no entry or checkpoint of the log would match it.
@@ -315,6 +317,7 @@ pub(crate) mod tests {
             algorithm,
             origin: origin.to_owned(),
             tiles_url: None,
+            valid_for: None,
         }
         .key_id();
         json!({
@@ -363,6 +366,17 @@ pub(crate) mod tests {
         assert_eq!(root.transparency_logs.len(), 1);
         assert_eq!(root.transparency_logs[0].0, "rekor.tcdist.test");
         assert_eq!(root.transparency_logs[0].1.public_key, key);
+    }
+
+    #[test]
+    fn log_key_window_is_kept() {
+        let mut value = trusted_root_json("td", "log", &ed25519_spki());
+        value["tlogs"][0]["publicKey"]["validFor"] =
+            json!({ "start": "2026-01-01T00:00:00Z", "end": "2026-06-01T00:00:00Z" });
+        let root = parse(&value).unwrap();
+        let window = root.transparency_logs[0].1.valid_for.unwrap();
+        assert!(window.contains("2026-03-01T00:00:00Z".parse().unwrap()));
+        assert!(!window.contains("2026-07-01T00:00:00Z".parse().unwrap()));
     }
 
     #[test]

@@ -196,7 +196,7 @@ async fn check_candidate(
             ),
         );
     }
-    let log = match verify_inclusion(candidate, &policy.transparency_logs(rules)) {
+    let log = match verify_inclusion(candidate, &policy.transparency_logs(rules), proven.time) {
         Ok(log) => log,
         Err(LogFailure::NoEntry(reason)) => return fail(Rule::LogEntryPresent, reason),
         Err(LogFailure::Body(reason)) => return fail(Rule::LogEntryMatches, reason),

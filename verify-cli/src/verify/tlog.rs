@@ -44,6 +44,7 @@ pub enum LogFailure {
 pub fn verify_inclusion(
     candidate: &Candidate,
     logs: &[(&str, &TransparencyLog)],
+    signed_at: jiff::Timestamp,
 ) -> Result<Option<LogInclusion>, LogFailure> {
     if logs.is_empty() {
         return Ok(None);
@@ -67,6 +68,17 @@ pub fn verify_inclusion(
             )));
             continue;
         };
+        if let Some(window) = log.valid_for.filter(|w| !w.contains(signed_at)) {
+            last = Some(LogFailure::Checkpoint(format!(
+                "the key of log {name} is trusted from {} until {}, not at the signing time \
+                 {signed_at}",
+                window.start,
+                window
+                    .end
+                    .map_or_else(|| "further notice".to_owned(), |end| end.to_string())
+            )));
+            continue;
+        }
         match verify_entry(candidate, entry, name, log) {
             Ok(inclusion) => return Ok(Some(inclusion)),
             Err(failure) => last = Some(failure),

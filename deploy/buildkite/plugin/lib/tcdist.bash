@@ -7,11 +7,12 @@
 # changes shell options or leaves traps; every fallible command is guarded, so the functions
 # also behave when a caller runs with `set -euo pipefail`.
 #
-#   tcdist_use_toolchain [--store DIR] [--platform OS/ARCH] [--policy FILE] [--] REF
+#   tcdist_use_toolchain [--store DIR] [--platform OS/ARCH] [--policy FILE] [--trust FILE] [--] REF
 #
 # verifies and installs REF with `tcverify pull`, then exports the job environment that
 # `tcverify env` prints (X_GO_RUNTIME_ROOT, GOROOT, PATH, GOTOOLCHAIN) into the calling shell,
-# plus TCVERIFY_POLICY when --policy is given. On failure it exports nothing, prints a summary
+# plus TCVERIFY_POLICY when --policy is given and TCVERIFY_TRUST (a trusted root) when --trust
+# is. On failure it exports nothing, prints a summary
 # on stderr (`tcdist: toolchain REF failed verification (exit 42): …`), annotates the build
 # when `buildkite-agent` is on PATH, and returns tcverify's exit status (42 verification or
 # policy, 3 registry/network unavailable (retryable), 2 configuration, 4 local store), which
@@ -22,10 +23,10 @@
 # DOCKER_CONFIG, TCVERIFY_STORE, TCVERIFY_PLATFORM, ...) unless given as options.
 
 tcdist_use_toolchain() {
-	local store="" platform="" policy="" ref tcv tmp digest="" env_ref status=0 line
+	local store="" platform="" policy="" trust="" ref tcv tmp digest="" env_ref status=0 line
 	while (($# > 0)); do
 		case $1 in
-		--store | --platform | --policy)
+		--store | --platform | --policy | --trust)
 			if (($# < 2)); then
 				_tcdist_fail 2 "" config "tcdist_use_toolchain: $1 needs a value" ""
 				return 2
@@ -34,6 +35,7 @@ tcdist_use_toolchain() {
 			--store) store=$2 ;;
 			--platform) platform=$2 ;;
 			--policy) policy=$2 ;;
+			--trust) trust=$2 ;;
 			esac
 			shift 2
 			;;
@@ -66,19 +68,20 @@ tcdist_use_toolchain() {
 		return 2
 	fi
 
+	# Absolute paths, so that tcverify calls later in the job find them from any directory.
 	if [[ -n $policy ]]; then
-		if [[ ! -f $policy || ! -r $policy ]]; then
-			_tcdist_fail 2 "$ref" config "policy file $policy does not exist or is not readable" \
-				"give the policy as the path of a file on the agent"
-			return 2
-		fi
-		# Absolute, so that tcverify calls later in the job find it from any directory.
+		_tcdist_agent_file policy "$policy" "$ref" || return 2
 		[[ $policy == /* ]] || policy=$PWD/$policy
 	fi
+	if [[ -n $trust ]]; then
+		_tcdist_agent_file "trusted root" "$trust" "$ref" || return 2
+		[[ $trust == /* ]] || trust=$PWD/$trust
+	fi
 
-	# `env` runs tcverify with the policy, which the job gets only on success.
+	# `env` runs tcverify with the policy and trusted root, which the job gets only on success.
 	local -a run=(env) opts=()
 	if [[ -n $policy ]]; then run+=(TCVERIFY_POLICY="$policy"); fi
+	if [[ -n $trust ]]; then run+=(TCVERIFY_TRUST="$trust"); fi
 	if [[ -n $store ]]; then opts+=(--store "$store"); fi
 	if [[ -n $platform ]]; then opts+=(--platform "$platform"); fi
 
@@ -142,8 +145,20 @@ tcdist_use_toolchain() {
 	eval "$(<"$tmp/env.out")"
 	rm -rf -- "$tmp"
 	if [[ -n $policy ]]; then export TCVERIFY_POLICY=$policy; fi
+	if [[ -n $trust ]]; then export TCVERIFY_TRUST=$trust; fi
 	printf 'tcdist: using toolchain %s%s: GOROOT=%s\n' "$ref" "${digest:+ ($digest)}" "${GOROOT:-}" >&2
 	return 0
+}
+
+# _tcdist_agent_file WHAT PATH REF: succeeds when PATH is a readable file on the agent; else
+# a configuration failure for REF.
+_tcdist_agent_file() {
+	local what=$1 path=$2 ref=$3
+	if [[ ! -f $path || ! -r $path ]]; then
+		_tcdist_fail 2 "$ref" config "$what file $path does not exist or is not readable" \
+			"give the $what as the path of a file on the agent"
+		return 2
+	fi
 }
 
 # _tcdist_run PREFIX CMD...: runs CMD with stdout to PREFIX.out and stderr both to our

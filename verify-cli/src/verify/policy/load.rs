@@ -667,7 +667,10 @@ impl Loader<'_> {
         let key = match &raw.public_key {
             Some(file) => {
                 let (resolved, bytes) = self.read(file)?;
-                self.parsed(file, &resolved, parse_log_public_key(&bytes))?
+                (
+                    self.parsed(file, &resolved, parse_log_public_key(&bytes))?,
+                    None,
+                )
             }
             None => {
                 let Some(log) = root.and_then(|root| {
@@ -691,17 +694,21 @@ impl Loader<'_> {
                 };
                 let log = &log.1;
                 (
-                    log.public_key.clone(),
-                    log.raw_public_key.clone(),
-                    log.algorithm,
+                    (
+                        log.public_key.clone(),
+                        log.raw_public_key.clone(),
+                        log.algorithm,
+                    ),
+                    log.valid_for,
                 )
             }
         };
-        let (public_key, raw_public_key, algorithm) = key;
+        let ((public_key, raw_public_key, algorithm), valid_for) = key;
         Some(TransparencyLog {
             public_key,
             raw_public_key,
             algorithm,
+            valid_for,
             origin: origin.clone(),
             tiles_url: raw
                 .url
