@@ -226,7 +226,11 @@ fn default_cache() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = match program::parse_args() {
+    let config = program::ConfigFile {
+        variable: "TCDIST_CONFIG",
+        default: std::path::Path::new("/etc/tcdist/distd.toml"),
+    };
+    let cli: Cli = match program::parse_args("distd", &config) {
         Ok(cli) => cli,
         Err(code) => return code,
     };

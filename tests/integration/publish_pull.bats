@@ -127,6 +127,31 @@ assert out["downloaded"] is False, out
 PY
 }
 
+@test "settings come from flags, then the environment, then the config file" {
+	ref=$TCDIST_REGISTRY/toolchains/small:a
+	printf 'policy = "%s"\nstore = "%s"\njobs = 2\n' "$TCVERIFY_POLICY" "$WORK/config-store" >"$WORK/tcverify.toml"
+	# The file alone: its policy and store are used.
+	run --separate-stderr env -u TCVERIFY_POLICY -u TCVERIFY_STORE TCVERIFY_CONFIG="$WORK/tcverify.toml" \
+		"$TCVERIFY" pull "$ref"
+	[ "$status" -eq 0 ]
+	[[ ${lines[0]} == "$WORK/config-store/"* ]]
+	# The environment wins over the file, and a flag over both.
+	run --separate-stderr env TCVERIFY_STORE="$WORK/env-store" TCVERIFY_CONFIG="$WORK/tcverify.toml" \
+		"$TCVERIFY" pull "$ref"
+	[[ ${lines[0]} == "$WORK/env-store/"* ]]
+	run --separate-stderr env TCVERIFY_STORE="$WORK/env-store" TCVERIFY_CONFIG="$WORK/tcverify.toml" \
+		"$TCVERIFY" pull "$ref" --store "$WORK/flag-store"
+	[[ ${lines[0]} == "$WORK/flag-store/"* ]]
+	# A misspelt setting, or a config file that is not there, is a configuration error.
+	printf 'polcy = "x"\n' >"$WORK/bad.toml"
+	run --separate-stderr env TCVERIFY_CONFIG="$WORK/bad.toml" "$TCVERIFY" pull "$ref"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"config file $WORK/bad.toml: unknown setting \"polcy\""* ]]
+	run --separate-stderr env TCVERIFY_CONFIG="$WORK/missing.toml" "$TCVERIFY" pull "$ref"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"TCVERIFY_CONFIG=$WORK/missing.toml names no config file"* ]]
+}
+
 @test "a pull by digest of something already in the store fetches no layer" {
 	digest=$("$DISTD" publish "$WORK/small" --ref "$TCDIST_REGISTRY/toolchains/small:a" | tail -n1)
 	"$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/small@$digest" --store "$WORK/store" >/dev/null

@@ -8,7 +8,11 @@ use cli::args::{Cli, Command};
 use tcverify::program;
 
 fn main() -> ExitCode {
-    let cli: Cli = match program::parse_args() {
+    let config = program::ConfigFile {
+        variable: "TCVERIFY_CONFIG",
+        default: std::path::Path::new("/etc/tcdist/tcverify.toml"),
+    };
+    let cli: Cli = match program::parse_args("tcverify", &config) {
         Ok(cli) => cli,
         Err(code) => return code,
     };
