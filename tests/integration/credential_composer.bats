@@ -6,22 +6,14 @@
 
 bats_require_minimum_version 1.5.0
 
-SIGNER=spiffe://tcdist.test/distd/signer
-JOB=spiffe://tcdist.test/ci/job
-
 setup() {
 	load helpers
-	SPIRE_SERVER=$TCDIST_SPIRE_BIN_DIR/spire-server
-	SPIRE_AGENT=$TCDIST_SPIRE_BIN_DIR/spire-agent
-	WORKLOAD_SOCKET=${SPIFFE_ENDPOINT_SOCKET#unix://}
-	APPLY=$TCDIST_TOP/spire-config/apply-entries
+	load spire_helpers
 	SERVER_CONF=$TCDIST_STACK_DIR/spire/server/server.conf
 }
 
 teardown() {
-	if [[ -n ${RESTORE_ENTRIES:-} ]]; then
-		env -u TCDIST_SIGNER_SVID_TTL "$APPLY" >/dev/null
-	fi
+	restore_entries
 }
 
 # conf_value KEY: the quoted value of KEY in the rendered server configuration.

@@ -6,24 +6,16 @@
 
 bats_require_minimum_version 1.5.0
 
-SIGNER=spiffe://tcdist.test/distd/signer
-JOB=spiffe://tcdist.test/ci/job
 BUILD_AGENT=spiffe://tcdist.test/buildkite/agent
 AGENT_ALIAS=spiffe://tcdist.test/agent/local
 
 setup() {
 	load helpers
-	SPIRE_SERVER=$TCDIST_SPIRE_BIN_DIR/spire-server
-	SPIRE_AGENT=$TCDIST_SPIRE_BIN_DIR/spire-agent
-	WORKLOAD_SOCKET=${SPIFFE_ENDPOINT_SOCKET#unix://}
-	APPLY=$TCDIST_TOP/spire-config/apply-entries
+	load spire_helpers
 }
 
 teardown() {
-	# Tests that change the entries put the stack's declaration back.
-	if [[ -n ${RESTORE_ENTRIES:-} ]]; then
-		env -u TCDIST_SIGNER_SVID_TTL "$APPLY" >/dev/null
-	fi
+	restore_entries
 }
 
 # fetch_ids EXE: the SPIFFE IDs the Workload API gives to a process running EXE (a copy of

@@ -48,20 +48,26 @@ impl TransparencyLog {
 }
 
 impl TransparencyLog {
-    /// The log whose checkpoints are signed by the PEM public key in `file` under `origin`.
-    pub fn from_key_file(file: &std::path::Path, origin: &str) -> Result<Self, String> {
-        let pem = std::fs::read(file)
-            .map_err(|e| format!("cannot read the log key {}: {e}", file.display()))?;
-        let (public_key, raw_public_key, algorithm) = parse_log_public_key(&pem)
-            .map_err(|e| format!("the log key {} {e}", file.display()))?;
-        Ok(Self {
+    /// The log whose checkpoints `key` signs under `origin`, trusted at any time; where its
+    /// tiles are is not known yet.
+    pub fn with_key((public_key, raw_public_key, algorithm): LogKey, origin: &str) -> Self {
+        Self {
             public_key,
             raw_public_key,
             algorithm,
             origin: origin.to_owned(),
             tiles_url: None,
             valid_for: None,
-        })
+        }
+    }
+
+    /// The log whose checkpoints are signed by the PEM public key in `file` under `origin`.
+    pub fn from_key_file(file: &std::path::Path, origin: &str) -> Result<Self, String> {
+        let pem = std::fs::read(file)
+            .map_err(|e| format!("cannot read the log key {}: {e}", file.display()))?;
+        let key = parse_log_public_key(&pem)
+            .map_err(|e| format!("the log key {} {e}", file.display()))?;
+        Ok(Self::with_key(key, origin))
     }
 }
 

@@ -220,8 +220,9 @@ fn transparency_log(at: &str, raw: &RawLog) -> Result<TransparencyLog, TrustedRo
         )
     })?;
     let der = decode(&format!("{at}.publicKey"), &raw.public_key.raw_bytes)?;
-    let (public_key, raw_public_key, algorithm) = parse_log_key_der(der)
+    let key = parse_log_key_der(der)
         .map_err(|e| error(format!("{at}.publicKey"), format!("the key {e}")))?;
+    let algorithm = key.2;
     let declared = match raw.public_key.key_details.as_str() {
         "PKIX_ED25519" => Some(LogKeyAlgorithm::Ed25519),
         "PKIX_ECDSA_P256_SHA_256" => Some(LogKeyAlgorithm::EcdsaP256Sha256),
@@ -237,12 +238,8 @@ fn transparency_log(at: &str, raw: &RawLog) -> Result<TransparencyLog, TrustedRo
         ));
     }
     let log = TransparencyLog {
-        public_key,
-        raw_public_key,
-        algorithm,
-        origin,
-        tiles_url: None,
         valid_for: raw.public_key.valid_for,
+        ..TransparencyLog::with_key(key, &origin)
     };
     // The file names the log's key ID; one that is not the key's (for this origin) means the
     // file was assembled wrongly, and no entry or checkpoint of the log would match it.
@@ -310,16 +307,8 @@ pub(crate) mod tests {
     pub(crate) fn trusted_root_json(trust_domain: &str, origin: &str, log_key: &[u8]) -> Value {
         let (td, other, tsa_root) = (ca(trust_domain), ca("fulcio"), ca("tsa root"));
         let tsa_leaf = der_of(&issued("tsa", &tsa_root));
-        let (public_key, raw_public_key, algorithm) = parse_log_key_der(log_key.to_vec()).unwrap();
-        let key_id = TransparencyLog {
-            public_key,
-            raw_public_key,
-            algorithm,
-            origin: origin.to_owned(),
-            tiles_url: None,
-            valid_for: None,
-        }
-        .key_id();
+        let key = parse_log_key_der(log_key.to_vec()).unwrap();
+        let key_id = TransparencyLog::with_key(key, origin).key_id();
         json!({
             "mediaType": MEDIA_TYPES[0],
             "certificateAuthorities": [

@@ -664,16 +664,14 @@ impl Loader<'_> {
             self.error(raw.origin.span(), "origin must be one non-empty line");
             return None;
         }
-        let key = match &raw.public_key {
+        let log = match &raw.public_key {
             Some(file) => {
                 let (resolved, bytes) = self.read(file)?;
-                (
-                    self.parsed(file, &resolved, parse_log_public_key(&bytes))?,
-                    None,
-                )
+                let key = self.parsed(file, &resolved, parse_log_public_key(&bytes))?;
+                TransparencyLog::with_key(key, origin)
             }
             None => {
-                let Some(log) = root.and_then(|root| {
+                let Some((_, log)) = root.and_then(|root| {
                     root.transparency_logs
                         .iter()
                         .find(|(_, log)| log.origin == *origin)
@@ -692,28 +690,15 @@ impl Loader<'_> {
                     );
                     return None;
                 };
-                let log = &log.1;
-                (
-                    (
-                        log.public_key.clone(),
-                        log.raw_public_key.clone(),
-                        log.algorithm,
-                    ),
-                    log.valid_for,
-                )
+                log.clone()
             }
         };
-        let ((public_key, raw_public_key, algorithm), valid_for) = key;
         Some(TransparencyLog {
-            public_key,
-            raw_public_key,
-            algorithm,
-            valid_for,
-            origin: origin.clone(),
             tiles_url: raw
                 .url
                 .as_ref()
                 .map(|u| u.get_ref().trim_end_matches('/').to_owned()),
+            ..log
         })
     }
 
