@@ -121,3 +121,113 @@ PY
 	[ "$status" -ne 0 ]
 	[ -z "$output" ]
 }
+
+@test "pull rejects a deep path" {
+	assert_refused deep-path "path has 201 components, over the limit of 128"
+}
+
+@test "pull rejects a PAX size that disagrees with the entry's header" {
+	assert_refused pax-size-mismatch "a PAX size of 4 for an entry whose header says 8"
+}
+
+@test "pull rejects a GNU long name over the record limit" {
+	assert_refused longname-huge "header record limit exceeded (a GNU long name of 1048576 bytes"
+}
+
+# A ~200-byte layer whose first header announces a 6 GiB PAX record: refused from the header,
+# once, in bounded memory.
+@test "pull rejects a PAX header announcing gigabytes, in bounded memory, without retries" {
+	python3 "$TCDIST_TOP/tests/lib/hostile_image.py" pax-huge "$WORK/pax-huge" v1
+	push_layout "$WORK/pax-huge" v1 "$TCDIST_REGISTRY/hostile/pax-huge:v1"
+	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' \
+		"$(layout_manifest_file "$WORK/pax-huge")")
+	gets_before=$(count_blob_gets "$layer")
+	before=$(store_snapshot "$STORE")
+	run --separate-stderr /usr/bin/time -f 'peak-rss-kb %M' \
+		"$TCVERIFY" pull "$TCDIST_REGISTRY/hostile/pax-huge:v1" --store "$STORE"
+	echo "status $status; stderr: $stderr"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"layer $layer: header record limit exceeded (a PAX header of 6442450944 bytes"* ]]
+	rss=$(sed -n 's/^peak-rss-kb //p' <<<"$stderr")
+	echo "peak RSS ${rss} KiB"
+	((rss <= 64 * 1024))
+	[ "$(count_blob_gets "$layer")" -eq $((gets_before + 1)) ]
+	[ "$before" = "$(store_snapshot "$STORE")" ]
+}
+
+# An OCI layout travels by hand: every file in it is forged input until hashed.
+layout_manifest_file() {
+	local layout=$1 index manifest
+	index=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$layout/index.json")
+	manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' \
+		"$layout/blobs/sha256/${index#sha256:}")
+	echo "$layout/blobs/sha256/${manifest#sha256:}"
+}
+
+# make_layouts: a signed release in $WORK/layout-good (tag a) and another one in
+# $WORK/layout-other, whose blobs a forger can copy over the signed names.
+make_layouts() {
+	rm -rf "$WORK/layout-good" "$WORK/layout-other" "$WORK/lay-good" "$WORK/lay-other"
+	make_small_tree "$WORK/lay-good"
+	make_small_tree "$WORK/lay-other"
+	# Content of their own, so neither is in the store already.
+	echo "layout $RANDOM $$ $BATS_TEST_NUMBER" >"$WORK/lay-good/README"
+	echo "forged $RANDOM" >"$WORK/lay-other/bin/go"
+	"$DISTD" publish "$WORK/lay-good" --ref "$TCDIST_REGISTRY/hostile/layout:a" --oci-layout "$WORK/layout-good" >/dev/null
+	"$DISTD" publish "$WORK/lay-other" --oci-layout "$WORK/layout-other" --repository hostile/layout >/dev/null
+}
+
+# assert_layout_refused TEXT: pulling the good layout exits 42 naming TEXT, store unchanged.
+assert_layout_refused() {
+	local before
+	before=$(store_snapshot "$STORE")
+	run --separate-stderr "$TCVERIFY" pull "oci-layout:$WORK/layout-good:a" --store "$STORE"
+	echo "status $status; stderr: $stderr"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"$1"* ]]
+	[ -z "$output" ]
+	[ "$before" = "$(store_snapshot "$STORE")" ]
+}
+
+@test "layout: an index blob replaced under its signed digest name is refused" {
+	make_layouts
+	good=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$WORK/layout-good/index.json")
+	other=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$WORK/layout-other/index.json")
+	cp -n "$WORK"/layout-other/blobs/sha256/* "$WORK/layout-good/blobs/sha256/" || true
+	cp -f "$WORK/layout-other/blobs/sha256/${other#sha256:}" "$WORK/layout-good/blobs/sha256/${good#sha256:}"
+	assert_layout_refused "release index: "
+	[[ $stderr == *"expected $good"* ]]
+}
+
+@test "layout: a layer blob replaced under its signed digest name is refused" {
+	make_layouts
+	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' "$(layout_manifest_file "$WORK/layout-good")")
+	file=$WORK/layout-good/blobs/sha256/${layer#sha256:}
+	python3 - "$file" <<'PY'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+data[len(data) // 2] ^= 0xFF
+open(path, "wb").write(data)
+PY
+	assert_layout_refused "layer $layer: digest mismatch"
+}
+
+@test "layout: a blob that is a FIFO or a link to /dev/zero is refused" {
+	make_layouts
+	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' "$(layout_manifest_file "$WORK/layout-good")")
+	file=$WORK/layout-good/blobs/sha256/${layer#sha256:}
+	rm "$file"
+	mkfifo "$file"
+	assert_layout_refused "is not a regular file"
+	rm "$file"
+	ln -s /dev/zero "$file"
+	assert_layout_refused "is a symbolic link, not a regular file"
+}
+
+@test "layout: an index.json that links to /dev/zero is refused" {
+	make_layouts
+	rm "$WORK/layout-good/index.json"
+	ln -s /dev/zero "$WORK/layout-good/index.json"
+	assert_layout_refused "is a symbolic link, not a regular file"
+}

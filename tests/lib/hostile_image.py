@@ -61,6 +61,38 @@ def bomb():
     return [dir_entry(ROOT), (info, Zeros(size))]
 
 
+def raw_header(name, size, typeflag):
+    """One ustar header block, written by hand so it may announce any size."""
+    block = bytearray(512)
+    block[0:len(name)] = name.encode()
+    block[100:108] = b"0000644\0"
+    block[108:116] = b"0000000\0"
+    block[116:124] = b"0000000\0"
+    if size < 8**11:
+        block[124:136] = b"%011o\0" % size
+    else:  # GNU base-256 for sizes past 8 GiB
+        block[124:136] = b"\x80" + size.to_bytes(11, "big")
+    block[136:148] = b"00000000000\0"
+    block[156:157] = typeflag
+    block[257:265] = b"ustar\x0000"
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def huge_pax_header():
+    """A PAX header announcing 6 GiB, followed by ~100 KB of records: the whole layer is tiny,
+    a parser that buffers the announced record is not."""
+    records = b"".join(b"%d comment=%s\n" % (len(b"comment=x\n") + 4 + 90, b"x" * 90) for _ in range(1000))
+    return raw_header("././@PaxHeader", 6 << 30, b"x") + records
+
+
+RAW_CASES = {
+    "pax-huge": huge_pax_header,
+    "longname-huge": lambda: raw_header("././@LongLink", 1 << 20, b"L") + b"a" * (1 << 20),
+}
+
+
 CASES = {
     "dotdot": lambda: [dir_entry(ROOT), file_entry(f"{ROOT}/../escaped")],
     "absolute": lambda: [dir_entry(ROOT), file_entry("/tmp/tcdist-escaped")],
@@ -86,7 +118,16 @@ CASES = {
     "setuid": lambda: [dir_entry(ROOT), file_entry(f"{ROOT}/su", b"#!/bin/sh\n", 0o4755)],
     "duplicate": lambda: [dir_entry(ROOT), file_entry(f"{ROOT}/a", b"1"), file_entry(f"{ROOT}/a", b"2")],
     "bomb": bomb,
+    "deep-path": lambda: [dir_entry(ROOT), file_entry(ROOT + "/d" * 200)],
+    "pax-size-mismatch": lambda: [dir_entry(ROOT), pax_sized_file(f"{ROOT}/a", b"12345678", 4)],
 }
+
+
+def pax_sized_file(name, data, pax_size):
+    """A file whose PAX header gives another size than its ustar header."""
+    info, body = file_entry(name, data)
+    info.pax_headers = {"size": str(pax_size)}
+    return info, body
 
 
 def dev_entry(name, kind):
@@ -112,11 +153,15 @@ def host_arch():
 def main():
     case, out, tag = sys.argv[1:4]
     os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in CASES[case]():
-            tar.addfile(info, data)
-    tar_bytes = raw.getvalue()
+    if case in RAW_CASES:
+        tar_bytes = RAW_CASES[case]()
+    else:
+        raw = io.BytesIO()
+        fmt = tarfile.PAX_FORMAT if case.startswith("pax-") else tarfile.GNU_FORMAT
+        with tarfile.open(fileobj=raw, mode="w", format=fmt) as tar:
+            for info, data in CASES[case]():
+                tar.addfile(info, data)
+        tar_bytes = raw.getvalue()
     layer = write_blob(out, gzip.compress(tar_bytes, compresslevel=6, mtime=0))
     layer["mediaType"] = "application/vnd.oci.image.layer.v1.tar+gzip"
     arch = host_arch()

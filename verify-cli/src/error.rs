@@ -146,6 +146,10 @@ pub enum UnsafeEntryRule {
     Duplicate,
     #[error("whiteout entries are not part of the release format")]
     Whiteout,
+    #[error("path or link target is {bytes} bytes long, over the {max}-byte limit")]
+    PathTooLong { bytes: usize, max: usize },
+    #[error("path has {depth} components, over the limit of {max}")]
+    PathTooDeep { depth: usize, max: usize },
 }
 
 impl Error {

@@ -1,33 +1,38 @@
-//! Layers from source to staging in one streaming pass each: download (resuming with Range
-//! after transient failures) → size and digest check → decompress → extract. Layers run in
-//! parallel; the async side downloads and hashes, a blocking thread decompresses and writes.
+//! Layers from source to staging: each blob is downloaded (resuming with Range after
+//! transient failures) into a spool file while its size and digest are checked, and only a
+//! blob that matched its digest is decompressed and extracted. Layers run in parallel, so one
+//! layer is extracted while the next downloads.
 
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
-use tokio::sync::mpsc;
 
-use crate::digest::Digest;
-use crate::error::{Error, Rejection, Result};
+use crate::checked::{BlobSpool, CheckedBlob};
+use crate::error::{Error, Result};
 use crate::release::{Compression, Descriptor};
 use crate::report::Reporter;
+use crate::resolve::ResolvedRelease;
 use crate::source::ReleaseSource;
 use crate::store::extract::{
     BudgetUse, BudgetedReader, ExtractBudget, ExtractError, LayerExtractor, PendingHardLink,
     budget_or_malformed, create_hard_links,
 };
+use crate::store::staging::Staging;
+use crate::verify::Verified;
 
-/// Chunks in flight between a download and its extraction thread; bounds memory per layer.
-const CHANNEL_DEPTH: usize = 16;
+/// zstd frames may ask for a window of up to 2 GiB; distd's levels use at most 8 MiB. A
+/// larger window is refused rather than allocated.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+/// Read buffer between a spool file and its decompressor.
+const SPOOL_READ_BUFFER: usize = 256 << 10;
 
 pub struct LayerFetch<'a> {
     pub source: &'a ReleaseSource,
-    pub staging: &'a Path,
+    pub staging: &'a Staging,
     pub budget: &'a ExtractBudget,
     pub reporter: &'a dyn Reporter,
     pub jobs: usize,
@@ -35,27 +40,28 @@ pub struct LayerFetch<'a> {
 }
 
 impl LayerFetch<'_> {
-    /// Fetches and extracts all `layers` into the staging directory, then makes their hard
-    /// links. On failure the first layer error (in manifest order) is returned; other layers
-    /// are cancelled.
-    pub async fn run(&self, layers: &[Descriptor]) -> Result<()> {
+    /// Fetches and extracts every layer of a verified release into the staging directory,
+    /// then makes their hard links. On failure the first layer error (in manifest order) is
+    /// returned; other layers are cancelled.
+    pub async fn run(&self, release: &Verified<ResolvedRelease>) -> Result<()> {
         let used = Arc::new(BudgetUse::default());
         let cancel = Arc::new(AtomicBool::new(false));
-        let results: Vec<Result<Option<Vec<PendingHardLink>>>> = futures::stream::iter(layers)
-            .map(|layer| {
-                let used = used.clone();
-                let cancel = cancel.clone();
-                async move {
-                    let result = self.fetch_layer(layer, used, &cancel).await;
-                    if result.is_err() {
-                        cancel.store(true, Ordering::Relaxed);
+        let results: Vec<Result<Option<Vec<PendingHardLink>>>> =
+            futures::stream::iter(&release.get().manifest.layers)
+                .map(|layer| {
+                    let used = used.clone();
+                    let cancel = cancel.clone();
+                    async move {
+                        let result = self.fetch_layer(layer, used, &cancel).await;
+                        if result.is_err() {
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                        result
                     }
-                    result
-                }
-            })
-            .buffered(self.jobs.max(1))
-            .collect()
-            .await;
+                })
+                .buffered(self.jobs.max(1))
+                .collect()
+                .await;
         let mut links = Vec::new();
         let mut first_error = None;
         for result in results {
@@ -71,10 +77,10 @@ impl LayerFetch<'_> {
         if let Some(e) = first_error {
             return Err(e);
         }
-        let staging = self.staging.to_owned();
+        let staging = self.staging.path().to_owned();
         tokio::task::spawn_blocking(move || create_hard_links(&staging, &links))
             .await
-            .expect("hard link task does not panic")
+            .map_err(|e| task_failed("making hard links", e))?
             .map_err(into_error)
     }
 
@@ -84,122 +90,73 @@ impl LayerFetch<'_> {
         used: Arc<BudgetUse>,
         cancel: &AtomicBool,
     ) -> Result<Option<Vec<PendingHardLink>>> {
-        let compression = Compression::from_media_type(&layer.media_type)
-            .expect("the structure stage admits only known layer media types");
-        let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
-        let extraction = {
-            let staging = self.staging.to_owned();
-            let digest = layer.digest.clone();
-            let budget = self.budget.clone();
-            tokio::task::spawn_blocking(move || {
-                extract_stream(
-                    ChannelReader::new(receiver),
-                    compression,
-                    &staging,
-                    &digest,
-                    &budget,
-                    &used,
-                )
-            })
-        };
-        let downloaded = self.download(layer, sender, cancel).await;
-        let extracted = extraction.await.expect("extraction thread does not panic");
-        // A digest or size mismatch explains any extraction error, so it is reported first.
-        if !downloaded? {
+        let Some(blob) = self.download(layer, cancel).await? else {
             return Ok(None);
-        }
-        extracted.map(Some).map_err(into_error)
+        };
+        let compression = Compression::from_media_type(&layer.media_type).ok_or_else(|| {
+            crate::error::Rejection::malformed(
+                format!("layer {}", layer.digest),
+                format!("unknown layer media type {:?}", layer.media_type),
+            )
+        })?;
+        let staging = self.staging.path().to_owned();
+        let budget = self.budget.clone();
+        tokio::task::spawn_blocking(move || {
+            extract_blob(blob, compression, &staging, &budget, &used)
+        })
+        .await
+        .map_err(|e| task_failed("extracting a layer", e))?
+        .map(Some)
+        .map_err(into_error)
     }
 
-    /// Streams the blob into `sender` while checking its size and digest. Keeps reading (and
-    /// hashing) if extraction stops early, so a corrupted blob is reported as one. Returns
-    /// false when cancelled because another layer failed.
+    /// Downloads the blob into a spool file while checking its size and digest. Returns
+    /// `None` when cancelled because another layer failed. A digest or size mismatch is a
+    /// verification failure, reported once and never retried.
     async fn download(
         &self,
         layer: &Descriptor,
-        sender: mpsc::Sender<Bytes>,
         cancel: &AtomicBool,
-    ) -> Result<bool> {
+    ) -> Result<Option<CheckedBlob>> {
         let id = self.reporter.layer_started(&layer.digest, layer.size);
-        let mut hasher = Sha256::new();
-        let mut received: u64 = 0;
-        let mut sender = Some(sender);
+        let spool_dir = self.staging.spool_dir();
+        let mut spool = BlobSpool::create(spool_dir, &format!("layer {}", layer.digest), layer)?;
         let mut failures = 0;
         'attempts: loop {
-            let (mut stream, mut skip) = self.source.open_blob(layer, received).await?;
+            let (mut stream, mut skip) = self.source.open_blob(layer, spool.received()).await?;
             loop {
                 if cancel.load(Ordering::Relaxed) {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                let failure = match stream.next().await {
-                    Some(Ok(chunk)) => Ok(chunk),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None if received < layer.size => Err("connection closed early".to_owned()),
+                let detail = match stream.next().await {
+                    Some(Ok(mut chunk)) => {
+                        let dropped = skip.min(chunk.len() as u64);
+                        chunk.advance(dropped as usize);
+                        skip -= dropped;
+                        // Page-cache writes of one chunk; not worth a blocking-pool hop each.
+                        spool.write(&chunk, spool_dir)?;
+                        self.reporter.layer_progress(id, chunk.len() as u64);
+                        continue;
+                    }
+                    Some(Err(e)) => e.to_string(),
+                    None if spool.received() < layer.size => "connection closed early".to_owned(),
                     None => break 'attempts,
                 };
-                let mut chunk = match failure {
-                    Ok(chunk) => chunk,
-                    Err(detail) => {
-                        failures += 1;
-                        if failures > self.retries {
-                            return Err(Error::Unavailable {
-                                operation: format!("downloading layer {}", layer.digest),
-                                attempts: failures,
-                                detail,
-                            });
-                        }
-                        // Resume where the stream broke.
-                        tokio::time::sleep(std::time::Duration::from_millis(
-                            200 << failures.min(4),
-                        ))
-                        .await;
-                        continue 'attempts;
-                    }
-                };
-                let dropped = skip.min(chunk.len() as u64);
-                chunk.advance(dropped as usize);
-                skip -= dropped;
-                if chunk.is_empty() {
-                    continue;
+                failures += 1;
+                if failures > self.retries {
+                    return Err(Error::Unavailable {
+                        operation: format!("downloading layer {}", layer.digest),
+                        attempts: failures,
+                        detail,
+                    });
                 }
-                received += chunk.len() as u64;
-                if received > layer.size {
-                    return Err(Rejection::SizeMismatch {
-                        object: format!("layer {}", layer.digest),
-                        expected: layer.size,
-                        actual: received,
-                    }
-                    .into());
-                }
-                hasher.update(&chunk);
-                self.reporter.layer_progress(id, chunk.len() as u64);
-                if let Some(tx) = &sender
-                    && tx.send(chunk).await.is_err()
-                {
-                    sender = None;
-                }
+                // Resume where the stream broke.
+                tokio::time::sleep(std::time::Duration::from_millis(200 << failures.min(4))).await;
+                continue 'attempts;
             }
         }
-        drop(sender);
         self.reporter.layer_finished(id);
-        if received != layer.size {
-            return Err(Rejection::SizeMismatch {
-                object: format!("layer {}", layer.digest),
-                expected: layer.size,
-                actual: received,
-            }
-            .into());
-        }
-        let actual = Digest::from_hasher(hasher);
-        if actual != layer.digest {
-            return Err(Rejection::DigestMismatch {
-                object: format!("layer {}", layer.digest),
-                expected: layer.digest.clone(),
-                actual,
-            }
-            .into());
-        }
-        Ok(true)
+        spool.finish(spool_dir).map(Some)
     }
 }
 
@@ -210,60 +167,41 @@ fn into_error(e: ExtractError) -> Error {
     }
 }
 
-/// Decompresses and extracts one layer; runs on a blocking thread.
-fn extract_stream(
-    reader: ChannelReader,
+fn task_failed(what: &str, e: tokio::task::JoinError) -> Error {
+    Error::store(
+        "running a task",
+        Path::new(what),
+        io::Error::other(e.to_string()),
+    )
+}
+
+/// Decompresses and extracts one checked layer; runs on a blocking thread.
+fn extract_blob(
+    blob: CheckedBlob,
     compression: Compression,
     staging: &Path,
-    layer: &Digest,
     budget: &ExtractBudget,
     used: &BudgetUse,
 ) -> std::result::Result<Vec<PendingHardLink>, ExtractError> {
+    let layer = blob.descriptor().digest.clone();
     let malformed =
-        |what: &str, e: io::Error| ExtractError::Rejected(budget_or_malformed(layer, what, e));
+        |what: &str, e: io::Error| ExtractError::Rejected(budget_or_malformed(&layer, what, e));
+    let reader = BufReader::with_capacity(SPOOL_READ_BUFFER, blob.into_reader());
     let decoder: Box<dyn Read> = match compression {
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(reader).map_err(|e| malformed("starting zstd", e))?,
-        ),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(io::BufReader::with_capacity(
-            128 << 10,
-            reader,
-        ))),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(reader)
+                .map_err(|e| malformed("starting zstd", e))?;
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(|e| malformed("limiting the zstd window", e))?;
+            Box::new(decoder)
+        }
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
     };
-    let mut archive = tar::Archive::new(BudgetedReader::new(decoder, budget, used));
-    let links = LayerExtractor::new(staging, layer, budget, used).extract(&mut archive)?;
+    let mut archive = BudgetedReader::new(decoder, budget, used);
+    let links = LayerExtractor::new(staging, &layer, budget, used).extract(&mut archive)?;
     // Read to the end: trailing bytes must decompress cleanly and count against the budget.
-    io::copy(&mut archive.into_inner(), &mut io::sink())
+    io::copy(&mut archive, &mut io::sink())
         .map_err(|e| malformed("reading past the end of the archive", e))?;
     Ok(links)
-}
-
-/// Reads the chunks a download task sends, as a blocking `Read`.
-struct ChannelReader {
-    receiver: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    fn new(receiver: mpsc::Receiver<Bytes>) -> Self {
-        Self {
-            receiver,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current.advance(n);
-        Ok(n)
-    }
 }

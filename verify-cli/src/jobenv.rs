@@ -7,7 +7,7 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::error::{Error, Rejection, Result};
-use crate::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_document};
+use crate::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
 use crate::store::Entry;
 
 #[derive(Debug, Serialize)]
@@ -62,7 +62,7 @@ pub fn job_environment(
 fn read_metadata(root: &Path) -> Result<ToolchainMetadata> {
     let path = root.join(TOOLCHAIN_METADATA_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::store("reading", &path, e))?;
-    parse_document(TOOLCHAIN_METADATA_FILE, &bytes)
+    parse_json(TOOLCHAIN_METADATA_FILE, &bytes)
         .map_err(|reason| Rejection::malformed(path.display().to_string(), reason).into())
 }
 

@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod audit;
 pub mod bundle;
+pub mod checked;
 pub mod digest;
 pub mod error;
 pub mod fetch;

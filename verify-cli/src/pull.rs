@@ -72,20 +72,21 @@ pub async fn pull(
             downloaded: false,
         });
     }
-    let staging = store.stage(&release.index_digest, &release.platform, &lock)?;
+    let staging = store.stage(&verified, &lock)?;
     reporter.step(&format!(
         "fetching {} layers of {}",
         release.manifest.layers.len(),
         release.index_digest
     ));
-    install(
-        &source,
-        &verified,
-        staging.path(),
-        options,
-        verifier,
+    LayerFetch {
+        source: &source,
+        staging: &staging,
+        budget: verifier.budget(),
         reporter,
-    )
+        jobs: options.jobs,
+        retries: options.registry.registry_retries,
+    }
+    .run(&verified)
     .await?;
     Store::write_record(&staging, &EntryRecord::new(&release.reference, &report))?;
     reporter.step("installing into the store");
@@ -100,25 +101,4 @@ pub async fn pull(
         report,
         downloaded: true,
     })
-}
-
-/// Extraction accepts only a verified release.
-async fn install(
-    source: &ReleaseSource,
-    release: &Verified<ResolvedRelease>,
-    staging: &std::path::Path,
-    options: &PullOptions<'_>,
-    verifier: &Verifier,
-    reporter: &dyn Reporter,
-) -> Result<()> {
-    LayerFetch {
-        source,
-        staging,
-        budget: verifier.budget(),
-        reporter,
-        jobs: options.jobs,
-        retries: options.registry.registry_retries,
-    }
-    .run(&release.get().manifest.layers)
-    .await
 }

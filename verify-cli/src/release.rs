@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checked::CheckedBytes;
 use crate::digest::Digest;
 use crate::platform::Platform;
 
@@ -188,11 +189,18 @@ pub struct PatchRecord {
     pub digest: Digest,
 }
 
-/// Parses a JSON document fetched from somewhere untrusted, naming it in the error.
+/// Parses a content-addressed document. It takes only [`CheckedBytes`], so nothing fetched is
+/// parsed before its digest is known to be right.
 pub fn parse_document<T: serde::de::DeserializeOwned>(
     what: &str,
-    bytes: &[u8],
+    document: &CheckedBytes,
 ) -> Result<T, String> {
+    parse_json(what, document.as_bytes())
+}
+
+/// Parses a JSON file that no digest names (an OCI layout's `index.json`, an installed
+/// entry's `TOOLCHAIN.json`), under the same size cap as documents.
+pub fn parse_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, String> {
     if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
         return Err(format!(
             "{what} is {} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit",

@@ -1,6 +1,7 @@
 //! Tag → index → this platform's manifest → config. Fetches and parses; trusts nothing yet
 //! (every document is checked against the digest that names it, the rules run in `verify`).
 
+use crate::checked::CheckedBytes;
 use crate::digest::Digest;
 use crate::error::{Error, Rejection, Result};
 use crate::platform::Platform;
@@ -25,10 +26,15 @@ pub struct ResolvedRelease {
 
 /// Fetches the index a reference names.
 pub async fn resolve_index(source: &ReleaseSource) -> Result<(ImageIndex, Digest)> {
-    let (bytes, digest) = source.resolve_top().await?;
-    let object = format!("index {digest}");
-    let index: ImageIndex =
-        parse_document(&object, &bytes).map_err(|reason| Rejection::malformed(&object, reason))?;
+    let document = source.resolve_top().await?;
+    Ok((parse_index(&document)?, document.digest().clone()))
+}
+
+/// Parses a release's index, which must be an OCI image index.
+pub fn parse_index(document: &CheckedBytes) -> Result<ImageIndex> {
+    let object = format!("index {}", document.digest());
+    let index: ImageIndex = parse_document(&object, document)
+        .map_err(|reason| Rejection::malformed(&object, reason))?;
     if index.schema_version != 2 || index.media_type != MEDIA_TYPE_INDEX {
         return Err(Rejection::malformed(
             object,
@@ -40,7 +46,7 @@ pub async fn resolve_index(source: &ReleaseSource) -> Result<(ImageIndex, Digest
         )
         .into());
     }
-    Ok((index, digest))
+    Ok(index)
 }
 
 /// Picks the manifest for `wanted` from the index.

@@ -1,18 +1,22 @@
 //! Where a release comes from: a registry or an OCI image layout directory. Both hand out raw
 //! bytes and blob streams; every digest is checked by the caller, so neither is trusted.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use tokio_util::io::ReaderStream;
 
+use crate::checked::CheckedBytes;
 use crate::digest::Digest;
 use crate::error::{Error, Rejection, Result};
 use crate::reference::{LayoutRef, RegistryRef, ReleaseRef};
 use crate::registry::{BlobBody, BlobStream, Registry, RegistryArgs};
 use crate::release::{
-    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MAX_DOCUMENT_BYTES, parse_document,
+    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MAX_DOCUMENT_BYTES, MEDIA_TYPE_INDEX,
+    parse_document, parse_json,
 };
 
 pub enum ReleaseSource {
@@ -34,34 +38,26 @@ impl ReleaseSource {
         })
     }
 
-    /// The top-level document the reference names (a tag resolves here), and its digest.
-    /// A reference pinned by digest gets exactly that document or an error.
-    pub async fn resolve_top(&self) -> Result<(Bytes, Digest)> {
-        let (bytes, digest, pinned) = match self {
+    /// The top-level document the reference names (a tag resolves here). A reference pinned
+    /// by digest gets exactly that document or an error; a tag's document is named by its own
+    /// digest, which the signature stage then judges.
+    pub async fn resolve_top(&self) -> Result<CheckedBytes> {
+        match self {
             ReleaseSource::Registry {
                 registry,
                 reference,
             } => {
-                let (bytes, digest) = registry.manifest(&reference.to_oci()).await?;
-                (bytes, digest, reference.digest.clone())
+                let (bytes, _) = registry.manifest(&reference.to_oci()).await?;
+                Ok(match &reference.digest {
+                    Some(pinned) => CheckedBytes::against_digest("release index", pinned, bytes)?,
+                    None => CheckedBytes::named_by_content(bytes),
+                })
             }
             ReleaseSource::Layout(layout) => {
-                let digest = self.layout_top_digest(layout).await?;
-                let bytes = self.layout_blob(layout, &digest).await?;
-                (bytes, digest.clone(), Some(digest))
+                let (digest, size) = layout_top(layout)?;
+                layout_document(layout, "release index", &digest, size)
             }
-        };
-        if let Some(expected) = pinned
-            && expected != digest
-        {
-            return Err(Rejection::DigestMismatch {
-                object: "release index".into(),
-                expected,
-                actual: digest,
-            }
-            .into());
         }
-        Ok((bytes, digest))
     }
 
     /// The repository path the reference names, when it has one (an OCI layout has none; its
@@ -84,7 +80,7 @@ impl ReleaseSource {
     ) -> Result<Vec<Descriptor>> {
         let tag = crate::attachments::referrers_tag(subject);
         let listed = match self.tagged(&tag).await? {
-            Some((bytes, _)) => referrers_of_type(&tag, &bytes, artifact_type)?,
+            Some(document) => referrers_of_type(&tag, &document, artifact_type)?,
             None => Vec::new(),
         };
         match self {
@@ -104,40 +100,42 @@ impl ReleaseSource {
 
     /// The manifest a tag names in the reference's repository, or `None` when there is no
     /// such tag.
-    pub async fn tagged(&self, tag: &str) -> Result<Option<(Bytes, Digest)>> {
+    pub async fn tagged(&self, tag: &str) -> Result<Option<CheckedBytes>> {
         match self {
             ReleaseSource::Registry {
                 registry,
                 reference,
-            } => registry.optional_manifest(&reference.with_tag(tag)).await,
+            } => Ok(registry
+                .optional_manifest(&reference.with_tag(tag))
+                .await?
+                .map(|(bytes, _)| CheckedBytes::named_by_content(bytes))),
             ReleaseSource::Layout(layout) => {
                 let tagged = LayoutRef {
                     path: layout.path.clone(),
                     tag: Some(tag.to_owned()),
                     digest: None,
                 };
-                let digest = match self.layout_top_digest(&tagged).await {
-                    Ok(digest) => digest,
+                let (digest, size) = match layout_top(&tagged) {
+                    Ok(found) => found,
                     Err(Error::NotFound { .. }) => return Ok(None),
                     Err(e) => return Err(e),
                 };
-                let bytes = self.layout_blob(layout, &digest).await?;
-                let actual = Digest::of(&bytes);
-                if actual != digest {
-                    return Err(Rejection::DigestMismatch {
-                        object: format!("tag {tag}"),
-                        expected: digest,
-                        actual,
-                    }
-                    .into());
-                }
-                Ok(Some((bytes, digest)))
+                Ok(Some(layout_document(
+                    layout,
+                    &format!("tag {tag}"),
+                    &digest,
+                    size,
+                )?))
             }
         }
     }
 
     /// A manifest or config named by `descriptor`, checked against its size and digest.
-    pub async fn fetch_document(&self, what: &str, descriptor: &Descriptor) -> Result<Bytes> {
+    pub async fn fetch_document(
+        &self,
+        what: &str,
+        descriptor: &Descriptor,
+    ) -> Result<CheckedBytes> {
         if descriptor.size > MAX_DOCUMENT_BYTES {
             return Err(Rejection::malformed(
                 what,
@@ -148,51 +146,28 @@ impl ReleaseSource {
             )
             .into());
         }
-        let bytes = match self {
+        match self {
             ReleaseSource::Registry {
                 registry,
                 reference,
             } => {
-                if descriptor.media_type.ends_with("manifest.v1+json")
-                    || descriptor.media_type.ends_with("index.v1+json")
-                {
-                    registry
-                        .manifest(&reference.with_digest(&descriptor.digest))
-                        .await?
-                        .0
+                let at = reference.with_digest(&descriptor.digest);
+                let bytes = if is_manifest(&descriptor.media_type) {
+                    registry.manifest(&at).await?.0
                 } else {
-                    let mut stream = match registry
-                        .open_blob(&reference.with_digest(&descriptor.digest), descriptor, 0)
-                        .await?
-                    {
-                        BlobBody::FromOffset(s) | BlobBody::Whole(s) => s,
-                    };
-                    let mut bytes = Vec::with_capacity(descriptor.size as usize);
-                    while let Some(chunk) =
-                        stream.try_next().await.map_err(|e| Error::Unavailable {
-                            operation: format!("downloading {what}"),
-                            attempts: 1,
-                            detail: e.to_string(),
-                        })?
-                    {
-                        let received = (bytes.len() + chunk.len()) as u64;
-                        if received > descriptor.size {
-                            return Err(Rejection::SizeMismatch {
-                                object: what.to_owned(),
-                                expected: descriptor.size,
-                                actual: received,
-                            }
-                            .into());
-                        }
-                        bytes.extend_from_slice(&chunk);
-                    }
-                    Bytes::from(bytes)
-                }
+                    read_capped_stream(
+                        registry.open_blob(&at, descriptor, 0).await?,
+                        what,
+                        descriptor,
+                    )
+                    .await?
+                };
+                Ok(CheckedBytes::against(what, descriptor, bytes)?)
             }
-            ReleaseSource::Layout(layout) => self.layout_blob(layout, &descriptor.digest).await?,
-        };
-        check_bytes(what, descriptor, &bytes)?;
-        Ok(bytes)
+            ReleaseSource::Layout(layout) => {
+                layout_document(layout, what, &descriptor.digest, Some(descriptor.size))
+            }
+        }
     }
 
     /// A layer blob from `offset` on. Returns the stream and how many leading bytes to skip
@@ -220,15 +195,19 @@ impl ReleaseSource {
                 },
             ),
             ReleaseSource::Layout(layout) => {
-                use tokio::io::AsyncSeekExt;
+                use std::io::Seek;
+                use tokio::io::AsyncReadExt;
                 let path = blob_path(layout, &descriptor.digest);
-                let mut file = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| layout_error(layout, &path, e))?;
+                let mut file = open_regular(&path).map_err(|e| layout_error(layout, &path, e))?;
                 file.seek(std::io::SeekFrom::Start(offset))
-                    .await
                     .map_err(|e| layout_error(layout, &path, e))?;
-                Ok((Box::pin(ReaderStream::with_capacity(file, 256 << 10)), 0))
+                // One byte past the descriptor's size is enough to tell a longer blob.
+                let remaining = descriptor.size.saturating_sub(offset) + 1;
+                let file = tokio::fs::File::from_std(file);
+                Ok((
+                    Box::pin(ReaderStream::with_capacity(file.take(remaining), 256 << 10)),
+                    0,
+                ))
             }
         }
     }
@@ -239,70 +218,152 @@ impl ReleaseSource {
             ReleaseSource::Layout(layout) => format!("OCI layout {}", layout.path.display()),
         }
     }
+}
 
-    async fn layout_top_digest(&self, layout: &LayoutRef) -> Result<Digest> {
-        if let Some(digest) = &layout.digest {
-            return Ok(digest.clone());
+fn is_manifest(media_type: &str) -> bool {
+    media_type.ends_with("manifest.v1+json") || media_type.ends_with("index.v1+json")
+}
+
+/// Reads a small blob whole, refusing more bytes than its descriptor announced.
+async fn read_capped_stream(body: BlobBody, what: &str, descriptor: &Descriptor) -> Result<Bytes> {
+    let (BlobBody::FromOffset(mut stream) | BlobBody::Whole(mut stream)) = body;
+    let mut bytes = Vec::with_capacity(descriptor.size as usize);
+    while let Some(chunk) = stream.try_next().await.map_err(|e| Error::Unavailable {
+        operation: format!("downloading {what}"),
+        attempts: 1,
+        detail: e.to_string(),
+    })? {
+        let received = (bytes.len() + chunk.len()) as u64;
+        if received > descriptor.size {
+            return Err(Rejection::SizeMismatch {
+                object: what.to_owned(),
+                expected: descriptor.size,
+                actual: received,
+            }
+            .into());
         }
-        let path = layout.path.join("index.json");
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| layout_error(layout, &path, e))?;
-        let index: ImageIndex = parse_document("OCI layout index.json", &bytes)
-            .map_err(|reason| Error::usage(format!("{}: {reason}", path.display())))?;
-        let wanted = layout.tag.as_deref();
-        let matches: Vec<&Descriptor> = index
-            .manifests
-            .iter()
-            .filter(|d| match wanted {
-                Some(tag) => {
-                    d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag)
-                }
-                None => true,
-            })
-            .collect();
-        match matches.as_slice() {
-            [one] => Ok(one.digest.clone()),
-            [] => Err(Error::NotFound {
-                object: format!("tag {}", wanted.unwrap_or("(any)")),
-                source_name: format!("OCI layout {}", layout.path.display()),
-                detail: "index.json has no such entry".into(),
-            }),
-            _ => Err(Error::usage_with_hint(
-                format!(
-                    "OCI layout {} holds several releases",
-                    layout.path.display()
-                ),
-                "name one: oci-layout:PATH:TAG or oci-layout:PATH@sha256:…",
-            )),
-        }
+        bytes.extend_from_slice(&chunk);
     }
+    Ok(Bytes::from(bytes))
+}
 
-    async fn layout_blob(&self, layout: &LayoutRef, digest: &Digest) -> Result<Bytes> {
-        let path = blob_path(layout, digest);
-        let metadata = tokio::fs::metadata(&path)
-            .await
-            .map_err(|e| layout_error(layout, &path, e))?;
-        if metadata.len() > MAX_DOCUMENT_BYTES {
+/// The digest (and, when `index.json` lists it, the size) of the release a layout reference
+/// names: by its digest, or by tag (or as the only entry) in `index.json`.
+fn layout_top(layout: &LayoutRef) -> Result<(Digest, Option<u64>)> {
+    if let Some(digest) = &layout.digest {
+        return Ok((digest.clone(), None));
+    }
+    let path = layout.path.join("index.json");
+    let bytes =
+        read_regular_file(&path, MAX_DOCUMENT_BYTES).map_err(|e| layout_error(layout, &path, e))?;
+    let index: ImageIndex = parse_json("OCI layout index.json", &bytes)
+        .map_err(|reason| Error::usage(format!("{}: {reason}", path.display())))?;
+    let wanted = layout.tag.as_deref();
+    let matches: Vec<&Descriptor> = index
+        .manifests
+        .iter()
+        .filter(|d| match wanted {
+            Some(tag) => d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str) == Some(tag),
+            None => true,
+        })
+        .collect();
+    match matches.as_slice() {
+        [one] => Ok((one.digest.clone(), Some(one.size))),
+        [] => Err(Error::NotFound {
+            object: format!("tag {}", wanted.unwrap_or("(any)")),
+            source_name: format!("OCI layout {}", layout.path.display()),
+            detail: "index.json has no such entry".into(),
+        }),
+        _ => Err(Error::usage_with_hint(
+            format!(
+                "OCI layout {} holds several releases",
+                layout.path.display()
+            ),
+            "name one: oci-layout:PATH:TAG or oci-layout:PATH@sha256:…",
+        )),
+    }
+}
+
+/// A document blob of a layout, read only from a regular file, no further than its size (or
+/// the document limit), and checked against its digest and size.
+fn layout_document(
+    layout: &LayoutRef,
+    what: &str,
+    digest: &Digest,
+    size: Option<u64>,
+) -> Result<CheckedBytes> {
+    let path = blob_path(layout, digest);
+    let cap = size.unwrap_or(MAX_DOCUMENT_BYTES).min(MAX_DOCUMENT_BYTES);
+    let bytes = match read_regular_file(&path, cap) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => {
             return Err(Rejection::malformed(
-                format!("blob {digest}"),
-                "document is over the size limit",
+                format!("{what} ({})", path.display()),
+                format!("more than {cap} bytes"),
             )
             .into());
         }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| layout_error(layout, &path, e))?;
-        Ok(Bytes::from(bytes))
+        Err(e) => return Err(layout_error(layout, &path, e)),
+    };
+    Ok(match size {
+        Some(size) => CheckedBytes::against(
+            what,
+            &Descriptor::new(MEDIA_TYPE_INDEX, digest.clone(), size),
+            bytes,
+        )?,
+        None => CheckedBytes::against_digest(what, digest, bytes)?,
+    })
+}
+
+/// Opens `path` only if it is a regular file: not a symlink (to `/dev/zero`, say), not a FIFO
+/// (opened without blocking, so a FIFO with no writer cannot hang the pull).
+fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a symbolic link, not a regular file",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is not a regular file",
+        ));
     }
+    Ok(file)
+}
+
+/// Reads a regular file of at most `cap` bytes (`FileTooLarge` past that).
+fn read_regular_file(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular(path)?.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("more than {cap} bytes"),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The descriptors of `artifact_type` in the referrers tag's index, filtered as the referrers
 /// API would. A document that is not an index is refused, naming the tag.
-fn referrers_of_type(tag: &str, bytes: &[u8], artifact_type: &str) -> Result<Vec<Descriptor>> {
+fn referrers_of_type(
+    tag: &str,
+    document: &CheckedBytes,
+    artifact_type: &str,
+) -> Result<Vec<Descriptor>> {
     let what = format!("referrers tag {tag}");
     let index: ImageIndex =
-        parse_document(&what, bytes).map_err(|reason| Rejection::malformed(&what, reason))?;
+        parse_document(&what, document).map_err(|reason| Rejection::malformed(&what, reason))?;
     Ok(index
         .manifests
         .into_iter()
@@ -310,41 +371,25 @@ fn referrers_of_type(tag: &str, bytes: &[u8], artifact_type: &str) -> Result<Vec
         .collect())
 }
 
-fn check_bytes(what: &str, descriptor: &Descriptor, bytes: &[u8]) -> Result<()> {
-    if bytes.len() as u64 != descriptor.size {
-        return Err(Rejection::SizeMismatch {
-            object: what.to_owned(),
-            expected: descriptor.size,
-            actual: bytes.len() as u64,
-        }
-        .into());
-    }
-    let actual = Digest::of(bytes);
-    if actual != descriptor.digest {
-        return Err(Rejection::DigestMismatch {
-            object: what.to_owned(),
-            expected: descriptor.digest.clone(),
-            actual,
-        }
-        .into());
-    }
-    Ok(())
-}
-
 fn blob_path(layout: &LayoutRef, digest: &Digest) -> PathBuf {
     // `Digest` admits only 64 lowercase hex characters, so this stays inside the layout.
     layout.path.join("blobs/sha256").join(digest.hex())
 }
 
-fn layout_error(layout: &LayoutRef, path: &std::path::Path, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Error::NotFound {
+fn layout_error(layout: &LayoutRef, path: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound {
             object: path.display().to_string(),
             source_name: format!("OCI layout {}", layout.path.display()),
             detail: e.to_string(),
+        },
+        // A layout is untrusted input: a file that is not a regular file is refused like any
+        // other forged content.
+        std::io::ErrorKind::InvalidInput => {
+            Rejection::malformed(format!("OCI layout file {}", path.display()), e.to_string())
+                .into()
         }
-    } else {
-        Error::store("reading", path, e)
+        _ => Error::store("reading", path, e),
     }
 }
 
@@ -368,17 +413,19 @@ mod tests {
             bundle.clone(),
             referrer(b"untyped", None),
         ]);
-        let bytes = serde_json::to_vec(&index).unwrap();
+        let document = CheckedBytes::named_by_content(serde_json::to_vec(&index).unwrap().into());
         assert_eq!(
-            referrers_of_type("sha256-x", &bytes, MEDIA_TYPE_BUNDLE).unwrap(),
+            referrers_of_type("sha256-x", &document, MEDIA_TYPE_BUNDLE).unwrap(),
             vec![bundle]
         );
     }
 
     #[test]
     fn referrers_tag_that_is_not_an_index_is_refused_naming_it() {
-        let manifest = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
-        let err = referrers_of_type("sha256-x", manifest, MEDIA_TYPE_BUNDLE).unwrap_err();
+        let manifest = CheckedBytes::named_by_content(Bytes::from_static(
+            br#"{"schemaVersion":2,"config":{},"layers":[]}"#,
+        ));
+        let err = referrers_of_type("sha256-x", &manifest, MEDIA_TYPE_BUNDLE).unwrap_err();
         assert!(
             matches!(&err, Error::Rejected(Rejection::Malformed { object, .. })
                 if object == "referrers tag sha256-x"),

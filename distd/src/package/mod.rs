@@ -248,7 +248,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, SystemTime};
-    use tcverify::release::{MEDIA_TYPE_LAYER_ZSTD, parse_document};
+    use tcverify::release::{MEDIA_TYPE_LAYER_ZSTD, parse_json};
 
     fn small_tree(dir: &Path) {
         for sub in ["bin", "pkg/tool/linux_amd64", "src/fmt", "lib/empty"] {
@@ -276,7 +276,7 @@ mod tests {
     }
 
     fn document<T: serde::de::DeserializeOwned>(cache: &BlobCache, d: &Descriptor) -> T {
-        parse_document(
+        parse_json(
             "test document",
             &std::fs::read(cache.blob_path(&d.digest)).unwrap(),
         )

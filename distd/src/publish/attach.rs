@@ -17,6 +17,7 @@ use tcverify::attachments::{
     RELEASE_PREDICATE_TYPE, cosign_signature_tag, empty_config_descriptor, referrers_index,
     referrers_tag,
 };
+use tcverify::checked::CheckedBytes;
 use tcverify::reference::RegistryRef;
 use tcverify::registry::Registry;
 use tcverify::release::{
@@ -196,7 +197,7 @@ impl Target<'_> {
         Ok(descriptor)
     }
 
-    async fn get_tag(&self, tag: &str) -> Result<Option<Bytes>> {
+    async fn get_tag(&self, tag: &str) -> Result<Option<CheckedBytes>> {
         match self {
             Target::Registry {
                 registry,
@@ -204,7 +205,7 @@ impl Target<'_> {
             } => Ok(registry
                 .optional_manifest(&reference.with_tag(tag))
                 .await?
-                .map(|(bytes, _)| bytes)),
+                .map(|(bytes, _)| CheckedBytes::named_by_content(bytes))),
             Target::Layout(path) => {
                 let index = read_layout_index(path)?;
                 let Some(entry) = index.manifests.iter().find(|d| {
@@ -213,9 +214,13 @@ impl Target<'_> {
                     return Ok(None);
                 };
                 let blob = path.join("blobs/sha256").join(entry.digest.hex());
-                Ok(Some(Bytes::from(
-                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?,
-                )))
+                let bytes =
+                    std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+                Ok(Some(CheckedBytes::against(
+                    &format!("tag {tag}"),
+                    entry,
+                    Bytes::from(bytes),
+                )?))
             }
         }
     }

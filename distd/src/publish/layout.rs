@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use tcverify::release::{
-    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MEDIA_TYPE_INDEX, parse_document,
+    ANNOTATION_REF_NAME, Descriptor, ImageIndex, MEDIA_TYPE_INDEX, parse_json,
 };
 
 use crate::package::PackagedRelease;
@@ -58,7 +58,7 @@ pub fn write(
 pub fn read_index(layout: &Path) -> Result<ImageIndex> {
     let index_path = layout.join("index.json");
     match std::fs::read(&index_path) {
-        Ok(bytes) => parse_document::<ImageIndex>("index.json", &bytes)
+        Ok(bytes) => parse_json::<ImageIndex>("index.json", &bytes)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("reading {}", index_path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ImageIndex {
@@ -79,16 +79,15 @@ pub fn write_index(layout: &Path, index: &ImageIndex) -> Result<()> {
     std::fs::rename(&temp, &index_path).with_context(|| format!("writing {}", index_path.display()))
 }
 
-/// Hard-links the cached blob when possible (same file system), copies otherwise.
+/// Copies the cached blob (a reflink where the file system has them). Never a hard link: a
+/// layout leaves distd's hands, and whoever edits a file in it must not edit the cache.
 fn copy_blob(cache: &BlobCache, blob: &Descriptor, dest: &Path) -> Result<()> {
     if dest.exists() {
         return Ok(());
     }
     let source = cache.blob_path(&blob.digest);
-    if std::fs::hard_link(&source, dest).is_err() {
-        let temp = dest.with_extension("tmp");
-        std::fs::copy(&source, &temp).with_context(|| format!("copying {}", source.display()))?;
-        std::fs::rename(&temp, dest)?;
-    }
+    let temp = dest.with_extension("tmp");
+    std::fs::copy(&source, &temp).with_context(|| format!("copying {}", source.display()))?;
+    std::fs::rename(&temp, dest)?;
     Ok(())
 }

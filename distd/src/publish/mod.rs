@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use tcverify::reference::{LayoutRef, RegistryRef, ReleaseRef};
 use tcverify::registry::{Registry, RegistryArgs};
 use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX};
-use tcverify::resolve::resolve_index;
+use tcverify::resolve::{parse_index, resolve_index};
 use tcverify::source::ReleaseSource;
 use tcverify::store::extract::ExtractBudget;
 use tcverify::verify::Verifier;
@@ -154,9 +154,10 @@ pub async fn sign_existing(
     registry_args: &RegistryArgs,
 ) -> Result<Digest> {
     let source = ReleaseSource::open(reference, registry_args).await?;
-    let (_, digest) = resolve_index(&source).await?;
-    let (bytes, _) = source.resolve_top().await?;
-    let index = Descriptor::new(MEDIA_TYPE_INDEX, digest.clone(), bytes.len() as u64);
+    let document = source.resolve_top().await?;
+    parse_index(&document)?;
+    let digest = document.digest().clone();
+    let index = Descriptor::new(MEDIA_TYPE_INDEX, digest.clone(), document.len());
     match reference {
         ReleaseRef::Registry(r) => {
             let registry = Registry::connect(registry_args, &r.registry).await?;

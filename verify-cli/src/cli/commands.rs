@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tcverify::error::{Error, Result};
+use tcverify::error::{Error, Rejection, Result};
 use tcverify::jobenv::job_environment;
 use tcverify::pull::{PullOptions, pull, verify_release};
 use tcverify::reference::ReleaseRef;
-use tcverify::store::Store;
 use tcverify::store::extract::ExtractBudget;
+use tcverify::store::{Entry, Store};
 use tcverify::verify::Verifier;
 
 use tcverify::audit::AuditLog;
@@ -165,6 +165,7 @@ pub fn env_command(args: EnvArgs) -> Result<()> {
                 format!("run `tcverify pull {reference}` first"),
             )
         })?;
+    check_entry_repository(&reference, &entry)?;
     let goexperiment = std::env::var("GOEXPERIMENT").unwrap_or_default();
     let path = std::env::var("PATH").unwrap_or_default();
     let environment = job_environment(&entry, &goexperiment, &path)?;
@@ -179,6 +180,32 @@ pub fn env_command(args: EnvArgs) -> Result<()> {
         print!("{}", environment.to_shell());
     }
     Ok(())
+}
+
+/// An entry found by digest was verified for the repository its signature names; the same
+/// bytes asked for under another repository were not (the policy's signers differ per
+/// repository), so they are refused rather than handed out.
+fn check_entry_repository(reference: &ReleaseRef, entry: &Entry) -> Result<()> {
+    let ReleaseRef::Registry(wanted) = reference else {
+        return Ok(());
+    };
+    if wanted.digest.is_none() || entry.record.repository.as_deref() == Some(&wanted.repository) {
+        return Ok(());
+    }
+    Err(Rejection::malformed(
+        format!("store entry {}", entry.path.display()),
+        format!(
+            "it was verified for repository {}, not {}; run `tcverify pull {reference}` to verify \
+             it for that repository",
+            entry
+                .record
+                .repository
+                .as_deref()
+                .unwrap_or("(not recorded)"),
+            wanted.repository
+        ),
+    )
+    .into())
 }
 
 pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {

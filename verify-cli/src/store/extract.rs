@@ -17,6 +17,14 @@ use crate::digest::Digest;
 use crate::error::{Error, Rejection, UnsafeEntryRule};
 use crate::release::TOOLCHAIN_ROOT;
 
+/// The most bytes one metadata record (GNU long name or link, PAX header) may hold; it is read
+/// into memory whole, so it is capped before a byte of it is read.
+pub const MAX_HEADER_RECORD_BYTES: u64 = 64 << 10;
+/// Longest entry path or link target, in bytes (Linux's `PATH_MAX`).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Most components in an entry path.
+pub const MAX_PATH_DEPTH: usize = 128;
+
 /// Limits on what a release may unpack to, shared by all its layers.
 #[derive(Clone, Debug)]
 pub struct ExtractBudget {
@@ -64,6 +72,7 @@ impl EntryPath {
     /// Checks an archive entry name: UTF-8 without control characters, relative, no `..`,
     /// under the toolchain root. `.` and empty components are dropped.
     pub fn parse(raw: &[u8]) -> Result<Self, UnsafeEntryRule> {
+        check_length(raw)?;
         let name = std::str::from_utf8(raw).map_err(|_| UnsafeEntryRule::InvalidName)?;
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(UnsafeEntryRule::InvalidName);
@@ -78,6 +87,13 @@ impl EntryPath {
                 ".." => return Err(UnsafeEntryRule::ParentComponent),
                 normal => path.push(normal),
             }
+        }
+        let depth = path.components().count();
+        if depth > MAX_PATH_DEPTH {
+            return Err(UnsafeEntryRule::PathTooDeep {
+                depth,
+                max: MAX_PATH_DEPTH,
+            });
         }
         if !path.starts_with(TOOLCHAIN_ROOT) {
             return Err(UnsafeEntryRule::OutsideRoot);
@@ -96,12 +112,23 @@ impl EntryPath {
     }
 }
 
+fn check_length(raw: &[u8]) -> Result<(), UnsafeEntryRule> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(UnsafeEntryRule::PathTooLong {
+            bytes: raw.len(),
+            max: MAX_PATH_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a symlink's target: relative, `..` only as leading components and never climbing
 /// above the toolchain root. Because every directory on the way is a real directory (nothing
 /// is written through a symlink) and every other symlink obeys the same rule, resolving it
 /// never leaves the root. A `..` after a normal component could climb out through another
 /// symlink, so it is refused even where it would look harmless.
 pub fn check_symlink_target(link: &Path, target: &str) -> Result<(), UnsafeEntryRule> {
+    check_length(target.as_bytes())?;
     let escapes = || UnsafeEntryRule::SymlinkEscapes {
         target: target.to_owned(),
     };
@@ -177,21 +204,127 @@ impl<'a> LayerExtractor<'a> {
         }
     }
 
-    /// Extracts every entry of `archive`, then reads the stream to its end (so trailing
-    /// garbage is noticed and the budget covers it). Returns the hard links to make later.
-    pub fn extract<R: Read>(
-        mut self,
-        archive: &mut tar::Archive<R>,
-    ) -> Result<Vec<PendingHardLink>, ExtractError> {
+    /// Extracts every entry of the tar stream `reader`. Returns the hard links to make later.
+    ///
+    /// Entries are read raw: GNU long names and links and PAX headers are applied here, each
+    /// read only after its size passed [`MAX_HEADER_RECORD_BYTES`], so no header record is
+    /// ever buffered beyond that (the `tar` crate would read one of any size into memory).
+    pub fn extract<R: Read>(mut self, reader: R) -> Result<Vec<PendingHardLink>, ExtractError> {
+        let mut archive = tar::Archive::new(reader);
         let entries = archive
             .entries()
-            .map_err(|e| self.stream_error("reading the archive", e))?;
+            .map_err(|e| self.stream_error("reading the archive", e))?
+            .raw(true);
+        let mut pending = PendingNames::default();
         for entry in entries {
             let mut entry = entry.map_err(|e| self.stream_error("reading an entry header", e))?;
             self.count_entry()?;
-            self.extract_entry(&mut entry)?;
+            let kind = entry.header().entry_type();
+            match kind {
+                tar::EntryType::GNULongName => {
+                    pending.path = Some(self.read_name_record(&mut entry, "GNU long name")?);
+                }
+                tar::EntryType::GNULongLink => {
+                    pending.link = Some(self.read_name_record(&mut entry, "GNU long link")?);
+                }
+                tar::EntryType::XHeader => {
+                    let record = self.read_record(&mut entry, "PAX header")?;
+                    self.apply_pax(&record, &mut pending)?;
+                }
+                // Global PAX headers hold nothing the release format uses.
+                tar::EntryType::XGlobalHeader => {
+                    self.read_record(&mut entry, "PAX global header")?;
+                }
+                _ => {
+                    let names = std::mem::take(&mut pending);
+                    self.check_pax_size(&names, &entry)?;
+                    self.extract_entry(&mut entry, names)?;
+                }
+            }
+        }
+        if pending != PendingNames::default() {
+            return Err(self
+                .malformed("the archive ends with a long name or PAX header and no entry")
+                .into());
         }
         Ok(self.hard_links)
+    }
+
+    /// Reads one metadata record whole, after checking its announced size.
+    fn read_record<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        what: &'static str,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let size = entry.size();
+        if size > MAX_HEADER_RECORD_BYTES {
+            return Err(Rejection::BudgetExceeded {
+                layer: self.layer.clone(),
+                limit: "header record limit",
+                detail: format!(
+                    "a {what} of {size} bytes, over the {MAX_HEADER_RECORD_BYTES}-byte limit"
+                ),
+            }
+            .into());
+        }
+        let mut record = Vec::with_capacity(size as usize);
+        entry
+            .read_to_end(&mut record)
+            .map_err(|e| self.stream_error("reading a header record", e))?;
+        Ok(record)
+    }
+
+    /// A GNU long name or link: the record up to its first NUL.
+    fn read_name_record<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        what: &'static str,
+    ) -> Result<Vec<u8>, ExtractError> {
+        let mut record = self.read_record(entry, what)?;
+        if let Some(end) = record.iter().position(|&b| b == 0) {
+            record.truncate(end);
+        }
+        Ok(record)
+    }
+
+    /// Takes `path`, `linkpath` and `size` from a PAX header; other keys (times, owners,
+    /// extended attributes) are not part of what is extracted.
+    fn apply_pax(&self, record: &[u8], pending: &mut PendingNames) -> Result<(), ExtractError> {
+        for extension in tar::PaxExtensions::new(record) {
+            let extension = extension.map_err(|e| self.stream_error("reading a PAX header", e))?;
+            match extension.key_bytes() {
+                b"path" => pending.path = Some(extension.value_bytes().to_vec()),
+                b"linkpath" => pending.link = Some(extension.value_bytes().to_vec()),
+                b"size" => {
+                    let size = extension
+                        .value()
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .ok_or_else(|| self.malformed("a PAX size that is not a number"))?;
+                    pending.size = Some(size);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw entries take their size from the ustar header; a PAX size that says otherwise would
+    /// make this parser and another read different archives from the same bytes.
+    fn check_pax_size<R: Read>(
+        &self,
+        names: &PendingNames,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(), ExtractError> {
+        match names.size {
+            Some(size) if size != entry.size() => Err(self
+                .malformed(format!(
+                    "a PAX size of {size} for an entry whose header says {}",
+                    entry.size()
+                ))
+                .into()),
+            _ => Ok(()),
+        }
     }
 
     fn count_entry(&self) -> Result<(), Rejection> {
@@ -209,18 +342,26 @@ impl<'a> LayerExtractor<'a> {
     fn extract_entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        names: PendingNames,
     ) -> Result<(), ExtractError> {
-        let raw_name = entry.path_bytes().into_owned();
+        let raw_name = names
+            .path
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        check_length(&raw_name).map_err(|rule| Rejection::UnsafeEntry {
+            layer: self.layer.clone(),
+            entry: String::from_utf8_lossy(&raw_name[..256]).into_owned() + "…",
+            rule,
+        })?;
         let display = String::from_utf8_lossy(&raw_name).into_owned();
+        let raw_link = names
+            .link
+            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
         let reject = |rule| Rejection::UnsafeEntry {
             layer: self.layer.clone(),
             entry: display.clone(),
             rule,
         };
         let kind = entry.header().entry_type();
-        if kind == tar::EntryType::XGlobalHeader {
-            return Ok(());
-        }
         let path = EntryPath::parse(&raw_name).map_err(reject)?;
         let mode = entry
             .header()
@@ -237,14 +378,14 @@ impl<'a> LayerExtractor<'a> {
                 self.write_file(entry, &dest, mode & 0o111 != 0, &display)
             }
             tar::EntryType::Symlink => {
-                let target = link_name(entry).map_err(reject)?;
+                let target = link_name(raw_link).map_err(reject)?;
                 check_symlink_target(path.as_path(), &target).map_err(reject)?;
                 self.ensure_parent(path.as_path(), &display)?;
                 std::os::unix::fs::symlink(&target, &dest)
                     .map_err(|e| self.create_error(e, &dest, &display))
             }
             tar::EntryType::Link => {
-                let target = link_name(entry).map_err(reject)?;
+                let target = link_name(raw_link).map_err(reject)?;
                 EntryPath::parse(target.as_bytes()).map_err(|_| {
                     reject(UnsafeEntryRule::HardLinkTarget {
                         target: target.clone(),
@@ -303,29 +444,28 @@ impl<'a> LayerExtractor<'a> {
         }
     }
 
-    /// Makes `path` (relative to the root) and its ancestors real directories.
+    /// Makes `path` (relative to the root) and its ancestors real directories, outermost
+    /// first (a loop, not recursion: depth is the input's to choose).
     fn ensure_dir(&mut self, path: &Path, display: &str) -> Result<(), ExtractError> {
-        if self.known_dirs.contains(path) {
-            return Ok(());
-        }
-        if let Some(parent) = path.parent()
-            && !parent.as_os_str().is_empty()
-        {
-            self.ensure_dir(parent, display)?;
-        }
-        let full = self.root.join(path);
-        match std::fs::create_dir(&full) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let metadata = std::fs::symlink_metadata(&full)
-                    .map_err(|e| ExtractError::Store(Error::store("inspecting", &full, e)))?;
-                if !metadata.is_dir() {
-                    return Err(self.reject(display, UnsafeEntryRule::ThroughSymlink).into());
+        let missing: Vec<&Path> = path
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !self.known_dirs.contains(*p))
+            .collect();
+        for dir in missing.into_iter().rev() {
+            let full = self.root.join(dir);
+            match std::fs::create_dir(&full) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let metadata = std::fs::symlink_metadata(&full)
+                        .map_err(|e| ExtractError::Store(Error::store("inspecting", &full, e)))?;
+                    if !metadata.is_dir() {
+                        return Err(self.reject(display, UnsafeEntryRule::ThroughSymlink).into());
+                    }
                 }
+                Err(e) => return Err(ExtractError::Store(Error::store("creating", &full, e))),
             }
-            Err(e) => return Err(ExtractError::Store(Error::store("creating", &full, e))),
+            self.known_dirs.insert(dir.to_owned());
         }
-        self.known_dirs.insert(path.to_owned());
         Ok(())
     }
 
@@ -347,6 +487,10 @@ impl<'a> LayerExtractor<'a> {
 
     fn stream_error(&self, what: &str, e: io::Error) -> ExtractError {
         budget_or_malformed(self.layer, what, e).into()
+    }
+
+    fn malformed(&self, reason: impl Into<String>) -> Rejection {
+        Rejection::malformed(format!("layer {}", self.layer), reason)
     }
 }
 
@@ -380,12 +524,18 @@ pub fn budget_or_malformed(layer: &Digest, what: &str, e: io::Error) -> Rejectio
     }
 }
 
-fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<String, UnsafeEntryRule> {
-    let raw = entry
-        .link_name_bytes()
-        .ok_or(UnsafeEntryRule::InvalidName)?
-        .into_owned();
+fn link_name(raw: Option<Vec<u8>>) -> Result<String, UnsafeEntryRule> {
+    let raw = raw.ok_or(UnsafeEntryRule::InvalidName)?;
+    check_length(&raw)?;
     String::from_utf8(raw).map_err(|_| UnsafeEntryRule::InvalidName)
+}
+
+/// What GNU long-name records and PAX headers said about the entry that follows them.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PendingNames {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    size: Option<u64>,
 }
 
 /// Creates the deferred hard links, each only to a regular file reached through real
@@ -512,6 +662,157 @@ mod tests {
         for good in ["../x", "..", "b/c", "./b", "../a/b"] {
             assert!(check_symlink_target(link, good).is_ok(), "{good} refused");
         }
+    }
+
+    /// Extracts `tar` bytes into a fresh directory; returns the directory and the result.
+    fn extract_bytes(
+        tar: &[u8],
+    ) -> (
+        tempfile::TempDir,
+        Result<Vec<PendingHardLink>, ExtractError>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = Digest::of(tar);
+        let budget = ExtractBudget::default();
+        let used = BudgetUse::default();
+        let result = LayerExtractor::new(dir.path(), &layer, &budget, &used).extract(tar);
+        (dir, result)
+    }
+
+    /// A header block announcing `size` bytes of type `kind`, followed by `body`.
+    fn raw_entry(name: &str, kind: tar::EntryType, size: u64, body: &[u8]) -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_path(name).unwrap();
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes.resize(bytes.len().next_multiple_of(512), 0);
+        bytes
+    }
+
+    /// One PAX record, `<length> <key>=<value>\n`, where the length counts itself.
+    fn pax_record(key: &str, value: &str) -> String {
+        let rest = format!(" {key}={value}\n");
+        let mut length = rest.len() + 1;
+        while format!("{length}{rest}").len() != length {
+            length += 1;
+        }
+        format!("{length}{rest}")
+    }
+
+    fn rejection(result: Result<Vec<PendingHardLink>, ExtractError>) -> Rejection {
+        match result {
+            Err(ExtractError::Rejected(r)) => r,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pax_header_rejected_if_it_announces_more_than_the_record_cap() {
+        // 6 GiB announced, a few bytes present: refused from the header, nothing buffered.
+        let tar = raw_entry(
+            "pax",
+            tar::EntryType::XHeader,
+            6 << 30,
+            b"30 path=toolchain/aaaaaaaaaa\n",
+        );
+        let err = rejection(extract_bytes(&tar).1);
+        assert!(
+            matches!(
+                &err,
+                Rejection::BudgetExceeded {
+                    limit: "header record limit",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn gnu_long_name_rejected_if_over_the_record_cap() {
+        let name = vec![b'a'; (MAX_HEADER_RECORD_BYTES + 1) as usize];
+        let tar = raw_entry(
+            "././@LongLink",
+            tar::EntryType::GNULongName,
+            name.len() as u64,
+            &name,
+        );
+        let err = rejection(extract_bytes(&tar).1);
+        assert!(matches!(&err, Rejection::BudgetExceeded { .. }), "{err}");
+    }
+
+    #[test]
+    fn long_names_from_gnu_and_pax_records_name_the_next_entry() {
+        let deep = format!("toolchain/{}/file", "d".repeat(150));
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, &deep, &b"hi"[..]).unwrap();
+        let pax_name = format!("toolchain/{}/pax", "p".repeat(150));
+        let record = pax_record("path", &pax_name);
+        let mut tar = builder.into_inner().unwrap();
+        tar.truncate(tar.len() - 1024);
+        tar.extend(raw_entry(
+            "pax",
+            tar::EntryType::XHeader,
+            record.len() as u64,
+            record.as_bytes(),
+        ));
+        tar.extend(raw_entry("short", tar::EntryType::Regular, 0, b""));
+        let (dir, result) = extract_bytes(&tar);
+        result.unwrap();
+        assert_eq!(std::fs::read(dir.path().join(&deep)).unwrap(), b"hi");
+        assert!(dir.path().join(&pax_name).is_file());
+    }
+
+    #[test]
+    fn pax_size_rejected_if_it_disagrees_with_the_header() {
+        let record = pax_record("size", "100");
+        let mut tar = raw_entry(
+            "pax",
+            tar::EntryType::XHeader,
+            record.len() as u64,
+            record.as_bytes(),
+        );
+        tar.extend(raw_entry(
+            "toolchain/a",
+            tar::EntryType::Regular,
+            4,
+            b"four",
+        ));
+        let err = rejection(extract_bytes(&tar).1);
+        assert!(err.to_string().contains("a PAX size of 100"), "{err}");
+    }
+
+    #[test]
+    fn entry_path_rejected_if_too_deep_or_too_long() {
+        let deep = format!("toolchain{}", "/d".repeat(MAX_PATH_DEPTH));
+        assert!(matches!(
+            EntryPath::parse(deep.as_bytes()),
+            Err(UnsafeEntryRule::PathTooDeep { .. })
+        ));
+        let long = format!("toolchain/{}", "l".repeat(MAX_PATH_BYTES));
+        assert!(matches!(
+            EntryPath::parse(long.as_bytes()),
+            Err(UnsafeEntryRule::PathTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn archive_rejected_if_it_ends_after_a_long_name() {
+        let tar = raw_entry(
+            "././@LongLink",
+            tar::EntryType::GNULongName,
+            12,
+            b"toolchain/a\0",
+        );
+        let err = rejection(extract_bytes(&tar).1);
+        assert!(err.to_string().contains("ends with a long name"), "{err}");
     }
 
     proptest! {

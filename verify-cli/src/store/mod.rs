@@ -14,7 +14,8 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 use crate::release::TOOLCHAIN_ROOT;
-use crate::verify::VerificationReport;
+use crate::resolve::ResolvedRelease;
+use crate::verify::{VerificationReport, Verified};
 use lock::EntryLock;
 use staging::{Staging, remove_tree};
 
@@ -27,6 +28,10 @@ const USED_DIR: &str = ".used";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EntryRecord {
     pub reference: String,
+    /// The repository the accepted signature's statement names (entries installed before it
+    /// was recorded have none, and are found by tag only).
+    #[serde(default)]
+    pub repository: Option<String>,
     pub index_digest: Digest,
     pub manifest_digest: Digest,
     pub platform: Platform,
@@ -86,14 +91,10 @@ impl Store {
         EntryLock::acquire(&self.root.join(LOCK_DIR).join(format!("{name}.lock"))).await
     }
 
-    /// A staging directory for an entry. The caller holds the entry's lock, so leftovers of
-    /// earlier, killed pulls of this entry can be removed first.
-    pub fn stage(
-        &self,
-        digest: &Digest,
-        platform: &Platform,
-        _lock: &EntryLock,
-    ) -> Result<Staging> {
+    /// A staging directory for a verified release's entry. The caller holds the entry's lock,
+    /// so leftovers of earlier, killed pulls of this entry can be removed first.
+    pub fn stage(&self, release: &Verified<ResolvedRelease>, _lock: &EntryLock) -> Result<Staging> {
+        let (digest, platform) = (&release.get().index_digest, &release.get().platform);
         let name = Self::entry_name(digest, platform);
         let staging_root = self.root.join(STAGING_DIR);
         for leftover in read_dir_names(&staging_root)? {
@@ -258,6 +259,7 @@ impl EntryRecord {
     pub fn new(reference: &str, report: &VerificationReport) -> Self {
         Self {
             reference: reference.to_owned(),
+            repository: Some(report.signature.repository.clone()),
             index_digest: report.index_digest.clone(),
             manifest_digest: report.manifest_digest.clone(),
             platform: report.platform.clone(),

@@ -33,6 +33,14 @@ impl Staging {
         &self.dir
     }
 
+    /// Where downloads are spooled: beside the staging directory (on the store's file system),
+    /// not in it, so nothing but the extracted tree is renamed into the store.
+    pub fn spool_dir(&self) -> &Path {
+        self.dir
+            .parent()
+            .expect("a staging directory lives in the staging root")
+    }
+
     /// Makes the tree read-only, flushes it to disk, and renames it to its target.
     pub fn commit(mut self) -> Result<PathBuf> {
         seal_read_only(&self.dir)?;
@@ -55,22 +63,29 @@ impl Drop for Staging {
     }
 }
 
-/// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode.
+/// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode. A walk
+/// with an explicit stack: the tree's depth came from a layer.
 fn seal_read_only(root: &Path) -> Result<()> {
-    let metadata =
-        std::fs::symlink_metadata(root).map_err(|e| Error::store("inspecting", root, e))?;
-    if metadata.is_dir() {
-        for entry in std::fs::read_dir(root).map_err(|e| Error::store("reading", root, e))? {
-            let entry = entry.map_err(|e| Error::store("reading", root, e))?;
-            seal_read_only(&entry.path())?;
+    let mut directories = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(|e| Error::store("inspecting", &path, e))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| Error::store("reading", &path, e))? {
+                pending.push(entry.map_err(|e| Error::store("reading", &path, e))?.path());
+            }
+            directories.push(path);
+        } else if metadata.is_file() {
+            let executable = metadata.permissions().mode() & 0o111 != 0;
+            set_mode(&path, if executable { 0o555 } else { 0o444 })?;
         }
-        set_mode(root, 0o555)
-    } else if metadata.is_file() {
-        let executable = metadata.permissions().mode() & 0o111 != 0;
-        set_mode(root, if executable { 0o555 } else { 0o444 })
-    } else {
-        Ok(())
     }
+    // Directories last, innermost first, so none is sealed before its contents.
+    for directory in directories.iter().rev() {
+        set_mode(directory, 0o555)?;
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -106,16 +121,19 @@ pub fn remove_tree(path: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(path)
 }
 
-fn make_writable(path: &Path) -> std::io::Result<()> {
-    let metadata = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if metadata.is_dir() {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
-        for entry in std::fs::read_dir(path)? {
-            make_writable(&entry?.path())?;
+fn make_writable(root: &Path) -> std::io::Result<()> {
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_dir() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
         }
     }
     Ok(())

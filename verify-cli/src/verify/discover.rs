@@ -11,6 +11,7 @@ use crate::attachments::{
     MEDIA_TYPE_SIMPLE_SIGNING, cosign_signature_tag,
 };
 use crate::bundle::{Bundle, TransparencyLogEntry};
+use crate::checked::CheckedBytes;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::release::{Descriptor, parse_document};
@@ -91,9 +92,9 @@ pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> R
         }
         Place::CosignTag => {
             let tag = cosign_signature_tag(index);
-            if let Some((bytes, digest)) = source.tagged(&tag).await? {
-                let origin = format!("cosign signature {tag} ({digest})");
-                match cosign_candidates(source, &bytes, &origin).await? {
+            if let Some(document) = source.tagged(&tag).await? {
+                let origin = format!("cosign signature {tag} ({})", document.digest());
+                match cosign_candidates(source, &document, &origin).await? {
                     Ok(candidates) => found.candidates.extend(candidates),
                     Err(reason) => found.failures.push(SignatureFailure::new(
                         &origin,
@@ -139,8 +140,11 @@ async fn bundle_candidate(
 
 /// Decodes a Sigstore bundle v0.3 whose content is a DSSE envelope around an in-toto
 /// statement.
-pub fn decode_bundle(bytes: &[u8], origin: &str) -> std::result::Result<Candidate, String> {
-    let bundle = Bundle::parse(bytes)?;
+pub fn decode_bundle(
+    document: &CheckedBytes,
+    origin: &str,
+) -> std::result::Result<Candidate, String> {
+    let bundle = Bundle::parse(document.as_bytes())?;
     if bundle.media_type != MEDIA_TYPE_BUNDLE {
         return Err(format!(
             "bundle media type is {:?}, expected {MEDIA_TYPE_BUNDLE}",
@@ -197,7 +201,7 @@ pub fn decode_bundle(bytes: &[u8], origin: &str) -> std::result::Result<Candidat
 
 async fn cosign_candidates(
     source: &ReleaseSource,
-    manifest_bytes: &[u8],
+    manifest_bytes: &CheckedBytes,
     origin: &str,
 ) -> Decoded<Vec<Candidate>> {
     let manifest: ArtifactManifest = match parse_document(origin, manifest_bytes) {
@@ -214,7 +218,7 @@ async fn cosign_candidates(
     {
         let layer_origin = format!("{origin} layer {n}");
         let payload = source.fetch_document(&layer_origin, layer).await?;
-        match decode_cosign_layer(layer, payload.to_vec(), &layer_origin) {
+        match decode_cosign_layer(layer, payload.as_bytes().to_vec(), &layer_origin) {
             Ok(candidate) => candidates.push(candidate),
             Err(reason) => return Ok(Err(format!("layer {n}: {reason}"))),
         }
