@@ -4,6 +4,7 @@
 pub mod attachments;
 pub mod audit;
 pub mod bundle;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod fetch;
@@ -19,6 +20,7 @@ pub mod resolve;
 pub mod source;
 pub mod spiffe_id;
 pub mod store;
+pub mod text;
 pub mod trust;
 pub mod verify;
 

@@ -157,9 +157,8 @@ impl ReleaseSource {
                     || descriptor.media_type.ends_with("index.v1+json")
                 {
                     registry
-                        .manifest(&reference.with_digest(&descriptor.digest))
+                        .document(&reference.with_digest(&descriptor.digest), what, descriptor)
                         .await?
-                        .0
                 } else {
                     let mut stream = match registry
                         .open_blob(&reference.with_digest(&descriptor.digest), descriptor, 0)
