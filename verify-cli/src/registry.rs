@@ -25,7 +25,7 @@ use tokio_util::io::ReaderStream;
 use crate::credentials::Credentials;
 use crate::digest::Digest;
 use crate::error::{Error, Rejection, Result};
-use crate::release::{Descriptor, MAX_DOCUMENT_BYTES, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::release::{Descriptor, MAX_DOCUMENT_BYTES, MEDIA_TYPE_INDEX};
 use crate::text::sanitize;
 use auth::{Answer, Authenticator};
 use http::{AttemptError, BodyError, Http, Request, read_capped, status_error};
@@ -570,11 +570,13 @@ fn accept(media_type: &'static str) -> HeaderMap {
     headers
 }
 
+/// [`MEDIA_TYPE_INDEX`] and [`crate::release::MEDIA_TYPE_MANIFEST`] in one header: proxies that keep one value
+/// per header name would drop one of two.
+const ACCEPT_MANIFESTS: &str =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+
 fn accept_manifests() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(ACCEPT, HeaderValue::from_static(MEDIA_TYPE_INDEX));
-    headers.append(ACCEPT, HeaderValue::from_static(MEDIA_TYPE_MANIFEST));
-    headers
+    accept(ACCEPT_MANIFESTS)
 }
 
 fn over_limit(err: BodyError, over: impl Fn(u64) -> Rejection) -> AttemptError {

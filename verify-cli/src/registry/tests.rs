@@ -8,6 +8,7 @@ use futures::TryStreamExt;
 
 use super::*;
 use crate::credentials::Credential;
+use crate::release::MEDIA_TYPE_MANIFEST;
 
 /// One request as a test server saw it.
 #[derive(Clone, Debug)]
@@ -449,6 +450,14 @@ async fn referrers_api_missing_lists_none_and_a_flood_is_refused() {
     assert_eq!(err.exit_code(), 42, "{err}");
     assert!(flood.seen()[0].path.contains("/referrers/sha256:"));
     assert!(flood.seen()[0].path.ends_with("?artifactType=x"));
+}
+
+#[test]
+fn manifests_accepted_in_both_media_types() {
+    assert_eq!(
+        ACCEPT_MANIFESTS,
+        format!("{MEDIA_TYPE_INDEX}, {MEDIA_TYPE_MANIFEST}")
+    );
 }
 
 #[tokio::test]
