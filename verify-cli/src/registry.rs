@@ -28,7 +28,7 @@ use crate::error::{Error, Rejection, Result};
 use crate::release::{Descriptor, MAX_DOCUMENT_BYTES, MEDIA_TYPE_INDEX};
 use crate::text::sanitize;
 use auth::{Answer, Authenticator};
-use http::{AttemptError, BodyError, Http, Request, read_capped, status_error};
+use http::{AttemptError, BodyError, BodyMaker, Http, Request, read_capped, status_error};
 
 /// Registry connection settings, shared by `distd` and `tcverify`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -91,8 +91,6 @@ enum Access {
     Push,
 }
 
-type BodyMaker<'a> = &'a (dyn Fn() -> Result<reqwest::Body> + Send + Sync);
-
 impl Registry {
     /// A client for registry `host`. Nothing is sent until the first operation; credentials are
     /// looked up at the registry's first challenge.
@@ -123,15 +121,7 @@ impl Registry {
     pub async fn manifest(&self, reference: &Reference) -> Result<(Bytes, Digest)> {
         let what = format!("manifest {}", reference.whole());
         let bytes = self
-            .read_manifest(reference, MAX_DOCUMENT_BYTES, |received| {
-                Rejection::malformed(
-                    &what,
-                    format!(
-                        "the registry sent {received} bytes or more, over the \
-                         {MAX_DOCUMENT_BYTES}-byte document limit"
-                    ),
-                )
-            })
+            .read_manifest(reference, MAX_DOCUMENT_BYTES, over_document_limit(&what))
             .await?;
         let digest = Digest::of(&bytes);
         Ok((bytes, digest))
@@ -199,17 +189,7 @@ impl Registry {
                 let response = self.send_ok(&request, &scope).await?;
                 read_capped(response, MAX_DOCUMENT_BYTES)
                     .await
-                    .map_err(|e| {
-                        over_limit(e, |received| {
-                            Rejection::malformed(
-                                &what,
-                                format!(
-                                    "the registry sent {received} bytes or more, over the \
-                                 {MAX_DOCUMENT_BYTES}-byte document limit"
-                                ),
-                            )
-                        })
-                    })
+                    .map_err(|e| over_limit(e, over_document_limit(&what)))
             })
             .await;
         let bytes = match fetched {
@@ -577,6 +557,19 @@ const ACCEPT_MANIFESTS: &str =
 
 fn accept_manifests() -> HeaderMap {
     accept(ACCEPT_MANIFESTS)
+}
+
+/// The refusal of `what` when the registry sends more than a document may hold.
+fn over_document_limit(what: &str) -> impl Fn(u64) -> Rejection + '_ {
+    move |received| {
+        Rejection::malformed(
+            what,
+            format!(
+                "the registry sent {received} bytes or more, over the \
+                 {MAX_DOCUMENT_BYTES}-byte document limit"
+            ),
+        )
+    }
 }
 
 fn over_limit(err: BodyError, over: impl Fn(u64) -> Rejection) -> AttemptError {

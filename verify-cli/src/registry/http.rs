@@ -51,12 +51,15 @@ pub(super) struct Http {
     pub origin: Url,
 }
 
-/// One request as the caller describes it; `body` is made anew for each send.
+/// Makes a request body, anew for each send (a retry, or the send after a challenge).
+pub(super) type BodyMaker<'a> = &'a (dyn Fn() -> Result<reqwest::Body> + Send + Sync);
+
+/// One request as the caller describes it.
 pub(super) struct Request<'a> {
     pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
-    pub body: Option<&'a (dyn Fn() -> Result<reqwest::Body> + Send + Sync)>,
+    pub body: Option<BodyMaker<'a>>,
 }
 
 impl Http {
