@@ -25,7 +25,9 @@ setup() {
 
 @test "a 503 and cut-off blob downloads are retried and resumed; the pull succeeds" {
 	proxy=127.0.0.1:$(cat "$WORK/port")
-	run --separate-stderr "$TCVERIFY" pull "$proxy/resilience/go:v1" --registry-plain-http --store "$WORK/store"
+	# The proxy passes the stack registry's challenge on: the credentials are given for it.
+	run --separate-stderr "$TCVERIFY" pull "$proxy/resilience/go:v1" --registry-plain-http \
+		--registry-credentials-host "$proxy" --store "$WORK/store"
 	echo "stderr: $stderr"; cat "$WORK/proxy.log"
 	[ "$status" -eq 0 ]
 	grep -q "injected 503" "$WORK/proxy.log"

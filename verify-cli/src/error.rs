@@ -191,8 +191,9 @@ impl Error {
         match self {
             Error::Usage { hint, .. } => hint.clone(),
             Error::RegistryAuth { .. } => Some(
-                "check TCDIST_REGISTRY_USERNAME / TCDIST_REGISTRY_PASSWORD or the docker config \
-                 file (DOCKER_CONFIG)"
+                "check the credentials for this registry: TCDIST_REGISTRY_USERNAME / \
+                 TCDIST_REGISTRY_PASSWORD with TCDIST_REGISTRY_CREDENTIALS_HOST naming it, or its \
+                 entry in the docker config file (DOCKER_CONFIG)"
                     .into(),
             ),
             Error::NotFound { .. } => {

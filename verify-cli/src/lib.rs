@@ -5,6 +5,7 @@ pub mod attachments;
 pub mod audit;
 pub mod bundle;
 pub mod checked;
+pub mod credentials;
 pub mod digest;
 pub mod error;
 pub mod fetch;
@@ -20,6 +21,7 @@ pub mod resolve;
 pub mod source;
 pub mod spiffe_id;
 pub mod store;
+pub mod text;
 pub mod trust;
 pub mod verify;
 

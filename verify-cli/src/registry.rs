@@ -1,26 +1,34 @@
-//! The OCI registry client: connection settings, credentials, retries, and the few operations
-//! tcdist needs. HTTP only; nothing here decides trust — callers check every digest.
+//! The OCI registry client: connection settings, retries, and the few operations tcdist needs
+//! (manifests, referrers, blob streams, pushes). Every body is read under a cap, and credentials
+//! go only where [`crate::credentials`] and `auth` allow. HTTP only; nothing here decides
+//! trust — callers check every digest.
+
+mod auth;
+mod http;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
-use oci_client::client::{
-    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+use oci_client::Reference;
+use reqwest::header::{
+    ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE,
 };
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use reqwest::{Method, Response, StatusCode};
 use tokio_util::io::ReaderStream;
 
+use crate::credentials::Credentials;
 use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::error::{Error, Rejection, Result};
+use crate::release::{Descriptor, MAX_DOCUMENT_BYTES, MEDIA_TYPE_INDEX};
+use crate::text::sanitize;
+use auth::{Answer, Authenticator};
+use http::{AttemptError, BodyError, BodyMaker, Http, Request, read_capped, status_error};
 
 /// Registry connection settings, shared by `distd` and `tcverify`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -28,10 +36,18 @@ pub struct RegistryArgs {
     /// PEM file of CA certificates trusted for the registry, in addition to the system roots
     #[arg(long, env = "TCDIST_REGISTRY_CA", value_name = "FILE")]
     pub registry_ca: Option<PathBuf>,
-    /// Registry user name (otherwise the docker config file's entry for the registry is used)
+    /// The registry (HOST[:PORT]) the user name and password are for; they are sent to no other
+    #[arg(
+        long,
+        env = "TCDIST_REGISTRY_CREDENTIALS_HOST",
+        value_name = "HOST[:PORT]"
+    )]
+    pub registry_credentials_host: Option<String>,
+    /// Registry user name, for --registry-credentials-host only (every other registry gets the
+    /// docker config file's credentials for it, or none)
     #[arg(long, env = "TCDIST_REGISTRY_USERNAME", value_name = "USER")]
     pub registry_username: Option<String>,
-    /// Registry password
+    /// Registry password, for --registry-credentials-host only
     #[arg(
         long,
         env = "TCDIST_REGISTRY_PASSWORD",
@@ -55,9 +71,10 @@ pub struct RegistryArgs {
 pub type BlobStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 pub struct Registry {
-    client: Client,
+    http: Http,
+    /// Boxed: its caches and locks would make every value holding a client large.
+    auth: Box<Authenticator>,
     host: String,
-    auth: RegistryAuth,
     retries: u32,
 }
 
@@ -67,71 +84,30 @@ pub enum BlobBody {
     Whole(BlobStream),
 }
 
+/// What a request does in its repository, which decides the token scope it needs.
+#[derive(Clone, Copy)]
+enum Access {
+    Pull,
+    Push,
+}
+
 impl Registry {
+    /// A client for registry `host`. Nothing is sent until the first operation; credentials are
+    /// looked up at the registry's first challenge.
     pub async fn connect(args: &RegistryArgs, host: &str) -> Result<Self> {
-        let protocol = if args.registry_plain_http {
-            if !is_loopback_host(host) {
-                return Err(Error::usage_with_hint(
-                    format!("plain HTTP refused for registry {host}: it is not a loopback address"),
-                    "use HTTPS (with --registry-ca for a private CA)",
-                ));
-            }
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        };
-        let registry_ca = match &args.registry_ca {
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error::usage(format!(
-                        "cannot read registry CA file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                let certificates = split_pem(&pem);
-                if certificates.is_empty() {
-                    return Err(Error::usage(format!(
-                        "registry CA file {} holds no PEM certificate",
-                        path.display()
-                    )));
-                }
-                certificates
-            }
-            None => Vec::new(),
-        };
-        // System roots plus the registry's CA; the client's own root loader runs only when
-        // no system bundle file is found.
-        let (tls_certs_only, extra_root_certificates) = match system_roots() {
-            Some(mut roots) => {
-                roots.extend(registry_ca);
-                (roots, Vec::new())
-            }
-            None => (Vec::new(), registry_ca),
-        };
-        let config = ClientConfig {
-            protocol,
-            tls_certs_only,
-            extra_root_certificates,
-            // A monolithic PUT streams a blob in one request; chunked PATCHes cost a round trip
-            // per chunk and distribution 2.8 buffers them.
-            use_monolithic_push: true,
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: concat!("tcdist/", env!("CARGO_PKG_VERSION")),
-            ..ClientConfig::default()
-        };
-        // ring instead of the client's default aws-lc: aws-lc seeds its RNG from CPU jitter
-        // on first use, ~50 ms of CPU at every process start. Installing fails harmlessly
-        // when a provider is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::new(config);
-        let auth = credentials(args, host)?;
-        client.store_auth_if_needed(host, &auth).await;
+        let credentials = Credentials::from_settings(
+            args.registry_username.as_deref(),
+            args.registry_password.as_deref(),
+            args.registry_credentials_host.as_deref(),
+        )?;
+        Self::with_credentials(args, host, credentials)
+    }
+
+    fn with_credentials(args: &RegistryArgs, host: &str, credentials: Credentials) -> Result<Self> {
         Ok(Self {
-            client,
+            http: Http::new(host, args.registry_plain_http, args.registry_ca.as_deref())?,
+            auth: Box::new(Authenticator::new(host, credentials)),
             host: host.to_owned(),
-            auth,
             retries: args.registry_retries,
         })
     }
@@ -140,19 +116,33 @@ impl Registry {
         &self.host
     }
 
-    /// Fetches an index or manifest; returns its bytes and the digest of those bytes.
+    /// Fetches an index or manifest (at most [`MAX_DOCUMENT_BYTES`]); returns its bytes and the
+    /// digest of those bytes.
     pub async fn manifest(&self, reference: &Reference) -> Result<(Bytes, Digest)> {
         let what = format!("manifest {}", reference.whole());
-        let (bytes, _) = self
-            .retry(&format!("fetching {what}"), || {
-                self.client.pull_manifest_raw(
-                    reference,
-                    &self.auth,
-                    &[MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST],
-                )
-            })
+        let bytes = self
+            .read_manifest(reference, MAX_DOCUMENT_BYTES, over_document_limit(&what))
             .await?;
-        Ok((bytes.clone(), Digest::of(&bytes)))
+        let digest = Digest::of(&bytes);
+        Ok((bytes, digest))
+    }
+
+    /// The manifest `descriptor` names, read no further than its size: a longer body is a size
+    /// mismatch of `what`. The caller checks the digest.
+    pub async fn document(
+        &self,
+        reference: &Reference,
+        what: &str,
+        descriptor: &Descriptor,
+    ) -> Result<Bytes> {
+        self.read_manifest(reference, descriptor.size, |received| {
+            Rejection::SizeMismatch {
+                object: what.to_owned(),
+                expected: descriptor.size,
+                actual: received,
+            }
+        })
+        .await
     }
 
     /// Like [`Registry::manifest`], but a missing manifest is `None`.
@@ -167,35 +157,51 @@ impl Registry {
         }
     }
 
-    /// The referrers of `reference` (which names a digest) of `artifact_type`: the registry's
-    /// referrers API, or the referrers tag where the registry has none (the client reads it
-    /// again after the API's 404). The client returns an empty list when neither answers, so
-    /// callers must treat "none" as "none found", not as proof of absence.
+    /// The referrers of `reference` (which names a digest) of `artifact_type`, from the
+    /// registry's referrers API. A registry without the API (404) lists none, so callers must
+    /// treat "none" as "none found", not as proof of absence.
     pub async fn referrers(
         &self,
         reference: &Reference,
         artifact_type: &str,
     ) -> Result<Vec<Descriptor>> {
-        let index = self
-            .retry(
-                &format!("listing referrers of {}", reference.whole()),
-                || self.client.pull_referrers(reference, Some(artifact_type)),
-            )
-            .await?;
-        // Re-read the client's index through our own types, which validate digests.
-        let bytes = serde_json::to_vec(&index.manifests).map_err(|e| Error::Unavailable {
-            operation: format!("listing referrers of {}", reference.whole()),
-            attempts: 1,
-            detail: e.to_string(),
-        })?;
-        let listed: Vec<Descriptor> =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Unavailable {
-                operation: format!("listing referrers of {}", reference.whole()),
-                attempts: 1,
-                detail: format!("registry sent a bad referrers index: {e}"),
-            })?;
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            #[serde(default)]
+            manifests: Vec<Descriptor>,
+        }
+        let what = format!("referrers list of {}", reference.whole());
+        let digest = reference
+            .digest()
+            .ok_or_else(|| Error::usage(format!("{what}: the reference names no digest")))?;
+        let mut url = self.repository_url(reference, &format!("referrers/{digest}"))?;
+        url.query_pairs_mut()
+            .append_pair("artifactType", artifact_type);
+        let request = Request {
+            method: Method::GET,
+            url,
+            headers: accept(MEDIA_TYPE_INDEX),
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
+        let fetched = self
+            .retry(&format!("listing the {what}"), || async {
+                let response = self.send_ok(&request, &scope).await?;
+                read_capped(response, MAX_DOCUMENT_BYTES)
+                    .await
+                    .map_err(|e| over_limit(e, over_document_limit(&what)))
+            })
+            .await;
+        let bytes = match fetched {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let listed: Listed = serde_json::from_slice(&bytes)
+            .map_err(|e| Rejection::malformed(&what, format!("not a valid index: {e}")))?;
         // A registry may ignore the filter (the spec lets it), so it is applied here too.
         Ok(listed
+            .manifests
             .into_iter()
             .filter(|d| d.artifact_type.as_deref() == Some(artifact_type))
             .collect())
@@ -203,59 +209,107 @@ impl Registry {
 
     /// Whether the registry holds a manifest for `reference`, and its digest.
     pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
-        let result = self
-            .retry(&format!("checking manifest {}", reference.whole()), || {
-                self.client.fetch_manifest_digest(reference, &self.auth)
+        let operation = format!("checking manifest {}", reference.whole());
+        let request = Request {
+            method: Method::HEAD,
+            url: self.manifest_url(reference)?,
+            headers: accept_manifests(),
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
+        let header = self
+            .retry(&operation, || async {
+                let response = self.send_ok(&request, &scope).await?;
+                Ok(response
+                    .headers()
+                    .get("docker-content-digest")
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()))
             })
             .await;
-        match result {
-            Ok(digest) => digest.parse().map(Some).map_err(|e| Error::Unavailable {
-                operation: format!("checking manifest {}", reference.whole()),
+        match header {
+            Ok(Some(digest)) => digest.parse().map(Some).map_err(|e| Error::Unavailable {
+                operation: format!("{operation} at {}", self.host),
                 attempts: 1,
-                detail: format!("registry sent a bad digest: {e}"),
+                detail: format!(
+                    "the registry sent a bad digest {}: {e}",
+                    sanitize(&digest, 100)
+                ),
             }),
+            // Without the header, the digest is that of the manifest's bytes.
+            Ok(None) => Ok(self.optional_manifest(reference).await?.map(|(_, d)| d)),
             Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     pub async fn blob_exists(&self, reference: &Reference, digest: &Digest) -> Result<bool> {
-        let digest = digest.to_string();
-        self.retry(&format!("checking blob {digest}"), || {
-            self.client.blob_exists(reference, &digest)
-        })
-        .await
+        let request = Request {
+            method: Method::HEAD,
+            url: self.repository_url(reference, &format!("blobs/{digest}"))?,
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
+        let found = self
+            .retry(&format!("checking blob {digest}"), || async {
+                self.send_ok(&request, &scope).await.map(drop)
+            })
+            .await;
+        match found {
+            Ok(()) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Opens a blob at `offset` (HTTP Range), for resuming an interrupted download.
+    /// Opens a blob at `offset` (HTTP Range), for resuming an interrupted download. Redirects
+    /// (to the registry's storage) are followed without the registry's credentials.
     pub async fn open_blob(
         &self,
         reference: &Reference,
         descriptor: &Descriptor,
         offset: u64,
     ) -> Result<BlobBody> {
-        let digest = descriptor.digest.to_string();
+        let digest = &descriptor.digest;
         let operation = format!("downloading blob {digest}");
-        if offset == 0 {
-            let sized = self
-                .retry(&operation, || {
-                    self.client.pull_blob_stream(reference, &digest[..])
-                })
-                .await?;
-            return Ok(BlobBody::FromOffset(without_client_digest_check(
-                sized.stream,
-            )));
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            let range = HeaderValue::try_from(format!("bytes={offset}-"))
+                .map_err(|e| Error::usage(format!("{operation}: {e}")))?;
+            headers.insert(RANGE, range);
         }
+        let request = Request {
+            method: Method::GET,
+            url: self.repository_url(reference, &format!("blobs/{digest}"))?,
+            headers,
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
         let response = self
-            .retry(&operation, || {
-                self.client
-                    .pull_blob_stream_partial(reference, &digest[..], offset, None)
-            })
+            .retry(&operation, || self.send_ok(&request, &scope))
             .await?;
-        Ok(match response {
-            BlobResponse::Partial(sized) => BlobBody::FromOffset(sized.stream),
-            BlobResponse::Full(sized) => BlobBody::Whole(without_client_digest_check(sized.stream)),
-        })
+        match response.status() {
+            StatusCode::PARTIAL_CONTENT => {
+                let range = response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                    .unwrap_or_default();
+                if !range.starts_with(&format!("bytes {offset}-")) {
+                    return Err(Error::Unavailable {
+                        operation: format!("{operation} from {}", self.host),
+                        attempts: 1,
+                        detail: format!(
+                            "asked for bytes from {offset}, the registry sent the range {:?}",
+                            sanitize(&range, 100)
+                        ),
+                    });
+                }
+                Ok(BlobBody::FromOffset(body_stream(response)))
+            }
+            _ if offset == 0 => Ok(BlobBody::FromOffset(body_stream(response))),
+            _ => Ok(BlobBody::Whole(body_stream(response))),
+        }
     }
 
     /// Streams a file to the registry as the blob `descriptor` names.
@@ -265,17 +319,16 @@ impl Registry {
         path: &Path,
         descriptor: &Descriptor,
     ) -> Result<()> {
-        let digest = descriptor.digest.to_string();
-        self.retry(&format!("uploading blob {digest}"), || async {
-            let file = tokio::fs::File::open(path).await?;
-            let stream =
-                ReaderStream::with_capacity(file, 256 << 10).map_err(OciDistributionError::from);
-            self.client
-                .push_blob_stream(reference, stream, &digest, Some(descriptor.size))
-                .await
-        })
-        .await
-        .map(drop)
+        let body = || -> Result<reqwest::Body> {
+            let file = std::fs::File::open(path).map_err(|e| Error::store("reading", path, e))?;
+            let file = tokio::fs::File::from_std(file);
+            Ok(reqwest::Body::wrap_stream(ReaderStream::with_capacity(
+                file,
+                256 << 10,
+            )))
+        };
+        self.upload(reference, &descriptor.digest, descriptor.size, &body)
+            .await
     }
 
     /// Uploads a small in-memory blob (signatures, configs) unless the registry has it.
@@ -284,12 +337,9 @@ impl Registry {
         if self.blob_exists(reference, &digest).await? {
             return Ok(());
         }
-        let digest = digest.to_string();
-        self.retry(&format!("uploading blob {digest}"), || {
-            self.client.push_blob(reference, bytes.clone(), &digest)
-        })
-        .await
-        .map(drop)
+        let body = || Ok(reqwest::Body::from(bytes.clone()));
+        self.upload(reference, &digest, bytes.len() as u64, &body)
+            .await
     }
 
     pub async fn push_manifest(
@@ -298,25 +348,170 @@ impl Registry {
         bytes: &Bytes,
         media_type: &'static str,
     ) -> Result<()> {
-        self.retry(&format!("pushing manifest {}", reference.whole()), || {
-            self.client.push_manifest_raw(
-                reference,
-                bytes.clone(),
-                http::HeaderValue::from_static(media_type),
-            )
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+        let body = || Ok(reqwest::Body::from(bytes.clone()));
+        let request = Request {
+            method: Method::PUT,
+            url: self.manifest_url(reference)?,
+            headers,
+            body: Some(&body),
+        };
+        let scope = scope(reference, Access::Push);
+        self.retry(
+            &format!("pushing manifest {}", reference.whole()),
+            || async { self.send_ok(&request, &scope).await.map(drop) },
+        )
+        .await
+    }
+
+    /// A monolithic upload: POST opens a session, one PUT carries the whole blob (chunked
+    /// PATCHes cost a round trip per chunk, and distribution 2.8 buffers them).
+    async fn upload(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        body: BodyMaker<'_>,
+    ) -> Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+        let start = Request {
+            method: Method::POST,
+            url: self.repository_url(reference, "blobs/uploads/")?,
+            headers,
+            body: None,
+        };
+        let scope = scope(reference, Access::Push);
+        let operation = format!("uploading blob {digest}");
+        self.retry(&operation, || async {
+            let session = self.send_ok(&start, &scope).await?;
+            let location = session
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| Error::Unavailable {
+                    operation: format!("{operation} to {}", self.host),
+                    attempts: 1,
+                    detail: "the registry opened no upload session (no Location)".into(),
+                })?;
+            let mut url = start.url.join(location).map_err(|e| Error::Unavailable {
+                operation: format!("{operation} to {}", self.host),
+                attempts: 1,
+                detail: format!("bad upload Location {}: {e}", sanitize(location, 200)),
+            })?;
+            url.query_pairs_mut()
+                .append_pair("digest", &digest.to_string());
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
+            let put = Request {
+                method: Method::PUT,
+                url,
+                headers,
+                body: Some(body),
+            };
+            self.send_ok(&put, &scope).await.map(drop)
         })
         .await
-        .map(drop)
+    }
+
+    /// A manifest's body, read under `limit`; `over(received)` is the error for a longer one.
+    async fn read_manifest(
+        &self,
+        reference: &Reference,
+        limit: u64,
+        over: impl Fn(u64) -> Rejection,
+    ) -> Result<Bytes> {
+        let request = Request {
+            method: Method::GET,
+            url: self.manifest_url(reference)?,
+            headers: accept_manifests(),
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
+        self.retry(
+            &format!("fetching manifest {}", reference.whole()),
+            || async {
+                let response = self.send_ok(&request, &scope).await?;
+                read_capped(response, limit)
+                    .await
+                    .map_err(|e| over_limit(e, &over))
+            },
+        )
+        .await
+    }
+
+    /// One attempt of `request`: sent with the `Authorization` known for `scope`, and once more
+    /// after answering the registry's `401`. A response that is not a success is an error.
+    async fn send_ok(&self, request: &Request<'_>, scope: &str) -> Result<Response, AttemptError> {
+        let sent = self.auth.cached(scope);
+        let mut response = self.http.send(request, sent.as_ref()).await?;
+        // Only the registry's own challenge is answered, not one from where it redirected to.
+        if response.status() == StatusCode::UNAUTHORIZED
+            && response.url().origin() == self.http.origin.origin()
+        {
+            match self
+                .auth
+                .answer(&self.http.client, response.headers(), scope, sent.as_ref())
+                .await?
+            {
+                Answer::Retry(value) => {
+                    response = self.http.send(request, Some(&value)).await?;
+                }
+                Answer::Nothing => {}
+            }
+        }
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let anonymous =
+            response.status() == StatusCode::UNAUTHORIZED && !self.auth.has_credential().await?;
+        match status_error(response).await {
+            AttemptError::Status { status, detail } if anonymous => Err(AttemptError::Status {
+                status,
+                detail: format!(
+                    "no credentials for {} (none given for it with --registry-credentials-host, \
+                     none in the docker config); {detail}",
+                    self.host
+                ),
+            }),
+            err => Err(err),
+        }
+    }
+
+    fn manifest_url(&self, reference: &Reference) -> Result<reqwest::Url> {
+        let name = reference
+            .digest()
+            .or(reference.tag())
+            .ok_or_else(|| Error::usage(format!("{} names no tag or digest", reference.whole())))?;
+        self.repository_url(reference, &format!("manifests/{name}"))
+    }
+
+    fn repository_url(&self, reference: &Reference, rest: &str) -> Result<reqwest::Url> {
+        if !reference.registry().eq_ignore_ascii_case(&self.host) {
+            return Err(Error::usage(format!(
+                "{} is not on registry {}",
+                reference.whole(),
+                self.host
+            )));
+        }
+        self.http
+            .url(&format!("/v2/{}/{rest}", reference.repository()))
     }
 
     /// Runs `attempt` with bounded exponential backoff on transient failures.
     async fn retry<T, F, Fut>(&self, operation: &str, mut attempt: F) -> Result<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = std::result::Result<T, OciDistributionError>>,
+        Fut: Future<Output = Result<T, AttemptError>>,
     {
         let mut delay = Duration::from_millis(200);
-        for attempts in 1.. {
+        let mut attempts = 1;
+        loop {
             let err = match attempt().await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
@@ -326,6 +521,7 @@ impl Registry {
                     tracing_note(operation, attempts, &detail);
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
+                    attempts += 1;
                 }
                 Failure::Transient(detail) => {
                     return Err(Error::Unavailable {
@@ -337,62 +533,66 @@ impl Registry {
                 Failure::Final(err) => return Err(err),
             }
         }
-        unreachable!("the retry loop returns")
     }
 }
 
-/// The client checks a whole blob's digest at its end and reports a mismatch as an I/O error
-/// (again on every later poll). Callers hash every byte themselves and must report a mismatch
-/// as a verification failure (exit 42), not a network error (exit 3), so the client's verdict
-/// ends the stream here.
-fn without_client_digest_check(stream: BlobStream) -> BlobStream {
-    stream
-        .scan((), |_, item| {
-            let end = matches!(&item, Err(e) if e
-                .get_ref()
-                .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()));
-            futures::future::ready((!end).then_some(item))
-        })
-        .boxed()
+fn scope(reference: &Reference, access: Access) -> String {
+    let actions = match access {
+        Access::Pull => "pull",
+        Access::Push => "pull,push",
+    };
+    format!("repository:{}:{actions}", reference.repository())
 }
 
-/// The system's CA bundle, one file. The client's default loader also scans the hashed
-/// certificate directory (hundreds of files); that cost ~60 ms per process start and dominated
-/// a pull of an installed toolchain, so the single bundle file is read here instead.
-fn system_roots() -> Option<Vec<Certificate>> {
-    let candidates = std::env::var_os("SSL_CERT_FILE")
-        .map(std::path::PathBuf::from)
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/cert.pem",
-            ]
-            .map(std::path::PathBuf::from),
-        );
-    candidates
-        .filter_map(|path| std::fs::read(path).ok())
-        .map(|pem| split_pem(&pem))
-        .find(|certificates| !certificates.is_empty())
+fn accept(media_type: &'static str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static(media_type));
+    headers
 }
 
-/// Splits a PEM bundle into single certificates (the client converts one PEM block per entry).
-fn split_pem(pem: &[u8]) -> Vec<Certificate> {
-    const END: &str = "-----END CERTIFICATE-----";
-    String::from_utf8_lossy(pem)
-        .split_inclusive(END)
-        .filter_map(|block| {
-            block
-                .find("-----BEGIN CERTIFICATE-----")
-                .map(|start| &block[start..])
-        })
-        .filter(|block| block.ends_with(END))
-        .map(|block| Certificate {
-            encoding: CertificateEncoding::Pem,
-            data: block.as_bytes().to_vec(),
-        })
-        .collect()
+/// [`MEDIA_TYPE_INDEX`] and [`crate::release::MEDIA_TYPE_MANIFEST`] in one header: proxies that keep one value
+/// per header name would drop one of two.
+const ACCEPT_MANIFESTS: &str =
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+
+fn accept_manifests() -> HeaderMap {
+    accept(ACCEPT_MANIFESTS)
+}
+
+/// The refusal of `what` when the registry sends more than a document may hold.
+fn over_document_limit(what: &str) -> impl Fn(u64) -> Rejection + '_ {
+    move |received| {
+        Rejection::malformed(
+            what,
+            format!(
+                "the registry sent {received} bytes or more, over the \
+                 {MAX_DOCUMENT_BYTES}-byte document limit"
+            ),
+        )
+    }
+}
+
+fn over_limit(err: BodyError, over: impl Fn(u64) -> Rejection) -> AttemptError {
+    match err {
+        BodyError::Transport(e) => AttemptError::Transport(e),
+        BodyError::OverLimit { received } => AttemptError::Final(over(received).into()),
+    }
+}
+
+/// The response body as a blob stream; it ends after the first error.
+fn body_stream(response: Response) -> BlobStream {
+    futures::stream::unfold(Some(response), |state| async move {
+        let mut response = state?;
+        match response.chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+            Ok(None) => None,
+            Err(e) => Some((
+                Err(std::io::Error::other(error_chain(&e.without_url()))),
+                None,
+            )),
+        }
+    })
+    .boxed()
 }
 
 fn tracing_note(operation: &str, attempt: u32, detail: &str) {
@@ -406,58 +606,41 @@ enum Failure {
     Final(Error),
 }
 
-/// Sorts a client error into "try again" or a final error with the right exit code.
-fn classify(err: OciDistributionError, operation: &str, host: &str, attempts: u32) -> Failure {
-    let final_unavailable = |detail: String| {
-        Failure::Final(Error::Unavailable {
-            operation: format!("{operation} from {host}"),
-            attempts,
-            detail,
-        })
-    };
+/// Sorts a failed attempt into "try again" or a final error with the right exit code.
+fn classify(err: AttemptError, operation: &str, host: &str, attempts: u32) -> Failure {
     match err {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => Failure::Final(Error::RegistryAuth {
-            registry: host.to_owned(),
-            operation: operation.to_owned(),
-            detail: err.to_string(),
-        }),
-        OciDistributionError::RegistryError { ref envelope, .. }
-            if envelope.errors.iter().any(|e| {
-                matches!(
-                    e.code,
-                    oci_client::errors::OciErrorCode::Unauthorized
-                        | oci_client::errors::OciErrorCode::Denied
-                )
-            }) =>
-        {
-            Failure::Final(Error::RegistryAuth {
+        AttemptError::Final(err) => Failure::Final(err),
+        AttemptError::Status { status, detail } => match status.as_u16() {
+            401 | 403 => Failure::Final(Error::RegistryAuth {
                 registry: host.to_owned(),
                 operation: operation.to_owned(),
-                detail: err.to_string(),
-            })
+                detail,
+            }),
+            404 => Failure::Final(Error::NotFound {
+                object: operation.to_owned(),
+                source_name: host.to_owned(),
+                detail,
+            }),
+            429 | 500..=599 => Failure::Transient(detail),
+            _ => Failure::Final(Error::Unavailable {
+                operation: format!("{operation} from {host}"),
+                attempts,
+                detail,
+            }),
+        },
+        AttemptError::Transport(e) => {
+            let builder = e.is_builder();
+            let detail = sanitize(&error_chain(&e.without_url()), 500);
+            if builder {
+                Failure::Final(Error::Unavailable {
+                    operation: format!("{operation} from {host}"),
+                    attempts,
+                    detail,
+                })
+            } else {
+                Failure::Transient(detail)
+            }
         }
-        OciDistributionError::RegistryError { .. }
-        | OciDistributionError::ImageManifestNotFoundError(_) => Failure::Final(Error::NotFound {
-            object: operation.to_owned(),
-            source_name: host.to_owned(),
-            detail: err.to_string(),
-        }),
-        OciDistributionError::ServerError { code: 404, .. } => Failure::Final(Error::NotFound {
-            object: operation.to_owned(),
-            source_name: host.to_owned(),
-            detail: err.to_string(),
-        }),
-        OciDistributionError::ServerError { code, .. } if code >= 500 || code == 429 => {
-            Failure::Transient(err.to_string())
-        }
-        OciDistributionError::RequestError(ref e) if e.is_builder() => {
-            final_unavailable(error_chain(&err))
-        }
-        OciDistributionError::RequestError(_) | OciDistributionError::IoError(_) => {
-            Failure::Transient(error_chain(&err))
-        }
-        other => final_unavailable(error_chain(&other)),
     }
 }
 
@@ -474,121 +657,4 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-fn is_loopback_host(host: &str) -> bool {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Credentials: flags/environment first, then the docker config file's `auths` entry.
-fn credentials(args: &RegistryArgs, host: &str) -> Result<RegistryAuth> {
-    match (&args.registry_username, &args.registry_password) {
-        (Some(user), Some(password)) => {
-            return Ok(RegistryAuth::Basic(user.clone(), password.clone()));
-        }
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::usage(
-                "registry credentials need both a user name and a password \
-                 (TCDIST_REGISTRY_USERNAME, TCDIST_REGISTRY_PASSWORD)",
-            ));
-        }
-        (None, None) => {}
-    }
-    let Some(path) = docker_config_path() else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryAuth::Anonymous),
-        Err(e) => {
-            return Err(Error::usage(format!(
-                "cannot read docker config {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    docker_config_auth(&text, host)
-        .map_err(|reason| Error::usage(format!("docker config {}: {reason}", path.display())))
-}
-
-fn docker_config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG") {
-        return Some(PathBuf::from(dir).join("config.json"));
-    }
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker/config.json"))
-}
-
-/// Reads `auths[host].auth` (base64 `user:password`) from a docker config file.
-fn docker_config_auth(text: &str, host: &str) -> std::result::Result<RegistryAuth, String> {
-    let config: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-    let entry = config
-        .get("auths")
-        .and_then(|auths| {
-            auths
-                .get(host)
-                .or_else(|| auths.get(format!("https://{host}").as_str()))
-        })
-        .and_then(|entry| entry.get("auth"))
-        .and_then(|auth| auth.as_str());
-    let Some(encoded) = entry else {
-        return Ok(RegistryAuth::Anonymous);
-    };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| format!("auth for {host} is not base64: {e}"))?;
-    let decoded =
-        String::from_utf8(decoded).map_err(|_| format!("auth for {host} is not UTF-8"))?;
-    let (user, password) = decoded
-        .split_once(':')
-        .ok_or_else(|| format!("auth for {host} is not user:password"))?;
-    Ok(RegistryAuth::Basic(user.to_owned(), password.to_owned()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pem_bundles_split_into_single_certificates() {
-        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let bundle = format!("# comment\n{one}{one}trailing");
-        assert_eq!(split_pem(bundle.as_bytes()).len(), 2);
-        assert!(split_pem(b"no certificates here").is_empty());
-    }
-
-    #[test]
-    fn plain_http_only_for_loopback() {
-        for host in ["127.0.0.1:5000", "localhost:80", "[::1]:5000", "127.1.2.3"] {
-            assert!(is_loopback_host(host), "{host}");
-        }
-        for host in [
-            "10.0.0.1:5000",
-            "registry.example",
-            "localhost.example:5000",
-        ] {
-            assert!(!is_loopback_host(host), "{host}");
-        }
-    }
-
-    #[test]
-    fn docker_config_auth_is_read_for_the_host() {
-        let text = r#"{"auths":{"127.0.0.1:5000":{"auth":"dXNlcjpwYXNzOndvcmQ="}}}"#;
-        match docker_config_auth(text, "127.0.0.1:5000").unwrap() {
-            RegistryAuth::Basic(user, password) => {
-                assert_eq!((user.as_str(), password.as_str()), ("user", "pass:word"))
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert!(matches!(
-            docker_config_auth(text, "other:5000").unwrap(),
-            RegistryAuth::Anonymous
-        ));
-        assert!(docker_config_auth(r#"{"auths":{"h":{"auth":"!!"}}}"#, "h").is_err());
-    }
 }

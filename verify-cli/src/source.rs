@@ -153,7 +153,7 @@ impl ReleaseSource {
             } => {
                 let at = reference.with_digest(&descriptor.digest);
                 let bytes = if is_manifest(&descriptor.media_type) {
-                    registry.manifest(&at).await?.0
+                    registry.document(&at, what, descriptor).await?
                 } else {
                     read_capped_stream(
                         registry.open_blob(&at, descriptor, 0).await?,

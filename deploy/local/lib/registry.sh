@@ -187,6 +187,8 @@ registry_env() {
 	export_line TCDIST_REGISTRY_URL "https://127.0.0.1:$REG_PORT"
 	export_line TCDIST_REGISTRY_CA "$REG_CA"
 	export_line TCDIST_REGISTRY_CERT_DIR "$REG_CERTS_D"
+	# The user name and password are sent to this registry only.
+	export_line TCDIST_REGISTRY_CREDENTIALS_HOST "127.0.0.1:$REG_PORT"
 	export_line TCDIST_REGISTRY_USERNAME "$REGISTRY_USERNAME"
 	export_line TCDIST_REGISTRY_PASSWORD "$REG_PASSWORD"
 	export_line TCDIST_REGISTRY_LOG "$REG_LOG"

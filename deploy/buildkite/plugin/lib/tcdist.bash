@@ -20,7 +20,8 @@
 #
 # tcverify is `$TCVERIFY` when set, else `tcverify` on PATH. Registry settings and the store
 # come from tcverify's own variables (TCDIST_REGISTRY_CA, TCDIST_REGISTRY_USERNAME/PASSWORD,
-# DOCKER_CONFIG, TCVERIFY_STORE, TCVERIFY_PLATFORM, ...) unless given as options.
+# TCDIST_REGISTRY_CREDENTIALS_HOST, DOCKER_CONFIG, TCVERIFY_STORE, TCVERIFY_PLATFORM, ...)
+# unless given as options.
 
 tcdist_use_toolchain() {
 	local store="" platform="" policy="" trust="" ref tcv tmp digest="" env_ref status=0 line
