@@ -19,6 +19,7 @@ pub mod resolve;
 pub mod source;
 pub mod spiffe_id;
 pub mod store;
+pub mod text;
 pub mod trust;
 pub mod verify;
 
