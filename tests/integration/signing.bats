@@ -255,6 +255,16 @@ PY
 	refused "$ref" repository-covered
 }
 
+@test "max_svid_lifetime: a signer SVID that lives longer than the policy allows is refused; the default accepts it" {
+	# The stack signs with 15-minute SVIDs; a policy that allows at most 5 minutes refuses them.
+	sed 's|^version = 1$|&\nmax_svid_lifetime = "5m"|' "$STACK_POLICY" >"$WORK/short-lived.toml"
+	TCVERIFY_POLICY=$WORK/short-lived.toml refused "$SIGNED" svid-lifetime
+	[[ $stderr == *"longer than the policy's max_svid_lifetime of 5m"* ]]
+	run --separate-stderr "$TCVERIFY" verify "$SIGNED" --store "$WORK/store"
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+}
+
 @test "an SVID that has since expired still verifies: the timestamp proves it signed in time" {
 	ref=$(copy_unsigned signed-then-expired)
 	dir=$(mint short-lived 20s)

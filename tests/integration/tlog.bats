@@ -172,6 +172,52 @@ PY
 	[[ $output == *'"status":"unchecked"'* ]]
 }
 
+# tlog_snapshot STORE: the remembered checkpoints, with their hashes.
+tlog_snapshot() {
+	(cd "$1" && find .tlog -printf '%p %y %s\n' 2>/dev/null | sort
+		find .tlog -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum)
+}
+
+@test "log down, best effort: the checkpoint that could not be compared with the remembered one is named" {
+	# Remember the log's current checkpoint, larger than tlog-a's, then lose the log.
+	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/down-store" >/dev/null
+	sed "s|^url = .*|url = \"http://127.0.0.1:9\"|" "$STACK_POLICY" >"$WORK/down-policy.toml"
+	tlog_snapshot "$WORK/down-store" >"$BATS_TEST_TMPDIR/tlog.before"
+	run --separate-stderr "$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/down-store" \
+		--policy "$WORK/down-policy.toml"
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"freshness could not be checked"* ]]
+	[[ $stderr == *"the bundle's checkpoint (size "*") was not proven to be a prefix of the checkpoint remembered in the store"* ]]
+	tlog_snapshot "$WORK/down-store" | diff "$BATS_TEST_TMPDIR/tlog.before" -
+}
+
+@test "freshness = required: with the log down, pull exits 3, names the log and changes nothing" {
+	sed "s|^url = .*|url = \"http://127.0.0.1:9\"\nfreshness = \"required\"|" "$STACK_POLICY" >"$WORK/required-policy.toml"
+	tlog_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/tlog.before"
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" \
+		--policy "$WORK/required-policy.toml"
+	echo "$stderr"
+	[ "$status" -eq 3 ]
+	[ -z "$output" ]
+	[[ $stderr == *"checking the freshness of log stack"* ]]
+	[[ $stderr == *"the log did not answer"* ]]
+	store_snapshot "$WORK/store" | diff "$BATS_TEST_TMPDIR/store.before" -
+	tlog_snapshot "$WORK/store" | diff "$BATS_TEST_TMPDIR/tlog.before" -
+	# --offline cannot check freshness either.
+	sed "s|^url = .*|&\nfreshness = \"required\"|" "$STACK_POLICY" >"$WORK/required-up-policy.toml"
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" \
+		--policy "$WORK/required-up-policy.toml" --offline
+	[ "$status" -eq 3 ]
+	[[ $stderr == *"offline: the log was not contacted"* ]]
+	# With the log up, the same policy verifies.
+	run --separate-stderr "$TCVERIFY" pull "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" \
+		--policy "$WORK/required-up-policy.toml" --json
+	echo "$stderr"
+	[ "$status" -eq 0 ]
+	[[ $output == *'"status":"checked"'* ]]
+}
+
 @test "log down at publish time: publish fails cleanly and announces nothing" {
 	make_small_tree "$WORK/d"
 	printf 'd\n' >"$WORK/d/src/fmt/d.go"

@@ -55,12 +55,34 @@ pub struct TrustDomainBundle {
     pub workload_api: bool,
 }
 
+/// The narrowest of two windows in which an item of trust counts: a time counts only if both
+/// count it. `None` is no window (always). Windows that do not overlap give an empty window
+/// (its end before its start), in which nothing counts.
+pub fn narrowest(a: Option<TimeRange>, b: Option<TimeRange>) -> Option<TimeRange> {
+    match (a, b) {
+        (None, window) | (window, None) => window,
+        (Some(a), Some(b)) => Some(TimeRange::new(
+            a.start.max(b.start),
+            match (a.end, b.end) {
+                (None, end) | (end, None) => end,
+                (Some(a), Some(b)) => Some(a.min(b)),
+            },
+        )),
+    }
+}
+
 impl TrustDomainBundle {
-    /// Adds authorities, each once.
+    /// Adds authorities, each certificate once: one that is already there (from another
+    /// source) counts only within both windows.
     pub fn add(&mut self, authorities: impl IntoIterator<Item = Authority>) {
         for authority in authorities {
-            if !self.authorities.contains(&authority) {
-                self.authorities.push(authority);
+            match self
+                .authorities
+                .iter_mut()
+                .find(|known| known.certificate == authority.certificate)
+            {
+                Some(known) => known.valid_for = narrowest(known.valid_for, authority.valid_for),
+                None => self.authorities.push(authority),
             }
         }
     }
@@ -70,21 +92,21 @@ impl TrustDomainBundle {
         &self,
         trust_domain: &TrustDomain,
     ) -> Result<Vec<Authority>, TrustError> {
-        let mut authorities = self.authorities.clone();
+        let mut bundle = self.clone();
         if self.workload_api {
             let endpoint = std::env::var(WORKLOAD_API_ENDPOINT_ENV).map_err(|_| {
                 TrustError::WorkloadApiEndpointUnset {
                     trust_domain: trust_domain.clone(),
                 }
             })?;
-            authorities.extend(
+            bundle.add(
                 fetch_x509_authorities(&endpoint, trust_domain)
                     .await?
                     .into_iter()
                     .map(Authority::new),
             );
         }
-        Ok(authorities)
+        Ok(bundle.authorities)
     }
 }
 
@@ -178,5 +200,61 @@ impl TrustError {
                  domain, {offline}"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn range(start: &str, end: Option<&str>) -> Option<TimeRange> {
+        Some(TimeRange::new(at(start), end.map(at)))
+    }
+
+    #[test]
+    fn narrowest_window_is_the_intersection() {
+        let open = range("2026-01-01T00:00:00Z", None);
+        let closed = range("2025-01-01T00:00:00Z", Some("2026-06-01T00:00:00Z"));
+        assert_eq!(narrowest(None, None), None);
+        assert_eq!(narrowest(open, None), open);
+        assert_eq!(narrowest(None, closed), closed);
+        assert_eq!(
+            narrowest(open, closed),
+            range("2026-01-01T00:00:00Z", Some("2026-06-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn windows_that_do_not_overlap_trust_at_no_time() {
+        let early = range("2020-01-01T00:00:00Z", Some("2021-01-01T00:00:00Z"));
+        let late = range("2022-01-01T00:00:00Z", None);
+        let window = narrowest(early, late).unwrap();
+        for time in [
+            "2020-06-01T00:00:00Z",
+            "2021-06-01T00:00:00Z",
+            "2023-01-01T00:00:00Z",
+        ] {
+            assert!(!window.contains(at(time)), "{time}");
+        }
+    }
+
+    #[test]
+    fn narrowest_valid_for_wins_when_an_authority_is_added_twice() {
+        let certificate = CertificateDer::from(vec![1, 2, 3]);
+        let mut bundle = TrustDomainBundle::default();
+        bundle.add([Authority::new(certificate.clone())]);
+        let window = range("2026-01-01T00:00:00Z", Some("2026-02-01T00:00:00Z"));
+        bundle.add([Authority {
+            certificate: certificate.clone(),
+            valid_for: window,
+        }]);
+        // What the Workload API adds later has no window: it narrows nothing.
+        bundle.add([Authority::new(certificate)]);
+        assert_eq!(bundle.authorities.len(), 1);
+        assert_eq!(bundle.authorities[0].valid_for, window);
     }
 }

@@ -20,6 +20,32 @@ pub struct TransparencyLog {
     /// When the key counts (a trusted root's `publicKey.validFor`): a signature made outside
     /// it is not vouched for by this log. `None`: always.
     pub valid_for: Option<sigstore_types::TimeRange>,
+    /// Whether verification may go on when the log's current state cannot be checked.
+    pub freshness: FreshnessMode,
+}
+
+/// The policy's `freshness` for a log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FreshnessMode {
+    /// `"best-effort"`: when the log cannot be reached, verify from the bundle's proof and say
+    /// that freshness was not checked.
+    #[default]
+    BestEffort,
+    /// `"required"`: when the log cannot be reached, or `--offline`, verification fails as
+    /// unavailable (exit 3).
+    Required,
+}
+
+impl FreshnessMode {
+    pub const NAMES: [&str; 2] = ["best-effort", "required"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "best-effort" => Some(FreshnessMode::BestEffort),
+            "required" => Some(FreshnessMode::Required),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +84,7 @@ impl TransparencyLog {
             origin: origin.to_owned(),
             tiles_url: None,
             valid_for: None,
+            freshness: FreshnessMode::BestEffort,
         }
     }
 

@@ -13,14 +13,18 @@ use crate::attachments::{
 use crate::bundle::{Bundle, TransparencyLogEntry};
 use crate::checked::CheckedBytes;
 use crate::digest::Digest;
-use crate::error::Result;
-use crate::release::{Descriptor, parse_document};
+use crate::error::{Error, Result};
+use crate::release::{Descriptor, MAX_DOCUMENT_BYTES, MEDIA_TYPE_MANIFEST, parse_document};
 use crate::source::ReleaseSource;
 use crate::verify::rules::{Rule, SignatureFailure};
 
 /// At most this many signatures are examined per release, so a flood of referrers cannot
 /// make verification slow.
 const MAX_CANDIDATES: usize = 16;
+/// At most this many referrers are read per release, whatever they turn out to be: referrers
+/// of other artifact types and unreadable ones do not count as signatures examined, so that a
+/// few of them cannot hide the real bundle, and this bounds the work they cost.
+const MAX_REFERRERS_READ: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -72,24 +76,7 @@ pub const PLACES: [Place; 2] = [Place::BundleReferrers, Place::CosignTag];
 pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> Result<Discovered> {
     let mut found = Discovered::default();
     match place {
-        Place::BundleReferrers => {
-            for descriptor in source
-                .referrers(index, MEDIA_TYPE_BUNDLE)
-                .await?
-                .iter()
-                .take(MAX_CANDIDATES)
-            {
-                let origin = format!("bundle referrer {}", descriptor.digest);
-                match bundle_candidate(source, descriptor, &origin).await? {
-                    Ok(candidate) => found.candidates.push(candidate),
-                    Err(reason) => found.failures.push(SignatureFailure::new(
-                        &origin,
-                        Rule::SignatureFormat,
-                        reason,
-                    )),
-                }
-            }
-        }
+        Place::BundleReferrers => bundle_referrers(source, index, &mut found).await?,
         Place::CosignTag => {
             let tag = cosign_signature_tag(index);
             if let Some(document) = source.tagged(&tag).await? {
@@ -109,33 +96,139 @@ pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> R
     Ok(found)
 }
 
+/// The Sigstore bundles among the referrers of `index`: those whose descriptor looks like a
+/// manifest's are read first, up to [`MAX_REFERRERS_READ`] in all, until
+/// [`MAX_CANDIDATES`] bundles were examined. A referrer that cannot be read is recorded and
+/// skipped; referrers of another artifact type are skipped and counted in one failure.
+async fn bundle_referrers(
+    source: &ReleaseSource,
+    index: &Digest,
+    found: &mut Discovered,
+) -> Result<()> {
+    let mut listed = source.referrers(index, MEDIA_TYPE_BUNDLE).await?;
+    listed.sort_by_key(|descriptor| !looks_like_manifest(descriptor));
+    let (mut examined, mut read) = (0, 0);
+    let mut other_types = Vec::new();
+    for descriptor in &listed {
+        if examined == MAX_CANDIDATES || read == MAX_REFERRERS_READ {
+            break;
+        }
+        read += 1;
+        let origin = format!("bundle referrer {}", descriptor.digest);
+        let failure = |reason| SignatureFailure::new(&origin, Rule::SignatureFormat, reason);
+        match bundle_candidate(source, descriptor, &origin).await? {
+            Referrer::Bundle(Ok(candidate)) => found.candidates.push(candidate),
+            Referrer::Bundle(Err(reason)) => found.failures.push(failure(reason)),
+            // Not a bundle examined: recorded, but it takes no candidate's place.
+            Referrer::Unreadable(reason) => {
+                found.failures.push(failure(reason));
+                continue;
+            }
+            Referrer::OtherType(artifact_type) => {
+                other_types.push(format!("{} ({artifact_type:?})", descriptor.digest));
+                continue;
+            }
+        }
+        examined += 1;
+    }
+    let object = format!("bundle referrers of {index}");
+    if !other_types.is_empty() {
+        found.failures.push(SignatureFailure::new(
+            &object,
+            Rule::SignatureFormat,
+            format!(
+                "{} listed as Sigstore bundles are other artifacts, skipped: {}",
+                count(other_types.len(), "referrer"),
+                other_types.join(", ")
+            ),
+        ));
+    }
+    if read < listed.len() && examined < MAX_CANDIDATES {
+        found.failures.push(SignatureFailure::new(
+            &object,
+            Rule::SignatureFormat,
+            format!(
+                "only {read} of {} referrers were read (at most {MAX_REFERRERS_READ} are)",
+                listed.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Whether a referrer's descriptor could name a bundle's manifest: the referrers index is
+/// not signed, so this only decides which are read first.
+fn looks_like_manifest(descriptor: &Descriptor) -> bool {
+    descriptor.media_type == MEDIA_TYPE_MANIFEST && descriptor.size <= MAX_DOCUMENT_BYTES
+}
+
+/// What a referrer turned out to be.
+enum Referrer {
+    /// A Sigstore bundle's manifest: the bundle decoded, or why it did not.
+    Bundle(std::result::Result<Candidate, String>),
+    /// A manifest of another artifact type (its type).
+    OtherType(String),
+    /// Gone, or bytes that are not what the descriptor says, or not a manifest.
+    Unreadable(String),
+}
+
 /// Outer `Result`: fetching failed (network, digest); inner: the attachment is malformed.
 type Decoded<T> = Result<std::result::Result<T, String>>;
+
+/// A document that could not be read (gone, or not the bytes its descriptor names) is the
+/// failure of the attachment it belongs to; only an unreachable source ends discovery.
+fn readable(fetched: Result<CheckedBytes>) -> Decoded<CheckedBytes> {
+    match fetched {
+        Ok(bytes) => Ok(Ok(bytes)),
+        Err(e @ (Error::NotFound { .. } | Error::Rejected(_))) => Ok(Err(e.to_string())),
+        Err(e) => Err(e),
+    }
+}
 
 async fn bundle_candidate(
     source: &ReleaseSource,
     descriptor: &Descriptor,
     origin: &str,
-) -> Decoded<Candidate> {
-    let manifest_bytes = source.fetch_document(origin, descriptor).await?;
+) -> Result<Referrer> {
+    let manifest_bytes = match readable(source.fetch_document(origin, descriptor).await)? {
+        Ok(bytes) => bytes,
+        Err(reason) => return Ok(Referrer::Unreadable(reason)),
+    };
     let manifest: ArtifactManifest = match parse_document(origin, &manifest_bytes) {
         Ok(manifest) => manifest,
-        Err(reason) => return Ok(Err(reason)),
+        Err(reason) => return Ok(Referrer::Unreadable(reason)),
     };
+    // An OCI manifest's artifact type is its artifactType, else its config's media type.
+    let artifact_type = manifest
+        .artifact_type
+        .as_deref()
+        .unwrap_or(&manifest.config.media_type);
+    if artifact_type != MEDIA_TYPE_BUNDLE {
+        return Ok(Referrer::OtherType(artifact_type.to_owned()));
+    }
     let [layer] = manifest.layers.as_slice() else {
-        return Ok(Err(format!(
+        return Ok(Referrer::Bundle(Err(format!(
             "a bundle referrer has one layer, this one has {}",
             manifest.layers.len()
-        )));
+        ))));
     };
     if layer.media_type != MEDIA_TYPE_BUNDLE {
-        return Ok(Err(format!(
+        return Ok(Referrer::Bundle(Err(format!(
             "layer media type is {:?}, expected {MEDIA_TYPE_BUNDLE:?}",
             layer.media_type
-        )));
+        ))));
     }
-    let bytes = source.fetch_document(origin, layer).await?;
-    Ok(decode_bundle(&bytes, origin))
+    let decoded = readable(source.fetch_document(origin, layer).await)?
+        .and_then(|bytes| decode_bundle(&bytes, origin));
+    Ok(Referrer::Bundle(decoded))
 }
 
 /// Decodes a Sigstore bundle v0.3 whose content is a DSSE envelope around an in-toto
@@ -217,7 +310,10 @@ async fn cosign_candidates(
         .enumerate()
     {
         let layer_origin = format!("{origin} layer {n}");
-        let payload = source.fetch_document(&layer_origin, layer).await?;
+        let payload = match readable(source.fetch_document(&layer_origin, layer).await)? {
+            Ok(payload) => payload,
+            Err(reason) => return Ok(Err(format!("layer {n}: {reason}"))),
+        };
         match decode_cosign_layer(layer, payload.as_bytes().to_vec(), &layer_origin) {
             Ok(candidate) => candidates.push(candidate),
             Err(reason) => return Ok(Err(format!("layer {n}: {reason}"))),
@@ -299,3 +395,6 @@ fn pem_certificates(text: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

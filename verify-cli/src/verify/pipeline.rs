@@ -12,7 +12,6 @@
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::error::Rejection;
 use crate::error::Result;
 use crate::platform::Platform;
 use crate::resolve::{ResolvedRelease, resolve_index, resolve_platform};
@@ -20,7 +19,6 @@ use crate::source::ReleaseSource;
 use crate::store::extract::ExtractBudget;
 use crate::verify::freshness::{self, CheckpointStore, Freshness};
 use crate::verify::policy::Policy;
-use crate::verify::rules::{Rule, SignatureFailure};
 use crate::verify::signature::{self, SignatureVerdict};
 use crate::verify::structure;
 
@@ -126,14 +124,7 @@ impl Verifier {
                 let freshness =
                     freshness::check(inclusion, log, self.checkpoints.as_ref(), self.online)
                         .await
-                        .map_err(|reason| Rejection::Signature {
-                            index: release.index_digest.clone(),
-                            failures: vec![SignatureFailure::new(
-                                &format!("log {} entry {}", inclusion.log, inclusion.log_index),
-                                Rule::LogConsistency,
-                                reason,
-                            )],
-                        })?;
+                        .map_err(|failure| failure.into_error(&release.index_digest, inclusion))?;
                 Some(freshness)
             }
             None => None,

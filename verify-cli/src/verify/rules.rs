@@ -16,6 +16,9 @@ pub enum Rule {
     SignatureFormat,
     /// The leaf is an X.509-SVID: one URI SAN `spiffe://…`, not a CA, digitalSignature.
     SvidFormat,
+    /// The leaf's validity (notAfter − notBefore) is no longer than the policy's
+    /// `max_svid_lifetime`.
+    SvidLifetime,
     /// The policy holds trust material for the SVID's trust domain.
     TrustDomainKnown,
     /// An RFC 3161 timestamp from a trusted TSA proves when the signature existed.
@@ -49,6 +52,7 @@ impl Rule {
             Rule::SignaturePresent => "signature-present",
             Rule::SignatureFormat => "signature-format",
             Rule::SvidFormat => "svid-format",
+            Rule::SvidLifetime => "svid-lifetime",
             Rule::TrustDomainKnown => "trust-domain-known",
             Rule::SigningTime => "signing-time",
             Rule::SigningTimeInValidity => "signing-time-in-validity",

@@ -94,6 +94,9 @@ async fn check_candidate(
         Ok(leaf) => leaf,
         Err(reason) => return fail(Rule::SvidFormat, reason),
     };
+    if let Err(reason) = svid::check_lifetime(&leaf, policy.max_svid_lifetime()) {
+        return fail(Rule::SvidLifetime, reason);
+    }
     // The payload is read (not yet trusted) to learn the repository of an OCI layout release.
     let subject = match parse_payload(candidate) {
         Ok(subject) => subject,

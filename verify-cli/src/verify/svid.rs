@@ -2,7 +2,7 @@
 //! SAN holding a SPIFFE ID, is not a CA, and may sign; it chains to the bundle of its own trust
 //! domain, checked at the proven signing time (not now: SVIDs live minutes, releases years).
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use rustls_pki_types::{CertificateDer, UnixTime};
 use webpki::{EndEntityCert, KeyUsage, anchor_from_trusted_cert};
 use x509_parser::extensions::GeneralName;
@@ -76,6 +76,21 @@ pub fn parse_leaf(der: &[u8]) -> Result<SvidLeaf, String> {
         not_after: time(cert.validity().not_after)?,
         serial: cert.raw_serial_as_string(),
     })
+}
+
+/// Checks that the leaf was issued for no longer than `max` (SVIDs are short-lived: a long-lived
+/// one is a key that stays useful to a thief). Errors are reasons for
+/// [`crate::verify::rules::Rule::SvidLifetime`].
+pub fn check_lifetime(leaf: &SvidLeaf, max: SignedDuration) -> Result<(), String> {
+    let lifetime = leaf.not_after.duration_since(leaf.not_before);
+    if lifetime > max {
+        return Err(format!(
+            "leaf of {} is valid for {lifetime:#} ({} .. {}), longer than the policy's \
+             max_svid_lifetime of {max:#}",
+            leaf.id, leaf.not_before, leaf.not_after
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that the leaf chains to one of `authorities` at `at`, through `intermediates` only
@@ -157,3 +172,118 @@ static SIGNATURE_ALGORITHMS: &[&dyn rustls_pki_types::SignatureVerificationAlgor
     webpki::ring::RSA_PKCS1_2048_8192_SHA256,
     webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+    };
+
+    const SIGNER: &str = "spiffe://tcdist.test/distd/signer";
+
+    /// A leaf as SPIRE issues a signer's SVID: one SPIFFE URI SAN, digitalSignature, 15 minutes.
+    fn svid_params() -> CertificateParams {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = vec![SanType::URI(SIGNER.try_into().unwrap())];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.not_before = date_time_ymd(2026, 1, 1);
+        params.not_after = params.not_before + std::time::Duration::from_secs(15 * 60);
+        params
+    }
+
+    fn der(params: &CertificateParams) -> Vec<u8> {
+        params
+            .self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    fn refused(params: &CertificateParams) -> String {
+        parse_leaf(&der(params)).expect_err("the leaf should be refused")
+    }
+
+    #[test]
+    fn svid_as_spire_issues_it_is_accepted() {
+        let leaf = parse_leaf(&der(&svid_params())).unwrap();
+        assert_eq!(leaf.id.to_string(), SIGNER);
+        assert_eq!(
+            leaf.not_after.duration_since(leaf.not_before),
+            SignedDuration::from_mins(15)
+        );
+        check_lifetime(&leaf, SignedDuration::from_hours(1)).unwrap();
+    }
+
+    #[test]
+    fn svid_rejected_if_lifetime_over_policy_max() {
+        let mut params = svid_params();
+        params.not_after = params.not_before + std::time::Duration::from_secs(3601);
+        let leaf = parse_leaf(&der(&params)).unwrap();
+        let reason = check_lifetime(&leaf, SignedDuration::from_hours(1)).unwrap_err();
+        assert!(
+            reason.contains("is valid for 1h 1s") && reason.contains("max_svid_lifetime of 1h"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn svid_accepted_if_lifetime_is_exactly_policy_max() {
+        let leaf = parse_leaf(&der(&svid_params())).unwrap();
+        check_lifetime(&leaf, SignedDuration::from_mins(15)).unwrap();
+        assert!(check_lifetime(&leaf, SignedDuration::from_mins(5)).is_err());
+    }
+
+    #[test]
+    fn svid_rejected_if_two_uri_sans() {
+        let mut params = svid_params();
+        params.subject_alt_names.push(SanType::URI(
+            "spiffe://tcdist.test/other".try_into().unwrap(),
+        ));
+        assert!(refused(&params).contains("exactly one URI SAN, this leaf has 2"));
+    }
+
+    #[test]
+    fn svid_rejected_if_no_uri_san() {
+        let mut params = svid_params();
+        params.subject_alt_names = vec![SanType::DnsName("signer.test".try_into().unwrap())];
+        assert!(refused(&params).contains("this leaf has 0"));
+    }
+
+    #[test]
+    fn svid_rejected_if_uri_san_is_not_a_spiffe_id() {
+        let mut params = svid_params();
+        params.subject_alt_names = vec![SanType::URI("https://tcdist.test/x".try_into().unwrap())];
+        assert!(refused(&params).contains("is not a SPIFFE ID"));
+    }
+
+    #[test]
+    fn svid_rejected_if_ca() {
+        let mut params = svid_params();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        assert!(refused(&params).contains("is a CA certificate"));
+    }
+
+    #[test]
+    fn svid_rejected_if_no_digital_signature() {
+        let mut params = svid_params();
+        params.key_usages = vec![KeyUsagePurpose::KeyEncipherment];
+        assert!(refused(&params).contains("lacks digitalSignature"));
+    }
+
+    #[test]
+    fn svid_rejected_if_key_cert_sign() {
+        let mut params = svid_params();
+        params.key_usages.push(KeyUsagePurpose::KeyCertSign);
+        assert!(refused(&params).contains("keyCertSign"));
+    }
+
+    #[test]
+    fn svid_rejected_if_not_a_certificate() {
+        assert!(
+            parse_leaf(b"not DER")
+                .unwrap_err()
+                .contains("not a certificate")
+        );
+    }
+}

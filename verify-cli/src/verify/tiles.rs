@@ -1,16 +1,61 @@
 //! Reading a log's Merkle tree from its tiles (C2SP tlog-tiles): hashes of any subtree of a tree
 //! of a given size, and from them an RFC 6962 consistency proof. Nothing read here is trusted:
-//! a proof built from tiles only counts once it verifies against two signed checkpoints.
+//! a proof built from tiles only counts once it verifies against two signed checkpoints. Every
+//! read is capped (a checkpoint at [`MAX_CHECKPOINT_BYTES`], a tile at its exact size), and the
+//! log's words reach messages only through [`crate::text::sanitize`].
 
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
+
+use crate::text::sanitize;
 
 /// Hashes per full tile.
 const TILE_WIDTH: u64 = 256;
 /// Tree levels per tile level.
 const TILE_HEIGHT: u32 = 8;
+/// Bytes of a hash, and so of one tile entry.
+const HASH_BYTES: u64 = 32;
+/// A checkpoint is a few lines and signatures; anything longer is not one.
+pub const MAX_CHECKPOINT_BYTES: usize = 64 << 10;
+/// How much of what a log sent (an error, a URL it redirected to) a message quotes.
+const MAX_QUOTED_CHARS: usize = 300;
+
+/// Why a read from the log failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TileError {
+    /// The log could not be reached or did not answer (network, timeout, 5xx, 429): trying
+    /// later may work, and nothing is known about the log.
+    Unavailable(String),
+    /// The log answered with something that is not what it must serve (a missing tile, a
+    /// tile of the wrong size, an oversized or non-UTF-8 checkpoint).
+    Invalid(String),
+}
+
+impl fmt::Display for TileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TileError::Unavailable(reason) | TileError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl TileError {
+    fn unavailable(url: &str, detail: &str) -> Self {
+        TileError::Unavailable(quote(url, detail))
+    }
+
+    fn invalid(url: &str, detail: &str) -> Self {
+        TileError::Invalid(quote(url, detail))
+    }
+}
+
+/// `<url>: <detail>`, made safe to print.
+fn quote(url: &str, detail: &str) -> String {
+    sanitize(&format!("{url}: {detail}"), MAX_QUOTED_CHARS)
+}
 
 pub struct TileReader {
     http: reqwest::Client,
@@ -36,19 +81,31 @@ impl TileReader {
     }
 
     /// The log's current checkpoint, as text.
-    pub async fn checkpoint(&self) -> Result<String, String> {
-        self.get_text(&format!("{}/checkpoint", self.base)).await
+    pub async fn checkpoint(&self) -> Result<String, TileError> {
+        let url = format!("{}/checkpoint", self.base);
+        let bytes = self.get_bytes(&url, MAX_CHECKPOINT_BYTES).await?;
+        String::from_utf8(bytes)
+            .map_err(|_| TileError::invalid(&url, "the checkpoint is not UTF-8"))
     }
 
-    /// An RFC 6962 consistency proof from size `old` to the reader's tree size.
-    pub async fn consistency_proof(&mut self, old: u64) -> Result<Vec<Hash>, String> {
+    /// An RFC 6962 consistency proof from size `old` to the reader's tree size. From an empty
+    /// tree, and to a tree of the same size, the proof is empty.
+    pub async fn consistency_proof(&mut self, old: u64) -> Result<Vec<Hash>, TileError> {
+        if old > self.tree_size {
+            return Err(TileError::Invalid(format!(
+                "no consistency proof leads from a tree of {old} entries to a smaller one of {}",
+                self.tree_size
+            )));
+        }
         let mut proof = Vec::new();
-        self.subproof(old, 0, self.tree_size, true, &mut proof)
-            .await?;
+        if old > 0 {
+            self.subproof(old, 0, self.tree_size, true, &mut proof)
+                .await?;
+        }
         Ok(proof)
     }
 
-    /// RFC 6962 section 2.1.2, SUBPROOF(m, D[lo:hi], b).
+    /// RFC 6962 section 2.1.2, SUBPROOF(m, D[lo:hi], b), for 0 < m <= hi - lo.
     async fn subproof(
         &mut self,
         m: u64,
@@ -56,7 +113,7 @@ impl TileReader {
         hi: u64,
         whole: bool,
         proof: &mut Vec<Hash>,
-    ) -> Result<(), String> {
+    ) -> Result<(), TileError> {
         let n = hi - lo;
         if m == n {
             if !whole {
@@ -64,6 +121,7 @@ impl TileReader {
             }
             return Ok(());
         }
+        // 0 < m < n, so n >= 2.
         let k = largest_power_of_two_below(n);
         if m <= k {
             Box::pin(self.subproof(m, lo, lo + k, whole, proof)).await?;
@@ -75,12 +133,13 @@ impl TileReader {
         Ok(())
     }
 
-    /// The Merkle tree hash of leaves `lo..hi`.
-    async fn range_hash(&mut self, lo: u64, hi: u64) -> Result<Hash, String> {
+    /// The Merkle tree hash of leaves `lo..hi`, for lo < hi.
+    async fn range_hash(&mut self, lo: u64, hi: u64) -> Result<Hash, TileError> {
         let n = hi - lo;
         if n.is_power_of_two() && lo.is_multiple_of(n) {
             return self.node(n.trailing_zeros(), lo / n).await;
         }
+        // Not a power of two, so n >= 3.
         let k = largest_power_of_two_below(n);
         let left = Box::pin(self.range_hash(lo, lo + k)).await?;
         let right = Box::pin(self.range_hash(lo + k, hi)).await?;
@@ -88,7 +147,7 @@ impl TileReader {
     }
 
     /// The hash of the complete subtree at `level` (0 = leaves) and `index`.
-    async fn node(&mut self, level: u32, index: u64) -> Result<Hash, String> {
+    async fn node(&mut self, level: u32, index: u64) -> Result<Hash, TileError> {
         let tile_level = level / TILE_HEIGHT;
         let below = level % TILE_HEIGHT;
         // The node is the root of 2^below stored hashes at the tile level.
@@ -100,7 +159,9 @@ impl TileReader {
         let mut hashes: Vec<Hash> = tile
             .get(start..start + count as usize)
             .ok_or_else(|| {
-                format!("tile {tile_level}/{tile_index} is too short for node {level}/{index}")
+                TileError::Invalid(format!(
+                    "tile {tile_level}/{tile_index} is too short for node {level}/{index}"
+                ))
             })?
             .to_vec();
         while hashes.len() > 1 {
@@ -112,63 +173,103 @@ impl TileReader {
         Ok(hashes[0])
     }
 
-    async fn tile(&mut self, level: u32, index: u64) -> Result<&Vec<Hash>, String> {
+    async fn tile(&mut self, level: u32, index: u64) -> Result<&Vec<Hash>, TileError> {
         if !self.cache.contains_key(&(level, index)) {
-            let stored = self.tree_size >> (TILE_HEIGHT * level);
-            let width = (stored - index * TILE_WIDTH).min(TILE_WIDTH);
-            let path = tile_path(level, index);
-            // A partial tile may be gone once the tile is full; its prefix is the same.
-            let mut urls = vec![format!("{}/tile/{path}", self.base)];
-            if width < TILE_WIDTH {
-                urls.insert(0, format!("{}/tile/{path}.p/{width}", self.base));
-            }
-            let mut last = String::new();
-            let mut found = None;
-            for url in urls {
-                match self.get_bytes(&url).await {
-                    Ok(bytes) => {
-                        found = Some(bytes);
-                        break;
-                    }
-                    Err(e) => last = e,
-                }
-            }
-            let bytes = found.ok_or(last)?;
-            if bytes.len() % 32 != 0 || (bytes.len() as u64 / 32) < width {
-                return Err(format!(
-                    "tile {level}/{index} holds {} bytes, expected {width} hashes",
-                    bytes.len()
-                ));
-            }
-            let hashes = bytes
-                .chunks(32)
-                .take(width as usize)
-                .map(|c| c.try_into().expect("32-byte chunks"))
-                .collect();
+            let hashes = self.fetch_tile(level, index).await?;
             self.cache.insert((level, index), hashes);
         }
         Ok(&self.cache[&(level, index)])
     }
 
-    async fn get_bytes(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self
+    /// The hashes of tile `level`/`index` that the reader's tree holds.
+    async fn fetch_tile(&self, level: u32, index: u64) -> Result<Vec<Hash>, TileError> {
+        let stored = self.tree_size >> (TILE_HEIGHT * level);
+        let width = stored
+            .checked_sub(index * TILE_WIDTH)
+            .filter(|w| *w > 0)
+            .ok_or_else(|| {
+                TileError::Invalid(format!(
+                    "tile {level}/{index} lies beyond a tree of {} entries",
+                    self.tree_size
+                ))
+            })?
+            .min(TILE_WIDTH);
+        let path = tile_path(level, index);
+        // A partial tile may be gone once the tile is full; its prefix is the same.
+        let mut urls = vec![(format!("{}/tile/{path}", self.base), TILE_WIDTH)];
+        if width < TILE_WIDTH {
+            urls.insert(0, (format!("{}/tile/{path}.p/{width}", self.base), width));
+        }
+        let mut errors = Vec::new();
+        for (url, served) in urls {
+            match self.get_bytes(&url, (served * HASH_BYTES) as usize).await {
+                Ok(bytes) if bytes.len() as u64 == served * HASH_BYTES => {
+                    return Ok(bytes
+                        .chunks_exact(HASH_BYTES as usize)
+                        .take(width as usize)
+                        .map(|c| c.try_into().expect("chunks of 32 bytes"))
+                        .collect());
+                }
+                Ok(bytes) => errors.push(TileError::invalid(
+                    &url,
+                    &format!("holds {} bytes, expected {served} hashes", bytes.len()),
+                )),
+                Err(e) => errors.push(e),
+            }
+        }
+        // Retryable if any of the tile's URLs could not be reached.
+        let reason = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(
+            if errors
+                .iter()
+                .any(|e| matches!(e, TileError::Unavailable(_)))
+            {
+                TileError::Unavailable(reason)
+            } else {
+                TileError::Invalid(reason)
+            },
+        )
+    }
+
+    /// The body at `url`, refused once it would exceed `cap` bytes.
+    async fn get_bytes(&self, url: &str, cap: usize) -> Result<Vec<u8>, TileError> {
+        let mut response = self
             .http
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("{url}: {}", crate::registry::error_chain(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("{url}: {}", response.status()));
+            .map_err(|e| TileError::unavailable(url, &crate::registry::error_chain(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retryable =
+                status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            let detail = status.to_string();
+            return Err(if retryable {
+                TileError::unavailable(url, &detail)
+            } else {
+                TileError::invalid(url, &detail)
+            });
         }
-        response
-            .bytes()
+        let too_big = || TileError::invalid(url, &format!("more than {cap} bytes"));
+        if response.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map(|b| b.to_vec())
-            .map_err(|e| format!("{url}: {e}"))
-    }
-
-    async fn get_text(&self, url: &str) -> Result<String, String> {
-        String::from_utf8(self.get_bytes(url).await?).map_err(|_| format!("{url}: not UTF-8"))
+            .map_err(|e| TileError::unavailable(url, &crate::registry::error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > cap {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
     }
 }
 
@@ -196,6 +297,8 @@ pub fn tile_path(level: u32, index: u64) -> String {
     format!("{level}/{}", parts.join("/"))
 }
 
+/// The largest power of two strictly below `n`, for n >= 2 (callers guarantee it: an empty
+/// tree and a one-leaf tree are never split).
 fn largest_power_of_two_below(n: u64) -> u64 {
     debug_assert!(n > 1);
     1 << (63 - (n - 1).leading_zeros())

@@ -9,8 +9,12 @@ use sha2::{Digest as _, Sha256};
 use sigstore_types::{Checkpoint, Sha256Hash};
 
 use crate::bundle::TransparencyLogEntry;
+use crate::text::sanitize;
 use crate::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
 use crate::verify::discover::{Candidate, Encoding};
+
+/// How much of a checkpoint's own text (its origin, a parse error) a message quotes.
+const MAX_QUOTED_CHARS: usize = 200;
 
 /// What inclusion proved, for reports and the freshness check.
 #[derive(Clone, Debug, Serialize)]
@@ -106,6 +110,11 @@ fn verify_entry(
         verify_checkpoint(&proof.checkpoint.envelope, log).map_err(LogFailure::Checkpoint)?;
     let index = u64::try_from(entry.log_index)
         .map_err(|_| LogFailure::Inclusion(format!("log index {} is negative", entry.log_index)))?;
+    if checkpoint.tree_size() == 0 {
+        return Err(LogFailure::Inclusion(format!(
+            "the checkpoint of log {name} is of an empty tree (size 0), which includes no entry"
+        )));
+    }
     let hashes = proof
         .hashes
         .iter()
@@ -139,12 +148,16 @@ fn verify_entry(
 
 /// Parses a checkpoint and checks it is signed by `log`'s key under `log`'s origin.
 pub fn verify_checkpoint(text: &str, log: &TransparencyLog) -> Result<Checkpoint, String> {
-    let checkpoint =
-        Checkpoint::from_text(text).map_err(|e| format!("the checkpoint does not parse: {e}"))?;
+    let checkpoint = Checkpoint::from_text(text).map_err(|e| {
+        format!(
+            "the checkpoint does not parse: {}",
+            sanitize(&e.to_string(), MAX_QUOTED_CHARS)
+        )
+    })?;
     if checkpoint.origin() != log.origin {
         return Err(format!(
             "the checkpoint's origin is {:?}, the log's is {:?}",
-            checkpoint.origin(),
+            sanitize(checkpoint.origin(), MAX_QUOTED_CHARS),
             log.origin
         ));
     }

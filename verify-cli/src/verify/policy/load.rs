@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use sigstore_types::TimeRange;
@@ -17,15 +17,15 @@ use super::diagnostic::{Diagnostic, LineIndex, PolicyError};
 use super::pattern::RepositoryPattern;
 use super::rule::IdentityRule;
 use super::{
-    FORMAT_VERSION, Policy, RepositoryPolicy, RepositorySummary, TimestampAuthoritySummary,
-    TrustDomainSummary, TrustedRootSummary,
+    DEFAULT_MAX_SVID_LIFETIME, FORMAT_VERSION, Policy, RepositoryPolicy, RepositorySummary,
+    TimestampAuthoritySummary, TrustDomainSummary, TrustedRootSummary,
 };
 use crate::spiffe_id::{SpiffeId, TrustDomain};
-use crate::trust::tlog::{TransparencyLog, parse_log_public_key};
+use crate::trust::tlog::{FreshnessMode, TransparencyLog, parse_log_public_key};
 use crate::trust::trusted_root::TrustedRoot;
 use crate::trust::{
-    Authority, TrustDomainBundle, TrustMaterial, WORKLOAD_API_ENDPOINT_ENV, parse_pem_certificates,
-    parse_spiffe_bundle, parse_tsa_chain,
+    Authority, TrustDomainBundle, TrustMaterial, WORKLOAD_API_ENDPOINT_ENV, narrowest,
+    parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain,
 };
 use sigstore_types::TsaAuthority;
 
@@ -45,6 +45,7 @@ struct RawPolicy {
     repository: Vec<Spanned<RawRepository>>,
     #[serde(default)]
     transparency_logs: BTreeMap<Spanned<String>, Spanned<RawTransparencyLog>>,
+    max_svid_lifetime: Option<Spanned<String>>,
     threshold: Option<Spanned<IgnoredAny>>,
     ratchet: Option<Spanned<IgnoredAny>>,
 }
@@ -74,13 +75,15 @@ struct RawTimestampAuthority {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a transparency log table with origin, public_key and url"
+    expecting = "a transparency log table with origin, public_key, url and freshness"
 )]
 struct RawTransparencyLog {
     /// Absent: the key of the trusted root's log with this origin.
     public_key: Option<Spanned<String>>,
     origin: Spanned<String>,
     url: Option<Spanned<String>>,
+    /// `"best-effort"` (the default) or `"required"`.
+    freshness: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +180,7 @@ impl Loader<'_> {
         }
         self.reserved("threshold", &raw.threshold);
         self.reserved("ratchet", &raw.ratchet);
+        let max_svid_lifetime = self.max_svid_lifetime(&raw.max_svid_lifetime);
 
         // Names are collected before their tables are loaded, so a trust file that fails to
         // load does not also make every rule that names its trust domain an error.
@@ -293,7 +297,31 @@ impl Loader<'_> {
             timestamp_authorities,
             repository_summaries: summaries,
             trusted_root,
+            max_svid_lifetime: max_svid_lifetime?,
         })
+    }
+
+    /// `max_svid_lifetime`: a positive duration such as `"1h"`, `"15m"` or `"PT1H"`.
+    fn max_svid_lifetime(&mut self, value: &Option<Spanned<String>>) -> Option<SignedDuration> {
+        let Some(value) = value else {
+            return Some(DEFAULT_MAX_SVID_LIFETIME);
+        };
+        let expected = "max_svid_lifetime must be a positive duration, e.g. \"1h\", \"15m\" or \
+                        \"90s\"";
+        match value.get_ref().parse::<SignedDuration>() {
+            Ok(duration) if duration.is_positive() => Some(duration),
+            Ok(_) => {
+                self.error(value.span(), format!("{expected}: {:?}", value.get_ref()));
+                None
+            }
+            Err(e) => {
+                self.error(
+                    value.span(),
+                    format!("{expected}: {:?}: {e}", value.get_ref()),
+                );
+                None
+            }
+        }
     }
 
     /// Adds a trusted root's material to the policy's own. Authorities join their trust
@@ -333,22 +361,34 @@ impl Loader<'_> {
         trust_domains.sort_by(|a, b| a.name.cmp(&b.name));
 
         for (name, tsa) in &root.timestamp_authorities {
+            let narrowed = narrow_known(
+                &mut trust.timestamp_authorities,
+                |known| same_tsa(known, tsa),
+                |known| &mut known.valid_for,
+                tsa.valid_for,
+            );
+            // The summary shows the policy's own text unless the trusted root narrowed it.
+            for (known, window) in narrowed.iter().filter(|_| tsa.valid_for.is_some()) {
+                if let Some(summary) = timestamp_authorities.iter_mut().find(|s| s.name == *known) {
+                    (summary.valid_from, summary.valid_until) = window_text(*window);
+                }
+            }
             let policy_table = raw
                 .timestamp_authorities
                 .get_key_value(name.as_str())
                 .map(|(key, _)| key.span());
-            let known = &trust.timestamp_authorities;
-            if !self.joins("timestamp authority", &source, name, policy_table, || {
-                known.iter().any(|(_, known)| same_tsa(known, tsa))
-            }) {
+            if !narrowed.is_empty()
+                || !self.joins("timestamp authority", &source, name, policy_table)
+            {
                 continue;
             }
+            let (valid_from, valid_until) = window_text(tsa.valid_for);
             timestamp_authorities.push(TimestampAuthoritySummary {
                 name: name.clone(),
                 chain: source.clone(),
                 certificates: 1 + tsa.intermediates.len() + usize::from(tsa.leaf != tsa.root),
-                valid_from: tsa.valid_for.map(|w| w.start.to_string()),
-                valid_until: tsa.valid_for.and_then(|w| w.end).map(|t| t.to_string()),
+                valid_from,
+                valid_until,
             });
             trust
                 .timestamp_authorities
@@ -357,16 +397,18 @@ impl Loader<'_> {
         }
 
         for (name, log) in &root.transparency_logs {
+            let narrowed = narrow_known(
+                &mut trust.transparency_logs,
+                |known| known.key_id() == log.key_id(),
+                |known| &mut known.valid_for,
+                log.valid_for,
+            );
             let policy_table = raw
                 .transparency_logs
                 .get_key_value(name.as_str())
                 .map(|(key, _)| key.span());
-            let known = &trust.transparency_logs;
-            if !self.joins("transparency log", &source, name, policy_table, || {
-                known
-                    .iter()
-                    .any(|(_, known)| known.key_id() == log.key_id())
-            }) {
+            if !narrowed.is_empty() || !self.joins("transparency log", &source, name, policy_table)
+            {
                 continue;
             }
             trust.transparency_logs.push((name.clone(), log.clone()));
@@ -389,20 +431,16 @@ impl Loader<'_> {
         (summary, added)
     }
 
-    /// Whether a trusted root's item named `name` joins the trust material: not when the policy
-    /// already declares the same (`declared_by_policy`), nor when a policy table of this kind
-    /// (`policy_table`, its key's span) uses the name for another, which is an error there.
+    /// Whether a trusted root's item named `name`, which the policy does not declare, joins the
+    /// trust material: not when a policy table of this kind (`policy_table`, its key's span)
+    /// uses the name for another, which is an error there.
     fn joins(
         &mut self,
         what: &str,
         source: &str,
         name: &str,
         policy_table: Option<Range<usize>>,
-        declared_by_policy: impl FnOnce() -> bool,
     ) -> bool {
-        if declared_by_policy() {
-            return false;
-        }
         if let Some(span) = policy_table {
             self.error(
                 span,
@@ -664,6 +702,7 @@ impl Loader<'_> {
             self.error(raw.origin.span(), "origin must be one non-empty line");
             return None;
         }
+        let freshness = self.freshness(raw)?;
         let log = match &raw.public_key {
             Some(file) => {
                 let (resolved, bytes) = self.read(file)?;
@@ -698,8 +737,36 @@ impl Loader<'_> {
                 .url
                 .as_ref()
                 .map(|u| u.get_ref().trim_end_matches('/').to_owned()),
+            freshness,
             ..log
         })
+    }
+
+    /// A log's `freshness`; `"required"` needs the `url` it is checked at.
+    fn freshness(&mut self, raw: &RawTransparencyLog) -> Option<FreshnessMode> {
+        let Some(value) = &raw.freshness else {
+            return Some(FreshnessMode::default());
+        };
+        let Some(mode) = FreshnessMode::parse(value.get_ref()) else {
+            self.error(
+                value.span(),
+                format!(
+                    "freshness {:?} is not one of {}",
+                    value.get_ref(),
+                    FreshnessMode::NAMES.map(|n| format!("{n:?}")).join(", ")
+                ),
+            );
+            return None;
+        };
+        if mode == FreshnessMode::Required && raw.url.is_none() {
+            self.error(
+                value.span(),
+                "freshness = \"required\" needs the log's url: without its tiles, freshness \
+                 can never be checked",
+            );
+            return None;
+        }
+        Some(mode)
     }
 
     fn rule(
@@ -882,6 +949,34 @@ fn from_files(certificates: Vec<rustls_pki_types::CertificateDer<'static>>) -> T
 struct AddedNames {
     timestamp_authorities: Vec<String>,
     transparency_logs: Vec<String>,
+}
+
+/// A trusted root's item that the policy already declares counts once, under the policy's
+/// name, and only within both windows: narrows the window of every item of `known` that is
+/// the `same` as it, and returns their names and new windows.
+fn narrow_known<T>(
+    known: &mut [(String, T)],
+    same: impl Fn(&T) -> bool,
+    window: fn(&mut T) -> &mut Option<TimeRange>,
+    root_window: Option<TimeRange>,
+) -> Vec<(String, Option<TimeRange>)> {
+    known
+        .iter_mut()
+        .filter(|(_, item)| same(item))
+        .map(|(name, item)| {
+            let window = window(item);
+            *window = narrowest(*window, root_window);
+            (name.clone(), *window)
+        })
+        .collect()
+}
+
+/// A window as a summary shows it: its start and end, when it has them.
+fn window_text(window: Option<TimeRange>) -> (Option<String>, Option<String>) {
+    (
+        window.map(|w| w.start.to_string()),
+        window.and_then(|w| w.end).map(|t| t.to_string()),
+    )
 }
 
 fn same_tsa(a: &TsaAuthority, b: &TsaAuthority) -> bool {

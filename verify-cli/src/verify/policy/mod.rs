@@ -17,6 +17,7 @@ mod tests;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use jiff::SignedDuration;
 use serde::Serialize;
 use sigstore_types::TsaAuthority;
 
@@ -32,6 +33,10 @@ pub use rule::IdentityRule;
 /// The only policy format version this build reads.
 pub const FORMAT_VERSION: i64 = 1;
 
+/// The longest a signer's SVID may be valid (notAfter − notBefore) when the policy does not
+/// set `max_svid_lifetime`. SPIRE issues the signer's SVIDs for 15 minutes.
+pub const DEFAULT_MAX_SVID_LIFETIME: SignedDuration = SignedDuration::from_hours(1);
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     path: PathBuf,
@@ -41,6 +46,7 @@ pub struct Policy {
     timestamp_authorities: Vec<TimestampAuthoritySummary>,
     repository_summaries: Vec<RepositorySummary>,
     trusted_root: Option<TrustedRootSummary>,
+    max_svid_lifetime: SignedDuration,
 }
 
 /// One `[[repository]]` entry.
@@ -113,6 +119,11 @@ impl Policy {
         &self.trust
     }
 
+    /// The longest validity a signer's leaf may have.
+    pub fn max_svid_lifetime(&self) -> SignedDuration {
+        self.max_svid_lifetime
+    }
+
     /// The X.509 authorities of `trust_domain` (a name, as in a SPIFFE ID), or `None` when
     /// the policy declares no such trust domain. Bundles from the Workload API are fetched now.
     pub async fn trust_domain_authorities(
@@ -168,6 +179,7 @@ impl Policy {
             timestamp_authorities: self.timestamp_authorities.clone(),
             repositories: self.repository_summaries.clone(),
             trusted_root: self.trusted_root.clone(),
+            max_svid_lifetime: format!("{:#}", self.max_svid_lifetime),
         }
     }
 }
@@ -216,6 +228,8 @@ pub struct PolicySummary {
     /// In file order, which is match order.
     pub repositories: Vec<RepositorySummary>,
     pub trusted_root: Option<TrustedRootSummary>,
+    /// e.g. `1h`
+    pub max_svid_lifetime: String,
 }
 
 /// What a trusted root given with the policy contributed.
@@ -278,6 +292,11 @@ impl fmt::Display for PolicySummary {
                 "timestamp authority",
                 "timestamp authorities"
             ),
+        )?;
+        writeln!(
+            f,
+            "signer SVIDs: valid for at most {} (max_svid_lifetime)",
+            self.max_svid_lifetime
         )?;
         if let Some(root) = &self.trusted_root {
             write!(

@@ -7,7 +7,10 @@ use std::path::Path;
 
 use rustls_pki_types::CertificateDer;
 
-use super::{IdentityRule, Policy, RepositoryPattern, RepositoryPolicy, SourceLocation};
+use super::{
+    DEFAULT_MAX_SVID_LIFETIME, IdentityRule, Policy, RepositoryPattern, RepositoryPolicy,
+    SourceLocation,
+};
 use crate::spiffe_id::SpiffeId;
 use crate::trust::tlog::TransparencyLog;
 use crate::trust::{Authority, TrustDomainBundle, TrustMaterial, parse_tsa_chain};
@@ -71,6 +74,7 @@ impl Policy {
             timestamp_authorities: Vec::new(),
             repository_summaries: Vec::new(),
             trusted_root: None,
+            max_svid_lifetime: DEFAULT_MAX_SVID_LIFETIME,
         })
     }
 }

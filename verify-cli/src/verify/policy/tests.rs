@@ -851,3 +851,183 @@ fn material_in_both_counts_once_under_the_policys_name() {
     assert_eq!(names, ["stack"]);
     assert_eq!(policy.summary().timestamp_authorities.len(), 1);
 }
+
+#[test]
+fn max_svid_lifetime_defaults_to_one_hour_and_takes_durations() {
+    let f = Fixture::new();
+    let policy = f.load(BASE).unwrap();
+    assert_eq!(
+        policy.max_svid_lifetime(),
+        jiff::SignedDuration::from_hours(1)
+    );
+    assert!(policy.summary().to_string().contains("at most 1h"));
+    for (text, minutes) in [("5m", 5), ("PT2H", 120), ("1h 30m", 90)] {
+        let policy = f
+            .load(&BASE.replace(
+                "version = 1\n",
+                &format!("version = 1\nmax_svid_lifetime = \"{text}\"\n"),
+            ))
+            .unwrap();
+        assert_eq!(
+            policy.max_svid_lifetime(),
+            jiff::SignedDuration::from_mins(minutes),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn max_svid_lifetime_rejected_if_not_a_positive_duration() {
+    let f = Fixture::new();
+    for value in ["\"0s\"", "\"-5m\"", "\"an hour\"", "3600"] {
+        let text = BASE.replace(
+            "version = 1\n",
+            &format!("version = 1\nmax_svid_lifetime = {value}\n"),
+        );
+        let errors = f.errors(&text);
+        assert_eq!(errors.len(), 1, "{value}: {errors:#?}");
+        assert!(
+            errors[0].starts_with(&at(&text, value)),
+            "{value}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn log_freshness_defaults_to_best_effort_and_may_be_required() {
+    use crate::trust::tlog::FreshnessMode;
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let freshness = |policy: &Policy| policy.trust().transparency_log("stack").unwrap().freshness;
+    let policy = f.load(&format!("{BASE}{LOG}")).unwrap();
+    assert_eq!(freshness(&policy), FreshnessMode::BestEffort);
+    let required = format!("{BASE}{LOG}freshness = \"required\"\n");
+    assert_eq!(
+        freshness(&f.load(&required).unwrap()),
+        FreshnessMode::Required
+    );
+}
+
+#[test]
+fn log_freshness_rejected_if_unknown_or_required_without_url() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let unknown = format!("{BASE}{LOG}freshness = \"sometimes\"\n");
+    assert_one_error(
+        &f.errors(&unknown),
+        &at(&unknown, "\"sometimes\""),
+        "freshness \"sometimes\" is not one of \"best-effort\", \"required\"",
+    );
+    let without_url = format!("{BASE}{LOG}freshness = \"required\"\n")
+        .replace("url = \"http://127.0.0.1:1/\"\n", "");
+    assert_one_error(
+        &f.errors(&without_url),
+        &at(&without_url, "\"required\""),
+        "needs the log's url",
+    );
+}
+
+impl Fixture {
+    /// The trusted root of [`Fixture::trusted_root`], changed by `edit`.
+    fn edited_trusted_root(&self, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+        let path = self.trusted_root();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut value);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    }
+
+    /// The DER certificates of a PEM file in the fixture, base64 as trusted roots hold them.
+    fn raw_bytes(&self, file: &str) -> Vec<serde_json::Value> {
+        use base64::Engine as _;
+        pem::parse_many(std::fs::read(self.dir.path().join(file)).unwrap())
+            .unwrap()
+            .iter()
+            .map(|block| {
+                serde_json::json!({
+                    "rawBytes": base64::engine::general_purpose::STANDARD.encode(block.contents())
+                })
+            })
+            .collect()
+    }
+}
+
+fn window(start: &str, end: &str) -> sigstore_types::TimeRange {
+    sigstore_types::TimeRange::new(start.parse().unwrap(), Some(end.parse().unwrap()))
+}
+
+#[test]
+fn narrowest_valid_for_wins_when_ca_from_two_sources() {
+    let f = Fixture::new();
+    // The trusted root holds the policy's own CA, trusted only in the first half of 2026.
+    let certificates = f.raw_bytes("trust/td.pem");
+    let root = f.edited_trusted_root(|root| {
+        let ca = &mut root["certificateAuthorities"][0];
+        ca["certChain"]["certificates"] = certificates.into();
+        ca["validFor"] =
+            serde_json::json!({ "start": "2026-01-01T00:00:00Z", "end": "2026-06-01T00:00:00Z" });
+    });
+    let policy = f.load_with_root(BASE, &root).unwrap();
+    let td = &policy.trust().domains[&TrustDomain::parse("tcdist.test").unwrap()];
+    assert_eq!(td.authorities.len(), 1, "the CA counts once");
+    let authority = &td.authorities[0];
+    assert_eq!(
+        authority.valid_for,
+        Some(window("2026-01-01T00:00:00Z", "2026-06-01T00:00:00Z"))
+    );
+    assert!(authority.trusted_at("2026-03-01T00:00:00Z".parse().unwrap()));
+    assert!(!authority.trusted_at("2026-07-01T00:00:00Z".parse().unwrap()));
+}
+
+#[test]
+fn narrowest_valid_for_wins_when_tsa_from_two_sources() {
+    let f = Fixture::new();
+    let chain = f.raw_bytes("trust/tsa.pem");
+    let root = f.edited_trusted_root(|root| {
+        let tsa = &mut root["timestampAuthorities"][0];
+        tsa["certChain"]["certificates"] = chain.into();
+        tsa["validFor"] =
+            serde_json::json!({ "start": "2026-01-01T00:00:00Z", "end": "2028-01-01T00:00:00Z" });
+    });
+    let text = BASE.replace(
+        "chain = \"trust/tsa.pem\"\n",
+        "chain = \"trust/tsa.pem\"\nvalid_from = \"2025-01-01T00:00:00Z\"\nvalid_until = \"2027-01-01T00:00:00Z\"\n",
+    );
+    let policy = f.load_with_root(&text, &root).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    let tsas = policy.timestamp_authorities(repository);
+    assert_eq!(tsas.len(), 1, "the TSA counts once");
+    assert_eq!(tsas[0].0, "stack");
+    assert_eq!(
+        tsas[0].1.valid_for,
+        Some(window("2026-01-01T00:00:00Z", "2027-01-01T00:00:00Z"))
+    );
+    let summary = &policy.summary().timestamp_authorities[0];
+    assert_eq!(summary.valid_from.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(summary.valid_until.as_deref(), Some("2027-01-01T00:00:00Z"));
+}
+
+#[test]
+fn narrowest_valid_for_wins_when_log_key_from_two_sources() {
+    let f = Fixture::new();
+    let key = crate::trust::trusted_root::tests::ed25519_spki();
+    std::fs::write(
+        f.dir.path().join("trust/log.pub"),
+        pem::encode(&pem::Pem::new("PUBLIC KEY", key.clone())),
+    )
+    .unwrap();
+    let root = f.trusted_root_with_key(&key);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    value["tlogs"][0]["publicKey"]["validFor"] =
+        serde_json::json!({ "start": "2026-02-01T00:00:00Z" });
+    std::fs::write(&root, value.to_string()).unwrap();
+    let policy = f.load_with_root(&format!("{BASE}{LOG}"), &root).unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    let logs = policy.transparency_logs(repository);
+    assert_eq!(logs.len(), 1, "the log counts once: {logs:?}");
+    assert_eq!(logs[0].0, "stack");
+    let valid_for = logs[0].1.valid_for.expect("the trusted root's window");
+    assert_eq!(valid_for.start, "2026-02-01T00:00:00Z".parse().unwrap());
+}
