@@ -1,6 +1,7 @@
 //! Per-entry file locks, so concurrent pulls of one release on one host download it once.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -21,6 +22,7 @@ impl EntryLock {
                 .create(true)
                 .truncate(false)
                 .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(|e| Error::store("opening lock", &path, e))?;
             file.lock().map_err(|e| Error::store("locking", &path, e))?;
@@ -32,7 +34,11 @@ impl EntryLock {
 
     /// Takes the lock only if nobody holds it.
     pub fn try_acquire(path: &Path) -> Result<Option<Self>> {
-        let file = match OpenOptions::new().write(true).open(path) {
+        let file = match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::store("opening lock", path, e)),

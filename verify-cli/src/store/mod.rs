@@ -5,6 +5,7 @@ pub mod extract;
 pub mod lock;
 pub mod staging;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -57,6 +58,17 @@ impl Store {
         for dir in [STAGING_DIR, LOCK_DIR, USED_DIR] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::store("creating", &path, e))?;
+            // Bookkeeping is written into these; a symlink planted in their place would send
+            // those writes elsewhere.
+            let metadata = std::fs::symlink_metadata(&path)
+                .map_err(|e| Error::store("inspecting", &path, e))?;
+            if !metadata.is_dir() {
+                return Err(Error::store(
+                    "using",
+                    &path,
+                    std::io::Error::other("it is not a directory (a symbolic link?)"),
+                ));
+            }
         }
         Ok(Self { root })
     }
@@ -119,7 +131,12 @@ impl Store {
             .root
             .join(USED_DIR)
             .join(Self::entry_name(digest, platform));
-        let _ = std::fs::File::create(path);
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path);
     }
 
     /// The installed entry a reference names: by digest when it has one, otherwise the newest
@@ -268,5 +285,58 @@ impl EntryRecord {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> Platform {
+        "linux/amd64".parse().unwrap()
+    }
+
+    #[test]
+    fn used_mark_does_not_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let digest = Digest::of(b"release");
+        let mark = store
+            .root()
+            .join(USED_DIR)
+            .join(Store::entry_name(&digest, &platform()));
+        std::os::unix::fs::symlink(&victim, &mark).unwrap();
+        store.mark_used(&digest, &platform());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn lock_does_not_follow_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let digest = Digest::of(b"release");
+        let lock = store
+            .root()
+            .join(LOCK_DIR)
+            .join(format!("{}.lock", Store::entry_name(&digest, &platform())));
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &lock).unwrap();
+        let err = store.lock(&digest, &platform()).await.unwrap_err();
+        assert_eq!(err.exit_code(), 4, "{err}");
+        assert!(!dir.path().join("elsewhere").exists());
+    }
+
+    #[test]
+    fn store_refused_if_a_bookkeeping_directory_is_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), root.join(USED_DIR)).unwrap();
+        let err = Store::open(&root)
+            .err()
+            .expect("a symlinked .used is refused");
+        assert!(err.to_string().contains("not a directory"), "{err}");
     }
 }
