@@ -34,6 +34,7 @@ use crate::release::{
     ANNOTATION_REF_NAME, ContainerConfig, Descriptor, ImageConfig, ImageIndex, ImageManifest,
     MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST, RootFs,
 };
+use crate::resolve::ResolvedRelease;
 use crate::source::ReleaseSource;
 use crate::trust::files::tests::{TestCa, ca};
 use crate::trust::tlog::{FreshnessMode, LogKeyAlgorithm, TransparencyLog};
@@ -622,6 +623,13 @@ impl ReleaseDocs {
         }
     }
 
+    /// Sets the config, and the manifest's descriptor of it.
+    pub(crate) fn set_config(&mut self, config: ImageConfig) {
+        self.manifest.config =
+            Descriptor::of_document(MEDIA_TYPE_CONFIG, &serde_json::to_vec(&config).unwrap());
+        self.config = config;
+    }
+
     fn manifest_descriptor(&self) -> Descriptor {
         let mut descriptor = Descriptor::of_document(
             MEDIA_TYPE_MANIFEST,
@@ -637,6 +645,23 @@ impl ReleaseDocs {
             media_type: MEDIA_TYPE_INDEX.to_owned(),
             manifests: vec![self.manifest_descriptor()],
             annotations: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn index_digest(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(&self.index()).unwrap())
+    }
+
+    /// The release as `resolve` would hand it to the stages, without a source.
+    pub(crate) fn resolved(&self) -> ResolvedRelease {
+        ResolvedRelease {
+            reference: "release under test".to_owned(),
+            index_digest: self.index_digest(),
+            index: self.index(),
+            platform: self.platform.clone(),
+            manifest_descriptor: self.manifest_descriptor(),
+            manifest: self.manifest.clone(),
+            config: self.config.clone(),
         }
     }
 
