@@ -232,3 +232,48 @@ async fn signature_rejected_if_none_attached() {
         "no signature is attached",
     );
 }
+
+#[tokio::test]
+async fn signature_rejected_if_log_entry_records_other_signature() {
+    let failures = failures(|pki, candidate| {
+        let other = pki.sign(candidate.payload.clone());
+        candidate.tlog_entries = other.tlog_entries;
+    })
+    .await;
+    assert_only(
+        &failures,
+        Rule::LogEntryMatches,
+        "the entry records another signature or another signer's certificate",
+    );
+}
+
+#[tokio::test]
+async fn signature_rejected_if_log_checkpoint_not_signed_by_log() {
+    let failures = failures(|_, candidate| {
+        let proof = candidate.tlog_entries[0].inclusion_proof.as_mut().unwrap();
+        proof.checkpoint.envelope = proof.checkpoint.envelope.replacen("\n3\n", "\n4\n", 1);
+    })
+    .await;
+    assert_only(
+        &failures,
+        Rule::LogCheckpoint,
+        "the checkpoint carries no valid signature by the key of log",
+    );
+}
+
+#[tokio::test]
+async fn signature_rejected_if_log_inclusion_proof_altered() {
+    let failures = failures(|_, candidate| {
+        candidate.tlog_entries[0]
+            .inclusion_proof
+            .as_mut()
+            .unwrap()
+            .hashes[1][0] ^= 1;
+    })
+    .await;
+    assert_only(
+        &failures,
+        Rule::LogInclusion,
+        "entry 1 does not lead to the root of checkpoint 3 of log rekor",
+    );
+}
