@@ -20,8 +20,10 @@ use sigstore_merkle::{hash_children, hash_leaf};
 use sigstore_types::Sha256Hash;
 
 use crate::attachments::{
-    ArtifactManifest, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement,
-    empty_config_descriptor, referrers_index, referrers_tag,
+    ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_SIGNATURE, ANNOTATION_COSIGN_TIMESTAMP,
+    ArtifactManifest, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, MEDIA_TYPE_SIMPLE_SIGNING,
+    ReleaseStatement, SimpleSigning, cosign_signature_tag, empty_config_descriptor,
+    referrers_index, referrers_tag,
 };
 use crate::bundle::{
     Bundle, Envelope, EnvelopeSignature, InclusionProof, KindVersion, LogId, RawBytes,
@@ -499,6 +501,24 @@ impl Pki {
         self.sign(ReleaseStatement::new(REPOSITORY, Some(TAG), index).to_json())
     }
 
+    /// cosign's simple-signing payload for [`REPOSITORY`] and `index`, signed by the signer and
+    /// timestamped at [`signing_time`] (cosign signatures are not logged).
+    pub(crate) fn sign_cosign(&self, index: &Digest) -> Candidate {
+        let payload = SimpleSigning::new(REPOSITORY, index).to_json();
+        let signature = self.signer.key.sign(&payload).unwrap();
+        Candidate {
+            origin: "cosign signature under test".to_owned(),
+            encoding: Encoding::CosignTag,
+            timestamps: vec![self.tsa.timestamp(&signature, signing_time())],
+            signed_bytes: payload.clone(),
+            payload,
+            signature,
+            leaf: self.signer.leaf.clone(),
+            intermediates: Vec::new(),
+            tlog_entries: Vec::new(),
+        }
+    }
+
     /// The Rekor v2 entry that records `candidate`, as entry 1 of a log of three, with its
     /// inclusion proof and a checkpoint signed by the log.
     pub(crate) fn log_entry(&self, candidate: &Candidate) -> TransparencyLogEntry {
@@ -696,6 +716,31 @@ pub(crate) fn attach(layout: &mut OciLayout, subject: &Digest, candidate: &Candi
     let index = serde_json::to_vec(&referrers_index(vec![referrer])).unwrap();
     let listed = layout.blob(MEDIA_TYPE_INDEX, &index);
     layout.tag(&referrers_tag(subject), listed);
+}
+
+/// Attaches `candidate` (a cosign signature) to `subject` in `layout` under cosign's `.sig`
+/// tag, with everything but the payload in the layer's annotations.
+pub(crate) fn attach_cosign(layout: &mut OciLayout, subject: &Digest, candidate: &Candidate) {
+    let mut layer = layout.blob(MEDIA_TYPE_SIMPLE_SIGNING, &candidate.payload);
+    layer.annotations = BTreeMap::from([
+        (
+            ANNOTATION_COSIGN_SIGNATURE.to_owned(),
+            b64(&candidate.signature),
+        ),
+        (
+            ANNOTATION_COSIGN_CERTIFICATE.to_owned(),
+            pem::encode(&pem::Pem::new("CERTIFICATE", candidate.leaf.clone())),
+        ),
+    ]);
+    if let Some(token) = candidate.timestamps.first() {
+        layer.annotations.insert(
+            ANNOTATION_COSIGN_TIMESTAMP.to_owned(),
+            serde_json::json!({ "SignedRFC3161Timestamp": b64(token) }).to_string(),
+        );
+    }
+    let manifest = ArtifactManifest::new(empty_config_descriptor(), vec![layer]);
+    let signature = layout.blob(MEDIA_TYPE_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    layout.tag(&cosign_signature_tag(subject), signature);
 }
 
 /// A valid signed release in an OCI layout, and the PKI and policy that accept it.

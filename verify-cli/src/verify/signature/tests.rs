@@ -5,7 +5,8 @@
 use super::*;
 use crate::trust::files::tests::ca;
 use crate::verify::test_support::{
-    POLICY, Pki, RELEASE_TAG, REPOSITORY, SIGNER, SignedRelease, Svid, TAG, at, signing_time,
+    POLICY, Pki, RELEASE_TAG, REPOSITORY, SIGNER, SignedRelease, Svid, TAG, at, attach_cosign,
+    signing_time,
 };
 
 /// The stage's failures for a release published with `tamper` applied to its signature.
@@ -275,5 +276,94 @@ async fn signature_rejected_if_log_inclusion_proof_altered() {
         &failures,
         Rule::LogInclusion,
         "entry 1 does not lead to the root of checkpoint 3 of log rekor",
+    );
+}
+
+#[tokio::test]
+async fn signature_rejected_if_signature_bytes_flipped() {
+    // The timestamp covers the signature as made, so the flipped one has no proven time.
+    let failures = failures(|_, candidate| candidate.signature[10] ^= 1).await;
+    assert_only(
+        &failures,
+        Rule::SigningTime,
+        "timestamp 0 with TSA \"stack\": Timestamp message hash mismatch",
+    );
+}
+
+/// A policy as [`POLICY`], without a transparency log (cosign signatures are not logged).
+fn policy_without_log(release: &SignedRelease) -> Policy {
+    let text = POLICY.replace(
+        "[transparency_logs.rekor]\norigin = \"rekor.tcdist.test\"\npublic_key = \"log.pem\"\n",
+        "",
+    );
+    assert_ne!(text, POLICY);
+    release.pki.policy(&text)
+}
+
+/// A release signed only under cosign's `.sig` tag, by `sign`.
+fn cosign_release(
+    sign: impl FnOnce(&Pki, &Digest) -> Candidate,
+) -> (SignedRelease, Digest, ReleaseSource) {
+    let mut release = SignedRelease::new();
+    let index = release.docs.write(&mut release.layout);
+    let candidate = sign(&release.pki, &index);
+    attach_cosign(&mut release.layout, &index, &candidate);
+    let source = release.layout.source(Some(RELEASE_TAG));
+    (release, index, source)
+}
+
+#[tokio::test]
+async fn signature_accepted_from_cosign_tag_if_every_rule_holds() {
+    let (release, index, source) = cosign_release(|pki, index| pki.sign_cosign(index));
+    let verdict = check(&source, &index, &policy_without_log(&release))
+        .await
+        .unwrap();
+    assert_eq!(verdict.encoding, Encoding::CosignTag);
+    assert_eq!(verdict.signer.to_string(), SIGNER);
+    assert_eq!(verdict.repository, REPOSITORY);
+    assert!(verdict.log.is_none());
+}
+
+#[tokio::test]
+async fn signature_rejected_if_cosign_payload_names_another_index() {
+    let other = Digest::of(b"another release index");
+    let (release, index, source) = cosign_release(|pki, _| pki.sign_cosign(&other));
+    let failures = refused(&source, &index, &policy_without_log(&release)).await;
+    assert_only(
+        &failures,
+        Rule::PayloadSubject,
+        &format!("the signed payload names {other}, not this release"),
+    );
+}
+
+#[tokio::test]
+async fn signature_rejected_if_cosign_payload_altered() {
+    let (release, index, source) = cosign_release(|pki, index| {
+        let mut candidate = pki.sign_cosign(index);
+        candidate.payload = String::from_utf8(candidate.payload)
+            .unwrap()
+            .replace(
+                "cosign container image signature\"",
+                "cosign container image signature\" ",
+            )
+            .into_bytes();
+        candidate
+    });
+    let failures = refused(&source, &index, &policy_without_log(&release)).await;
+    assert_only(
+        &failures,
+        Rule::SignatureValid,
+        "signature does not verify with the leaf's key",
+    );
+}
+
+#[tokio::test]
+async fn signature_rejected_if_cosign_signature_lacks_required_log_entry() {
+    let (release, index, source) = cosign_release(|pki, index| pki.sign_cosign(index));
+    let failures = refused(&source, &index, &release.policy()).await;
+    assert_only(
+        &failures,
+        Rule::LogEntryPresent,
+        "the signature carries no transparency-log entry",
     );
 }
