@@ -187,8 +187,8 @@ pub(crate) mod tests {
     pub(crate) struct TestCa {
         pub(crate) pem: String,
         pub(crate) der: Vec<u8>,
-        params: CertificateParams,
-        key: KeyPair,
+        pub(crate) params: CertificateParams,
+        pub(crate) key: KeyPair,
     }
 
     pub(crate) fn ca(name: &str) -> TestCa {

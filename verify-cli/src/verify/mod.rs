@@ -13,4 +13,7 @@ pub mod tiles;
 pub mod timestamp;
 pub mod tlog;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use pipeline::{VerificationReport, Verified, Verifier};

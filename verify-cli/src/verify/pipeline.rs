@@ -143,3 +143,6 @@ impl Verifier {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

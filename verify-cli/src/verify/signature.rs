@@ -224,3 +224,6 @@ fn parse_payload(candidate: &Candidate) -> std::result::Result<SignedSubject, St
         Encoding::CosignTag => SimpleSigning::parse(&candidate.payload),
     }
 }
+
+#[cfg(test)]
+mod tests;

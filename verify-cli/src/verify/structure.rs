@@ -82,3 +82,6 @@ fn check_config(release: &ResolvedRelease, config: &ImageConfig) -> Result<(), R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,3 +50,6 @@ pub fn prove(
         )
     })
 }
+
+#[cfg(test)]
+mod tests;

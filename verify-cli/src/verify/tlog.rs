@@ -286,3 +286,6 @@ struct Verifier {
 struct RawBytes {
     raw_bytes: String,
 }
+
+#[cfg(test)]
+mod tests;

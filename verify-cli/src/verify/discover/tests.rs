@@ -1,46 +1,37 @@
 //! Discovery from an OCI image layout written by the test: referrers listed under the
 //! referrers tag, some of them junk, broken or missing.
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::attachments::{
     IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, empty_config_descriptor, referrers_index,
     referrers_tag,
 };
 use crate::bundle::{Envelope, EnvelopeSignature, RawBytes, VerificationMaterial};
-use crate::reference::LayoutRef;
-use crate::release::{ANNOTATION_REF_NAME, ImageIndex, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::release::{MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use crate::verify::test_support::OciLayout;
 
 /// An OCI layout whose referrers tag lists the referrers added, in order.
 struct Layout {
-    dir: tempfile::TempDir,
+    layout: OciLayout,
     subject: Digest,
     referrers: Vec<Descriptor>,
 }
 
 impl Layout {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("blobs/sha256")).unwrap();
         Layout {
-            dir,
+            layout: OciLayout::new(),
             subject: Digest::of(b"release index"),
             referrers: Vec::new(),
         }
     }
 
     fn blob(&self, media_type: &str, bytes: &[u8]) -> Descriptor {
-        let descriptor = Descriptor::of_document(media_type, bytes);
-        std::fs::write(self.blob_path(&descriptor), bytes).unwrap();
-        descriptor
+        self.layout.blob(media_type, bytes)
     }
 
     fn blob_path(&self, descriptor: &Descriptor) -> std::path::PathBuf {
-        self.dir
-            .path()
-            .join("blobs/sha256")
-            .join(descriptor.digest.hex())
+        self.layout.blob_path(descriptor)
     }
 
     /// A referrer manifest of `artifact_type` with one layer, listed as a bundle.
@@ -90,30 +81,14 @@ impl Layout {
     }
 
     /// Writes the referrers index and `index.json`, and returns the layout as a source.
-    fn source(&self) -> ReleaseSource {
+    fn source(&mut self) -> ReleaseSource {
         let index = serde_json::to_vec(&referrers_index(self.referrers.clone())).unwrap();
-        let mut tagged = self.blob(MEDIA_TYPE_INDEX, &index);
-        tagged.annotations =
-            BTreeMap::from([(ANNOTATION_REF_NAME.to_owned(), referrers_tag(&self.subject))]);
-        let top = ImageIndex {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_INDEX.to_owned(),
-            manifests: vec![tagged],
-            annotations: BTreeMap::new(),
-        };
-        std::fs::write(
-            self.dir.path().join("index.json"),
-            serde_json::to_vec(&top).unwrap(),
-        )
-        .unwrap();
-        ReleaseSource::Layout(LayoutRef {
-            path: self.dir.path().to_path_buf(),
-            tag: None,
-            digest: None,
-        })
+        let tagged = self.blob(MEDIA_TYPE_INDEX, &index);
+        self.layout.tag(&referrers_tag(&self.subject), tagged);
+        self.layout.source(None)
     }
 
-    async fn discover(&self) -> Result<Discovered> {
+    async fn discover(&mut self) -> Result<Discovered> {
         discover(&self.source(), &self.subject, Place::BundleReferrers).await
     }
 }

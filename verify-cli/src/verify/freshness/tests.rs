@@ -1,153 +1,23 @@
 //! Freshness against a log served from memory: a real Ed25519 log key signs the checkpoints,
 //! and a loopback HTTP server in the test serves them with the tree's tiles.
 
-use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
-use base64::Engine as _;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use sha2::Digest as _;
-use sigstore_merkle::{hash_children, hash_leaf};
 
 use super::*;
-use crate::trust::tlog::LogKeyAlgorithm;
+use crate::verify::test_support::{
+    LOG_ORIGIN, TestLog, TileServer, leaf_hashes, leaves, tree_hash,
+};
 
-const ORIGIN: &str = "rekor.tcdist.test";
 const NAME: &str = "stack";
 
-/// A log key, the log as the policy would declare it, and what it has signed.
-pub(crate) struct TestLog {
-    key: Ed25519KeyPair,
-    pub(crate) log: TransparencyLog,
-}
-
-impl TestLog {
-    pub(crate) fn new(freshness: FreshnessMode) -> Self {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-        let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let raw = key.public_key().as_ref().to_vec();
-        let mut spki = hex::decode("302a300506032b6570032100").unwrap();
-        spki.extend_from_slice(&raw);
-        let log = TransparencyLog {
-            freshness,
-            ..TransparencyLog::with_key((spki, raw, LogKeyAlgorithm::Ed25519), ORIGIN)
-        };
-        TestLog { key, log }
-    }
-
-    /// A checkpoint of the tree of `leaves`, signed by the log's key.
-    pub(crate) fn checkpoint(&self, leaves: &[Vec<u8>]) -> String {
-        let root = tree_hash(&leaf_hashes(leaves));
-        let body = format!(
-            "{ORIGIN}\n{}\n{}\n",
-            leaves.len(),
-            base64::engine::general_purpose::STANDARD.encode(root)
-        );
-        let mut signature = self.log.key_id()[..4].to_vec();
-        signature.extend_from_slice(self.key.sign(body.as_bytes()).as_ref());
-        format!(
-            "{body}\n— {ORIGIN} {}\n",
-            base64::engine::general_purpose::STANDARD.encode(signature)
-        )
-    }
-
-    /// What a bundle proves for an entry of the tree of `leaves`.
-    fn inclusion(&self, leaves: &[Vec<u8>]) -> LogInclusion {
-        LogInclusion {
-            log: NAME.to_owned(),
-            log_index: 0,
-            tree_size: leaves.len() as u64,
-            root_hash: tree_hash(&leaf_hashes(leaves)),
-            checkpoint: self.checkpoint(leaves),
-        }
-    }
-}
-
-/// `n` leaves; `fork` makes another tree of the same size.
-pub(crate) fn leaves(n: u8, fork: bool) -> Vec<Vec<u8>> {
-    (0..n).map(|i| vec![i, u8::from(fork)]).collect()
-}
-
-fn leaf_hashes(leaves: &[Vec<u8>]) -> Vec<[u8; 32]> {
-    leaves.iter().map(|l| *hash_leaf(l).as_bytes()).collect()
-}
-
-/// RFC 6962 MTH.
-fn tree_hash(hashes: &[[u8; 32]]) -> [u8; 32] {
-    match hashes {
-        [] => sha2::Sha256::digest([]).into(),
-        [one] => *one,
-        _ => {
-            let k = (hashes.len() - 1).ilog2();
-            let (left, right) = hashes.split_at(1 << k);
-            let (left, right) = (tree_hash(left), tree_hash(right));
-            *hash_children(&Sha256Hash::new(left), &Sha256Hash::new(right)).as_bytes()
-        }
-    }
-}
-
-/// A loopback HTTP server that answers GETs from `routes` (404 otherwise).
-pub(crate) struct TileServer {
-    pub(crate) url: String,
-    routes: Routes,
-}
-
-/// Path → status line and body.
-type Routes = Arc<Mutex<HashMap<String, (&'static str, Vec<u8>)>>>;
-
-impl TileServer {
-    pub(crate) fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let routes = Routes::default();
-        let served = routes.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut request = String::new();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                if reader.read_line(&mut request).is_err() {
-                    continue;
-                }
-                // The rest of the head is not needed.
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                let route = served.lock().unwrap().get(&path).cloned();
-                let (status, body) = route.unwrap_or(("404 Not Found", Vec::new()));
-                let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-            }
-        });
-        TileServer { url, routes }
-    }
-
-    pub(crate) fn serve(&self, path: &str, body: impl Into<Vec<u8>>) {
-        self.answer(path, "200 OK", body.into());
-    }
-
-    fn answer(&self, path: &str, status: &'static str, body: Vec<u8>) {
-        self.routes
-            .lock()
-            .unwrap()
-            .insert(path.to_owned(), (status, body));
-    }
-
-    /// The log of `leaves` (fewer than 256): its checkpoint and its one partial tile.
-    fn serve_log(&self, log: &TestLog, leaves: &[Vec<u8>]) {
-        self.serve("/checkpoint", log.checkpoint(leaves));
-        self.serve(
-            &format!("/tile/0/000.p/{}", leaves.len()),
-            leaf_hashes(leaves).concat(),
-        );
+/// What a bundle proves for an entry of the tree of `leaves`.
+fn inclusion(log: &TestLog, leaves: &[Vec<u8>]) -> LogInclusion {
+    LogInclusion {
+        log: NAME.to_owned(),
+        log_index: 0,
+        tree_size: leaves.len() as u64,
+        root_hash: tree_hash(&leaf_hashes(leaves)),
+        checkpoint: log.checkpoint(leaves),
     }
 }
 
@@ -195,7 +65,7 @@ impl Fixture {
     async fn check(&self, bundle: &[Vec<u8>], online: bool) -> Result<Freshness, FreshnessFailure> {
         let store = self.store();
         check(
-            &self.log.inclusion(bundle),
+            &inclusion(&self.log, bundle),
             &self.log.log,
             Some(&store),
             online,
@@ -234,7 +104,7 @@ async fn freshness_required_fails_if_log_unreachable() {
     assert!(reason.contains("offline"), "{reason}");
     // As an error: exit 3, naming the log.
     let error = FreshnessFailure::Unavailable(reason)
-        .into_error(&Digest::of(b"index"), &f.log.inclusion(&leaves(3, false)));
+        .into_error(&Digest::of(b"index"), &inclusion(&f.log, &leaves(3, false)));
     assert_eq!(error.exit_code(), 3);
     assert!(error.to_string().contains("log stack"), "{error}");
 }
@@ -456,7 +326,7 @@ async fn log_text_is_sanitized_before_it_is_printed() {
         "/checkpoint",
         f.log
             .checkpoint(&leaves(3, false))
-            .replacen(ORIGIN, evil, 1),
+            .replacen(LOG_ORIGIN, evil, 1),
     );
     let reason = inconsistent_reason(f.check(&leaves(3, false), true).await);
     assert!(
