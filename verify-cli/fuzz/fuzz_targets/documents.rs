@@ -1,0 +1,22 @@
+//! Registry documents: OCI index, manifest and config, the release's `TOOLCHAIN.json`,
+//! artifact manifests, signed payloads, and the index check of `resolve`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tcverify::attachments::{ArtifactManifest, ReleaseStatement, SimpleSigning};
+use tcverify::checked::CheckedBytes;
+use tcverify::release::{ImageConfig, ImageIndex, ImageManifest, ToolchainMetadata, parse_json};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse_json::<ImageIndex>("index", data);
+    let _ = parse_json::<ImageManifest>("manifest", data);
+    if let Ok(config) = parse_json::<ImageConfig>("config", data) {
+        let _ = config.platform().to_string();
+    }
+    let _ = parse_json::<ToolchainMetadata>("TOOLCHAIN.json", data);
+    let _ = parse_json::<ArtifactManifest>("artifact manifest", data);
+    let _ = ReleaseStatement::parse(data);
+    let _ = SimpleSigning::parse(data);
+    let document = CheckedBytes::named_by_content(data.to_vec().into());
+    let _ = tcverify::resolve::parse_index(&document);
+});
