@@ -30,6 +30,13 @@ setup() {
 	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
 }
 
+# A test that changed the SPIRE entries sets RESTORE_ENTRIES; they are put back, pass or fail.
+teardown() {
+	if [[ -n ${RESTORE_ENTRIES:-} ]]; then
+		"$TCDIST_TOP/spire-config/apply-entries" >/dev/null
+	fi
+}
+
 FORGE=$TCDIST_TOP/tests/lib/forge.py
 
 # copy_unsigned NAME: the signed release copied to toolchains/NAME without any signature;
@@ -295,35 +302,36 @@ PY
 	[[ $output == *"did not issue spiffe://tcdist.test/someone-else"* ]]
 }
 
-@test "the signer keeps signing across an SVID rotation" {
+@test "the signer keeps signing across an SVID rotation and waits for one when its SVID expires too soon" {
+	RESTORE_ENTRIES=1
 	TCDIST_SIGNER_SVID_TTL=60 "$TCDIST_TOP/spire-config/apply-entries" >/dev/null
-	restore() { "$TCDIST_TOP/spire-config/apply-entries" >/dev/null; }
-	trap restore EXIT
+	# Fresh repositories: the registry keeps the referrers of earlier runs.
+	id=$(date +%s%N)
 	# Wait until the agent hands out an SVID with the short TTL.
 	serial_of() { grep -oE 'SVID serial [0-9a-f:]+' <<<"$1" | cut -d' ' -f3; }
-	for _ in $(seq 60); do
-		out=$("$DISTD" sign "$(copy_unsigned rotation-a)" --min-svid-lifetime 5 2>&1 >/dev/null)
+	for i in $(seq 60); do
+		out=$("$DISTD" sign "$(copy_unsigned "rotation-a-$id-$i")" --min-svid-lifetime 5 2>&1 >/dev/null)
 		until=$(grep -oE 'valid until [^)]+' <<<"$out" | cut -d' ' -f3)
 		[ $(($(date -d "$until" +%s) - $(date +%s))) -le 60 ] && break
 		sleep 2
 	done
 	first=$(serial_of "$out")
-	# The agent rotates at half the TTL; the next signing must use the new SVID.
-	sleep 35
-	out=$("$DISTD" sign "$(copy_unsigned rotation-b)" --min-svid-lifetime 5 2>&1 >/dev/null)
+	# Once that SVID has under 45 s left (the agent rotates it at 30 s), a signing that needs
+	# 45 s waits for the agent's next SVID and signs with it.
+	pause=$(($(date -d "$until" +%s) - $(date +%s) - 44))
+	[ "$pause" -le 0 ] || sleep "$pause"
+	out=$("$DISTD" sign "$(copy_unsigned rotation-b-$id)" --min-svid-lifetime 45 2>&1 >/dev/null)
 	second=$(serial_of "$out")
 	echo "serials: $first $second"
+	echo "$out"
+	[[ $out == *"under the 45s needed to sign; waiting for the agent to rotate it"* ]]
 	[ -n "$first" ] && [ -n "$second" ] && [ "$first" != "$second" ]
-	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/rotation-a:v1" >/dev/null
-	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/rotation-b:v1" >/dev/null
-	restore
-	trap - EXIT
-	# Later suites sign with the default minimum lifetime: wait until the agent hands out a
-	# full-TTL SVID again.
-	for _ in $(seq 60); do
-		"$DISTD" sign "$(copy_unsigned rotation-c)" --min-svid-lifetime 300 >/dev/null 2>&1 && break
-		sleep 1
-	done
+	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/rotation-a-$id-$i:v1" >/dev/null
+	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/rotation-b-$id:v1" >/dev/null
+	# A lifetime longer than the entry's TTL is refused at once: no rotation would give it.
+	run "$DISTD" sign "$(copy_unsigned rotation-c-$id)" --min-svid-lifetime 61
+	[ "$status" -ne 0 ]
+	[[ $output == *"at least 61s are required to sign"* ]]
 }
 
 @test "configuration errors exit 2 and say what to fix" {

@@ -1,5 +1,6 @@
 //! Where the signer's X.509-SVID comes from: the SPIFFE Workload API (fetched afresh for every
-//! signing, so a rotated SVID is always the one used), or files for offline signing. Either
+//! signing, so a rotated SVID is always the one used, and waited on for a short while when it
+//! is about to expire), or files for offline signing. Either
 //! way `distd` refuses an SVID that is not its configured signer ID, not an X.509-SVID, whose
 //! key does not match, or that expires too soon to finish signing.
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt;
 use jiff::Timestamp;
 use tcverify::spiffe_id::SpiffeId;
 use tcverify::verify::svid::{SvidLeaf, parse_leaf};
@@ -40,55 +42,117 @@ pub struct SigningIdentity {
 }
 
 impl SvidSource {
-    /// Fetches the current SVID for `signer` and checks it may sign now.
+    /// Fetches the current SVID for `signer` and checks it may sign now. An agent's SVID that
+    /// is valid but too close to expiry is waited on (at most until it expires): the agent
+    /// rotates SVIDs at half their TTL, so a short one is replaced soon, e.g. after the
+    /// entry's TTL was raised.
     pub async fn fetch(
         &self,
         signer: &SpiffeId,
         min_lifetime: Duration,
     ) -> Result<SigningIdentity> {
-        let (chain, key, bundle) = match self {
-            SvidSource::WorkloadApi { endpoint } => fetch_from_agent(endpoint, signer).await?,
+        match self {
+            SvidSource::WorkloadApi { endpoint } => {
+                fetch_from_agent(endpoint, signer, min_lifetime).await
+            }
             SvidSource::Files {
                 certificate,
                 key,
                 bundle,
-            } => read_files(certificate, key, bundle.as_ref())?,
-        };
-        let leaf_der = chain
-            .first()
-            .ok_or_else(|| anyhow!("the SVID has no certificate"))?;
-        let leaf =
-            parse_leaf(leaf_der).map_err(|reason| anyhow!("the SVID is refused: {reason}"))?;
-        if leaf.id != *signer {
-            bail!(
-                "the SVID is for {}, but this signer is configured as {signer}; refusing to sign",
-                leaf.id
-            );
+            } => {
+                let identity = checked(read_files(certificate, key, bundle.as_ref())?, signer)?;
+                check_lifetime(&identity.leaf, Timestamp::now(), min_lifetime)?;
+                Ok(identity)
+            }
         }
-        let key = SigningKey::from_pkcs8(key)?;
-        check_key_matches(leaf_der, &key)?;
-        check_lifetime(&leaf, Timestamp::now(), min_lifetime)?;
-        Ok(SigningIdentity {
-            leaf,
-            chain,
-            bundle,
-            key,
-        })
     }
 }
 
 type Material = (Vec<Vec<u8>>, Zeroizing<Vec<u8>>, Vec<Vec<u8>>);
 
-async fn fetch_from_agent(endpoint: &str, signer: &SpiffeId) -> Result<Material> {
+/// Everything but the lifetime: the SVID parses, is the configured signer, and its key
+/// belongs to its certificate.
+fn checked((chain, key, bundle): Material, signer: &SpiffeId) -> Result<SigningIdentity> {
+    let leaf_der = chain
+        .first()
+        .ok_or_else(|| anyhow!("the SVID has no certificate"))?;
+    let leaf = parse_leaf(leaf_der).map_err(|reason| anyhow!("the SVID is refused: {reason}"))?;
+    if leaf.id != *signer {
+        bail!(
+            "the SVID is for {}, but this signer is configured as {signer}; refusing to sign",
+            leaf.id
+        );
+    }
+    let key = SigningKey::from_pkcs8(key)?;
+    check_key_matches(leaf_der, &key)?;
+    Ok(SigningIdentity {
+        leaf,
+        chain,
+        bundle,
+        key,
+    })
+}
+
+async fn fetch_from_agent(
+    endpoint: &str,
+    signer: &SpiffeId,
+    min_lifetime: Duration,
+) -> Result<SigningIdentity> {
     let client = spiffe::WorkloadApiClient::connect_to(endpoint)
         .await
         .with_context(|| format!("connecting to the SPIFFE Workload API at {endpoint}"))?;
-    let context = client.fetch_x509_context().await.with_context(|| {
+    let no_svid = || {
         format!(
             "the SPIRE agent at {endpoint} issued no X.509-SVID to this process; check that a \
              registration entry for {signer} matches this binary (uid and path selectors)"
         )
-    })?;
+    };
+    let mut updates = Box::pin(client.stream_x509_contexts().await.with_context(no_svid)?);
+    // Waiting is bounded by the lifetime asked for, whatever the agent sends.
+    let give_up = tokio::time::Instant::now() + min_lifetime;
+    let mut update = updates.next().await;
+    loop {
+        let context = update
+            .ok_or_else(|| anyhow!("the SPIRE agent at {endpoint} closed the Workload API stream"))?
+            .with_context(no_svid)?;
+        let identity = checked(material_for(&context, endpoint, signer)?, signer)?;
+        let now = Timestamp::now();
+        let left = identity.leaf.not_after.duration_since(now);
+        let usable = check_lifetime(&identity.leaf, now, min_lifetime);
+        // An SVID shorter than the lifetime asked for says the entry's TTL is: its successor
+        // would be no better.
+        let too_short_ttl = identity
+            .leaf
+            .not_after
+            .duration_since(identity.leaf.not_before)
+            < jiff::SignedDuration::try_from(min_lifetime).unwrap_or(jiff::SignedDuration::MAX);
+        if usable.is_ok()
+            || left.is_negative()
+            || too_short_ttl
+            || tokio::time::Instant::now() >= give_up
+        {
+            return usable.map(|()| identity);
+        }
+        eprintln!(
+            "distd: the SVID for {signer} expires in {}s, under the {}s needed to sign; waiting \
+             for the agent to rotate it",
+            left.as_secs(),
+            min_lifetime.as_secs()
+        );
+        let until = give_up.min(tokio::time::Instant::now() + left.unsigned_abs());
+        match tokio::time::timeout_at(until, updates.next()).await {
+            Ok(next) => update = next,
+            Err(_) => return usable.map(|()| identity),
+        }
+    }
+}
+
+/// The signer's SVID, its key and its trust domain's bundle, from one Workload API update.
+fn material_for(
+    context: &spiffe::X509Context,
+    endpoint: &str,
+    signer: &SpiffeId,
+) -> Result<Material> {
     let issued: Vec<String> = context
         .svids()
         .iter()
