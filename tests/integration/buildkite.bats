@@ -7,22 +7,6 @@
 
 bats_require_minimum_version 1.5.0
 
-# A small tree (helpers' make_small_tree) whose bin/go also answers `go env GOEXPERIMENT` as
-# go does, because `tcverify env` asks the toolchain itself.
-make_job_tree() {
-	local dir=$1 version=$2
-	make_small_tree "$dir"
-	printf '%s\n' "$version" >"$dir/VERSION"
-	cat >"$dir/bin/go" <<'EOF'
-#!/bin/sh
-if [ "$1" = env ] && [ "$2" = GOEXPERIMENT ]; then
-	printf '%s\n' "${GOEXPERIMENT:-}"
-	exit 0
-fi
-echo small-go "$@"
-EOF
-}
-
 setup_file() {
 	load helpers
 	export WORK=$TCDIST_TEST_WORK/buildkite

@@ -39,6 +39,22 @@ make_small_tree() {
 	ln -s ../src/fmt "$dir/lib/fmt-link"
 }
 
+# make_job_tree DIR VERSION: a small tree whose bin/go also answers `go env GOEXPERIMENT` as
+# go does, because `tcverify env` asks the toolchain itself.
+make_job_tree() {
+	local dir=$1 version=$2
+	make_small_tree "$dir"
+	printf '%s\n' "$version" >"$dir/VERSION"
+	cat >"$dir/bin/go" <<'EOF'
+#!/bin/sh
+if [ "$1" = env ] && [ "$2" = GOEXPERIMENT ]; then
+	printf '%s\n' "${GOEXPERIMENT:-}"
+	exit 0
+fi
+echo small-go "$@"
+EOF
+}
+
 # The blob upload requests the registry logged so far (one access-log line per upload).
 count_blob_uploads() {
 	grep -cE '"PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/[0-9.]+" 201 ' "$TCDIST_REGISTRY_LOG" || true

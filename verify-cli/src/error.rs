@@ -96,6 +96,9 @@ pub enum Rejection {
         limit: &'static str,
         detail: String,
     },
+    /// An installed entry no longer matches what was installed (or cannot be shown to).
+    #[error("store entry {entry}: {reason}")]
+    EntryDamaged { entry: String, reason: String },
     /// No signature of the release meets every rule; one failure per signature examined.
     #[error("release {index}: {}", describe_failures(failures))]
     Signature {
@@ -212,6 +215,12 @@ impl Error {
                 "set the job's GOEXPERIMENT to {baseline:?} (the toolchain's baseline), or use a \
                  toolchain built for the job's experiments"
             )),
+            Error::Rejected(Rejection::EntryDamaged { .. }) => Some(
+                "the installed toolchain changed after it was verified (or cannot be shown not \
+                 to have): nothing in it runs; `tcverify fsck` moves it to quarantine and the \
+                 next pull installs a fresh copy. Find out who could write to the store"
+                    .into(),
+            ),
             Error::Rejected(_) => Some(
                 "the release was refused and nothing was installed; do not use it, and report it \
                  to the toolchain's publishers"
@@ -231,6 +240,7 @@ impl Rejection {
             Rejection::GoexperimentMismatch { .. } | Rejection::GoexperimentReported { .. } => {
                 "goexperiment"
             }
+            Rejection::EntryDamaged { .. } => "store-integrity",
             Rejection::Signature { failures, .. } => failures
                 .first()
                 .map_or("signature-present", |failure| failure.rule.name()),

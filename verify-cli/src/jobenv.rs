@@ -1,7 +1,8 @@
 //! The environment a build job needs to use an installed toolchain, and the GOEXPERIMENT
 //! consistency check: the job must build with the experiments the toolchain was built for.
 
-use std::path::Path;
+use std::io::Read as _;
+use std::os::fd::AsRawFd as _;
 use std::process::Command;
 
 use serde::Serialize;
@@ -24,7 +25,7 @@ pub fn job_environment(
     current_path: &str,
 ) -> Result<JobEnvironment> {
     let root = &entry.root;
-    let metadata = read_metadata(root)?;
+    let metadata = read_metadata(entry)?;
     let object = format!("toolchain {}", entry.record.index_digest);
     if job_goexperiment != metadata.goexperiment {
         return Err(Rejection::GoexperimentMismatch {
@@ -34,7 +35,7 @@ pub fn job_environment(
         }
         .into());
     }
-    let reported = reported_goexperiment(root, job_goexperiment)?;
+    let reported = reported_goexperiment(entry, job_goexperiment)?;
     if reported != metadata.goexperiment {
         return Err(Rejection::GoexperimentReported {
             object,
@@ -59,17 +60,36 @@ pub fn job_environment(
     })
 }
 
-fn read_metadata(root: &Path) -> Result<ToolchainMetadata> {
-    let path = root.join(TOOLCHAIN_METADATA_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::store("reading", &path, e))?;
+/// `TOOLCHAIN.json` as installed (checked against the entry's manifest).
+fn read_metadata(entry: &Entry) -> Result<ToolchainMetadata> {
+    let path = entry.root.join(TOOLCHAIN_METADATA_FILE);
+    let mut bytes = Vec::new();
+    entry
+        .open_checked(TOOLCHAIN_METADATA_FILE)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::store("reading", &path, e))?;
     parse_json(TOOLCHAIN_METADATA_FILE, &bytes)
         .map_err(|reason| Rejection::malformed(path.display().to_string(), reason).into())
 }
 
-/// What the toolchain itself says the job's GOEXPERIMENT resolves to.
-fn reported_goexperiment(root: &Path, job_goexperiment: &str) -> Result<String> {
+/// What the toolchain itself says the job's GOEXPERIMENT resolves to. `bin/go` is run through
+/// the descriptor its bytes were checked on, so a file swapped in after the check never runs.
+fn reported_goexperiment(entry: &Entry, job_goexperiment: &str) -> Result<String> {
+    let root = &entry.root;
     let go = root.join("bin/go");
-    let output = Command::new(&go)
+    let checked = entry.open_checked("bin/go")?;
+    let fd = checked.as_raw_fd();
+    // The child must inherit the descriptor to exec it (and a script's interpreter, to read
+    // it): clear close-on-exec on this one descriptor only.
+    // SAFETY: `fd` is open for as long as `checked` lives, past the spawn below.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+        return Err(Error::store(
+            "preparing",
+            &go,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let output = Command::new(format!("/proc/self/fd/{fd}"))
         .args(["env", "GOEXPERIMENT"])
         .env("GOROOT", root)
         .env("X_GO_RUNTIME_ROOT", root)
@@ -77,6 +97,7 @@ fn reported_goexperiment(root: &Path, job_goexperiment: &str) -> Result<String> 
         .env("GOEXPERIMENT", job_goexperiment)
         .output()
         .map_err(|e| Error::store("running", &go, e))?;
+    drop(checked);
     if !output.status.success() {
         return Err(Rejection::malformed(
             format!("{} env GOEXPERIMENT", go.display()),

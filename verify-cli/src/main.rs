@@ -27,6 +27,7 @@ fn main() -> ExitCode {
             Command::Env(args) => cli::commands::env_command(args),
             Command::Ls(args) => cli::commands::ls_command(args),
             Command::Gc(args) => cli::commands::gc_command(args),
+            Command::Fsck(args) => cli::commands::fsck_command(args),
             Command::Policy(cli::args::PolicyCommand::Check(args)) => {
                 cli::commands::policy_check_command(args)
             }

@@ -88,7 +88,7 @@ pub async fn pull(
     }
     .run(&verified)
     .await?;
-    Store::write_record(&staging, &EntryRecord::new(&release.reference, &report))?;
+    Store::write_record(&staging, EntryRecord::new(&release.reference, &report))?;
     reporter.step("installing into the store");
     staging.commit()?;
     store.mark_used(&release.index_digest, &release.platform);

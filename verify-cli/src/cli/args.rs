@@ -29,6 +29,9 @@ pub enum Command {
     Ls(StoreArgs),
     /// Remove leftovers of interrupted pulls and, optionally, long-unused toolchains
     Gc(GcArgs),
+    /// Re-hash every installed toolchain; move any that changed since install to quarantine
+    /// (exit 42), so the next pull installs a fresh copy
+    Fsck(FsckArgs),
     /// Work with policy files
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -128,6 +131,15 @@ pub struct GcArgs {
     #[arg(long, value_name = "DAYS")]
     pub unused_for_days: Option<u64>,
     /// Show what would be removed
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Report damaged toolchains without moving them
     #[arg(long)]
     pub dry_run: bool,
 }

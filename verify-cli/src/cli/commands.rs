@@ -14,7 +14,9 @@ use tcverify::verify::Verifier;
 use tcverify::audit::AuditLog;
 use tcverify::verify::policy::{Policy, check_policy_file};
 
-use super::args::{EnvArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs, VerifyArgs};
+use super::args::{
+    EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs, VerifyArgs,
+};
 use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
@@ -148,6 +150,45 @@ pub fn gc_command(args: GcArgs) -> Result<()> {
         println!("{verb} {}", path.display());
     }
     Ok(())
+}
+
+pub fn fsck_command(args: FsckArgs) -> Result<()> {
+    let report = Store::open(&args.store.store)?.fsck(args.dry_run)?;
+    if args.store.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("reports serialise")
+        );
+    } else {
+        for path in &report.intact {
+            println!("intact {}", path.display());
+        }
+        for path in &report.busy {
+            println!("busy {} (being pulled; not checked)", path.display());
+        }
+        for damaged in &report.damaged {
+            match &damaged.quarantined {
+                Some(to) => println!(
+                    "quarantined {} to {}",
+                    damaged.entry.display(),
+                    to.display()
+                ),
+                None => println!("damaged {}", damaged.entry.display()),
+            }
+        }
+    }
+    let Some(first) = report.damaged.first() else {
+        return Ok(());
+    };
+    let others = match report.damaged.len() {
+        1 => String::new(),
+        n => format!(" (and {} more damaged entries)", n - 1),
+    };
+    Err(Rejection::EntryDamaged {
+        entry: first.entry.display().to_string(),
+        reason: format!("{}{others}", first.reason),
+    }
+    .into())
 }
 
 pub fn env_command(args: EnvArgs) -> Result<()> {

@@ -4,8 +4,9 @@
 pub mod extract;
 pub mod lock;
 pub mod staging;
+pub mod tree;
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -18,13 +19,18 @@ use crate::release::TOOLCHAIN_ROOT;
 use crate::resolve::ResolvedRelease;
 use crate::verify::{VerificationReport, Verified};
 use lock::EntryLock;
-use staging::{Staging, remove_tree};
+use staging::{Staging, remove_tree, seal_read_only};
+use tree::{TREE_FILE, TreeManifest};
 
 /// The record kept next to each entry's toolchain root.
 pub const RECORD_FILE: &str = "release.json";
 const STAGING_DIR: &str = ".staging";
 const LOCK_DIR: &str = ".locks";
 const USED_DIR: &str = ".used";
+/// Where `fsck` moves damaged entries, kept for inspection.
+const QUARANTINE_DIR: &str = ".quarantine";
+/// A manifest larger than this is not one tcverify wrote.
+const MAX_TREE_FILE: u64 = 64 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EntryRecord {
@@ -37,6 +43,10 @@ pub struct EntryRecord {
     pub manifest_digest: Digest,
     pub platform: Platform,
     pub checks: Vec<String>,
+    /// The digest of the entry's tree manifest (`tree.txt`), taken when it was installed
+    /// (entries installed before it was recorded have none; `fsck` replaces them).
+    #[serde(default)]
+    pub tree_digest: Option<Digest>,
     /// Seconds since the epoch when the entry was installed (store bookkeeping, not content).
     pub installed_at: u64,
 }
@@ -55,7 +65,7 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> Result<Self> {
         let root = std::path::absolute(root).map_err(|e| Error::store("resolving", root, e))?;
-        for dir in [STAGING_DIR, LOCK_DIR, USED_DIR] {
+        for dir in [STAGING_DIR, LOCK_DIR, USED_DIR, QUARANTINE_DIR] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::store("creating", &path, e))?;
             // Bookkeeping is written into these; a symlink planted in their place would send
@@ -118,10 +128,19 @@ impl Store {
         Staging::create(&staging_root, &name, self.entry_path(digest, platform))
     }
 
-    /// Writes the record into a staging directory before it is sealed.
-    pub fn write_record(staging: &Staging, record: &EntryRecord) -> Result<()> {
+    /// Seals the extracted tree read-only, then writes its manifest and the record (with the
+    /// manifest's digest) beside it, before the entry is committed.
+    pub fn write_record(staging: &Staging, mut record: EntryRecord) -> Result<()> {
+        let tree_root = staging.path().join(TOOLCHAIN_ROOT);
+        seal_read_only(&tree_root)?;
+        let manifest = TreeManifest::build(&tree_root)
+            .map_err(|e| Error::store("reading the installed tree", &tree_root, e))?;
+        let text = manifest.to_text();
+        record.tree_digest = Some(Digest::of(text.as_bytes()));
+        let tree_path = staging.path().join(TREE_FILE);
+        std::fs::write(&tree_path, text).map_err(|e| Error::store("writing", &tree_path, e))?;
         let path = staging.path().join(RECORD_FILE);
-        let json = serde_json::to_vec_pretty(record).expect("records serialise");
+        let json = serde_json::to_vec_pretty(&record).expect("records serialise");
         std::fs::write(&path, json).map_err(|e| Error::store("writing", &path, e))
     }
 
@@ -187,11 +206,8 @@ impl Store {
             let entry_name = leftover
                 .rsplit_once('.')
                 .map_or(leftover.as_str(), |(n, _)| n);
-            let lock_path = self.root.join(LOCK_DIR).join(format!("{entry_name}.lock"));
-            let _lock = match EntryLock::try_acquire(&lock_path)? {
-                Some(lock) => Some(lock),
-                None if !lock_path.exists() => None,
-                None => continue,
+            let Some(_lock) = self.lock_if_idle(entry_name)? else {
+                continue;
             };
             let path = staging_root.join(&leftover);
             if !dry_run {
@@ -209,10 +225,9 @@ impl Store {
                 if last_used >= cutoff {
                     continue;
                 }
-                let lock_path = self.root.join(LOCK_DIR).join(format!("{name}.lock"));
-                if lock_path.exists() && EntryLock::try_acquire(&lock_path)?.is_none() {
+                let Some(_lock) = self.lock_if_idle(&name)? else {
                     continue;
-                }
+                };
                 if !dry_run {
                     remove_tree(&entry.path)
                         .map_err(|e| Error::store("removing", &entry.path, e))?;
@@ -226,6 +241,173 @@ impl Store {
         }
         Ok(report)
     }
+
+    /// Re-reads every entry's tree and compares it with the manifest recorded at install.
+    /// A damaged entry is moved to quarantine (unless `dry_run`), so the next pull installs
+    /// a fresh copy. Entries being pulled right now are skipped.
+    pub fn fsck(&self, dry_run: bool) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        for entry in self.list()? {
+            let name = Self::entry_name(&entry.record.index_digest, &entry.record.platform);
+            let Some(_lock) = self.lock_if_idle(&name)? else {
+                report.busy.push(entry.path);
+                continue;
+            };
+            let Err(reason) = check_tree(&entry) else {
+                report.intact.push(entry.path);
+                continue;
+            };
+            let quarantined = if dry_run {
+                None
+            } else {
+                Some(self.quarantine(&entry, &name)?)
+            };
+            report.damaged.push(DamagedEntry {
+                entry: entry.path,
+                reason,
+                quarantined,
+            });
+        }
+        Ok(report)
+    }
+
+    /// The entry's lock when no pull holds it: `Some(None)` when it has no lock file (no pull
+    /// ever started), `None` while a pull runs.
+    fn lock_if_idle(&self, name: &str) -> Result<Option<Option<EntryLock>>> {
+        let lock_path = self.root.join(LOCK_DIR).join(format!("{name}.lock"));
+        Ok(match EntryLock::try_acquire(&lock_path)? {
+            Some(lock) => Some(Some(lock)),
+            None if !lock_path.exists() => Some(None),
+            None => None,
+        })
+    }
+
+    /// Moves an entry aside: out of every lookup, kept whole for whoever investigates.
+    fn quarantine(&self, entry: &Entry, name: &str) -> Result<PathBuf> {
+        let stamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let target = self
+            .root
+            .join(QUARANTINE_DIR)
+            .join(format!("{name}.{stamp}"));
+        // Moving a directory to another parent rewrites its `..`: it must be writable.
+        std::fs::set_permissions(&entry.path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::store("unsealing", &entry.path, e))?;
+        std::fs::rename(&entry.path, &target)
+            .map_err(|e| Error::store("moving to quarantine", &entry.path, e))?;
+        let _ = std::fs::remove_file(self.root.join(USED_DIR).join(name));
+        if let Some(parent) = entry.path.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+        Ok(target)
+    }
+}
+
+impl Entry {
+    /// The tree manifest recorded at install, checked against the record's digest.
+    pub fn manifest(&self) -> std::result::Result<TreeManifest, String> {
+        let recorded = self.record.tree_digest.as_ref().ok_or(
+            "no tree digest was recorded (installed by an older tcverify); it cannot be checked",
+        )?;
+        let tree_path = self.path.join(TREE_FILE);
+        let text = read_capped(&tree_path, MAX_TREE_FILE)
+            .map_err(|e| format!("{TREE_FILE} cannot be read: {e}"))?;
+        let actual = Digest::of(&text);
+        if actual != *recorded {
+            return Err(format!(
+                "{TREE_FILE} is {actual}, but the record says {recorded}"
+            ));
+        }
+        std::str::from_utf8(&text)
+            .ok()
+            .and_then(TreeManifest::parse)
+            .ok_or_else(|| format!("{TREE_FILE} is malformed"))
+    }
+
+    /// Opens a file of the toolchain and checks, through the returned descriptor, that it is
+    /// the file the manifest recorded: what the caller reads or runs from it is what was
+    /// installed, whatever happens to the path afterwards.
+    pub fn open_checked(&self, relative: &str) -> Result<std::fs::File> {
+        use std::io::Seek as _;
+        use std::os::unix::fs::MetadataExt as _;
+        let damaged = |reason: String| -> Error {
+            crate::error::Rejection::EntryDamaged {
+                entry: self.path.display().to_string(),
+                reason,
+            }
+            .into()
+        };
+        let manifest = self.manifest().map_err(damaged)?;
+        let expected = manifest
+            .get(relative)
+            .ok_or_else(|| damaged(format!("{relative} is not in its manifest")))?;
+        let path = self.root.join(relative);
+        let mut file = tree::open_no_follow(&path)
+            .map_err(|e| damaged(format!("{relative} cannot be opened: {e}")))?;
+        let metadata = file
+            .metadata()
+            .map_err(|e| Error::store("inspecting", &path, e))?;
+        let (size, content) =
+            tree::hash_reader(&mut file).map_err(|e| Error::store("reading", &path, e))?;
+        if !metadata.is_file()
+            || metadata.mode() & 0o7777 != expected.mode
+            || size != expected.size
+            || content != expected.content
+        {
+            return Err(damaged(format!(
+                "{relative} is not the file that was installed; run `tcverify fsck` to \
+                 quarantine the entry, then pull again"
+            )));
+        }
+        file.rewind()
+            .map_err(|e| Error::store("reading", &path, e))?;
+        Ok(file)
+    }
+}
+
+/// Why an entry's tree does not match its record, or `Ok` when it does.
+fn check_tree(entry: &Entry) -> std::result::Result<(), String> {
+    let expected = entry.manifest()?;
+    let found =
+        TreeManifest::build(&entry.root).map_err(|e| format!("the tree cannot be read: {e}"))?;
+    let differences = found.differences(&expected, 5);
+    if differences.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the tree differs from its manifest: {}",
+            differences.join("; ")
+        ))
+    }
+}
+
+fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    tree::open_no_follow(path)?
+        .take(cap + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(std::io::Error::other(format!("over {cap} bytes")));
+    }
+    Ok(bytes)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FsckReport {
+    pub intact: Vec<PathBuf>,
+    pub damaged: Vec<DamagedEntry>,
+    /// Entries locked by a pull in progress, not checked this time.
+    pub busy: Vec<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DamagedEntry {
+    pub entry: PathBuf,
+    pub reason: String,
+    /// Where it was moved (none on a dry run).
+    pub quarantined: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -281,6 +463,7 @@ impl EntryRecord {
             manifest_digest: report.manifest_digest.clone(),
             platform: report.platform.clone(),
             checks: report.checks.iter().map(|c| (*c).to_owned()).collect(),
+            tree_digest: None,
             installed_at: SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

@@ -65,7 +65,7 @@ impl Drop for Staging {
 
 /// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode. A walk
 /// with an explicit stack: the tree's depth came from a layer.
-fn seal_read_only(root: &Path) -> Result<()> {
+pub fn seal_read_only(root: &Path) -> Result<()> {
     let mut directories = Vec::new();
     let mut pending = vec![root.to_owned()];
     while let Some(path) = pending.pop() {
