@@ -129,6 +129,46 @@ assert record["digest"].startswith("sha256:"), record
 PY
 }
 
+@test "the audit log is hash-chained: audit verify finds an edited, inserted or removed record, and a cut end against an earlier head" {
+	log=$BATS_TEST_TMPDIR/audit.log
+	unsigned=$(copy_unsigned "audit-chain-$(date +%s%N)")
+	"$TCVERIFY" verify "$SIGNED" --audit-log "$log" >/dev/null
+	run "$TCVERIFY" verify "$unsigned" --audit-log "$log"
+	[ "$status" -eq 42 ]
+	"$TCVERIFY" pull "$SIGNED" --store "$WORK/store" --audit-log "$log" >/dev/null
+	run --separate-stderr "$TCVERIFY" audit verify "$log"
+	[ "$status" -eq 0 ]
+	[[ $output =~ ^$log:\ 3\ records,\ chain\ intact,\ head\ (sha256:[0-9a-f]{64})$ ]]
+	head=${BASH_REMATCH[1]}
+	[ "$head" = "sha256:$(tail -n1 "$log" | tr -d '\n' | sha256sum | cut -d' ' -f1)" ]
+	# breaks LOG LINE TEXT: audit verify of LOG exits 42 naming LINE and TEXT.
+	breaks() {
+		run --separate-stderr "$TCVERIFY" audit verify "$1" --head "$head"
+		echo "$stderr"
+		[ "$status" -eq 42 ]
+		[[ $stderr == *"audit log $1, line $2: "*"$3"* ]]
+	}
+	# The reject turned into an accept.
+	sed '2s/"decision":"reject"/"decision":"accept"/' "$log" >"$BATS_TEST_TMPDIR/edited.log"
+	breaks "$BATS_TEST_TMPDIR/edited.log" 3 "the record before it was edited"
+	# The reject removed.
+	sed 2d "$log" >"$BATS_TEST_TMPDIR/removed.log"
+	breaks "$BATS_TEST_TMPDIR/removed.log" 2 "seq is 3, expected 2"
+	# An accept inserted (a copy of the first record).
+	sed 1p "$log" >"$BATS_TEST_TMPDIR/inserted.log"
+	breaks "$BATS_TEST_TMPDIR/inserted.log" 2 "seq is 1, expected 2"
+	# The newest record cut off: still a whole chain, but the earlier head is gone.
+	head -n 2 "$log" >"$BATS_TEST_TMPDIR/cut.log"
+	run "$TCVERIFY" audit verify "$BATS_TEST_TMPDIR/cut.log"
+	[ "$status" -eq 0 ]
+	breaks "$BATS_TEST_TMPDIR/cut.log" 3 "the head $head seen earlier is not in the log"
+	# The log goes on from its head, and the old head stays in it.
+	"$TCVERIFY" verify "$SIGNED" --audit-log "$log" >/dev/null
+	run "$TCVERIFY" audit verify "$log" --head "$head"
+	[ "$status" -eq 0 ]
+	[[ $output == *": 4 records, chain intact"* ]]
+}
+
 @test "attack: signatures removed (release copied without them)" {
 	refused "$(copy_unsigned stripped)" signature-present
 }

@@ -1,6 +1,11 @@
 //! The audit log: one JSON line per verification decision (accept, reject, or error), so an
 //! operator can answer "which release did this agent accept, signed by whom, and why was that
-//! one refused". Appended with one write per record, so concurrent pulls never interleave.
+//! one refused". Records in a file are hash-chained: each carries its sequence number and the
+//! digest of the line before it, so an edited, inserted or removed record breaks the chain
+//! (`chain.rs`). Appended under an exclusive lock with one write per record, so concurrent
+//! pulls never interleave or fork the chain.
+
+pub mod chain;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -73,19 +78,15 @@ impl AuditLog {
                 reason: error.to_string(),
             },
         };
-        let mut line = serde_json::to_vec(&record).expect("audit records serialise");
-        line.push(b'\n');
         match self {
             AuditLog::Off => Ok(()),
             AuditLog::Stderr => {
+                let mut line = serde_json::to_vec(&record).expect("audit records serialise");
+                line.push(b'\n');
                 let _ = std::io::stderr().write_all(&line);
                 Ok(())
             }
-            AuditLog::File(path) => std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut file| file.write_all(&line))
+            AuditLog::File(path) => chain::append(path, &record)
                 .map_err(|e| Error::store("appending the audit record to", path, e)),
         }
     }

@@ -99,6 +99,13 @@ pub enum Rejection {
     /// An installed entry no longer matches what was installed (or cannot be shown to).
     #[error("store entry {entry}: {reason}")]
     EntryDamaged { entry: String, reason: String },
+    /// An audit log's hash chain breaks at `line`.
+    #[error("audit log {log}, line {line}: {reason}")]
+    AuditChainBroken {
+        log: String,
+        line: u64,
+        reason: String,
+    },
     /// No signature of the release meets every rule; one failure per signature examined.
     #[error("release {index}: {}", describe_failures(failures))]
     Signature {
@@ -221,6 +228,11 @@ impl Error {
                  next pull installs a fresh copy. Find out who could write to the store"
                     .into(),
             ),
+            Error::Rejected(Rejection::AuditChainBroken { .. }) => Some(
+                "the log was changed after it was written: keep this copy for investigation, \
+                 and compare it with the records shipped elsewhere (e.g. the journal)"
+                    .into(),
+            ),
             Error::Rejected(_) => Some(
                 "the release was refused and nothing was installed; do not use it, and report it \
                  to the toolchain's publishers"
@@ -241,6 +253,7 @@ impl Rejection {
                 "goexperiment"
             }
             Rejection::EntryDamaged { .. } => "store-integrity",
+            Rejection::AuditChainBroken { .. } => "audit-chain",
             Rejection::Signature { failures, .. } => failures
                 .first()
                 .map_or("signature-present", |failure| failure.rule.name()),

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
             Command::Ls(args) => cli::commands::ls_command(args),
             Command::Gc(args) => cli::commands::gc_command(args),
             Command::Fsck(args) => cli::commands::fsck_command(args),
+            Command::Audit(cli::args::AuditCommand::Verify(args)) => {
+                cli::commands::audit_verify_command(args)
+            }
             Command::Policy(cli::args::PolicyCommand::Check(args)) => {
                 cli::commands::policy_check_command(args)
             }

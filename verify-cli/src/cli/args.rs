@@ -35,6 +35,30 @@ pub enum Command {
     /// Work with policy files
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Work with audit logs
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check an audit log's hash chain; prints the record count and the head (exit 42 at the
+    /// first edited, inserted or removed record)
+    Verify(AuditVerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AuditVerifyArgs {
+    /// The audit log (`--audit-log`'s file)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// A head this log had earlier (from an earlier `audit verify`): it must still be in the
+    /// log, so records removed from its end are found too
+    #[arg(long, value_name = "sha256:HEX")]
+    pub head: Option<String>,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -15,7 +15,8 @@ use tcverify::audit::AuditLog;
 use tcverify::verify::policy::{Policy, check_policy_file};
 
 use super::args::{
-    EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs, VerifyArgs,
+    AuditVerifyArgs, EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs,
+    VerifyArgs,
 };
 use super::printer::Progress;
 
@@ -247,6 +248,36 @@ fn check_entry_repository(reference: &ReleaseRef, entry: &Entry) -> Result<()> {
         ),
     )
     .into())
+}
+
+pub fn audit_verify_command(args: AuditVerifyArgs) -> Result<()> {
+    use tcverify::audit::chain::{VerifyError, verify};
+    let file = std::fs::File::open(&args.file)
+        .map_err(|e| Error::store("opening the audit log", &args.file, e))?;
+    let summary =
+        verify(std::io::BufReader::new(file), args.head.as_deref()).map_err(|e| match e {
+            VerifyError::Read(e) => Error::store("reading the audit log", &args.file, e),
+            VerifyError::Broken(at) => Rejection::AuditChainBroken {
+                log: args.file.display().to_string(),
+                line: at.line,
+                reason: at.reason,
+            }
+            .into(),
+        })?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).expect("summaries serialise")
+        );
+    } else {
+        println!(
+            "{}: {} records, chain intact, head {}",
+            args.file.display(),
+            summary.records,
+            summary.head
+        );
+    }
+    Ok(())
 }
 
 pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {
