@@ -8,13 +8,65 @@ use std::process::Command;
 use serde::Serialize;
 
 use crate::error::{Error, Rejection, Result};
+use crate::platform::Platform;
+use crate::reference::ReleaseRef;
 use crate::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
-use crate::store::Entry;
+use crate::store::{Entry, Store};
 
 #[derive(Debug, Serialize)]
 pub struct JobEnvironment {
     /// Variables to set, in order.
     pub vars: Vec<(String, String)>,
+}
+
+/// The job environment for the installed entry `reference` names (by digest when it has one,
+/// else the newest pull under exactly that reference).
+pub fn environment_for(
+    store: &Store,
+    reference: &ReleaseRef,
+    platform: &Platform,
+    job_goexperiment: &str,
+    current_path: &str,
+) -> Result<JobEnvironment> {
+    let entry = store
+        .find(&reference.to_string(), reference.digest(), platform)?
+        .ok_or_else(|| {
+            Error::usage_with_hint(
+                format!(
+                    "{reference} ({platform}) is not in the store {}",
+                    store.root().display()
+                ),
+                format!("run `tcverify pull {reference}` first"),
+            )
+        })?;
+    check_entry_repository(reference, &entry)?;
+    job_environment(&entry, job_goexperiment, current_path)
+}
+
+/// An entry found by digest was verified for the repository its signature names; the same
+/// bytes asked for under another repository were not (the policy's signers differ per
+/// repository), so they are refused rather than handed out.
+fn check_entry_repository(reference: &ReleaseRef, entry: &Entry) -> Result<()> {
+    let ReleaseRef::Registry(wanted) = reference else {
+        return Ok(());
+    };
+    if wanted.digest.is_none() || entry.record.repository.as_deref() == Some(&wanted.repository) {
+        return Ok(());
+    }
+    Err(Rejection::malformed(
+        format!("store entry {}", entry.path.display()),
+        format!(
+            "it was verified for repository {}, not {}; run `tcverify pull {reference}` to verify \
+             it for that repository",
+            entry
+                .record
+                .repository
+                .as_deref()
+                .unwrap_or("(not recorded)"),
+            wanted.repository
+        ),
+    )
+    .into())
 }
 
 /// Builds the job environment for `entry`. `job_goexperiment` is the job's GOEXPERIMENT

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod error;
 pub mod fetch;
 pub mod jobenv;
+pub mod output;
 pub mod platform;
 pub mod program;
 pub mod pull;

@@ -54,6 +54,19 @@ pub async fn pull(
     reporter: &dyn Reporter,
 ) -> Result<PullOutcome> {
     let (source, verified) = verify_release(reference, options, verifier, reporter).await?;
+    install(&source, verified, options, verifier, store, reporter).await
+}
+
+/// Installs a verified release unless the store has it already; concurrent installs of one
+/// entry (in any process) download it once.
+pub async fn install(
+    source: &ReleaseSource,
+    verified: Verified<ResolvedRelease>,
+    options: &PullOptions<'_>,
+    verifier: &Verifier,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> Result<PullOutcome> {
     let release = verified.get();
     let report = verified.report().clone();
     if let Some(entry) = store.lookup(&release.index_digest, &release.platform)? {
@@ -79,7 +92,7 @@ pub async fn pull(
         release.index_digest
     ));
     LayerFetch {
-        source: &source,
+        source,
         staging: &staging,
         budget: verifier.budget(),
         reporter,

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tcverify::error::{Error, Rejection, Result};
-use tcverify::jobenv::job_environment;
+use tcverify::jobenv::environment_for;
+use tcverify::output;
 use tcverify::pull::{PullOptions, pull, verify_release};
 use tcverify::reference::ReleaseRef;
+use tcverify::store::Store;
 use tcverify::store::extract::ExtractBudget;
-use tcverify::store::{Entry, Store};
 use tcverify::verify::Verifier;
 
 use tcverify::audit::AuditLog;
@@ -47,29 +47,11 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         outcome.as_ref().map(|o| &o.report),
     )?;
     let outcome = outcome?;
-    warn_unchecked(&outcome.report);
-    if args.store.json {
-        let signature = &outcome.report.signature;
-        let output = json!({
-            "digest": outcome.report.index_digest,
-            "root": outcome.entry.root,
-            "reference": reference.to_string(),
-            "manifest_digest": outcome.report.manifest_digest,
-            "platform": outcome.report.platform.to_string(),
-            "downloaded": outcome.downloaded,
-            "signer": signature.signer,
-            "signed_at": signature.signed_at,
-            "log_index": signature.log.as_ref().map(|log| log.log_index),
-            "log_freshness": outcome.report.log_freshness,
-            "verified": {
-                "checks": outcome.report.checks,
-                "signature": signature,
-            },
-        });
-        println!("{output}");
-    } else {
-        println!("{}", outcome.entry.root.display());
-    }
+    warn(&outcome.report);
+    print!(
+        "{}",
+        output::pull_stdout(&outcome, &reference, args.store.json)
+    );
     Ok(())
 }
 
@@ -88,23 +70,8 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         outcome.as_ref().map(|(_, verified)| verified.report()),
     )?;
     let (_, verified) = outcome?;
-    let report = verified.report();
-    warn_unchecked(report);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(report).expect("reports serialise")
-        );
-    } else {
-        println!(
-            "{} {} verified: {}; signed by {} at {}",
-            report.index_digest,
-            report.platform,
-            report.checks.join(", "),
-            report.signature.signer,
-            report.signature.signed_at
-        );
-    }
+    warn(verified.report());
+    print!("{}", output::verify_stdout(verified.report(), args.json));
     Ok(())
 }
 
@@ -195,59 +162,15 @@ pub fn fsck_command(args: FsckArgs) -> Result<()> {
 pub fn env_command(args: EnvArgs) -> Result<()> {
     let reference = ReleaseRef::parse(&args.reference)?;
     let store = Store::open(&args.store)?;
-    let entry = store
-        .find(&reference.to_string(), reference.digest(), &args.platform)?
-        .ok_or_else(|| {
-            Error::usage_with_hint(
-                format!(
-                    "{reference} ({}) is not in the store {}",
-                    args.platform,
-                    args.store.display()
-                ),
-                format!("run `tcverify pull {reference}` first"),
-            )
-        })?;
-    check_entry_repository(&reference, &entry)?;
-    let goexperiment = std::env::var("GOEXPERIMENT").unwrap_or_default();
-    let path = std::env::var("PATH").unwrap_or_default();
-    let environment = job_environment(&entry, &goexperiment, &path)?;
-    if args.format == "json" {
-        let vars: serde_json::Map<String, serde_json::Value> = environment
-            .vars
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
-        println!("{}", serde_json::Value::Object(vars));
-    } else {
-        print!("{}", environment.to_shell());
-    }
+    let environment = environment_for(
+        &store,
+        &reference,
+        &args.platform,
+        &std::env::var("GOEXPERIMENT").unwrap_or_default(),
+        &std::env::var("PATH").unwrap_or_default(),
+    )?;
+    print!("{}", output::env_stdout(&environment, &args.format));
     Ok(())
-}
-
-/// An entry found by digest was verified for the repository its signature names; the same
-/// bytes asked for under another repository were not (the policy's signers differ per
-/// repository), so they are refused rather than handed out.
-fn check_entry_repository(reference: &ReleaseRef, entry: &Entry) -> Result<()> {
-    let ReleaseRef::Registry(wanted) = reference else {
-        return Ok(());
-    };
-    if wanted.digest.is_none() || entry.record.repository.as_deref() == Some(&wanted.repository) {
-        return Ok(());
-    }
-    Err(Rejection::malformed(
-        format!("store entry {}", entry.path.display()),
-        format!(
-            "it was verified for repository {}, not {}; run `tcverify pull {reference}` to verify \
-             it for that repository",
-            entry
-                .record
-                .repository
-                .as_deref()
-                .unwrap_or("(not recorded)"),
-            wanted.repository
-        ),
-    )
-    .into())
 }
 
 pub fn audit_verify_command(args: AuditVerifyArgs) -> Result<()> {
@@ -309,16 +232,9 @@ fn verifier(
     })
 }
 
-/// Says so when the log's current state could not be checked: the release verified from its
-/// own proof, but a log that forked since would not have been noticed.
-fn warn_unchecked(report: &tcverify::verify::VerificationReport) {
-    if let Some(tcverify::verify::freshness::Freshness::Unchecked { reason }) =
-        &report.log_freshness
-    {
-        eprintln!(
-            "tcverify: warning: verified from the bundle's log proof; the log's freshness could \
-             not be checked ({reason})"
-        );
+fn warn(report: &tcverify::verify::VerificationReport) {
+    for warning in output::warnings(report) {
+        eprintln!("{warning}");
     }
 }
 

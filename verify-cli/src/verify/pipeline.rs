@@ -23,8 +23,9 @@ use crate::verify::signature::{self, SignatureVerdict};
 use crate::verify::structure;
 
 /// A value that passed every verification stage. Its field is private and it is made only by
-/// [`Verifier::verify`], so holding one is proof that the checks ran.
-#[derive(Debug)]
+/// [`Verifier::verify`], so holding one is proof that the checks ran (a clone is the same proof,
+/// which the agent's verification cache keeps).
+#[derive(Clone, Debug)]
 pub struct Verified<T> {
     value: T,
     report: VerificationReport,

@@ -1,0 +1,78 @@
+//! What `pull`, `verify` and `env` print: stdout, and the warnings for stderr. Direct mode and
+//! the agent's answers use the same rendering, so a client prints exactly the same either way.
+
+use serde_json::json;
+
+use crate::jobenv::JobEnvironment;
+use crate::pull::PullOutcome;
+use crate::reference::ReleaseRef;
+use crate::verify::VerificationReport;
+use crate::verify::freshness::Freshness;
+
+/// The toolchain root, or with `json` one object with what was verified.
+pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) -> String {
+    if !json {
+        return format!("{}\n", outcome.entry.root.display());
+    }
+    let signature = &outcome.report.signature;
+    let output = json!({
+        "digest": outcome.report.index_digest,
+        "root": outcome.entry.root,
+        "reference": reference.to_string(),
+        "manifest_digest": outcome.report.manifest_digest,
+        "platform": outcome.report.platform.to_string(),
+        "downloaded": outcome.downloaded,
+        "signer": signature.signer,
+        "signed_at": signature.signed_at,
+        "log_index": signature.log.as_ref().map(|log| log.log_index),
+        "log_freshness": outcome.report.log_freshness,
+        "verified": {
+            "checks": outcome.report.checks,
+            "signature": signature,
+        },
+    });
+    format!("{output}\n")
+}
+
+/// One line naming what passed and who signed when, or with `json` the whole report.
+pub fn verify_stdout(report: &VerificationReport, json: bool) -> String {
+    if json {
+        return format!(
+            "{}\n",
+            serde_json::to_string(report).expect("reports serialise")
+        );
+    }
+    format!(
+        "{} {} verified: {}; signed by {} at {}\n",
+        report.index_digest,
+        report.platform,
+        report.checks.join(", "),
+        report.signature.signer,
+        report.signature.signed_at
+    )
+}
+
+/// `export` lines for a POSIX shell (`sh`), or one JSON object (`json`).
+pub fn env_stdout(environment: &JobEnvironment, format: &str) -> String {
+    if format != "json" {
+        return environment.to_shell();
+    }
+    let vars: serde_json::Map<String, serde_json::Value> = environment
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    format!("{}\n", serde_json::Value::Object(vars))
+}
+
+/// Says so when the log's current state could not be checked: the release verified from its
+/// own proof, but a log that forked since would not have been noticed.
+pub fn warnings(report: &VerificationReport) -> Vec<String> {
+    match &report.log_freshness {
+        Some(Freshness::Unchecked { reason }) => vec![format!(
+            "tcverify: warning: verified from the bundle's log proof; the log's freshness could \
+             not be checked ({reason})"
+        )],
+        _ => Vec::new(),
+    }
+}
