@@ -48,6 +48,13 @@ pub enum Error {
     /// A verification rule refused the release.
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// The agent's answer (or why there was none), exit code and hint as the agent gave them.
+    #[error("{message}")]
+    Agent {
+        exit: u8,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// Why a release was refused: the object, the rule, and the facts.
@@ -193,13 +200,18 @@ impl Error {
             Error::Unavailable { .. } => 3,
             Error::Store { .. } => 4,
             Error::Rejected(_) => 42,
+            // Only the codes the contract knows; anything else from a socket is a local failure.
+            Error::Agent { exit, .. } => match exit {
+                2 | 3 | 4 | 42 => *exit,
+                _ => 4,
+            },
         }
     }
 
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::Usage { hint, .. } => hint.clone(),
+            Error::Usage { hint, .. } | Error::Agent { hint, .. } => hint.clone(),
             Error::RegistryAuth { .. } => Some(
                 "check the credentials for this registry: TCDIST_REGISTRY_USERNAME / \
                  TCDIST_REGISTRY_PASSWORD with TCDIST_REGISTRY_CREDENTIALS_HOST naming it, or its \

@@ -1,6 +1,7 @@
 //! tcverify's core: resolve a toolchain release, verify it, fetch and extract it into a local
 //! content-addressed store. `distd` uses the same core to check what it publishes.
 
+pub mod agent;
 pub mod attachments;
 pub mod audit;
 pub mod bundle;

@@ -16,6 +16,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    if let Command::Agent(args) = &cli.command {
+        return run_agent(&args.config);
+    }
     let runtime = match program::start_runtime("tcverify") {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -24,7 +27,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Pull(args) => cli::commands::pull_command(args).await,
             Command::Verify(args) => cli::commands::verify_command(args).await,
-            Command::Env(args) => cli::commands::env_command(args),
+            Command::Env(args) => cli::commands::env_command(args).await,
             Command::Ls(args) => cli::commands::ls_command(args),
             Command::Gc(args) => cli::commands::gc_command(args),
             Command::Fsck(args) => cli::commands::fsck_command(args),
@@ -34,7 +37,26 @@ fn main() -> ExitCode {
             Command::Policy(cli::args::PolicyCommand::Check(args)) => {
                 cli::commands::policy_check_command(args)
             }
+            Command::Agent(_) => unreachable!("the agent runs before the runtime starts"),
         }
     });
     cli::exit_with(result)
+}
+
+/// The agent: its config, then its process environment set from the config alone (before any
+/// thread exists), then the service.
+fn run_agent(config: &std::path::Path) -> ExitCode {
+    let config = match tcverify::agent::config::AgentConfig::load(config) {
+        Ok(config) => config,
+        Err(err) => return cli::exit_with(Err(err)),
+    };
+    config.apply_to_process_environment();
+    let runtime = match program::start_runtime("tcverify") {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    cli::exit_with(runtime.block_on(async {
+        let agent = tcverify::agent::server::Agent::new(config)?;
+        std::sync::Arc::new(agent).serve().await
+    }))
 }

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -21,17 +22,28 @@ use crate::release::{
 
 pub enum ReleaseSource {
     Registry {
-        registry: Registry,
+        /// Shared: a long-running process keeps one client (and its tokens) per registry.
+        registry: Arc<Registry>,
         reference: RegistryRef,
     },
     Layout(LayoutRef),
 }
 
 impl ReleaseSource {
+    /// A source for `reference` through a registry client that is already open (its host must
+    /// be the reference's).
+    pub fn through(reference: &RegistryRef, registry: Arc<Registry>) -> Self {
+        debug_assert_eq!(registry.host(), reference.registry);
+        ReleaseSource::Registry {
+            registry,
+            reference: reference.clone(),
+        }
+    }
+
     pub async fn open(reference: &ReleaseRef, registry_args: &RegistryArgs) -> Result<Self> {
         Ok(match reference {
             ReleaseRef::Registry(r) => ReleaseSource::Registry {
-                registry: Registry::connect(registry_args, &r.registry).await?,
+                registry: Arc::new(Registry::connect(registry_args, &r.registry).await?),
                 reference: r.clone(),
             },
             ReleaseRef::Layout(l) => ReleaseSource::Layout(l.clone()),

@@ -38,6 +38,27 @@ pub enum Command {
     /// Work with audit logs
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the build-host agent service: owns the store and answers pull, verify and env on a
+    /// unix socket, with the policy, trust and credentials of its config file only
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The agent's config file (see docs/agent.md); nothing else configures it
+    #[arg(long, value_name = "FILE", default_value = "/etc/tcdist/agent.toml")]
+    pub config: PathBuf,
+}
+
+/// Where the build-host agent listens, for the commands it can answer.
+#[derive(Args, Debug)]
+pub struct AgentClientArgs {
+    /// Ask the build-host agent listening on SOCKET: it verifies and installs with its own
+    /// policy, trust, store and credentials, and this command's other settings are not used.
+    /// Without it, tcverify trusts its own flags and environment, which suits a single user's
+    /// machine, not a shared build host
+    #[arg(long = "agent", env = "TCVERIFY_AGENT", value_name = "SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +123,8 @@ pub struct ReleaseArgs {
     /// The release: REGISTRY/REPOSITORY:TAG, …@sha256:…, or oci-layout:PATH[:TAG]
     #[arg(value_name = "REF")]
     pub reference: String,
+    #[command(flatten)]
+    pub agent: AgentClientArgs,
     /// The platform to install (default: this host's)
     #[arg(long, env = "TCVERIFY_PLATFORM", value_name = "OS/ARCH", default_value_t = Platform::host())]
     pub platform: Platform,
@@ -187,6 +210,8 @@ pub struct EnvArgs {
     /// Output format: shell `export` lines for eval, or JSON
     #[arg(long, default_value = "sh", value_parser = ["sh", "json"])]
     pub format: String,
+    #[command(flatten)]
+    pub agent: AgentClientArgs,
     /// The local store directory
     #[arg(long, env = "TCVERIFY_STORE", value_name = "DIR", default_value_os_t = default_store())]
     pub store: PathBuf,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tcverify::agent::client::ask;
+use tcverify::agent::protocol::Request;
 use tcverify::error::{Error, Rejection, Result};
 use tcverify::jobenv::environment_for;
 use tcverify::output;
@@ -21,6 +23,14 @@ use super::args::{
 use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
+    if let Some(socket) = &args.release.agent.socket {
+        let request = Request::Pull {
+            reference: args.release.reference.clone(),
+            platform: args.release.platform.to_string(),
+            json: args.store.json,
+        };
+        return through_agent(socket, &request).await;
+    }
     let reference = ReleaseRef::parse(&args.release.reference)?;
     let store = Store::open(&args.store.store)?;
     let mut budget = ExtractBudget::default();
@@ -56,6 +66,14 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
 }
 
 pub async fn verify_command(args: VerifyArgs) -> Result<()> {
+    if let Some(socket) = &args.release.agent.socket {
+        let request = Request::Verify {
+            reference: args.release.reference.clone(),
+            platform: args.release.platform.to_string(),
+            json: args.json,
+        };
+        return through_agent(socket, &request).await;
+    }
     let reference = ReleaseRef::parse(&args.release.reference)?;
     let options = PullOptions {
         registry: &args.release.registry,
@@ -159,16 +177,22 @@ pub fn fsck_command(args: FsckArgs) -> Result<()> {
     .into())
 }
 
-pub fn env_command(args: EnvArgs) -> Result<()> {
+pub async fn env_command(args: EnvArgs) -> Result<()> {
+    let goexperiment = std::env::var("GOEXPERIMENT").unwrap_or_default();
+    let path = std::env::var("PATH").unwrap_or_default();
+    if let Some(socket) = &args.agent.socket {
+        let request = Request::Env {
+            reference: args.reference.clone(),
+            platform: args.platform.to_string(),
+            format: args.format.clone(),
+            goexperiment,
+            path,
+        };
+        return through_agent(socket, &request).await;
+    }
     let reference = ReleaseRef::parse(&args.reference)?;
     let store = Store::open(&args.store)?;
-    let environment = environment_for(
-        &store,
-        &reference,
-        &args.platform,
-        &std::env::var("GOEXPERIMENT").unwrap_or_default(),
-        &std::env::var("PATH").unwrap_or_default(),
-    )?;
+    let environment = environment_for(&store, &reference, &args.platform, &goexperiment, &path)?;
     print!("{}", output::env_stdout(&environment, &args.format));
     Ok(())
 }
@@ -230,6 +254,16 @@ fn verifier(
     } else {
         verifier
     })
+}
+
+/// Sends the request to the agent and prints its answer as direct mode would.
+async fn through_agent(socket: &std::path::Path, request: &Request) -> Result<()> {
+    let (stdout, warnings) = ask(socket, request, &Progress::for_stderr()).await?;
+    for warning in warnings {
+        eprintln!("{warning}");
+    }
+    print!("{stdout}");
+    Ok(())
 }
 
 fn warn(report: &tcverify::verify::VerificationReport) {

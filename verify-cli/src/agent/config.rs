@@ -1,0 +1,226 @@
+//! The agent's configuration: one TOML file, owned by root, naming everything the agent trusts
+//! and where it keeps its state. Nothing comes from the environment of whoever started it, and
+//! nothing from its clients.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::registry::RegistryArgs;
+
+/// The longest a verification may be reused: a yank or a moved tag must reach agents soon.
+pub const MAX_VERIFICATION_CACHE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The unix socket clients connect to.
+    pub socket: PathBuf,
+    /// Its permission bits, octal (default `0660`: the service user and `socket_group`).
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// The group that may connect (the build agent's); default: the service user's group.
+    pub socket_group: Option<String>,
+    /// The store the agent owns.
+    pub store: PathBuf,
+    /// The policy file, and optionally a Sigstore trusted root.
+    pub policy: PathBuf,
+    pub trust: Option<PathBuf>,
+    /// Hash-chained audit records, one per decision.
+    pub audit_log: Option<PathBuf>,
+    /// Verify without contacting transparency logs.
+    #[serde(default)]
+    pub offline: bool,
+    /// Layers fetched at once per pull.
+    #[serde(default = "default_jobs")]
+    pub jobs: usize,
+    pub max_unpacked_bytes: Option<u64>,
+    /// How long a verification of one index digest is reused (default 5m, at most 1h); the
+    /// tag is still resolved on every request.
+    #[serde(default = "default_cache")]
+    pub verification_cache: String,
+    /// Run `fsck` on the store this often (e.g. "6h"); default: never.
+    pub fsck_interval: Option<String>,
+    /// The SPIRE agent's Workload API, for policies with `workload_api = true`.
+    pub spiffe_endpoint_socket: Option<String>,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    pub ca: Option<PathBuf>,
+    /// A docker config directory (its `config.json`) for registry credentials.
+    pub docker_config: Option<PathBuf>,
+    pub credentials_host: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub plain_http: bool,
+    pub retries: Option<u32>,
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+
+fn default_jobs() -> usize {
+    4
+}
+
+fn default_cache() -> String {
+    "5m".into()
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self> {
+        let invalid = |message: String| {
+            Error::usage_with_hint(
+                format!("agent config {}: {message}", path.display()),
+                "see docs/agent.md for the keys",
+            )
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot be read: {e}")))?;
+        let config: AgentConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        config.socket_mode().map_err(invalid)?;
+        config.verification_cache().map_err(invalid)?;
+        config.fsck_interval().map_err(invalid)?;
+        for (key, value) in [
+            ("socket", &config.socket),
+            ("store", &config.store),
+            ("policy", &config.policy),
+        ] {
+            if !value.is_absolute() {
+                return Err(invalid(format!("{key} must be an absolute path")));
+            }
+        }
+        if config.jobs == 0 {
+            return Err(invalid("jobs must be at least 1".into()));
+        }
+        Ok(config)
+    }
+
+    pub fn socket_mode(&self) -> std::result::Result<u32, String> {
+        u32::from_str_radix(&self.socket_mode, 8)
+            .ok()
+            .filter(|mode| mode & !0o777 == 0)
+            .ok_or_else(|| {
+                format!(
+                    "socket_mode {:?} is not octal permission bits",
+                    self.socket_mode
+                )
+            })
+    }
+
+    pub fn verification_cache(&self) -> std::result::Result<Duration, String> {
+        let duration = duration("verification_cache", &self.verification_cache)?;
+        if duration > MAX_VERIFICATION_CACHE {
+            return Err(format!(
+                "verification_cache {:?} is over the 1h maximum",
+                self.verification_cache
+            ));
+        }
+        Ok(duration)
+    }
+
+    pub fn fsck_interval(&self) -> std::result::Result<Option<Duration>, String> {
+        self.fsck_interval
+            .as_deref()
+            .map(|value| duration("fsck_interval", value))
+            .transpose()
+    }
+
+    /// The registry settings, as the command-line flags would give them.
+    pub fn registry_args(&self) -> RegistryArgs {
+        RegistryArgs {
+            registry_ca: self.registry.ca.clone(),
+            registry_credentials_host: self.registry.credentials_host.clone(),
+            registry_username: self.registry.username.clone(),
+            registry_password: self.registry.password.clone(),
+            registry_plain_http: self.registry.plain_http,
+            registry_retries: self.registry.retries.unwrap_or(4),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Makes the process environment say what the config says about the settings the core
+    /// reads from it (docker credentials, the Workload API), whatever the agent was started
+    /// with. Call before any thread exists.
+    pub fn apply_to_process_environment(&self) {
+        // Without a docker config of its own the agent reads none (not its user's ~/.docker).
+        let docker_config = self
+            .registry
+            .docker_config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+        // SAFETY: called from main before the runtime or any other thread starts.
+        unsafe {
+            std::env::set_var("DOCKER_CONFIG", docker_config);
+            match &self.spiffe_endpoint_socket {
+                Some(socket) => std::env::set_var("SPIFFE_ENDPOINT_SOCKET", socket),
+                None => std::env::remove_var("SPIFFE_ENDPOINT_SOCKET"),
+            }
+        }
+    }
+}
+
+/// A non-negative duration such as `"5m"`, `"90s"` or `"0s"` (zero turns a cache off).
+fn duration(key: &str, value: &str) -> std::result::Result<Duration, String> {
+    value
+        .parse::<SignedDuration>()
+        .ok()
+        .and_then(|d| Duration::try_from(d).ok())
+        .ok_or_else(|| format!("{key} {value:?} is not a duration such as \"5m\" or \"90s\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<AgentConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, text).unwrap();
+        AgentConfig::load(&path)
+    }
+
+    const MINIMAL: &str = "socket = \"/run/tcdist/agent.sock\"\nstore = \"/var/lib/tcdist/store\"\npolicy = \"/etc/tcdist/policy.toml\"\n";
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let config = load(MINIMAL).unwrap();
+        assert_eq!(config.socket_mode().unwrap(), 0o660);
+        assert_eq!(
+            config.verification_cache().unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(config.fsck_interval().unwrap(), None);
+        assert_eq!(config.registry_args().registry_retries, 4);
+    }
+
+    #[test]
+    fn config_refused_if_a_key_is_unknown_or_a_value_wrong() {
+        for (extra, want) in [
+            ("polcy = \"/x\"\n", "unknown field"),
+            ("socket_mode = \"0999\"\n", "octal"),
+            ("verification_cache = \"2h\"\n", "over the 1h maximum"),
+            ("fsck_interval = \"often\"\n", "not a duration"),
+            ("jobs = 0\n", "at least 1"),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
+        let err = load("socket = \"agent.sock\"\nstore = \"/s\"\npolicy = \"/p\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("socket must be an absolute path"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! The agent's side: load the config and the trust it names once, listen on the unix socket,
+//! answer each connection's request with the same core direct mode uses, and check the store
+//! on a schedule. Requests for one release share the store's per-entry lock, so concurrent
+//! pulls download it once; verifications are reused for a bounded time (`cache.rs`).
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::BufReader;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::cache::{CacheKey, VerificationCache};
+use super::config::AgentConfig;
+use super::protocol::{Reply, Request, receive, send};
+use crate::audit::AuditLog;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::jobenv::environment_for;
+use crate::output;
+use crate::platform::Platform;
+use crate::pull::{PullOptions, install};
+use crate::reference::ReleaseRef;
+use crate::registry::{Registry, RegistryArgs};
+use crate::report::Reporter;
+use crate::resolve::ResolvedRelease;
+use crate::source::ReleaseSource;
+use crate::store::Store;
+use crate::store::extract::ExtractBudget;
+use crate::verify::policy::Policy;
+use crate::verify::{Verified, Verifier};
+
+/// How long in-flight requests may finish after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(30);
+
+pub struct Agent {
+    config: AgentConfig,
+    registry_args: RegistryArgs,
+    verifier: Verifier,
+    store: Store,
+    audit: AuditLog,
+    cache: VerificationCache,
+    /// The policy's and the trusted root's digests: part of every cache key.
+    trust: (Digest, Option<Digest>),
+    /// One client per registry host, so connections and tokens are reused across requests.
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl Agent {
+    /// Loads everything the config names; any problem is a configuration error (exit 2) or a
+    /// store error (4) before the socket exists.
+    pub fn new(config: AgentConfig) -> Result<Self> {
+        let policy = Policy::load_with_trusted_root(&config.policy, config.trust.as_deref())
+            .map_err(|e| {
+                let hint = e.hint();
+                Error::usage_with_hint(e.to_string(), hint)
+            })?;
+        let file_digest = |path: &Path| {
+            std::fs::read(path)
+                .map(|bytes| Digest::of(&bytes))
+                .map_err(|e| Error::store("reading", path, e))
+        };
+        let trust = (
+            file_digest(&config.policy)?,
+            config.trust.as_deref().map(file_digest).transpose()?,
+        );
+        let mut budget = ExtractBudget::default();
+        if let Some(max) = config.max_unpacked_bytes {
+            budget.max_unpacked_bytes = max;
+        }
+        let verifier = Verifier::new(policy, budget).remembering_checkpoints(&config.store);
+        let verifier = if config.offline {
+            verifier.offline()
+        } else {
+            verifier
+        };
+        let cache = VerificationCache::new(
+            config
+                .verification_cache()
+                .map_err(|e| Error::usage(format!("agent config: {e}")))?,
+        );
+        Ok(Self {
+            registry_args: config.registry_args(),
+            store: Store::open(&config.store)?,
+            audit: AuditLog::from_setting(config.audit_log.as_deref()),
+            verifier,
+            cache,
+            trust,
+            registries: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets requests in flight finish (up to [`DRAIN`])
+    /// and removes the socket.
+    pub async fn serve(self: Arc<Self>) -> Result<()> {
+        let listener = self.bind()?;
+        eprintln!(
+            "tcverify agent: listening on {} (store {}, policy {})",
+            self.config.socket.display(),
+            self.config.store.display(),
+            self.config.policy.display()
+        );
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| Error::store("handling SIGTERM for", &self.config.socket, e))?;
+        let mut requests = JoinSet::new();
+        let fsck = self.config.fsck_interval().ok().flatten().map(|every| {
+            let agent = Arc::clone(&self);
+            tokio::spawn(agent.check_store_every(every))
+        });
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        // A request runs on its own blocking thread, driven by the runtime:
+                        // the pull's layer streams borrow across awaits in ways the compiler
+                        // cannot prove `Send`, and a thread per request is cheap at this scale.
+                        let agent = Arc::clone(&self);
+                        let runtime = tokio::runtime::Handle::current();
+                        requests.spawn_blocking(move || runtime.block_on(agent.handle(stream)));
+                    }
+                    Err(e) => eprintln!("tcverify agent: accepting a connection failed: {e}"),
+                },
+                Some(_) = requests.join_next(), if !requests.is_empty() => {}
+                _ = terminate.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        if let Some(fsck) = fsck {
+            fsck.abort();
+        }
+        drop(listener);
+        let _ = std::fs::remove_file(&self.config.socket);
+        eprintln!(
+            "tcverify agent: stopping; {} request(s) in flight",
+            requests.len()
+        );
+        let _ = tokio::time::timeout(DRAIN, async {
+            while requests.join_next().await.is_some() {}
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Binds the socket, replacing a stale one (never another kind of file, never a live
+    /// agent's), and gives it the configured mode and group.
+    fn bind(&self) -> Result<UnixListener> {
+        let path = &self.config.socket;
+        if let Ok(metadata) = std::fs::symlink_metadata(path) {
+            if !metadata.file_type().is_socket() {
+                return Err(Error::usage(format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                )));
+            }
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(Error::usage(format!(
+                    "another agent is listening on {}",
+                    path.display()
+                )));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| Error::store("removing stale socket", path, e))?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| Error::store("binding", path, e))?;
+        let mode = self.config.socket_mode().map_err(Error::usage)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::store("setting permissions of", path, e))?;
+        if let Some(group) = &self.config.socket_group {
+            let gid = group_id(group).ok_or_else(|| {
+                Error::usage(format!(
+                    "agent config: socket_group {group:?} does not exist"
+                ))
+            })?;
+            std::os::unix::fs::chown(path, None, Some(gid))
+                .map_err(|e| Error::store("changing the group of", path, e))?;
+        }
+        Ok(listener)
+    }
+
+    /// One connection: one request, progress while it runs, one final answer.
+    async fn handle(self: Arc<Self>, stream: UnixStream) {
+        let peer = stream
+            .peer_cred()
+            .map(|c| format!("uid {} pid {}", c.uid(), c.pid().unwrap_or(0)))
+            .unwrap_or_else(|_| "unknown peer".into());
+        let (read, mut write) = stream.into_split();
+        let request: Request = match receive(&mut BufReader::new(read)).await {
+            Ok(Some(request)) => request,
+            Ok(None) => return,
+            Err(e) => {
+                let error = Error::usage(format!("the agent could not read the request: {e}"));
+                let _ = send(&mut write, &Reply::failed(&error)).await;
+                return;
+            }
+        };
+        let (replies, mut outgoing) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(async move {
+            while let Some(reply) = outgoing.recv().await {
+                if send(&mut write, &reply).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reporter = ChannelReporter(replies.clone());
+        let answer = match self.answer(&request, &reporter).await {
+            Ok((stdout, warnings)) => Reply::Done { stdout, warnings },
+            Err(error) => {
+                eprintln!("tcverify agent: {peer}: {request:?}: {error}");
+                Reply::failed(&error)
+            }
+        };
+        let _ = replies.send(answer);
+        drop(reporter);
+        drop(replies);
+        let _ = writer.await;
+    }
+
+    /// What a request's command prints in direct mode: stdout and warnings, or the error.
+    async fn answer(
+        &self,
+        request: &Request,
+        reporter: &dyn Reporter,
+    ) -> Result<(String, Vec<String>)> {
+        match request {
+            Request::Pull {
+                reference,
+                platform,
+                json,
+            } => {
+                let (reference, platform) = parse_release(reference, platform)?;
+                let source = self.source(&reference).await?;
+                let verified = self
+                    .verified_and_audited(&source, &reference, &platform, reporter)
+                    .await?;
+                let options = PullOptions {
+                    registry: &self.registry_args,
+                    platform,
+                    jobs: self.config.jobs,
+                };
+                let outcome = install(
+                    &source,
+                    verified,
+                    &options,
+                    &self.verifier,
+                    &self.store,
+                    reporter,
+                )
+                .await?;
+                Ok((
+                    output::pull_stdout(&outcome, &reference, *json),
+                    output::warnings(&outcome.report),
+                ))
+            }
+            Request::Verify {
+                reference,
+                platform,
+                json,
+            } => {
+                let (reference, platform) = parse_release(reference, platform)?;
+                let source = self.source(&reference).await?;
+                let verified = self
+                    .verified_and_audited(&source, &reference, &platform, reporter)
+                    .await?;
+                Ok((
+                    output::verify_stdout(verified.report(), *json),
+                    output::warnings(verified.report()),
+                ))
+            }
+            Request::Env {
+                reference,
+                platform,
+                format,
+                goexperiment,
+                path,
+            } => {
+                let (reference, platform) = parse_release(reference, platform)?;
+                if format != "sh" && format != "json" {
+                    return Err(Error::usage(format!("unknown env format {format:?}")));
+                }
+                let environment =
+                    environment_for(&self.store, &reference, &platform, goexperiment, path)?;
+                Ok((output::env_stdout(&environment, format), Vec::new()))
+            }
+        }
+    }
+
+    /// A source for the reference, through the agent's client for its registry.
+    async fn source(&self, reference: &ReleaseRef) -> Result<ReleaseSource> {
+        let ReleaseRef::Registry(registry_ref) = reference else {
+            return Err(Error::usage(
+                "the agent pulls from registries only; an oci-layout: reference is for direct \
+                 mode (tcverify pull without --agent)",
+            ));
+        };
+        let existing = self
+            .registries
+            .lock()
+            .expect("registry map lock")
+            .get(&registry_ref.registry)
+            .cloned();
+        let registry = match existing {
+            Some(registry) => registry,
+            None => {
+                let registry =
+                    Arc::new(Registry::connect(&self.registry_args, &registry_ref.registry).await?);
+                self.registries
+                    .lock()
+                    .expect("registry map lock")
+                    .entry(registry_ref.registry.clone())
+                    .or_insert(registry)
+                    .clone()
+            }
+        };
+        Ok(ReleaseSource::through(registry_ref, registry))
+    }
+
+    /// The release verified (or a verification of the same index digest under the same trust
+    /// within the cache's time), with its audit record.
+    async fn verified_and_audited(
+        &self,
+        source: &ReleaseSource,
+        reference: &ReleaseRef,
+        platform: &Platform,
+        reporter: &dyn Reporter,
+    ) -> Result<Verified<ResolvedRelease>> {
+        reporter.step(&format!("verifying {reference}"));
+        let outcome = self.verified(source, reference, platform).await;
+        self.audit
+            .record(&reference.to_string(), outcome.as_ref().map(|v| v.report()))?;
+        outcome
+    }
+
+    async fn verified(
+        &self,
+        source: &ReleaseSource,
+        reference: &ReleaseRef,
+        platform: &Platform,
+    ) -> Result<Verified<ResolvedRelease>> {
+        if !self.cache.enabled() {
+            return self
+                .verifier
+                .verify(source, &reference.to_string(), platform)
+                .await;
+        }
+        // The tag is resolved on every request; only what its digest was verified as is reused.
+        let top = source.resolve_top().await?;
+        let key = CacheKey {
+            reference: reference.to_string(),
+            index: top.digest().clone(),
+            platform: platform.to_string(),
+            policy: self.trust.0.clone(),
+            trusted_root: self.trust.1.clone(),
+        };
+        if let Some(verified) = self.cache.get(&key) {
+            return Ok(verified);
+        }
+        let verified = self
+            .verifier
+            .verify(source, &reference.to_string(), platform)
+            .await?;
+        self.cache.insert(
+            CacheKey {
+                index: verified.get().index_digest.clone(),
+                ..key
+            },
+            verified.clone(),
+        );
+        Ok(verified)
+    }
+
+    async fn check_store_every(self: Arc<Self>, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let agent = Arc::clone(&self);
+            match tokio::task::spawn_blocking(move || agent.store.fsck(false)).await {
+                Ok(Ok(report)) => {
+                    eprintln!(
+                        "tcverify agent: fsck: {} intact, {} quarantined, {} busy",
+                        report.intact.len(),
+                        report.damaged.len(),
+                        report.busy.len()
+                    );
+                    for damaged in &report.damaged {
+                        eprintln!(
+                            "tcverify agent: fsck: quarantined {}: {}",
+                            damaged.entry.display(),
+                            damaged.reason
+                        );
+                    }
+                }
+                Ok(Err(e)) => eprintln!("tcverify agent: fsck failed: {e}"),
+                Err(e) => eprintln!("tcverify agent: fsck failed: {e}"),
+            }
+        }
+    }
+}
+
+fn parse_release(reference: &str, platform: &str) -> Result<(ReleaseRef, Platform)> {
+    let platform = platform
+        .parse()
+        .map_err(|e| Error::usage(format!("platform {platform:?}: {e}")))?;
+    Ok((ReleaseRef::parse(reference)?, platform))
+}
+
+/// The numeric ID of a group, from the system's group database.
+fn group_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: called once, at start-up, and nothing else in the agent reads the group
+    // database, so the static record is not overwritten before it is read.
+    let group = unsafe { libc::getgrnam(name.as_ptr()) };
+    // SAFETY: non-null pointers from getgrnam point to a valid record.
+    (!group.is_null()).then(|| unsafe { (*group).gr_gid })
+}
+
+/// Sends progress steps to the client.
+struct ChannelReporter(mpsc::UnboundedSender<Reply>);
+
+impl Reporter for ChannelReporter {
+    fn step(&self, message: &str) {
+        let _ = self.0.send(Reply::Progress(message.to_owned()));
+    }
+}
