@@ -26,6 +26,10 @@ export TCVERIFY_POLICY
 # root suite sets TCVERIFY_TRUST itself.
 STACK_TRUST=$TCVERIFY_TRUST
 unset TCVERIFY_TRUST
+# Suites run tcverify in direct mode unless they ask the stack's agent (agent.bats, the
+# Buildkite suite) through STACK_AGENT.
+STACK_AGENT=$TCVERIFY_AGENT
+unset TCVERIFY_AGENT
 
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {

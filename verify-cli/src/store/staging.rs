@@ -44,11 +44,15 @@ impl Staging {
     /// Makes the tree read-only, flushes it to disk, and renames it to its target.
     pub fn commit(mut self) -> Result<PathBuf> {
         seal_read_only(&self.dir)?;
+        // Moving a directory to another parent rewrites its `..`, which needs write
+        // permission on it (for any user but root): it is sealed once in place.
+        set_mode(&self.dir, 0o755)?;
         sync_filesystem(&self.dir)?;
         let parent = self.target.parent().expect("entries live in a directory");
         std::fs::create_dir_all(parent).map_err(|e| Error::store("creating", parent, e))?;
         std::fs::rename(&self.dir, &self.target)
             .map_err(|e| Error::store("moving staging directory to", &self.target, e))?;
+        set_mode(&self.target, 0o555)?;
         sync_directory(parent)?;
         self.committed = true;
         Ok(self.target.clone())
