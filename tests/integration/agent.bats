@@ -1,0 +1,268 @@
+#!/usr/bin/env bats
+# The build-host agent service (`tcverify agent`, started by the stack as its own user) against
+# the real stack. A second unix user, made here, plays the build job: it runs tcverify with an
+# environment and flags it controls, and must neither change the store nor make the agent
+# trust anything else. The agent's answers must be what direct mode prints.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	load helpers
+	export WORK=$TCDIST_TEST_WORK/agent
+	mkdir -p "$WORK"
+	if ((EUID != 0)); then
+		return 0
+	fi
+	export JOB_USER=tcdist-job
+	getent passwd "$JOB_USER" >/dev/null ||
+		useradd --no-create-home --home-dir /nonexistent --shell /bin/sh "$JOB_USER"
+	usermod -a -G "$TCDIST_AGENT_GROUP" "$JOB_USER"
+	# The job's own directory, and a tcverify it may run.
+	export JOB_HOME
+	JOB_HOME=$(mktemp -d /tmp/tcdist-job.XXXXXX)
+	chmod 755 "$JOB_HOME"
+	cp "$TCVERIFY" "$JOB_HOME/tcverify"
+	chown -R "$JOB_USER" "$JOB_HOME"
+	# A version of its own: an entry remembers the reference it was first pulled as.
+	make_job_tree "$WORK/tree" go1.26.8-agent
+	export REF=$TCDIST_REGISTRY/toolchains/agent-small:v1
+	export DIGEST
+	DIGEST=$("$DISTD" publish "$WORK/tree" --ref "$REF" | tail -n1)
+	export UNSIGNED=$TCDIST_REGISTRY/toolchains/agent-unsigned:v1
+	skopeo copy --quiet --all --preserve-digests \
+		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"docker://$REF" "docker://$UNSIGNED" >&2
+	export GO_REF=$TCDIST_REGISTRY/toolchains/agent-go:v1
+	export GO_DIGEST
+	GO_DIGEST=$("$DISTD" publish "$(go env GOROOT)" --ref "$GO_REF" | tail -n1)
+}
+
+setup() {
+	load helpers
+	if ((EUID != 0)); then
+		skip "needs root, to make the job's unix user (the stack then runs the agent as its own user)"
+	fi
+	ENTRY=$TCDIST_AGENT_STORE/${DIGEST/:/-}/linux-amd64
+}
+
+# as_job CMD...: CMD as the job's user, with a clean environment that names the agent.
+as_job() {
+	setpriv --reuid "$JOB_USER" --regid "$JOB_USER" --init-groups \
+		env -i PATH=/usr/bin:/bin HOME="$JOB_HOME" TCVERIFY_AGENT="$STACK_AGENT" "$@"
+}
+
+# A test that stops the agent restarts it, whatever happened.
+teardown() {
+	if ((EUID == 0)) && ! pidfile_alive "$TCDIST_AGENT_PIDFILE" "tcverify agent"; then
+		"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+	fi
+}
+
+pidfile_alive() {
+	local pid
+	pid=$(cat "$1" 2>/dev/null) && [[ -n $pid ]] && grep -q "$2" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# remove_agent_entry DIGEST: deletes the entry (as root), so the next pull downloads it.
+remove_agent_entry() {
+	local entry=$TCDIST_AGENT_STORE/${1/:/-}/linux-amd64
+	if [[ -d $entry ]]; then
+		chmod -R u+w "$entry"
+		rm -rf "$entry"
+	fi
+}
+
+# agent_store_snapshot: everything in the agent's store but its lock files.
+agent_store_snapshot() {
+	store_snapshot "$TCDIST_AGENT_STORE"
+}
+
+@test "a job pulls, verifies and gets its environment through the agent, printing what direct mode prints" {
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$ENTRY/toolchain" ]
+	[ "$(stat -c %U "$ENTRY/toolchain/bin/go")" = "$TCDIST_AGENT_USER" ]
+	[ "$(stat -c %a "$ENTRY/toolchain/bin/go")" = 555 ]
+	# The same lines as direct mode, for the same release.
+	run --separate-stderr as_job "$JOB_HOME/tcverify" verify "$REF"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$("$TCVERIFY" verify "$REF" --store "$WORK/direct" 2>/dev/null)" ]
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" --json
+	[ "$status" -eq 0 ]
+	python3 - "$output" "$ENTRY/toolchain" <<'PY'
+import json, sys
+out = json.loads(sys.argv[1])
+assert out["root"] == sys.argv[2] and out["downloaded"] is False, out
+assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log"], out
+PY
+	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$REF"
+	[ "$status" -eq 0 ]
+	[[ $output == *"export GOROOT='$ENTRY/toolchain'"* ]]
+	[[ $output == *"export PATH='$ENTRY/toolchain/bin:/usr/bin:/bin'"* ]]
+	run --separate-stderr as_job env GOEXPERIMENT=greenteagc "$JOB_HOME/tcverify" env "$REF"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *'GOEXPERIMENT mismatch: the job has "greenteagc"'* ]]
+	[[ $stderr == *"tcverify: hint: set the job's GOEXPERIMENT"* ]]
+}
+
+@test "every refusal through the agent exits 42 with direct mode's message and hint, and installs nothing" {
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	before=$(agent_store_snapshot)
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$UNSIGNED"
+	[ "$status" -eq 42 ]
+	[ -z "$output" ]
+	direct=$("$TCVERIFY" pull "$UNSIGNED" --store "$WORK/direct" --policy "$STACK_POLICY" 2>&1 >/dev/null || true)
+	[ "$stderr" = "$direct" ]
+	[[ $stderr == *"signature-present"* ]]
+	[ "$(agent_store_snapshot)" = "$before" ]
+	# Errors other than refusals keep their codes: a tag that does not exist, a bad reference.
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$TCDIST_REGISTRY/toolchains/agent-none:v1"
+	[ "$status" -eq 2 ]
+	run --separate-stderr as_job "$JOB_HOME/tcverify" verify "no-host"
+	[ "$status" -eq 2 ]
+}
+
+@test "attack: the job cannot change, add or remove anything in the agent's store" {
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	before=$(agent_store_snapshot)
+	for attempt in \
+		"chmod u+w '$ENTRY/toolchain/bin'" \
+		"printf planted >'$ENTRY/toolchain/bin/go'" \
+		"rm -rf '$ENTRY'" \
+		"mv '$ENTRY' '$JOB_HOME/moved'" \
+		"mkdir '$TCDIST_AGENT_STORE/sha256-planted'" \
+		"ln -s '$JOB_HOME' '$TCDIST_AGENT_STORE/.staging/planted'" \
+		"printf x >'$TCDIST_AGENT_STORE/.tlog/planted'" \
+		"printf '{}\n' >>'$TCDIST_AGENT_AUDIT_LOG'" \
+		"rm -f '$STACK_AGENT'"; do
+		run as_job sh -c "$attempt"
+		echo "$attempt: $status $output"
+		[ "$status" -ne 0 ]
+	done
+	[ "$(agent_store_snapshot)" = "$before" ]
+	[ -S "$STACK_AGENT" ]
+	run setpriv --reuid "$TCDIST_AGENT_USER" --regid "$TCDIST_AGENT_USER" --init-groups \
+		"$TCDIST_STACK_DIR/agent/bin/tcverify" fsck --store "$TCDIST_AGENT_STORE" --dry-run
+	[[ $output == *"intact $ENTRY"* ]]
+}
+
+@test "attack: the job's environment, config file and flags cannot change the agent's policy, trust, store or mode" {
+	# A policy that would refuse the release (another signer), a trusted root and CA that are
+	# not files of trust material, a store of the job's, offline mode, a config file naming them.
+	printf 'version = 1\n[trust_domains."tcdist.test"]\nbundle = "/dev/null"\n[[repository]]\nname = "**"\nsigners = { spiffe_id = "spiffe://tcdist.test/someone-else" }\n' >"$JOB_HOME/policy.toml"
+	printf 'policy = "%s"\nstore = "%s"\n' "$JOB_HOME/policy.toml" "$JOB_HOME/store" >"$JOB_HOME/tcverify.toml"
+	chown -R "$JOB_USER" "$JOB_HOME"
+	for setting in \
+		TCVERIFY_POLICY="$JOB_HOME/policy.toml" \
+		TCVERIFY_TRUST=/dev/null \
+		TCVERIFY_STORE="$JOB_HOME/store" \
+		TCVERIFY_OFFLINE=true \
+		TCVERIFY_CONFIG="$JOB_HOME/tcverify.toml" \
+		TCDIST_REGISTRY_CA=/dev/null \
+		TCDIST_REGISTRY_PLAIN_HTTP=true \
+		SPIFFE_ENDPOINT_SOCKET=unix://"$JOB_HOME/spire.sock" \
+		DOCKER_CONFIG="$JOB_HOME" \
+		TCVERIFY_MAX_UNPACKED_BYTES=1; do
+		run --separate-stderr as_job env "$setting" "$JOB_HOME/tcverify" pull "$REF" --json
+		echo "$setting: $status $stderr"
+		[ "$status" -eq 0 ]
+		python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert o["root"].startswith(sys.argv[2]) and o["log_freshness"]["status"] == "checked", o' \
+			"$output" "$TCDIST_AGENT_STORE/"
+		run --separate-stderr as_job env "$setting" "$JOB_HOME/tcverify" pull "$UNSIGNED"
+		[ "$status" -eq 42 ]
+	done
+	for flags in "--policy $JOB_HOME/policy.toml" "--trust /dev/null" "--store $JOB_HOME/store" \
+		"--offline" "--registry-ca /dev/null" "--max-unpacked-bytes 1"; do
+		# shellcheck disable=SC2086 # one flag and its value per entry
+		run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" $flags
+		echo "$flags: $status $stderr"
+		[ "$status" -eq 0 ]
+		[ "$output" = "$ENTRY/toolchain" ]
+	done
+	[ ! -e "$JOB_HOME/store/sha256-${DIGEST#sha256:}" ]
+}
+
+@test "16 concurrent pulls of one release through the agent download it once" {
+	mapfile -t layers < <(skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" "docker://$GO_REF" |
+		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Layers"]))')
+	[ "${#layers[@]}" -ge 3 ]
+	remove_agent_entry "$GO_DIGEST"
+	declare -A before
+	for l in "${layers[@]}"; do before[$l]=$(count_blob_gets "$l"); done
+	for i in $(seq 16); do
+		as_job "$JOB_HOME/tcverify" pull "$GO_REF" >"$WORK/out.$i" 2>"$WORK/err.$i" &
+	done
+	wait
+	for i in $(seq 16); do
+		cat "$WORK/err.$i"
+		[ -s "$WORK/out.$i" ]
+		[ "$(cat "$WORK/out.$i")" = "$(cat "$WORK/out.1")" ]
+	done
+	for l in "${layers[@]}"; do
+		[ "$(($(count_blob_gets "$l") - ${before[$l]}))" -eq 1 ]
+	done
+	as_job "$(cat "$WORK/out.1")/bin/go" version
+}
+
+@test "the agent killed with SIGKILL mid-pull restarts cleanly: no partial entry, the next pull installs it" {
+	ref=$TCDIST_REGISTRY/toolchains/agent-go-killed:v1
+	skopeo copy --quiet --all --preserve-digests \
+		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"docker://$GO_REF" "docker://$ref" >&2
+	"$DISTD" sign "$ref" >/dev/null 2>&1
+	entry=$TCDIST_AGENT_STORE/${GO_DIGEST/:/-}/linux-amd64
+	remove_agent_entry "$GO_DIGEST"
+	as_job "$JOB_HOME/tcverify" pull "$ref" >/dev/null 2>"$WORK/killed.err" &
+	client=$!
+	for _ in $(seq 500); do
+		if compgen -G "$TCDIST_AGENT_STORE/.staging/*/toolchain/*" >/dev/null; then break; fi
+		sleep 0.02
+	done
+	kill -KILL "$(cat "$TCDIST_AGENT_PIDFILE")"
+	status=0
+	wait "$client" || status=$?
+	[ "$status" -eq 3 ]
+	[[ $(cat "$WORK/killed.err") == *"closed the connection without an answer"* ]]
+	[ ! -e "$entry" ]
+	"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$ref"
+	[ "$status" -eq 0 ]
+	[ "$output" = "$entry/toolchain" ]
+	as_job "$output/bin/go" version
+	[ -z "$(ls -A "$TCDIST_AGENT_STORE/.staging")" ]
+}
+
+@test "an entry changed behind the store's back is found by fsck and replaced by the next pull" {
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	# Only root (or the agent's user) can do this.
+	chmod u+w "$ENTRY/toolchain/bin/go"
+	printf '#!/bin/sh\necho planted\n' >"$ENTRY/toolchain/bin/go"
+	chmod 555 "$ENTRY/toolchain/bin/go"
+	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$REF"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"bin/go is not the file that was installed"* ]]
+	run setpriv --reuid "$TCDIST_AGENT_USER" --regid "$TCDIST_AGENT_USER" --init-groups \
+		"$TCDIST_STACK_DIR/agent/bin/tcverify" fsck --store "$TCDIST_AGENT_STORE"
+	[ "$status" -eq 42 ]
+	[[ $output == *"quarantined $ENTRY to "* ]]
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" --json
+	[ "$status" -eq 0 ]
+	python3 -c 'import json,sys; assert json.loads(sys.argv[1])["downloaded"] is True' "$output"
+	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$REF"
+	[ "$status" -eq 0 ]
+}
+
+@test "the agent's audit log holds every decision and its chain verifies" {
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	run as_job "$JOB_HOME/tcverify" pull "$UNSIGNED"
+	[ "$status" -eq 42 ]
+	tail -n 2 "$TCDIST_AGENT_AUDIT_LOG" | python3 -c '
+import json, sys
+accept, reject = (json.loads(line) for line in sys.stdin)
+assert accept["decision"] == "accept" and reject["decision"] == "reject", (accept, reject)
+assert reject["rule"] == "signature-present", reject'
+	run "$TCVERIFY" audit verify "$TCDIST_AGENT_AUDIT_LOG"
+	[ "$status" -eq 0 ]
+}
