@@ -27,7 +27,8 @@ setup_file() {
 	make_job_tree "$WORK/tree" go1.26.8-agent
 	export REF=$TCDIST_REGISTRY/toolchains/agent-small:v1
 	export DIGEST
-	DIGEST=$("$DISTD" publish "$WORK/tree" --ref "$REF" | tail -n1)
+	DIGEST=$("$DISTD" publish "$WORK/tree" --ref "$REF")
+	DIGEST=${DIGEST##*$'\n'}
 	export UNSIGNED=$TCDIST_REGISTRY/toolchains/agent-unsigned:v1
 	skopeo copy --quiet --all --preserve-digests \
 		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
@@ -35,7 +36,8 @@ setup_file() {
 		"docker://$REF" "docker://$UNSIGNED" >&2
 	export GO_REF=$TCDIST_REGISTRY/toolchains/agent-go:v1
 	export GO_DIGEST
-	GO_DIGEST=$("$DISTD" publish "$(go env GOROOT)" --ref "$GO_REF" | tail -n1)
+	GO_DIGEST=$("$DISTD" publish "$(go env GOROOT)" --ref "$GO_REF")
+	GO_DIGEST=${GO_DIGEST##*$'\n'}
 }
 
 setup() {
@@ -104,6 +106,30 @@ PY
 	[ "$status" -eq 42 ]
 	[[ $stderr == *'GOEXPERIMENT mismatch: the job has "greenteagc"'* ]]
 	[[ $stderr == *"tcverify: hint: set the job's GOEXPERIMENT"* ]]
+}
+
+@test "one release under another repository and tag: after its pull, env finds it by that reference" {
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	copy=$TCDIST_REGISTRY/toolchains/agent-small-copy:v2
+	skopeo copy --quiet --all --preserve-digests \
+		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"docker://$REF" "docker://$copy" >&2
+	# Signed for its own repository (the statement names the repository).
+	"$DISTD" sign "$copy" >/dev/null 2>&1
+	# Not pulled under that repository yet: its digest is not handed out for it.
+	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$copy@$DIGEST"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"verified for repository toolchains/agent-small, not toolchains/agent-small-copy"* ]]
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$copy" --json
+	[ "$status" -eq 0 ]
+	python3 -c 'import json,sys; assert json.loads(sys.argv[1])["downloaded"] is False' "$output"
+	for ref in "$copy" "$copy@$DIGEST" "$REF" "$REF@$DIGEST"; do
+		run --separate-stderr as_job "$JOB_HOME/tcverify" env "$ref"
+		echo "$ref: $status $stderr"
+		[ "$status" -eq 0 ]
+		[[ $output == *"export GOROOT='$ENTRY/toolchain'"* ]]
+	done
 }
 
 @test "every refusal through the agent exits 42 with direct mode's message and hint, and installs nothing" {

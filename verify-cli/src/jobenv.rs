@@ -39,18 +39,25 @@ pub fn environment_for(
                 format!("run `tcverify pull {reference}` first"),
             )
         })?;
-    check_entry_repository(reference, &entry)?;
+    check_entry_repository(store, reference, &entry)?;
     job_environment(&entry, job_goexperiment, current_path)
 }
 
 /// An entry found by digest was verified for the repository its signature names; the same
 /// bytes asked for under another repository were not (the policy's signers differ per
 /// repository), so they are refused rather than handed out.
-fn check_entry_repository(reference: &ReleaseRef, entry: &Entry) -> Result<()> {
+fn check_entry_repository(store: &Store, reference: &ReleaseRef, entry: &Entry) -> Result<()> {
     let ReleaseRef::Registry(wanted) = reference else {
         return Ok(());
     };
-    if wanted.digest.is_none() || entry.record.repository.as_deref() == Some(&wanted.repository) {
+    if wanted.digest.is_none()
+        || entry.record.repository.as_deref() == Some(&wanted.repository)
+        || store.verified_for(
+            &wanted.repository,
+            &entry.record.index_digest,
+            &entry.record.platform,
+        )
+    {
         return Ok(());
     }
     Err(Rejection::malformed(

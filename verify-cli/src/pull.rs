@@ -69,7 +69,16 @@ pub async fn install(
 ) -> Result<PullOutcome> {
     let release = verified.get();
     let report = verified.report().clone();
+    let remember = || {
+        store.remember(
+            &release.reference,
+            &report.signature.repository,
+            &release.index_digest,
+            &release.platform,
+        )
+    };
     if let Some(entry) = store.lookup(&release.index_digest, &release.platform)? {
+        remember()?;
         return Ok(PullOutcome {
             entry,
             report,
@@ -79,6 +88,7 @@ pub async fn install(
     let lock = store.lock(&release.index_digest, &release.platform).await?;
     // Another pull may have installed it while we waited for the lock.
     if let Some(entry) = store.lookup(&release.index_digest, &release.platform)? {
+        remember()?;
         return Ok(PullOutcome {
             entry,
             report,
@@ -104,6 +114,7 @@ pub async fn install(
     Store::write_record(&staging, EntryRecord::new(&release.reference, &report))?;
     reporter.step("installing into the store");
     staging.commit()?;
+    remember()?;
     store.mark_used(&release.index_digest, &release.platform);
     let entry = store
         .lookup(&release.index_digest, &release.platform)?

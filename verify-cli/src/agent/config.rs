@@ -205,6 +205,16 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_config_loads() {
+        let config = load(include_str!("../../../deploy/systemd/agent.toml")).unwrap();
+        assert_eq!(config.socket_group.as_deref(), Some("buildkite-agent"));
+        assert_eq!(
+            config.fsck_interval().unwrap(),
+            Some(Duration::from_secs(6 * 3600))
+        );
+    }
+
+    #[test]
     fn config_refused_if_a_key_is_unknown_or_a_value_wrong() {
         for (extra, want) in [
             ("polcy = \"/x\"\n", "unknown field"),

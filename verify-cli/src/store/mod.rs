@@ -29,6 +29,10 @@ const LOCK_DIR: &str = ".locks";
 const USED_DIR: &str = ".used";
 /// Where `fsck` moves damaged entries, kept for inspection.
 const QUARANTINE_DIR: &str = ".quarantine";
+/// What each pull verified an entry as: the reference it was pulled under (newest pull wins),
+/// and each repository it was verified for. An entry is content-addressed, so many references
+/// and repositories can name one.
+const REFS_DIR: &str = ".refs";
 /// A manifest larger than this is not one tcverify wrote.
 const MAX_TREE_FILE: u64 = 64 << 20;
 
@@ -65,7 +69,7 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> Result<Self> {
         let root = std::path::absolute(root).map_err(|e| Error::store("resolving", root, e))?;
-        for dir in [STAGING_DIR, LOCK_DIR, USED_DIR, QUARANTINE_DIR] {
+        for dir in [STAGING_DIR, LOCK_DIR, USED_DIR, QUARANTINE_DIR, REFS_DIR] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|e| Error::store("creating", &path, e))?;
             // Bookkeeping is written into these; a symlink planted in their place would send
@@ -158,8 +162,48 @@ impl Store {
             .open(path);
     }
 
-    /// The installed entry a reference names: by digest when it has one, otherwise the newest
-    /// entry pulled under exactly that reference.
+    /// Records that a pull verified the entry `digest` under `reference`, for `repository`.
+    pub fn remember(
+        &self,
+        reference: &str,
+        repository: &str,
+        digest: &Digest,
+        platform: &Platform,
+    ) -> Result<()> {
+        let refs = self.root.join(REFS_DIR);
+        let (platform, digest) = (platform.to_string(), digest.to_string());
+        for key in [
+            ref_key(&["reference", reference, &platform]),
+            ref_key(&["repository", repository, &digest, &platform]),
+        ] {
+            let mut file = tempfile::NamedTempFile::new_in(&refs)
+                .map_err(|e| Error::store("writing into", &refs, e))?;
+            std::io::Write::write_all(&mut file, digest.as_bytes())
+                .map_err(|e| Error::store("writing into", &refs, e))?;
+            file.persist(refs.join(&key))
+                .map_err(|e| Error::store("writing into", &refs, e.error))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a pull verified the entry `digest` for `repository`.
+    pub fn verified_for(&self, repository: &str, digest: &Digest, platform: &Platform) -> bool {
+        let key = ref_key(&[
+            "repository",
+            repository,
+            &digest.to_string(),
+            &platform.to_string(),
+        ]);
+        self.remembered(&key).as_ref() == Some(digest)
+    }
+
+    fn remembered(&self, key: &str) -> Option<Digest> {
+        let bytes = read_capped(&self.root.join(REFS_DIR).join(key), 256).ok()?;
+        std::str::from_utf8(&bytes).ok()?.parse().ok()
+    }
+
+    /// The installed entry a reference names: by digest when it has one, otherwise the one
+    /// the newest pull under exactly that reference installed or found.
     pub fn find(
         &self,
         reference: &str,
@@ -169,6 +213,13 @@ impl Store {
         if let Some(digest) = digest {
             return self.lookup(digest, platform);
         }
+        let key = ref_key(&["reference", reference, &platform.to_string()]);
+        if let Some(digest) = self.remembered(&key)
+            && let Some(entry) = self.lookup(&digest, platform)?
+        {
+            return Ok(Some(entry));
+        }
+        // Entries installed before references were remembered.
         let newest = self
             .list()?
             .into_iter()
@@ -380,6 +431,11 @@ fn check_tree(entry: &Entry) -> std::result::Result<(), String> {
             differences.join("; ")
         ))
     }
+}
+
+/// A bookkeeping file name for a tuple of strings.
+fn ref_key(parts: &[&str]) -> String {
+    Digest::of(parts.join("\n").as_bytes()).hex().to_owned()
 }
 
 fn read_capped(path: &Path, cap: u64) -> std::io::Result<Vec<u8>> {
