@@ -7,36 +7,37 @@
 # changes shell options or leaves traps; every fallible command is guarded, so the functions
 # also behave when a caller runs with `set -euo pipefail`.
 #
-#   tcdist_use_toolchain [--store DIR] [--platform OS/ARCH] [--policy FILE] [--trust FILE] [--] REF
+#   tcdist_use_toolchain --settings FILE [--platform OS/ARCH] [--] REF
 #
-# verifies and installs REF with `tcverify pull`, then exports the job environment that
-# `tcverify env` prints (X_GO_RUNTIME_ROOT, GOROOT, PATH, GOTOOLCHAIN) into the calling shell,
-# plus TCVERIFY_POLICY when --policy is given and TCVERIFY_TRUST (a trusted root) when --trust
-# is. On failure it exports nothing, prints a summary
-# on stderr (`tcdist: toolchain REF failed verification (exit 42): …`), annotates the build
-# when `buildkite-agent` is on PATH, and returns tcverify's exit status (42 verification or
-# policy, 3 registry/network unavailable (retryable), 2 configuration, 4 local store), which
-# the agent reports as the job's exit status.
+# asks the build-host agent (`tcverify agent`) to verify and install REF (`tcverify pull
+# --agent`), then exports the job environment that `tcverify env --agent` prints
+# (X_GO_RUNTIME_ROOT, GOROOT, PATH, GOTOOLCHAIN) into the calling shell. On failure it exports
+# nothing, prints a summary on stderr (`tcdist: toolchain REF failed verification (exit 42):
+# …`), annotates the build when `buildkite-agent` is on PATH, and returns tcverify's exit
+# status (42 verification or policy, 3 registry/network or the agent unavailable (retryable),
+# 2 configuration, 4 local store), which the agent reports as the job's exit status.
 #
-# tcverify is `$TCVERIFY` when set, else `tcverify` on PATH. Registry settings and the store
-# come from tcverify's own variables (TCDIST_REGISTRY_CA, TCDIST_REGISTRY_USERNAME/PASSWORD,
-# TCDIST_REGISTRY_CREDENTIALS_HOST, DOCKER_CONFIG, TCVERIFY_STORE, TCVERIFY_PLATFORM, ...)
-# unless given as options.
+# What is trusted (policy, trusted root, store, registry credentials) is the agent's alone. The
+# job chooses the release and the platform, nothing else: tcverify runs with an empty
+# environment, and its path and the agent's socket come only from FILE, installed with the
+# hooks by the host's operator (`KEY=ABSOLUTE-PATH` lines):
+#
+#   socket=/run/tcdist/agent.sock      (the default)
+#   tcverify=/usr/local/bin/tcverify   (the default)
 
 tcdist_use_toolchain() {
-	local store="" platform="" policy="" trust="" ref tcv tmp digest="" env_ref status=0 line
+	local settings="" platform="" ref tmp digest="" env_ref status=0 line
+	local _tcdist_socket _tcdist_tcverify
 	while (($# > 0)); do
 		case $1 in
-		--store | --platform | --policy | --trust)
+		--settings | --platform)
 			if (($# < 2)); then
 				_tcdist_fail 2 "" config "tcdist_use_toolchain: $1 needs a value" ""
 				return 2
 			fi
 			case $1 in
-			--store) store=$2 ;;
+			--settings) settings=$2 ;;
 			--platform) platform=$2 ;;
-			--policy) policy=$2 ;;
-			--trust) trust=$2 ;;
 			esac
 			shift 2
 			;;
@@ -57,33 +58,15 @@ tcdist_use_toolchain() {
 			"name the release to use, e.g. registry.example:5000/toolchains/go:1.26.8-tc.1"
 		return 2
 	fi
-
-	if [[ -n ${TCVERIFY:-} ]]; then
-		tcv=$TCVERIFY
-	else
-		tcv=$(command -v tcverify 2>/dev/null) || tcv=""
-	fi
-	if [[ -z $tcv || ! -x $tcv || -d $tcv ]]; then
-		_tcdist_fail 2 "$ref" config "tcverify not found (TCVERIFY=${TCVERIFY:-unset}; not on PATH either)" \
-			"install tcverify on the agent, or set TCVERIFY to its path"
+	_tcdist_settings "$settings" "$ref" || return 2
+	if [[ ! -x $_tcdist_tcverify || -d $_tcdist_tcverify ]]; then
+		_tcdist_fail 2 "$ref" config "tcverify not found at $_tcdist_tcverify" \
+			"install tcverify there, or name it as tcverify=PATH in $settings"
 		return 2
 	fi
 
-	# Absolute paths, so that tcverify calls later in the job find them from any directory.
-	if [[ -n $policy ]]; then
-		_tcdist_agent_file policy "$policy" "$ref" || return 2
-		[[ $policy == /* ]] || policy=$PWD/$policy
-	fi
-	if [[ -n $trust ]]; then
-		_tcdist_agent_file "trusted root" "$trust" "$ref" || return 2
-		[[ $trust == /* ]] || trust=$PWD/$trust
-	fi
-
-	# `env` runs tcverify with the policy and trusted root, which the job gets only on success.
-	local -a run=(env) opts=()
-	if [[ -n $policy ]]; then run+=(TCVERIFY_POLICY="$policy"); fi
-	if [[ -n $trust ]]; then run+=(TCVERIFY_TRUST="$trust"); fi
-	if [[ -n $store ]]; then opts+=(--store "$store"); fi
+	# tcverify sees nothing of the job's environment but what the agent needs to answer.
+	local -a run=(env -i PATH=/usr/bin:/bin) opts=(--agent "$_tcdist_socket")
 	if [[ -n $platform ]]; then opts+=(--platform "$platform"); fi
 
 	if ! tmp=$(mktemp -d "${TMPDIR:-/tmp}/tcdist-hook.XXXXXX"); then
@@ -92,7 +75,7 @@ tcdist_use_toolchain() {
 	fi
 
 	printf 'tcdist: verifying and installing toolchain %s\n' "$ref" >&2
-	_tcdist_run "$tmp/pull" "${run[@]}" "$tcv" pull --json ${opts[@]+"${opts[@]}"} -- "$ref" || status=$?
+	_tcdist_run "$tmp/pull" "${run[@]}" "$_tcdist_tcverify" pull --json "${opts[@]}" -- "$ref" || status=$?
 	if ((status != 0)); then
 		_tcdist_fail_from "$status" "$ref" "$tmp/pull.err"
 		rm -rf -- "$tmp"
@@ -121,15 +104,18 @@ tcdist_use_toolchain() {
 	if [[ -n ${X_GO_RUNTIME_ROOT:-} ]]; then
 		job_path=$(_tcdist_path_without "$X_GO_RUNTIME_ROOT/bin" "$PATH")
 	fi
-	_tcdist_run "$tmp/env" "${run[@]}" PATH="$job_path" "$tcv" env --format sh \
-		${opts[@]+"${opts[@]}"} -- "$env_ref" || status=$?
+	# The job's PATH and GOEXPERIMENT shape the answer (PATH is extended; GOEXPERIMENT must
+	# match the toolchain's baseline); they do not reach what is trusted.
+	local -a job_vars=(PATH="$job_path")
+	if [[ -n ${GOEXPERIMENT+set} ]]; then job_vars+=(GOEXPERIMENT="$GOEXPERIMENT"); fi
+	_tcdist_run "$tmp/env" env -i "${job_vars[@]}" "$_tcdist_tcverify" env --format sh \
+		"${opts[@]}" -- "$env_ref" || status=$?
 	if ((status != 0)); then
 		_tcdist_fail_from "$status" "$ref" "$tmp/env.err"
 		rm -rf -- "$tmp"
 		return "$status"
 	fi
-	# Only `export NAME='value'` lines (single-quoted, embedded quotes as '\'') are
-	# evaluated; anything else is refused.
+	# Only `export NAME='value'` lines are evaluated; anything else is refused.
 	local q="'" export_re bad=""
 	export_re="^export [A-Za-z_][A-Za-z0-9_]*=${q}([^${q}]|${q}\\\\${q}${q})*${q}\$"
 	while IFS= read -r line || [[ -n $line ]]; do
@@ -145,21 +131,29 @@ tcdist_use_toolchain() {
 	fi
 	eval "$(<"$tmp/env.out")"
 	rm -rf -- "$tmp"
-	if [[ -n $policy ]]; then export TCVERIFY_POLICY=$policy; fi
-	if [[ -n $trust ]]; then export TCVERIFY_TRUST=$trust; fi
 	printf 'tcdist: using toolchain %s%s: GOROOT=%s\n' "$ref" "${digest:+ ($digest)}" "${GOROOT:-}" >&2
 	return 0
 }
 
-# _tcdist_agent_file WHAT PATH REF: succeeds when PATH is a readable file on the agent; else
-# a configuration failure for REF.
-_tcdist_agent_file() {
-	local what=$1 path=$2 ref=$3
-	if [[ ! -f $path || ! -r $path ]]; then
-		_tcdist_fail 2 "$ref" config "$what file $path does not exist or is not readable" \
-			"give the $what as the path of a file on the agent"
-		return 2
-	fi
+# _tcdist_settings FILE REF: sets _tcdist_socket and _tcdist_tcverify from FILE (defaults when
+# it does not exist). Only known keys with absolute paths; anything else fails REF (exit 2).
+_tcdist_settings() {
+	local file=$1 ref=$2 line
+	_tcdist_socket=/run/tcdist/agent.sock
+	_tcdist_tcverify=/usr/local/bin/tcverify
+	[[ -n $file && -e $file ]] || return 0
+	while IFS= read -r line || [[ -n $line ]]; do
+		[[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
+		if [[ $line =~ ^socket=(/.*)$ ]]; then
+			_tcdist_socket=${BASH_REMATCH[1]}
+		elif [[ $line =~ ^tcverify=(/.*)$ ]]; then
+			_tcdist_tcverify=${BASH_REMATCH[1]}
+		else
+			_tcdist_fail 2 "$ref" config "$file: not a setting: $line" \
+				"write socket=/ABSOLUTE/PATH or tcverify=/ABSOLUTE/PATH"
+			return 2
+		fi
+	done <"$file"
 }
 
 # _tcdist_run PREFIX CMD...: runs CMD with stdout to PREFIX.out and stderr both to our
