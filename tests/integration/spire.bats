@@ -312,7 +312,8 @@ PY
 
 @test "stack up again is harmless: same daemons, no new attestation, entries unchanged" {
 	pids() {
-		cat "$TCDIST_STACK_DIR/spire/server/pid" "$TCDIST_STACK_DIR/spire/agent/pid" "$TCDIST_STACK_DIR/tsa/pid"
+		cat "$TCDIST_STACK_DIR/spire/server/pid" "$TCDIST_STACK_DIR/spire/agent/pid" "$TCDIST_STACK_DIR/tsa/pid" \
+			"$TCDIST_AGENT_PIDFILE"
 	}
 	agents() {
 		"$SPIRE_SERVER" agent count -socketPath "$TCDIST_SPIRE_SERVER_SOCKET"
