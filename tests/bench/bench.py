@@ -13,6 +13,8 @@ for line in open(os.path.join(env["TCDIST_STACK_DIR"], "stack.env")):
     if line.startswith("export "):
         name, _, value = line[len("export "):].strip().partition("=")
         env[name] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+# The direct-mode figures are tcverify's own; the agent's are measured on their own below.
+AGENT = env.pop("TCVERIFY_AGENT", None)
 BIN = env["TCDIST_BIN"]
 REG = env["TCDIST_REGISTRY"]
 GOROOT = subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip()
@@ -139,6 +141,40 @@ for base_name, base in [("tmpfs", "/dev/shm"), ("disk", work)]:
         record(f"{base_name}: skopeo copy + zstd -d | tar -x", timed_shell(script))
     for path in ["tcbench-store", "tcbench-raw", "tcbench-skopeo"]:
         fresh(f"{base}/{path}")
+
+# Through the build-host agent: the same release, its store emptied and the agent restarted
+# (no verification cached) before each cold pull; warm pulls find the entry and the cached
+# verification, but still resolve the tag at the registry.
+def restart_agent(digest):
+    entry = os.path.join(env["TCDIST_AGENT_STORE"], digest.replace(":", "-"))
+    if os.path.exists(entry):
+        sh(["chmod", "-R", "u+w", entry])
+        shutil.rmtree(entry)
+    with open(env["TCDIST_AGENT_PIDFILE"]) as pidfile:
+        pid = int(pidfile.read())
+    os.kill(pid, 15)
+    while os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    sh(["deploy/local/stack", "up"])
+
+
+if AGENT:
+    agent_pull = [f"{BIN}/tcverify", "pull", ref, "--agent", AGENT]
+    for i in range(runs):
+        restart_agent(report["index_digest"])
+        record("agent: cold pull (tcverify pull --agent)", timed(agent_pull))
+        for _ in range(10):
+            record("agent: warm pull (tcverify pull --agent)", timed(agent_pull))
+        store = fresh(f"{work}/tcbench-direct")
+        record("agent: cold pull, direct mode in the same run (tcverify pull)",
+               timed([f"{BIN}/tcverify", "pull", ref, "--store", store]))
+        restart_agent(report["index_digest"])
+        clients = " & ".join(f"{' '.join(agent_pull)} >/dev/null" for _ in range(16))
+        record("agent: 16 concurrent cold pulls of one release (all done)",
+               timed_shell(f"set -o pipefail; {clients} & wait"))
+    fresh(f"{work}/tcbench-direct")
+else:
+    print("the stack runs no agent: its figures are skipped")
 
 print(f"\n{runs} runs per method, interleaved; medians (peak RSS where measured). Go root {GOROOT}, "
       f"{len(layers)} layers, {sum(l['size'] for l in manifest['layers']) / 1e6:.0f} MB compressed.\n")

@@ -30,10 +30,7 @@ setup_file() {
 	DIGEST=$("$DISTD" publish "$WORK/tree" --ref "$REF")
 	DIGEST=${DIGEST##*$'\n'}
 	export UNSIGNED=$TCDIST_REGISTRY/toolchains/agent-unsigned:v1
-	skopeo copy --quiet --all --preserve-digests \
-		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
-		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
-		"docker://$REF" "docker://$UNSIGNED" >&2
+	copy_image "$REF" "$UNSIGNED"
 	export GO_REF=$TCDIST_REGISTRY/toolchains/agent-go:v1
 	export GO_DIGEST
 	GO_DIGEST=$("$DISTD" publish "$(go env GOROOT)" --ref "$GO_REF")
@@ -110,17 +107,16 @@ PY
 
 @test "one release under another repository and tag: after its pull, env finds it by that reference" {
 	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
-	copy=$TCDIST_REGISTRY/toolchains/agent-small-copy:v2
-	skopeo copy --quiet --all --preserve-digests \
-		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
-		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
-		"docker://$REF" "docker://$copy" >&2
+	# A repository of its own on every run: the store remembers what it verified.
+	copy=$TCDIST_REGISTRY/toolchains/agent-small-copy-$(date +%s%N):v2
+	copy_image "$REF" "$copy"
 	# Signed for its own repository (the statement names the repository).
 	"$DISTD" sign "$copy" >/dev/null 2>&1
 	# Not pulled under that repository yet: its digest is not handed out for it.
 	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$copy@$DIGEST"
 	[ "$status" -eq 42 ]
-	[[ $stderr == *"verified for repository toolchains/agent-small, not toolchains/agent-small-copy"* ]]
+	repository=${copy#"$TCDIST_REGISTRY/"}
+	[[ $stderr == *"verified for repository toolchains/agent-small, not ${repository%:v2}"* ]]
 	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$copy" --json
 	[ "$status" -eq 0 ]
 	python3 -c 'import json,sys; assert json.loads(sys.argv[1])["downloaded"] is False' "$output"
@@ -233,10 +229,7 @@ PY
 
 @test "the agent killed with SIGKILL mid-pull restarts cleanly: no partial entry, the next pull installs it" {
 	ref=$TCDIST_REGISTRY/toolchains/agent-go-killed:v1
-	skopeo copy --quiet --all --preserve-digests \
-		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
-		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
-		"docker://$GO_REF" "docker://$ref" >&2
+	copy_image "$GO_REF" "$ref"
 	"$DISTD" sign "$ref" >/dev/null 2>&1
 	entry=$TCDIST_AGENT_STORE/${GO_DIGEST/:/-}/linux-amd64
 	remove_agent_entry "$GO_DIGEST"

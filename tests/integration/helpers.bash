@@ -78,6 +78,15 @@ store_snapshot() {
 		find . \( -path ./.locks -o -path ./.tlog \) -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
+# copy_image SRC DST: the release SRC copied to DST in the stack registry, digests preserved,
+# without its signatures (referrers are not copied).
+copy_image() {
+	skopeo copy --quiet --all --preserve-digests \
+		--src-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --src-authfile "$REGISTRY_AUTH_FILE" \
+		--dest-cert-dir "$TCDIST_REGISTRY_CERT_DIR" --dest-authfile "$REGISTRY_AUTH_FILE" \
+		"docker://$1" "docker://$2" >&2
+}
+
 # Pushes an OCI layout's release to the stack registry, digests preserved, unsigned.
 push_layout_unsigned() {
 	local layout=$1 tag=$2 ref=$3

@@ -233,14 +233,11 @@ impl Agent {
                 platform,
                 json,
             } => {
-                let (reference, platform) = parse_release(reference, platform)?;
-                let source = self.source(&reference).await?;
-                let verified = self
-                    .verified_and_audited(&source, &reference, &platform, reporter)
-                    .await?;
+                let (reference, source, verified) =
+                    self.verify(reference, platform, reporter).await?;
                 let options = PullOptions {
                     registry: &self.registry_args,
-                    platform,
+                    platform: verified.get().platform.clone(),
                     jobs: self.config.jobs,
                 };
                 let outcome = install(
@@ -262,11 +259,7 @@ impl Agent {
                 platform,
                 json,
             } => {
-                let (reference, platform) = parse_release(reference, platform)?;
-                let source = self.source(&reference).await?;
-                let verified = self
-                    .verified_and_audited(&source, &reference, &platform, reporter)
-                    .await?;
+                let (_, _, verified) = self.verify(reference, platform, reporter).await?;
                 Ok((
                     output::verify_stdout(verified.report(), *json),
                     output::warnings(verified.report()),
@@ -288,6 +281,22 @@ impl Agent {
                 Ok((output::env_stdout(&environment, format), Vec::new()))
             }
         }
+    }
+
+    /// The release a request names, verified (or from the cache), with its audit record.
+    async fn verify(
+        &self,
+        reference: &str,
+        platform: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<(ReleaseRef, ReleaseSource, Verified<ResolvedRelease>)> {
+        let (reference, platform) = parse_release(reference, platform)?;
+        let source = self.source(&reference).await?;
+        reporter.step(&format!("verifying {reference}"));
+        let outcome = self.verified(&source, &reference, &platform).await;
+        self.audit
+            .record(&reference.to_string(), outcome.as_ref().map(|v| v.report()))?;
+        Ok((reference, source, outcome?))
     }
 
     /// A source for the reference, through the agent's client for its registry.
@@ -318,22 +327,6 @@ impl Agent {
             }
         };
         Ok(ReleaseSource::through(registry_ref, registry))
-    }
-
-    /// The release verified (or a verification of the same index digest under the same trust
-    /// within the cache's time), with its audit record.
-    async fn verified_and_audited(
-        &self,
-        source: &ReleaseSource,
-        reference: &ReleaseRef,
-        platform: &Platform,
-        reporter: &dyn Reporter,
-    ) -> Result<Verified<ResolvedRelease>> {
-        reporter.step(&format!("verifying {reference}"));
-        let outcome = self.verified(source, reference, platform).await;
-        self.audit
-            .record(&reference.to_string(), outcome.as_ref().map(|v| v.report()))?;
-        outcome
     }
 
     async fn verified(
