@@ -36,6 +36,10 @@ impl VerificationCache {
         }
     }
 
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     pub fn enabled(&self) -> bool {
         !self.ttl.is_zero()
     }

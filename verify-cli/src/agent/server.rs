@@ -72,17 +72,20 @@ impl Agent {
         if let Some(max) = config.max_unpacked_bytes {
             budget.max_unpacked_bytes = max;
         }
+        // The config picks how long verifications are reused; the policy caps it.
+        let policy_bound = Duration::try_from(policy.max_verification_age()).unwrap_or_default();
+        let cache = VerificationCache::new(
+            config
+                .verification_cache()
+                .map_err(|e| Error::usage(format!("agent config: {e}")))?
+                .min(policy_bound),
+        );
         let verifier = Verifier::new(policy, budget).remembering_checkpoints(&config.store);
         let verifier = if config.offline {
             verifier.offline()
         } else {
             verifier
         };
-        let cache = VerificationCache::new(
-            config
-                .verification_cache()
-                .map_err(|e| Error::usage(format!("agent config: {e}")))?,
-        );
         Ok(Self {
             registry_args: config.registry_args(),
             store: Store::open(&config.store)?,
@@ -100,10 +103,11 @@ impl Agent {
     pub async fn serve(self: Arc<Self>) -> Result<()> {
         let listener = self.bind()?;
         eprintln!(
-            "tcverify agent: listening on {} (store {}, policy {})",
+            "tcverify agent: listening on {} (store {}, policy {}, verifications reused for {}s)",
             self.config.socket.display(),
             self.config.store.display(),
-            self.config.policy.display()
+            self.config.policy.display(),
+            self.cache.ttl().as_secs()
         );
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

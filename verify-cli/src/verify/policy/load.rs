@@ -17,8 +17,9 @@ use super::diagnostic::{Diagnostic, LineIndex, PolicyError};
 use super::pattern::RepositoryPattern;
 use super::rule::IdentityRule;
 use super::{
-    DEFAULT_MAX_SVID_LIFETIME, FORMAT_VERSION, Policy, RepositoryPolicy, RepositorySummary,
-    TimestampAuthoritySummary, TrustDomainSummary, TrustedRootSummary,
+    DEFAULT_MAX_SVID_LIFETIME, DEFAULT_MAX_VERIFICATION_AGE, FORMAT_VERSION, Policy,
+    RepositoryPolicy, RepositorySummary, TimestampAuthoritySummary, TrustDomainSummary,
+    TrustedRootSummary,
 };
 use crate::spiffe_id::{SpiffeId, TrustDomain};
 use crate::trust::tlog::{FreshnessMode, TransparencyLog, parse_log_public_key};
@@ -46,6 +47,7 @@ struct RawPolicy {
     #[serde(default)]
     transparency_logs: BTreeMap<Spanned<String>, Spanned<RawTransparencyLog>>,
     max_svid_lifetime: Option<Spanned<String>>,
+    max_verification_age: Option<Spanned<String>>,
     threshold: Option<Spanned<IgnoredAny>>,
     ratchet: Option<Spanned<IgnoredAny>>,
 }
@@ -180,7 +182,16 @@ impl Loader<'_> {
         }
         self.reserved("threshold", &raw.threshold);
         self.reserved("ratchet", &raw.ratchet);
-        let max_svid_lifetime = self.max_svid_lifetime(&raw.max_svid_lifetime);
+        let max_svid_lifetime = self.duration(
+            "max_svid_lifetime",
+            &raw.max_svid_lifetime,
+            DEFAULT_MAX_SVID_LIFETIME,
+        );
+        let max_verification_age = self.duration(
+            "max_verification_age",
+            &raw.max_verification_age,
+            DEFAULT_MAX_VERIFICATION_AGE,
+        );
 
         // Names are collected before their tables are loaded, so a trust file that fails to
         // load does not also make every rule that names its trust domain an error.
@@ -298,16 +309,22 @@ impl Loader<'_> {
             repository_summaries: summaries,
             trusted_root,
             max_svid_lifetime: max_svid_lifetime?,
+            max_verification_age: max_verification_age?,
         })
     }
 
-    /// `max_svid_lifetime`: a positive duration such as `"1h"`, `"15m"` or `"PT1H"`.
-    fn max_svid_lifetime(&mut self, value: &Option<Spanned<String>>) -> Option<SignedDuration> {
+    /// `key`: a positive duration such as `"1h"`, `"15m"` or `"PT1H"`; `default` when absent.
+    fn duration(
+        &mut self,
+        key: &str,
+        value: &Option<Spanned<String>>,
+        default: SignedDuration,
+    ) -> Option<SignedDuration> {
         let Some(value) = value else {
-            return Some(DEFAULT_MAX_SVID_LIFETIME);
+            return Some(default);
         };
-        let expected = "max_svid_lifetime must be a positive duration, e.g. \"1h\", \"15m\" or \
-                        \"90s\"";
+        let expected =
+            format!("{key} must be a positive duration, e.g. \"1h\", \"15m\" or \"90s\"");
         match value.get_ref().parse::<SignedDuration>() {
             Ok(duration) if duration.is_positive() => Some(duration),
             Ok(_) => {

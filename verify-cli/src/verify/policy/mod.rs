@@ -37,6 +37,10 @@ pub const FORMAT_VERSION: i64 = 1;
 /// set `max_svid_lifetime`. SPIRE issues the signer's SVIDs for 15 minutes.
 pub const DEFAULT_MAX_SVID_LIFETIME: SignedDuration = SignedDuration::from_hours(1);
 
+/// How long a verification may be reused (by the build-host agent) when the policy does not
+/// set `max_verification_age`: a removed signature or a forked log is seen within this time.
+pub const DEFAULT_MAX_VERIFICATION_AGE: SignedDuration = SignedDuration::from_mins(5);
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     path: PathBuf,
@@ -47,6 +51,7 @@ pub struct Policy {
     repository_summaries: Vec<RepositorySummary>,
     trusted_root: Option<TrustedRootSummary>,
     max_svid_lifetime: SignedDuration,
+    max_verification_age: SignedDuration,
 }
 
 /// One `[[repository]]` entry.
@@ -124,6 +129,11 @@ impl Policy {
         self.max_svid_lifetime
     }
 
+    /// The longest a verification may be reused before it is done again.
+    pub fn max_verification_age(&self) -> SignedDuration {
+        self.max_verification_age
+    }
+
     /// The X.509 authorities of `trust_domain` (a name, as in a SPIFFE ID), or `None` when
     /// the policy declares no such trust domain. Bundles from the Workload API are fetched now.
     pub async fn trust_domain_authorities(
@@ -180,6 +190,7 @@ impl Policy {
             repositories: self.repository_summaries.clone(),
             trusted_root: self.trusted_root.clone(),
             max_svid_lifetime: format!("{:#}", self.max_svid_lifetime),
+            max_verification_age: format!("{:#}", self.max_verification_age),
         }
     }
 }
@@ -230,6 +241,8 @@ pub struct PolicySummary {
     pub trusted_root: Option<TrustedRootSummary>,
     /// e.g. `1h`
     pub max_svid_lifetime: String,
+    /// e.g. `5m`
+    pub max_verification_age: String,
 }
 
 /// What a trusted root given with the policy contributed.
@@ -297,6 +310,11 @@ impl fmt::Display for PolicySummary {
             f,
             "signer SVIDs: valid for at most {} (max_svid_lifetime)",
             self.max_svid_lifetime
+        )?;
+        writeln!(
+            f,
+            "verifications: reused for at most {} (max_verification_age)",
+            self.max_verification_age
         )?;
         if let Some(root) = &self.trusted_root {
             write!(

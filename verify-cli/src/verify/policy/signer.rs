@@ -8,8 +8,8 @@ use std::path::Path;
 use rustls_pki_types::CertificateDer;
 
 use super::{
-    DEFAULT_MAX_SVID_LIFETIME, IdentityRule, Policy, RepositoryPattern, RepositoryPolicy,
-    SourceLocation,
+    DEFAULT_MAX_SVID_LIFETIME, DEFAULT_MAX_VERIFICATION_AGE, IdentityRule, Policy,
+    RepositoryPattern, RepositoryPolicy, SourceLocation,
 };
 use crate::spiffe_id::SpiffeId;
 use crate::trust::tlog::TransparencyLog;
@@ -75,6 +75,7 @@ impl Policy {
             repository_summaries: Vec::new(),
             trusted_root: None,
             max_svid_lifetime: DEFAULT_MAX_SVID_LIFETIME,
+            max_verification_age: DEFAULT_MAX_VERIFICATION_AGE,
         })
     }
 }

@@ -877,6 +877,43 @@ fn max_svid_lifetime_defaults_to_one_hour_and_takes_durations() {
 }
 
 #[test]
+fn max_verification_age_defaults_to_five_minutes_and_takes_durations() {
+    let f = Fixture::new();
+    let policy = f.load(BASE).unwrap();
+    assert_eq!(
+        policy.max_verification_age(),
+        jiff::SignedDuration::from_mins(5)
+    );
+    assert!(
+        policy
+            .summary()
+            .to_string()
+            .contains("reused for at most 5m")
+    );
+    let policy = f
+        .load(&BASE.replace(
+            "version = 1\n",
+            "version = 1\nmax_verification_age = \"30s\"\n",
+        ))
+        .unwrap();
+    assert_eq!(
+        policy.max_verification_age(),
+        jiff::SignedDuration::from_secs(30)
+    );
+    let err = f
+        .load(&BASE.replace(
+            "version = 1\n",
+            "version = 1\nmax_verification_age = \"-1m\"\n",
+        ))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("max_verification_age must be a positive duration"),
+        "{err}"
+    );
+}
+
+#[test]
 fn max_svid_lifetime_rejected_if_not_a_positive_duration() {
     let f = Fixture::new();
     for value in ["\"0s\"", "\"-5m\"", "\"an hour\"", "3600"] {
