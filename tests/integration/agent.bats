@@ -273,6 +273,27 @@ PY
 	[ "$status" -eq 0 ]
 }
 
+@test "the agent's metrics count requests by outcome, refusals by rule, cache hits and bytes" {
+	metric() {
+		curl -fsS "$TCDIST_AGENT_METRICS_URL" | awk -v name="$1" '$1 == name { print $2 }'
+	}
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	before_ok=$(metric 'tcdist_agent_requests_total{command="pull",outcome="ok"}')
+	before_refused=$(metric 'tcdist_agent_refusals_total{rule="signature-present"}')
+	before_hits=$(metric 'tcdist_agent_verification_cache_total{result="hit"}')
+	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
+	run as_job "$JOB_HOME/tcverify" pull "$UNSIGNED"
+	[ "$status" -eq 42 ]
+	[ "$(metric 'tcdist_agent_requests_total{command="pull",outcome="ok"}')" = "$((before_ok + 1))" ]
+	[ "$(metric 'tcdist_agent_refusals_total{rule="signature-present"}')" = "$((${before_refused:-0} + 1))" ]
+	[ "$(metric 'tcdist_agent_verification_cache_total{result="hit"}')" -gt "${before_hits:-0}" ]
+	[ "$(metric tcdist_agent_downloaded_bytes_total)" -gt 0 ]
+	[ "$(metric 'tcdist_agent_request_duration_seconds_count{command="pull"}')" -gt 0 ]
+	curl -fsS "$TCDIST_AGENT_METRICS_URL" | grep -qx '# TYPE tcdist_agent_requests_total counter'
+	run curl -fsS "${TCDIST_AGENT_METRICS_URL%/metrics}/other"
+	[ "$status" -ne 0 ]
+}
+
 @test "the agent's audit log holds every decision and its chain verifies" {
 	as_job "$JOB_HOME/tcverify" pull "$REF" >/dev/null 2>&1
 	run as_job "$JOB_HOME/tcverify" pull "$UNSIGNED"

@@ -14,6 +14,7 @@
 #   store/ audit.log   tcdist-agent: what the agent installed, and its records
 #   run/agent.sock     the socket (0660, group tcdist-clients)
 #   pid agent.log args pidfile, log, last command line and config digest
+#   metrics-port       the Prometheus metrics port on 127.0.0.1 (TCDIST_AGENT_METRICS_URL)
 
 AGENT_USER=tcdist-agent
 AGENT_GROUP=tcdist-clients
@@ -30,6 +31,7 @@ _agent_paths() {
 	AGENT_PIDFILE=$AGENT_DIR/pid
 	AGENT_LOG=$AGENT_DIR/agent.log
 	AGENT_ARGS_FILE=$AGENT_DIR/args
+	AGENT_METRICS_PORT_FILE=$AGENT_DIR/metrics-port
 	AGENT_MATCH="tcverify agent --config $AGENT_CONFIG"
 }
 
@@ -102,7 +104,8 @@ _agent_files() {
 		printf 'policy = %s\n' "$(_policy_toml_str "$POLICY_FILE")"
 		printf 'trust = %s\n' "$(_policy_toml_str "$POLICY_TRUSTED_ROOT")"
 		printf 'audit_log = %s\n' "$(_policy_toml_str "$AGENT_AUDIT")"
-		printf 'fsck_interval = "1h"\n\n'
+		printf 'fsck_interval = "1h"\n'
+		printf 'metrics_listen = "127.0.0.1:%s"\n\n' "$AGENT_METRICS_PORT"
 		printf '[registry]\n'
 		printf 'ca = %s\n' "$(_policy_toml_str "$AGENT_ETC/registry-ca.pem")"
 		printf 'docker_config = %s\n' "$(_policy_toml_str "$AGENT_ETC/docker")"
@@ -130,6 +133,7 @@ agent_up() {
 	_policy_paths
 	_registry_paths
 	AGENT_RESTART=0
+	AGENT_METRICS_PORT=$(owned_port agent "$AGENT_METRICS_PORT_FILE" "$AGENT_PIDFILE" "$AGENT_MATCH")
 	_agent_users
 	_agent_files
 	if pidfile_alive "$AGENT_PIDFILE" "$AGENT_MATCH"; then
@@ -172,6 +176,7 @@ agent_env() {
 	export_line TCDIST_AGENT_AUDIT_LOG "$AGENT_AUDIT"
 	export_line TCDIST_AGENT_LOG "$AGENT_LOG"
 	export_line TCDIST_AGENT_PIDFILE "$AGENT_PIDFILE"
+	export_line TCDIST_AGENT_METRICS_URL "http://127.0.0.1:$(<"$AGENT_METRICS_PORT_FILE")/metrics"
 	export_line TCDIST_AGENT_USER "$AGENT_USER"
 	export_line TCDIST_AGENT_GROUP "$AGENT_GROUP"
 }

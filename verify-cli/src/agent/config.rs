@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub verification_cache: String,
     /// Run `fsck` on the store this often (e.g. "6h"); default: never.
     pub fsck_interval: Option<String>,
+    /// Serve Prometheus metrics on this loopback address (e.g. "127.0.0.1:9464").
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The SPIRE agent's Workload API, for policies with `workload_api = true`.
     pub spiffe_endpoint_socket: Option<String>,
     #[serde(default)]

@@ -5,5 +5,6 @@
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -34,6 +34,17 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The command's name, as metrics label it.
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Pull { .. } => "pull",
+            Request::Verify { .. } => "verify",
+            Request::Env { .. } => "env",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Reply {

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::cache::{CacheKey, VerificationCache};
 use super::config::AgentConfig;
+use super::metrics::{self, Metrics};
 use super::protocol::{Reply, Request, receive, send};
 use crate::audit::AuditLog;
 use crate::digest::Digest;
@@ -48,6 +49,7 @@ pub struct Agent {
     trust: (Digest, Option<Digest>),
     /// One client per registry host, so connections and tokens are reused across requests.
     registries: Mutex<HashMap<String, Arc<Registry>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Agent {
@@ -94,6 +96,7 @@ impl Agent {
             cache,
             trust,
             registries: Mutex::new(HashMap::new()),
+            metrics: Arc::default(),
             config,
         })
     }
@@ -102,6 +105,13 @@ impl Agent {
     /// and removes the socket.
     pub async fn serve(self: Arc<Self>) -> Result<()> {
         let listener = self.bind()?;
+        let metrics = match self.config.metrics_listen {
+            Some(address) => {
+                let listener = metrics::bind(address).await?;
+                Some(tokio::spawn(Arc::clone(&self.metrics).serve(listener)))
+            }
+            None => None,
+        };
         eprintln!(
             "tcverify agent: listening on {} (store {}, policy {}, verifications reused for {}s)",
             self.config.socket.display(),
@@ -135,8 +145,8 @@ impl Agent {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        if let Some(fsck) = fsck {
-            fsck.abort();
+        for task in [fsck, metrics].into_iter().flatten() {
+            task.abort();
         }
         drop(listener);
         let _ = std::fs::remove_file(&self.config.socket);
@@ -211,8 +221,14 @@ impl Agent {
                 }
             }
         });
-        let reporter = ChannelReporter(replies.clone());
-        let answer = match self.answer(&request, &reporter).await {
+        let reporter = ChannelReporter {
+            replies: replies.clone(),
+            metrics: Arc::clone(&self.metrics),
+        };
+        let started = std::time::Instant::now();
+        let answer = self.answer(&request, &reporter).await;
+        self.count(&request, &answer, started.elapsed());
+        let answer = match answer {
             Ok((stdout, warnings)) => Reply::Done { stdout, warnings },
             Err(error) => {
                 eprintln!("tcverify agent: {peer}: {request:?}: {error}");
@@ -223,6 +239,35 @@ impl Agent {
         drop(reporter);
         drop(replies);
         let _ = writer.await;
+    }
+
+    fn count(&self, request: &Request, answer: &Result<(String, Vec<String>)>, took: Duration) {
+        let command = request.command();
+        let outcome = match answer {
+            Ok(_) => "ok",
+            Err(Error::Rejected(rejection)) => {
+                self.metrics.add(
+                    "tcdist_agent_refusals_total",
+                    &[("rule", rejection.rule())],
+                    1.0,
+                );
+                "refused"
+            }
+            Err(_) => "error",
+        };
+        self.metrics.add(
+            "tcdist_agent_requests_total",
+            &[("command", command), ("outcome", outcome)],
+            1.0,
+        );
+        let labels = [("command", command)];
+        self.metrics.add(
+            "tcdist_agent_request_duration_seconds_sum",
+            &labels,
+            took.as_secs_f64(),
+        );
+        self.metrics
+            .add("tcdist_agent_request_duration_seconds_count", &labels, 1.0);
     }
 
     /// What a request's command prints in direct mode: stdout and warnings, or the error.
@@ -253,6 +298,9 @@ impl Agent {
                     reporter,
                 )
                 .await?;
+                if outcome.downloaded {
+                    self.metrics.add("tcdist_agent_installs_total", &[], 1.0);
+                }
                 Ok((
                     output::pull_stdout(&outcome, &reference, *json),
                     output::warnings(&outcome.report),
@@ -354,9 +402,12 @@ impl Agent {
             policy: self.trust.0.clone(),
             trusted_root: self.trust.1.clone(),
         };
+        let cache_total = "tcdist_agent_verification_cache_total";
         if let Some(verified) = self.cache.get(&key) {
+            self.metrics.add(cache_total, &[("result", "hit")], 1.0);
             return Ok(verified);
         }
+        self.metrics.add(cache_total, &[("result", "miss")], 1.0);
         let verified = self
             .verifier
             .verify(source, &reference.to_string(), platform)
@@ -417,11 +468,19 @@ fn group_id(name: &str) -> Option<u32> {
     (!group.is_null()).then(|| unsafe { (*group).gr_gid })
 }
 
-/// Sends progress steps to the client.
-struct ChannelReporter(mpsc::UnboundedSender<Reply>);
+/// Sends progress steps to the client, and counts the bytes downloaded.
+struct ChannelReporter {
+    replies: mpsc::UnboundedSender<Reply>,
+    metrics: Arc<Metrics>,
+}
 
 impl Reporter for ChannelReporter {
     fn step(&self, message: &str) {
-        let _ = self.0.send(Reply::Progress(message.to_owned()));
+        let _ = self.replies.send(Reply::Progress(message.to_owned()));
+    }
+
+    fn layer_progress(&self, _id: usize, bytes: u64) {
+        self.metrics
+            .add("tcdist_agent_downloaded_bytes_total", &[], bytes as f64);
     }
 }

@@ -1,0 +1,191 @@
+//! What the agent counts, served in the Prometheus text format on a loopback TCP port:
+//! requests by command and outcome, refusals by rule, verification cache hits and misses,
+//! bytes downloaded, installs, and request durations.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+
+/// A request head longer than this is not a scrape.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Each metric family: name, type, help.
+const FAMILIES: &[(&str, &str, &str)] = &[
+    (
+        "tcdist_agent_requests_total",
+        "counter",
+        "Requests answered, by command and outcome (ok, refused: exit 42, error: any other).",
+    ),
+    (
+        "tcdist_agent_refusals_total",
+        "counter",
+        "Releases refused, by the rule that refused them.",
+    ),
+    (
+        "tcdist_agent_verification_cache_total",
+        "counter",
+        "Verifications reused (hit) or done (miss).",
+    ),
+    (
+        "tcdist_agent_downloaded_bytes_total",
+        "counter",
+        "Layer bytes downloaded.",
+    ),
+    (
+        "tcdist_agent_installs_total",
+        "counter",
+        "Releases installed into the store.",
+    ),
+    (
+        "tcdist_agent_request_duration_seconds",
+        "summary",
+        "Time to answer a request, by command.",
+    ),
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Series (name with labels) to value.
+    series: Mutex<BTreeMap<String, f64>>,
+}
+
+impl Metrics {
+    /// Adds `value` to the series `name{labels}`.
+    pub fn add(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+            .collect();
+        let series = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        *self
+            .series
+            .lock()
+            .expect("metrics lock")
+            .entry(series)
+            .or_default() += value;
+    }
+
+    /// The text exposition: each family's help and type, then its series.
+    pub fn render(&self) -> String {
+        let series = self.series.lock().expect("metrics lock");
+        let mut text = String::new();
+        for (family, kind, help) in FAMILIES {
+            text.push_str(&format!("# HELP {family} {help}\n# TYPE {family} {kind}\n"));
+            for (name, value) in series.iter() {
+                let base = name.split('{').next().unwrap_or(name);
+                let base = base
+                    .strip_suffix("_sum")
+                    .or_else(|| base.strip_suffix("_count"))
+                    .filter(|_| *kind == "summary")
+                    .unwrap_or(base);
+                if base == *family {
+                    text.push_str(&format!("{name} {value}\n"));
+                }
+            }
+        }
+        text
+    }
+
+    /// Serves `GET /metrics` on `address` (loopback only) until the task is dropped.
+    pub async fn serve(self: std::sync::Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = std::sync::Arc::clone(&self);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let (status, body) = if head.starts_with(b"GET /metrics ") {
+                    ("200 OK", metrics.render())
+                } else {
+                    ("404 Not Found", "only GET /metrics is served\n".to_owned())
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    }
+}
+
+/// Binds the metrics listener; only a loopback address is accepted.
+pub async fn bind(address: SocketAddr) -> Result<TcpListener> {
+    if !address.ip().is_loopback() {
+        return Err(Error::usage(format!(
+            "agent config: metrics_listen {address} is not a loopback address"
+        )));
+    }
+    TcpListener::bind(address).await.map_err(|e| {
+        Error::usage(format!(
+            "agent config: metrics_listen {address} cannot be bound: {e}"
+        ))
+    })
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_series_sit_under_their_family_with_escaped_labels() {
+        let metrics = Metrics::default();
+        metrics.add(
+            "tcdist_agent_requests_total",
+            &[("command", "pull"), ("outcome", "ok")],
+            1.0,
+        );
+        metrics.add(
+            "tcdist_agent_requests_total",
+            &[("command", "pull"), ("outcome", "ok")],
+            1.0,
+        );
+        metrics.add("tcdist_agent_refusals_total", &[("rule", "a\"b")], 1.0);
+        metrics.add(
+            "tcdist_agent_request_duration_seconds_sum",
+            &[("command", "pull")],
+            0.5,
+        );
+        metrics.add(
+            "tcdist_agent_request_duration_seconds_count",
+            &[("command", "pull")],
+            1.0,
+        );
+        let text = metrics.render();
+        assert!(text.contains(
+            "# TYPE tcdist_agent_requests_total counter\n\
+             tcdist_agent_requests_total{command=\"pull\",outcome=\"ok\"} 2\n"
+        ));
+        assert!(text.contains("tcdist_agent_refusals_total{rule=\"a\\\"b\"} 1\n"));
+        assert!(text.contains(
+            "# TYPE tcdist_agent_request_duration_seconds summary\n\
+             tcdist_agent_request_duration_seconds_count{command=\"pull\"} 1\n\
+             tcdist_agent_request_duration_seconds_sum{command=\"pull\"} 0.5\n"
+        ));
+    }
+}
