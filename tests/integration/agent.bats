@@ -273,6 +273,36 @@ PY
 	[ "$status" -eq 0 ]
 }
 
+@test "an agent checks its store on its fsck_interval, and SIGTERM removes its socket" {
+	# A second agent (as root, beside the stack's) with a one-second schedule.
+	dir=$BATS_TEST_TMPDIR/agent2
+	mkdir -p "$dir"
+	cat >"$dir/agent.toml" <<EOF
+socket = "$dir/agent.sock"
+store = "$dir/store"
+policy = "$STACK_POLICY"
+trust = "$STACK_TRUST"
+fsck_interval = "1s"
+[registry]
+ca = "$TCDIST_REGISTRY_CA"
+docker_config = "$DOCKER_CONFIG"
+EOF
+	"$TCVERIFY" agent --config "$dir/agent.toml" 2>"$dir/agent.log" &
+	agent=$!
+	for _ in $(seq 100); do [[ -S $dir/agent.sock ]] && break; sleep 0.05; done
+	root=$("$TCVERIFY" pull "$REF" --agent "$dir/agent.sock" 2>/dev/null)
+	chmod u+w "$root/bin/go"
+	printf '#!/bin/sh\necho planted\n' >"$root/bin/go"
+	for _ in $(seq 100); do [[ -e $root ]] || break; sleep 0.05; done
+	kill -TERM "$agent"
+	wait "$agent"
+	cat "$dir/agent.log"
+	[ ! -e "$root" ]
+	grep -q "fsck: quarantined $(dirname "$root"): the tree differs from its manifest: bin/go: mode 0755 instead of 0555, content differs" "$dir/agent.log"
+	[ -n "$(ls "$dir/store/.quarantine")" ]
+	[ ! -e "$dir/agent.sock" ]
+}
+
 @test "the agent's metrics count requests by outcome, refusals by rule, cache hits and bytes" {
 	metric() {
 		curl -fsS "$TCDIST_AGENT_METRICS_URL" | awk -v name="$1" '$1 == name { print $2 }'
