@@ -133,6 +133,7 @@ agent_up() {
 	_policy_paths
 	_registry_paths
 	AGENT_RESTART=0
+	mkdir -p "$AGENT_DIR"
 	AGENT_METRICS_PORT=$(owned_port agent "$AGENT_METRICS_PORT_FILE" "$AGENT_PIDFILE" "$AGENT_MATCH")
 	_agent_users
 	_agent_files
