@@ -65,6 +65,12 @@ _agent_users() {
 		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
 			--user-group --groups "$AGENT_GROUP" "$AGENT_USER"
 	fi
+	# It must reach the stack dir: every directory above it searchable by others.
+	if ! setpriv --reuid "$AGENT_USER" --regid "$AGENT_USER" --init-groups \
+		test -x "$(dirname "$STACK_DIR")"; then
+		warn "agent: $AGENT_USER cannot reach $STACK_DIR (a directory above it is not searchable by others), so the agent runs as $(id -un); put the stack (TCDIST_STACK_DIR) under a searchable directory to run it as its own user"
+		return 0
+	fi
 	AGENT_RUN_AS=$AGENT_USER
 }
 
