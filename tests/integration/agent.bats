@@ -209,8 +209,7 @@ PY
 }
 
 @test "16 concurrent pulls of one release through the agent download it once" {
-	mapfile -t layers < <(skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" "docker://$GO_REF" |
-		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Layers"]))')
+	mapfile -t layers < <(layer_digests "$GO_REF")
 	[ "${#layers[@]}" -ge 3 ]
 	remove_agent_entry "$GO_DIGEST"
 	declare -A before

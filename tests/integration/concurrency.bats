@@ -15,13 +15,8 @@ setup() {
 	load helpers
 }
 
-layer_digests() {
-	skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" "docker://$REF" |
-		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Layers"]))'
-}
-
 @test "8 parallel pulls of one release download each layer once and all succeed" {
-	mapfile -t layers < <(layer_digests)
+	mapfile -t layers < <(layer_digests "$REF")
 	[ "${#layers[@]}" -ge 3 ]
 	declare -A before
 	for l in "${layers[@]}"; do before[$l]=$(count_blob_gets "$l"); done

@@ -78,6 +78,12 @@ store_snapshot() {
 		find . \( -path ./.locks -o -path ./.tlog \) -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
+# layer_digests REF: the layer digests of REF (this platform's manifest), one per line.
+layer_digests() {
+	skopeo inspect --cert-dir "$TCDIST_REGISTRY_CERT_DIR" --authfile "$REGISTRY_AUTH_FILE" "docker://$1" |
+		python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin)["Layers"]))'
+}
+
 # copy_image SRC DST: the release SRC copied to DST in the stack registry, digests preserved,
 # without its signatures (referrers are not copied).
 copy_image() {

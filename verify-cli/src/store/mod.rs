@@ -171,11 +171,16 @@ impl Store {
         platform: &Platform,
     ) -> Result<()> {
         let refs = self.root.join(REFS_DIR);
+        let wanted = digest;
         let (platform, digest) = (platform.to_string(), digest.to_string());
         for key in [
             ref_key(&["reference", reference, &platform]),
             ref_key(&["repository", repository, &digest, &platform]),
         ] {
+            // A warm pull usually finds both recorded already: no write then.
+            if self.remembered(&key).as_ref() == Some(wanted) {
+                continue;
+            }
             let mut file = tempfile::NamedTempFile::new_in(&refs)
                 .map_err(|e| Error::store("writing into", &refs, e))?;
             std::io::Write::write_all(&mut file, digest.as_bytes())
