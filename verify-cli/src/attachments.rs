@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::release::{Descriptor, ImageIndex, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
+pub mod lifecycle;
+
 pub const MEDIA_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 /// The empty config (`{}`) that OCI 1.1 artifacts carry.
@@ -40,15 +42,24 @@ pub fn cosign_signature_tag(subject: &Digest) -> String {
     format!("{}.sig", subject.file_name())
 }
 
-/// The in-toto statement a bundle signs: its one subject is the release index.
+/// An in-toto statement v1 as tcdist signs it: one subject, a release index of a repository,
+/// and a predicate of one of tcdist's types (a release, a channel head, a yank list).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct ReleaseStatement {
+pub struct Statement<P> {
     #[serde(rename = "_type")]
     pub statement_type: String,
     pub subject: Vec<StatementSubject>,
     #[serde(rename = "predicateType")]
     pub predicate_type: String,
-    pub predicate: ReleasePredicate,
+    pub predicate: P,
+}
+
+/// A predicate type tcdist signs.
+pub trait Predicate: Serialize + serde::de::DeserializeOwned {
+    /// Its `predicateType` URI.
+    const TYPE: &'static str;
+    /// What it is, for messages ("release statement").
+    const NAME: &'static str;
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -58,26 +69,16 @@ pub struct StatementSubject {
     pub digest: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ReleasePredicate {
-    pub repository: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
-}
-
-impl ReleaseStatement {
-    pub fn new(repository: &str, tag: Option<&str>, index: &Digest) -> Self {
-        ReleaseStatement {
+impl<P: Predicate> Statement<P> {
+    pub fn about(repository: &str, index: &Digest, predicate: P) -> Self {
+        Statement {
             statement_type: IN_TOTO_STATEMENT_TYPE.into(),
             subject: vec![StatementSubject {
                 name: repository.into(),
                 digest: BTreeMap::from([("sha256".into(), index.hex().into())]),
             }],
-            predicate_type: RELEASE_PREDICATE_TYPE.into(),
-            predicate: ReleasePredicate {
-                repository: repository.into(),
-                tag: tag.map(Into::into),
-            },
+            predicate_type: P::TYPE.into(),
+            predicate,
         }
     }
 
@@ -85,21 +86,22 @@ impl ReleaseStatement {
         serde_json::to_vec(self).expect("a statement always serializes")
     }
 
-    /// Parses a statement and returns the subject it names, refusing anything that is not a
-    /// release statement with exactly one sha256 subject.
-    pub fn parse(bytes: &[u8]) -> Result<SignedSubject, String> {
-        let statement: ReleaseStatement =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a release statement: {e}"))?;
+    /// Parses a statement, refusing anything that is not an in-toto statement of this
+    /// predicate type with exactly one sha256 subject; returns it with the subject it names.
+    pub fn parse_statement(bytes: &[u8]) -> Result<(Self, SignedSubject), String> {
+        let statement: Self =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a {}: {e}", P::NAME))?;
         if statement.statement_type != IN_TOTO_STATEMENT_TYPE {
             return Err(format!(
                 "statement type is {:?}, expected {IN_TOTO_STATEMENT_TYPE:?}",
                 statement.statement_type
             ));
         }
-        if statement.predicate_type != RELEASE_PREDICATE_TYPE {
+        if statement.predicate_type != P::TYPE {
             return Err(format!(
-                "predicate type is {:?}, expected {RELEASE_PREDICATE_TYPE:?}",
-                statement.predicate_type
+                "predicate type is {:?}, expected {:?}",
+                statement.predicate_type,
+                P::TYPE
             ));
         }
         let [subject] = statement.subject.as_slice() else {
@@ -112,11 +114,51 @@ impl ReleaseStatement {
             .digest
             .get("sha256")
             .ok_or("statement subject has no sha256 digest")?;
-        Ok(SignedSubject {
+        let subject = SignedSubject {
             repository: subject.name.clone(),
             digest: format!("sha256:{hex}")
                 .parse()
                 .map_err(|e| format!("statement subject digest: {e}"))?,
+            tag: None,
+        };
+        Ok((statement, subject))
+    }
+}
+
+/// The statement a release signature signs.
+pub type ReleaseStatement = Statement<ReleasePredicate>;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReleasePredicate {
+    pub repository: String,
+    /// The tag the release was published under: a pull by that tag accepts the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl Predicate for ReleasePredicate {
+    const TYPE: &'static str = RELEASE_PREDICATE_TYPE;
+    const NAME: &'static str = "release statement";
+}
+
+impl ReleaseStatement {
+    pub fn new(repository: &str, tag: Option<&str>, index: &Digest) -> Self {
+        Statement::about(
+            repository,
+            index,
+            ReleasePredicate {
+                repository: repository.into(),
+                tag: tag.map(Into::into),
+            },
+        )
+    }
+
+    /// The subject a release statement names, with its tag.
+    pub fn parse(bytes: &[u8]) -> Result<SignedSubject, String> {
+        let (statement, subject) = Self::parse_statement(bytes)?;
+        Ok(SignedSubject {
+            tag: statement.predicate.tag,
+            ..subject
         })
     }
 }
@@ -127,6 +169,8 @@ pub struct SignedSubject {
     /// The repository path; for cosign payloads, the docker reference without its host.
     pub repository: String,
     pub digest: Digest,
+    /// The tag the signer published the release under, when the payload names one.
+    pub tag: Option<String>,
 }
 
 /// cosign's "simple signing" payload.
@@ -157,10 +201,13 @@ pub struct SimpleSigningImage {
 }
 
 const SIMPLE_SIGNING_TYPE: &str = "cosign container image signature";
+/// The key of `optional` that names the tag the release was published under.
+const SIMPLE_SIGNING_TAG: &str = "tag";
 
 impl SimpleSigning {
-    /// `docker_reference` is `registry/repository`, as cosign writes it.
-    pub fn new(docker_reference: &str, index: &Digest) -> Self {
+    /// `docker_reference` is `registry/repository`, as cosign writes it. The tag goes into
+    /// `optional`, where cosign keeps annotations (`cosign sign -a tag=…`).
+    pub fn new(docker_reference: &str, tag: Option<&str>, index: &Digest) -> Self {
         SimpleSigning {
             critical: SimpleSigningCritical {
                 identity: SimpleSigningIdentity {
@@ -171,7 +218,7 @@ impl SimpleSigning {
                 },
                 kind: SIMPLE_SIGNING_TYPE.into(),
             },
-            optional: None,
+            optional: tag.map(|tag| serde_json::json!({ SIMPLE_SIGNING_TAG: tag })),
         }
     }
 
@@ -204,6 +251,12 @@ impl SimpleSigning {
                 .docker_manifest_digest
                 .parse()
                 .map_err(|e| format!("payload digest: {e}"))?,
+            tag: payload
+                .optional
+                .as_ref()
+                .and_then(|optional| optional.get(SIMPLE_SIGNING_TAG))
+                .and_then(|tag| tag.as_str())
+                .map(str::to_owned),
         })
     }
 }
@@ -267,6 +320,7 @@ mod tests {
         let subject = ReleaseStatement::parse(&bytes).unwrap();
         assert_eq!(subject.digest, digest());
         assert_eq!(subject.repository, "toolchains/go");
+        assert_eq!(subject.tag.as_deref(), Some("1.26.8-tc.1"));
     }
 
     #[test]
@@ -289,15 +343,17 @@ mod tests {
 
     #[test]
     fn simple_signing_names_repository_without_host() {
-        let bytes = SimpleSigning::new("127.0.0.1:5000/toolchains/go", &digest()).to_json();
+        let bytes =
+            SimpleSigning::new("127.0.0.1:5000/toolchains/go", Some("v1"), &digest()).to_json();
         let subject = SimpleSigning::parse(&bytes).unwrap();
         assert_eq!(subject.repository, "toolchains/go");
         assert_eq!(subject.digest, digest());
+        assert_eq!(subject.tag.as_deref(), Some("v1"));
     }
 
     #[test]
     fn simple_signing_without_host_keeps_the_whole_path() {
-        let bytes = SimpleSigning::new("toolchains/go", &digest()).to_json();
+        let bytes = SimpleSigning::new("toolchains/go", None, &digest()).to_json();
         assert_eq!(
             SimpleSigning::parse(&bytes).unwrap().repository,
             "toolchains/go"

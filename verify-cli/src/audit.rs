@@ -53,6 +53,7 @@ impl AuditLog {
                 rule: None,
                 decision: "accept",
                 reason: format!("passed: {}", report.checks.join(", ")),
+                waived: &report.lifecycle.waived,
             },
             Err(Error::Rejected(rejection)) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -66,6 +67,7 @@ impl AuditLog {
                 rule: Some(rejection.rule()),
                 decision: "reject",
                 reason: rejection.to_string(),
+                waived: &[],
             },
             Err(error) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -76,6 +78,7 @@ impl AuditLog {
                 rule: None,
                 decision: "error",
                 reason: error.to_string(),
+                waived: &[],
             },
         };
         match self {
@@ -102,4 +105,8 @@ struct AuditRecord<'a> {
     rule: Option<&'static str>,
     decision: &'static str,
     reason: String,
+    /// Checks the caller waived (`--allow-expired`, `--allow-yanked`), with what they would
+    /// have refused.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    waived: &'a [String],
 }

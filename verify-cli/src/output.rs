@@ -68,11 +68,20 @@ pub fn env_stdout(environment: &JobEnvironment, format: &str) -> String {
 /// Says so when the log's current state could not be checked: the release verified from its
 /// own proof, but a log that forked since would not have been noticed.
 pub fn warnings(report: &VerificationReport) -> Vec<String> {
-    match &report.log_freshness {
-        Some(Freshness::Unchecked { reason }) => vec![format!(
+    let mut warnings = Vec::new();
+    if let Some(Freshness::Unchecked { reason }) = &report.log_freshness {
+        warnings.push(format!(
             "tcverify: warning: verified from the bundle's log proof; the log's freshness could \
              not be checked ({reason})"
-        )],
-        _ => Vec::new(),
+        ));
     }
+    for waived in &report.lifecycle.waived {
+        warnings.push(format!("tcverify: warning: waived by the caller: {waived}"));
+    }
+    for ignored in &report.lifecycle.ignored {
+        warnings.push(format!(
+            "tcverify: warning: ignored a lifecycle statement that does not verify: {ignored}"
+        ));
+    }
+    warnings
 }

@@ -81,6 +81,37 @@ impl ReleaseSource {
         }
     }
 
+    /// The tag the reference pulls by: `None` when it is pinned by digest.
+    pub fn pulled_tag(&self) -> Option<&str> {
+        let (tag, digest) = match self {
+            ReleaseSource::Registry { reference, .. } => (&reference.tag, &reference.digest),
+            ReleaseSource::Layout(layout) => (&layout.tag, &layout.digest),
+        };
+        tag.as_deref().filter(|_| digest.is_none())
+    }
+
+    /// The manifest named by `digest` in the reference's repository, or `None` when there is
+    /// none.
+    pub async fn manifest(&self, what: &str, digest: &Digest) -> Result<Option<CheckedBytes>> {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => match registry
+                .optional_manifest(&reference.with_digest(digest))
+                .await?
+            {
+                Some((bytes, _)) => Ok(Some(CheckedBytes::against_digest(what, digest, bytes)?)),
+                None => Ok(None),
+            },
+            ReleaseSource::Layout(layout) => match layout_document(layout, what, digest, None) {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
     /// Referrer manifests of `subject` with `artifact_type`: those the referrers tag lists (in a
     /// layout: the index entry named by that tag), else those the registry's referrers API
     /// lists. The tag comes first because distd always writes it and distribution 2.8 answers

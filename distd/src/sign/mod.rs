@@ -152,7 +152,8 @@ impl Signer {
         identity: &SigningIdentity,
         subject: &Subject<'_>,
     ) -> Result<CosignSignature> {
-        let payload = SimpleSigning::new(subject.docker_reference, subject.index).to_json();
+        let payload =
+            SimpleSigning::new(subject.docker_reference, subject.tag, subject.index).to_json();
         let signature = identity.key.sign(&payload)?;
         let timestamp = self.tsa.timestamp(&signature).await?;
         Ok(CosignSignature {

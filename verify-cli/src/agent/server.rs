@@ -82,7 +82,7 @@ impl Agent {
                 .map_err(|e| Error::usage(format!("agent config: {e}")))?
                 .min(policy_bound),
         );
-        let verifier = Verifier::new(policy, budget).remembering_checkpoints(&config.store);
+        let verifier = Verifier::new(policy, budget).remembering(&config.store);
         let verifier = if config.offline {
             verifier.offline()
         } else {

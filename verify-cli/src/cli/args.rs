@@ -140,8 +140,34 @@ pub struct ReleaseArgs {
     /// trust material alone (with an oci-layout: reference, nothing touches the network)
     #[arg(long, env = "TCVERIFY_OFFLINE")]
     pub offline: bool,
+    /// Accept a channel whose head has expired (frozen); recorded in the audit log. Direct
+    /// mode only: the agent takes no waivers from jobs
+    #[arg(long)]
+    pub allow_expired: bool,
+    /// Accept a yanked release named by digest; recorded in the audit log. Direct mode only
+    #[arg(long)]
+    pub allow_yanked: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+impl ReleaseArgs {
+    /// Refuses what the agent does not take from a caller.
+    pub fn for_agent(&self) -> Result<(), tcverify::Error> {
+        for (set, flag) in [
+            (self.allow_expired, "--allow-expired"),
+            (self.allow_yanked, "--allow-yanked"),
+        ] {
+            if set {
+                return Err(tcverify::Error::usage_with_hint(
+                    format!("{flag} is not accepted through the agent"),
+                    "the agent decides trust from its own config, never from a job; an operator \
+                     runs tcverify directly (without --agent) with its own store to waive a check",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug)]

@@ -12,6 +12,7 @@ use tcverify::reference::ReleaseRef;
 use tcverify::store::Store;
 use tcverify::store::extract::ExtractBudget;
 use tcverify::verify::Verifier;
+use tcverify::verify::lifecycle::Waivers;
 
 use tcverify::audit::AuditLog;
 use tcverify::verify::policy::{Policy, check_policy_file};
@@ -24,6 +25,7 @@ use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
     if let Some(socket) = &args.release.agent.socket {
+        args.release.for_agent()?;
         let request = Request::Pull {
             reference: args.release.reference.clone(),
             platform: args.release.platform.to_string(),
@@ -67,6 +69,7 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
 
 pub async fn verify_command(args: VerifyArgs) -> Result<()> {
     if let Some(socket) = &args.release.agent.socket {
+        args.release.for_agent()?;
         let request = Request::Verify {
             reference: args.release.reference.clone(),
             platform: args.release.platform.to_string(),
@@ -248,7 +251,12 @@ fn verifier(
     budget: ExtractBudget,
     store: &std::path::Path,
 ) -> Result<Verifier> {
-    let verifier = Verifier::new(load_policy(args)?, budget).remembering_checkpoints(store);
+    let verifier = Verifier::new(load_policy(args)?, budget)
+        .remembering(store)
+        .waiving(Waivers {
+            expired_channel: args.allow_expired,
+            yanked_by_digest: args.allow_yanked,
+        });
     Ok(if args.offline {
         verifier.offline()
     } else {

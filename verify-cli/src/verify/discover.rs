@@ -73,10 +73,22 @@ pub enum Place {
 
 pub const PLACES: [Place; 2] = [Place::BundleReferrers, Place::CosignTag];
 
-pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> Result<Discovered> {
+/// The Sigstore bundles listed as referrers of `index`: one listing serves both the release
+/// signatures and the lifecycle statements.
+pub async fn list_bundles(source: &ReleaseSource, index: &Digest) -> Result<Vec<Descriptor>> {
+    source.referrers(index, MEDIA_TYPE_BUNDLE).await
+}
+
+/// The signatures at `place`; `bundles` is the listing [`list_bundles`] returned.
+pub async fn discover(
+    source: &ReleaseSource,
+    index: &Digest,
+    bundles: &[Descriptor],
+    place: Place,
+) -> Result<Discovered> {
     let mut found = Discovered::default();
     match place {
-        Place::BundleReferrers => bundle_referrers(source, index, &mut found).await?,
+        Place::BundleReferrers => bundle_referrers(source, index, bundles, &mut found).await?,
         Place::CosignTag => {
             let tag = cosign_signature_tag(index);
             if let Some(document) = source.tagged(&tag).await? {
@@ -103,9 +115,10 @@ pub async fn discover(source: &ReleaseSource, index: &Digest, place: Place) -> R
 async fn bundle_referrers(
     source: &ReleaseSource,
     index: &Digest,
+    bundles: &[Descriptor],
     found: &mut Discovered,
 ) -> Result<()> {
-    let mut listed = source.referrers(index, MEDIA_TYPE_BUNDLE).await?;
+    let mut listed = bundles.to_vec();
     listed.sort_by_key(|descriptor| !looks_like_manifest(descriptor));
     let (mut examined, mut read) = (0, 0);
     let mut other_types = Vec::new();
@@ -171,7 +184,7 @@ fn looks_like_manifest(descriptor: &Descriptor) -> bool {
 }
 
 /// What a referrer turned out to be.
-enum Referrer {
+pub(crate) enum Referrer {
     /// A Sigstore bundle's manifest: the bundle decoded, or why it did not.
     Bundle(std::result::Result<Candidate, String>),
     /// A manifest of another artifact type (its type).
@@ -193,16 +206,24 @@ fn readable(fetched: Result<CheckedBytes>) -> Decoded<CheckedBytes> {
     }
 }
 
-async fn bundle_candidate(
+pub(crate) async fn bundle_candidate(
     source: &ReleaseSource,
     descriptor: &Descriptor,
     origin: &str,
 ) -> Result<Referrer> {
-    let manifest_bytes = match readable(source.fetch_document(origin, descriptor).await)? {
-        Ok(bytes) => bytes,
-        Err(reason) => return Ok(Referrer::Unreadable(reason)),
-    };
-    let manifest: ArtifactManifest = match parse_document(origin, &manifest_bytes) {
+    match readable(source.fetch_document(origin, descriptor).await)? {
+        Ok(manifest) => bundle_in_manifest(source, &manifest, origin).await,
+        Err(reason) => Ok(Referrer::Unreadable(reason)),
+    }
+}
+
+/// What a referrer manifest, already fetched, holds: its bundle is fetched and decoded.
+pub(crate) async fn bundle_in_manifest(
+    source: &ReleaseSource,
+    manifest_bytes: &CheckedBytes,
+    origin: &str,
+) -> Result<Referrer> {
+    let manifest: ArtifactManifest = match parse_document(origin, manifest_bytes) {
         Ok(manifest) => manifest,
         Err(reason) => return Ok(Referrer::Unreadable(reason)),
     };

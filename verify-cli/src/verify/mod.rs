@@ -3,6 +3,7 @@
 
 pub mod discover;
 pub mod freshness;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod policy;
 pub mod rules;

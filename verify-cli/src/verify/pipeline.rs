@@ -6,8 +6,10 @@
 //! (3) signature — a signature by an SVID the policy allows for the repository, at a proven
 //! time, over a payload naming this index (see `signature`). Layer bytes are checked against
 //! their digests while streaming, before the store accepts them; (4) transparency log — the
-//! accepted signature's entry, and the log's current state when it can be reached. Signatures
-//! are fetched while the structure is, but stages are judged, and failures reported, in order.
+//! accepted signature's entry, and the log's current state when it can be reached; (5)
+//! lifecycle — what the name pulled means now: tag binding, channel heads, yanks (see
+//! `lifecycle`). Signatures and lifecycle statements are fetched while the structure is, but
+//! stages are judged, and failures reported, in order.
 
 use serde::Serialize;
 
@@ -17,7 +19,11 @@ use crate::platform::Platform;
 use crate::resolve::{ResolvedRelease, resolve_index, resolve_platform};
 use crate::source::ReleaseSource;
 use crate::store::extract::ExtractBudget;
+use crate::verify::discover;
 use crate::verify::freshness::{self, CheckpointStore, Freshness};
+use crate::verify::lifecycle::{
+    self, Asked, LifecycleMemory, LifecycleVerdict, Referrers, Waivers,
+};
 use crate::verify::policy::Policy;
 use crate::verify::signature::{self, SignatureVerdict};
 use crate::verify::structure;
@@ -51,9 +57,14 @@ pub struct VerificationReport {
     pub checks: Vec<&'static str>,
     /// The signature that was accepted: signer, proven time, where it was found.
     pub signature: SignatureVerdict,
+    /// Further signatures by distinct signers, when the repository's threshold asks for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cosignatures: Vec<SignatureVerdict>,
     /// Whether the log's current state was checked (when the signature is logged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_freshness: Option<Freshness>,
+    /// The channel head the tag was accepted by, the yank list known, checks waived.
+    pub lifecycle: LifecycleVerdict,
 }
 
 /// Built once from the policy (and its trust material); verifies any number of releases.
@@ -61,6 +72,8 @@ pub struct Verifier {
     policy: Policy,
     budget: ExtractBudget,
     checkpoints: Option<CheckpointStore>,
+    memory: Option<LifecycleMemory>,
+    waivers: Waivers,
     online: bool,
 }
 
@@ -70,14 +83,24 @@ impl Verifier {
             policy,
             budget,
             checkpoints: None,
+            memory: None,
+            waivers: Waivers::default(),
             online: true,
         }
     }
 
-    /// Remember each log's newest checkpoint in `store`, so a log that later rewrites its
-    /// history is caught.
-    pub fn remembering_checkpoints(mut self, store: &std::path::Path) -> Self {
+    /// Remember in `store` each log's newest checkpoint, so a log that later rewrites its
+    /// history is caught, and each repository's newest channel heads and yank list, so an
+    /// older head or a deleted yank is caught.
+    pub fn remembering(mut self, store: &std::path::Path) -> Self {
         self.checkpoints = Some(CheckpointStore::new(store));
+        self.memory = Some(LifecycleMemory::new(store));
+        self
+    }
+
+    /// Waive the lifecycle checks the caller asked to (each waiver is reported).
+    pub fn waiving(mut self, waivers: Waivers) -> Self {
+        self.waivers = waivers;
         self
     }
 
@@ -100,19 +123,31 @@ impl Verifier {
         platform: &Platform,
     ) -> Result<Verified<ResolvedRelease>> {
         let (index, index_digest) = resolve_index(source).await?;
-        // Signatures depend on the index digest only, so they are fetched and checked while the
-        // platform's manifest and config are fetched: registry round trips, each authenticated,
-        // cost more than all the checks together.
-        let (release, signature) = tokio::join!(
+        // One listing of the index's bundles serves the signatures and the lifecycle
+        // statements. Both depend on the index digest only, so they are fetched and checked
+        // while the platform's manifest and config are: registry round trips, each
+        // authenticated, cost more than all the checks together.
+        let tag = source.pulled_tag();
+        let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
+        let (release, found, examined) = tokio::join!(
             resolve_platform(source, reference, index, index_digest.clone(), platform),
-            signature::check(source, &index_digest, &self.policy),
+            signature::find(
+                source,
+                &index_digest,
+                &self.policy,
+                &referrers.release,
+                referrers.tag_to_bind()
+            ),
+            lifecycle::examine(source, &index_digest, &self.policy, &referrers),
         );
         // Failures are reported in stage order, whichever was found first.
         let release = release?;
         let mut checks = vec!["digest-binding"];
         structure::check(&release, &self.budget)?;
         checks.push("structure");
-        let signature = signature?;
+        let mut signatures =
+            signature::judge(found?, &index_digest, &self.policy, referrers.tag_to_bind())?;
+        let signature = signatures.remove(0);
         checks.push("signature");
         let log_freshness = match &signature.log {
             Some(inclusion) => {
@@ -130,13 +165,29 @@ impl Verifier {
             }
             None => None,
         };
+        let lifecycle = lifecycle::judge(
+            examined?,
+            source,
+            &index_digest,
+            &signature.repository,
+            &self.policy,
+            self.memory.as_ref(),
+            Asked {
+                tag,
+                waivers: self.waivers,
+            },
+        )
+        .await?;
+        checks.push("lifecycle");
         let report = VerificationReport {
             index_digest: release.index_digest.clone(),
             manifest_digest: release.manifest_descriptor.digest.clone(),
             platform: release.platform.clone(),
             checks,
             signature,
+            cosignatures: signatures,
             log_freshness,
+            lifecycle,
         };
         Ok(Verified {
             value: release,

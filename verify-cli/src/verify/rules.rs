@@ -43,6 +43,21 @@ pub enum Rule {
     LogInclusion,
     /// A newer checkpoint of the log is consistent with the one seen (no forked history).
     LogConsistency,
+    /// A pull by tag accepts a signature only if its statement names that tag, unless a
+    /// channel statement for the tag names the release.
+    TagBinding,
+    /// The repository's `threshold` of distinct signers signed the release.
+    SignatureThreshold,
+    /// The SVID that signed a channel statement or yank list is a promoter of the repository.
+    PromoterAllowed,
+    /// A channel statement is for this channel and names the release its tag serves.
+    ChannelBinding,
+    /// A channel's head is not older than the newest one this store has seen.
+    ChannelRollback,
+    /// A channel's head has not expired.
+    ChannelExpired,
+    /// The release is not on the repository's yank list.
+    Yanked,
 }
 
 impl Rule {
@@ -65,6 +80,13 @@ impl Rule {
             Rule::LogCheckpoint => "tlog-checkpoint",
             Rule::LogInclusion => "tlog-inclusion",
             Rule::LogConsistency => "tlog-consistency",
+            Rule::TagBinding => "tag-binding",
+            Rule::SignatureThreshold => "signature-threshold",
+            Rule::PromoterAllowed => "promoter-allowed",
+            Rule::ChannelBinding => "channel-binding",
+            Rule::ChannelRollback => "channel-rollback",
+            Rule::ChannelExpired => "channel-expired",
+            Rule::Yanked => "yanked",
         }
     }
 }

@@ -47,8 +47,8 @@ pub(crate) const LOG_ORIGIN: &str = "rekor.tcdist.test";
 pub(crate) const REPOSITORY: &str = "toolchains/go";
 pub(crate) const TAG: &str = "go1.24.1";
 pub(crate) const SIGNER: &str = "spiffe://tcdist.test/distd/signer";
-/// The tag of the release in the layout's `index.json`.
-pub(crate) const RELEASE_TAG: &str = "release";
+/// The tag of the release in the layout's `index.json`: the one its statement names.
+pub(crate) const RELEASE_TAG: &str = TAG;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -275,6 +275,26 @@ impl OciLayout {
             tag: tag.map(str::to_owned),
             digest: None,
         })
+    }
+
+    /// The layout as a source pinned to `digest`.
+    pub(crate) fn source_pinned(&self, digest: &Digest) -> ReleaseSource {
+        let ReleaseSource::Layout(layout) = self.source(None) else {
+            unreachable!("a layout source")
+        };
+        ReleaseSource::Layout(LayoutRef {
+            digest: Some(digest.clone()),
+            ..layout
+        })
+    }
+
+    /// The entry `index.json` lists for `digest`.
+    pub(crate) fn descriptor_of(&self, digest: &Digest) -> Descriptor {
+        self.entries
+            .iter()
+            .find(|d| d.digest == *digest)
+            .expect("the digest is listed")
+            .clone()
     }
 }
 
@@ -504,7 +524,7 @@ impl Pki {
     /// cosign's simple-signing payload for [`REPOSITORY`] and `index`, signed by the signer and
     /// timestamped at [`signing_time`] (cosign signatures are not logged).
     pub(crate) fn sign_cosign(&self, index: &Digest) -> Candidate {
-        let payload = SimpleSigning::new(REPOSITORY, index).to_json();
+        let payload = SimpleSigning::new(REPOSITORY, Some(TAG), index).to_json();
         let signature = self.signer.key.sign(&payload).unwrap();
         Candidate {
             origin: "cosign signature under test".to_owned(),

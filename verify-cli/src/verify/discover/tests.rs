@@ -89,7 +89,9 @@ impl Layout {
     }
 
     async fn discover(&mut self) -> Result<Discovered> {
-        discover(&self.source(), &self.subject, Place::BundleReferrers).await
+        let source = self.source();
+        let bundles = list_bundles(&source, &self.subject).await?;
+        discover(&source, &self.subject, &bundles, Place::BundleReferrers).await
     }
 }
 

@@ -61,7 +61,8 @@ async fn pipeline_makes_verified_only_when_every_stage_passes() {
             "digest-binding",
             "structure",
             "signature",
-            "transparency-log"
+            "transparency-log",
+            "lifecycle"
         ]
     );
     assert_eq!(report.index_digest, index);
@@ -194,7 +195,7 @@ async fn pipeline_skips_log_stage_if_policy_requires_no_log() {
         .unwrap();
     assert_eq!(
         verified.report().checks,
-        ["digest-binding", "structure", "signature"]
+        ["digest-binding", "structure", "signature", "lifecycle"]
     );
     assert!(verified.report().log_freshness.is_none());
     assert!(verified.report().signature.log.is_none());
@@ -251,4 +252,22 @@ async fn pipeline_checks_log_freshness_against_the_log_online() {
         "{:?}",
         verified.report().log_freshness
     );
+}
+
+#[tokio::test]
+async fn pipeline_refuses_a_release_moved_to_a_tag_its_signature_does_not_name() {
+    let mut release = SignedRelease::new();
+    let (index, _) = release.publish(|_, _| {});
+    release
+        .layout
+        .tag("stable", release.layout.descriptor_of(&index));
+    let moved = release.layout.source(Some("stable"));
+    let err = verify(&release, release.policy(), &moved)
+        .await
+        .unwrap_err();
+    assert_eq!(signature_rule(&err), Rule::TagBinding, "{err}");
+    assert!(err.to_string().contains("not the tag \"stable\""), "{err}");
+    // The same release by digest is not a pull by tag.
+    let pinned = release.layout.source_pinned(&index);
+    verify(&release, release.policy(), &pinned).await.unwrap();
 }

@@ -93,9 +93,12 @@ struct RawTransparencyLog {
 struct RawRepository {
     name: Spanned<String>,
     signers: Spanned<RawRule>,
+    /// How many distinct SPIFFE IDs that `signers` allows must have signed a release.
+    threshold: Option<Spanned<i64>>,
+    /// Who may sign channel statements and yank lists.
+    promoters: Option<Spanned<RawRule>>,
     timestamp_authorities: Option<Spanned<Vec<Spanned<String>>>>,
     transparency_logs: Option<Spanned<Vec<Spanned<String>>>>,
-    threshold: Option<Spanned<IgnoredAny>>,
     ratchet: Option<Spanned<IgnoredAny>>,
 }
 
@@ -112,6 +115,10 @@ struct RawRule {
     any_of: Option<Spanned<Vec<Spanned<RawRule>>>>,
     all_of: Option<Spanned<Vec<Spanned<RawRule>>>>,
 }
+
+/// The most distinct signers a repository may require: more would never be met by the
+/// signatures a verifier reads (`discover`'s candidate limit).
+const MAX_THRESHOLD: usize = 8;
 
 /// A trusted root given next to the policy, already parsed, and the file it came from.
 pub(super) type GivenTrustedRoot<'a> = (&'a Path, TrustedRoot);
@@ -620,7 +627,6 @@ impl Loader<'_> {
         exact_names: &mut HashMap<String, usize>,
     ) -> Option<RepositoryPolicy> {
         let raw = repository.get_ref();
-        self.reserved("threshold", &raw.threshold);
         self.reserved("ratchet", &raw.ratchet);
         let declared_at = self.index.locate(repository.span().start);
 
@@ -650,6 +656,26 @@ impl Loader<'_> {
             }
         };
         let signers = self.rule(&raw.signers, declared_domains);
+        let promoters = raw
+            .promoters
+            .as_ref()
+            .map(|rule| self.rule(rule, declared_domains));
+        let threshold = match &raw.threshold {
+            None => Some(1),
+            Some(value) => match usize::try_from(*value.get_ref()) {
+                Ok(n @ 1..=MAX_THRESHOLD) => Some(n),
+                _ => {
+                    self.error(
+                        value.span(),
+                        format!(
+                            "threshold must be a whole number from 1 to {MAX_THRESHOLD} (how \
+                             many distinct signers a release needs)"
+                        ),
+                    );
+                    None
+                }
+            },
+        };
 
         let timestamp_authorities = self.names(
             "timestamp authority",
@@ -663,6 +689,8 @@ impl Loader<'_> {
         Some(RepositoryPolicy {
             pattern: pattern?,
             signers: signers?,
+            threshold: threshold?,
+            promoters: promoters.map(|rule| rule.ok_or(())).transpose().ok()?,
             timestamp_authorities,
             transparency_logs,
             declared_at,

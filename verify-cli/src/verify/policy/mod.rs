@@ -59,6 +59,11 @@ pub struct Policy {
 pub struct RepositoryPolicy {
     pub(crate) pattern: RepositoryPattern,
     pub(crate) signers: IdentityRule,
+    /// How many distinct signers must have signed a release (1 unless the entry says more).
+    pub(crate) threshold: usize,
+    /// Who may sign channel statements and yank lists; `None`: nobody, so the repository has
+    /// no channels and no yanks are honoured from the registry.
+    pub(crate) promoters: Option<IdentityRule>,
     pub(crate) timestamp_authorities: Vec<String>,
     pub(crate) transparency_logs: Vec<String>,
     pub(crate) declared_at: SourceLocation,
@@ -202,6 +207,14 @@ impl RepositoryPolicy {
 
     pub fn signers(&self) -> &IdentityRule {
         &self.signers
+    }
+
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    pub fn promoters(&self) -> Option<&IdentityRule> {
+        self.promoters.as_ref()
     }
 
     /// Names of the timestamp authorities this repository trusts (all declared ones unless

@@ -49,6 +49,9 @@ impl Policy {
             repositories: vec![RepositoryPolicy {
                 pattern,
                 signers: IdentityRule::SpiffeId(signer.clone()),
+                threshold: 1,
+                // The same identity may check the channel statements and yank lists it signs.
+                promoters: Some(IdentityRule::SpiffeId(signer.clone())),
                 timestamp_authorities: vec![SIGNER_TSA.to_owned()],
                 transparency_logs: log.iter().map(|_| SIGNER_LOG.to_owned()).collect(),
                 declared_at: location,

@@ -554,14 +554,45 @@ fn policy_rejected_if_it_has_no_repository() {
 #[test]
 fn reserved_keys_are_refused_for_now() {
     let f = Fixture::new();
-    let text = format!("{BASE}threshold = 2\nratchet = true\n");
+    let text = format!("{BASE}ratchet = true\n");
     let errors = f.errors(&text);
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors[0].starts_with(&format!(
-        "{}: threshold is reserved",
-        at(&text, "2\nratchet")
-    )));
-    assert!(errors[1].contains("ratchet is reserved for a later policy format; not accepted yet"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("ratchet is reserved for a later policy format; not accepted yet"));
+}
+
+#[test]
+fn repository_threshold_and_promoters_are_read() {
+    let f = Fixture::new();
+    let text = format!(
+        "{BASE}threshold = 2\npromoters = {{ spiffe_id = \"spiffe://tcdist.test/distd/promoter\" }}\n"
+    );
+    let policy = f.load(&text).unwrap();
+    let rules = policy.repositories().last().unwrap();
+    assert_eq!(rules.threshold(), 2);
+    assert_eq!(
+        rules.promoters().unwrap().to_string(),
+        "spiffe_id=spiffe://tcdist.test/distd/promoter"
+    );
+    assert_eq!(f.load(BASE).unwrap().repositories()[0].threshold(), 1);
+    assert!(
+        f.load(BASE).unwrap().repositories()[0]
+            .promoters()
+            .is_none()
+    );
+}
+
+#[test]
+fn repository_threshold_out_of_range_is_refused() {
+    let f = Fixture::new();
+    for value in ["0", "9", "-1"] {
+        let text = format!("{BASE}threshold = {value}\n");
+        let errors = f.errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("threshold must be a whole number from 1 to 8"),
+            "{errors:?}"
+        );
+    }
 }
 
 /// An Ed25519 public key as a PEM SubjectPublicKeyInfo.
