@@ -1,18 +1,22 @@
 //! `distd`: package, publish and (later) serve customized Go toolchains.
 
 mod build;
+mod lifecycle;
 mod package;
 mod publish;
+mod rebuild;
 mod sign;
 mod trust_root;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
 use tcverify::Platform;
 use tcverify::program;
-use tcverify::reference::ReleaseRef;
+use tcverify::reference::{RegistryRef, ReleaseRef};
 use tcverify::registry::RegistryArgs;
 use tcverify::release::Compression;
 
@@ -41,9 +45,112 @@ enum Command {
     /// Sign a release that is already published (the tag is left alone); prints the index
     /// digest last
     Sign(SignArgs),
+    /// Sign the next head of a channel naming a published release, and move the channel's
+    /// tag to it; prints the head's sequence last
+    Promote(PromoteArgs),
+    /// Re-sign the heads of channels that expire soon (same release, next sequence)
+    Refresh(RefreshArgs),
+    /// Withdraw a published release: sign the next version of the repository's yank list;
+    /// prints its sequence last
+    Yank(YankArgs),
+    /// Rebuild a published release from its recorded inputs and co-sign it when the rebuild
+    /// has the same index digest; otherwise name the first file that differs
+    Rebuild(RebuildArgs),
     /// The deployment's trust material for Sigstore clients
     #[command(subcommand)]
     TrustRoot(TrustRootCommand),
+}
+
+#[derive(Args, Debug)]
+struct PromoteArgs {
+    /// The release: REGISTRY/REPOSITORY@sha256:…
+    #[arg(value_name = "REF@DIGEST")]
+    reference: String,
+    /// The channel (a tag of the repository, e.g. stable)
+    #[arg(long, value_name = "NAME")]
+    channel: String,
+    /// How long the head is valid; verifiers refuse it afterwards unless it is refreshed
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    expires: SignedDuration,
+    #[command(flatten)]
+    promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+struct RefreshArgs {
+    /// The repository: REGISTRY/REPOSITORY
+    #[arg(value_name = "REPOSITORY")]
+    repository: String,
+    /// The channels to keep fresh
+    #[arg(long, value_name = "NAME", required = true)]
+    channel: Vec<String>,
+    /// Re-sign heads that expire within this time
+    #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = parse_duration)]
+    within: SignedDuration,
+    /// How long a re-signed head is valid
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    expires: SignedDuration,
+    #[command(flatten)]
+    promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+struct YankArgs {
+    /// The release: REGISTRY/REPOSITORY@sha256:…
+    #[arg(value_name = "REF@DIGEST")]
+    reference: String,
+    /// Why: every pull it refuses reports it
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
+    #[command(flatten)]
+    promoter: PromoterArgs,
+}
+
+/// Who promotes: the signing setup, as a promoter identity.
+#[derive(Args, Debug)]
+struct PromoterArgs {
+    /// The SPIFFE ID this promoter signs as (instead of --signer-id)
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    promoter_id: Option<String>,
+    #[command(flatten)]
+    signing: SigningArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+impl PromoterArgs {
+    fn into_signing(self) -> anyhow::Result<(publish::Signing, RegistryArgs)> {
+        let mut signing = self.signing;
+        if self.promoter_id.is_some() {
+            signing.signer_id = self.promoter_id;
+        }
+        Ok((signing.into_signing()?, self.registry))
+    }
+}
+
+/// A duration such as `7d`, `36h`, `90m` or ISO 8601 (`P7D`).
+fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration (7d, 36h, 90m): {e}"))?;
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    if duration.is_positive() {
+        Ok(duration)
+    } else {
+        Err(format!("{text:?} is not a positive duration"))
+    }
+}
+
+/// A registry reference to a release pinned by digest (what promote and yank act on).
+fn pinned_reference(text: &str) -> anyhow::Result<RegistryRef> {
+    match ReleaseRef::parse(text)? {
+        ReleaseRef::Registry(reference) => Ok(reference),
+        ReleaseRef::Layout(_) => anyhow::bail!(
+            "{text}: channels and yanks live in a registry; an OCI layout has neither"
+        ),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -158,23 +265,11 @@ struct PublishArgs {
     /// The platform of each DIR, in order (default: from TOOLCHAIN.json or pkg/tool/<os>_<arch>)
     #[arg(long, value_name = "OS/ARCH")]
     platform: Vec<Platform>,
-    /// Layer compression
-    #[arg(long, env = "TCDIST_COMPRESSION", default_value = "zstd", value_parser = ["zstd", "gzip"])]
-    compression: String,
-    /// Compression level (zstd 1-19, gzip 1-9)
-    #[arg(long, env = "TCDIST_COMPRESSION_LEVEL", value_name = "N")]
-    compression_level: Option<i32>,
+    #[command(flatten)]
+    packaging: PackagingArgs,
     /// Write an OCI image layout directory instead of pushing (tag from --ref)
     #[arg(long, env = "TCDIST_OCI_LAYOUT", value_name = "PATH")]
     oci_layout: Option<PathBuf>,
-    /// Timestamp for every layer entry (seconds since the epoch)
-    #[arg(
-        long,
-        env = "SOURCE_DATE_EPOCH",
-        value_name = "SECONDS",
-        default_value_t = 0
-    )]
-    source_date_epoch: u64,
     /// The repository named in the signed statement, when publishing only to an OCI layout
     #[arg(long, env = "TCDIST_REPOSITORY", value_name = "NAME")]
     repository: Option<String>,
@@ -189,12 +284,19 @@ struct PublishArgs {
 
 #[derive(Args, Debug)]
 struct BuildArgs {
-    /// The upstream Go root to build from (a release tree with VERSION and src/)
-    #[arg(long, env = "TCDIST_GO_ROOT", value_name = "SRC")]
-    go_root: PathBuf,
     /// Where to write the toolchain tree (new, empty, or an earlier build's tree)
     #[arg(long, env = "TCDIST_BUILD_OUT", value_name = "DIR")]
     out: PathBuf,
+    #[command(flatten)]
+    inputs: BuildInputs,
+}
+
+/// What a build is made from, and where it works; shared by `build` and `rebuild`.
+#[derive(Args, Debug)]
+struct BuildInputs {
+    /// The upstream Go root to build from (a release tree with VERSION and src/)
+    #[arg(long, env = "TCDIST_GO_ROOT", value_name = "SRC")]
+    go_root: PathBuf,
     /// Build settings: KEY=VALUE lines (GOPROXY, GOSUMDB, GOFLAGS, GOPRIVATE, GONOPROXY,
     /// GONOSUMDB, GOINSECURE, GOVCS for go.env; GOEXPERIMENT, TCDIST_VERSION_SUFFIX,
     /// TCDIST_NAME)
@@ -215,6 +317,64 @@ struct BuildArgs {
     /// Neither reuse nor store a cached tree: always run the whole build
     #[arg(long)]
     no_cache: bool,
+}
+
+/// How trees become layers; shared by `publish` and `rebuild`, which must package alike.
+#[derive(Args, Debug)]
+struct PackagingArgs {
+    /// Layer compression
+    #[arg(long, env = "TCDIST_COMPRESSION", default_value = "zstd", value_parser = ["zstd", "gzip"])]
+    compression: String,
+    /// Compression level (zstd 1-19, gzip 1-9)
+    #[arg(long, env = "TCDIST_COMPRESSION_LEVEL", value_name = "N")]
+    compression_level: Option<i32>,
+    /// Timestamp for every layer entry (seconds since the epoch)
+    #[arg(
+        long,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    source_date_epoch: u64,
+}
+
+impl PackagingArgs {
+    fn settings(&self) -> anyhow::Result<PackageSettings> {
+        let compression: Compression = self.compression.parse().map_err(anyhow::Error::msg)?;
+        let level = self.compression_level.unwrap_or(match compression {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+        });
+        Ok(PackageSettings {
+            layer: LayerSettings {
+                compression,
+                level,
+                mtime: self.source_date_epoch,
+            },
+            ..PackageSettings::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct RebuildArgs {
+    /// The release to rebuild and co-sign: REGISTRY/REPOSITORY:TAG or …@sha256:…
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// The SPIFFE ID that signed the release (checked before anything is rebuilt)
+    #[arg(long, env = "TCDIST_BUILDER_ID", value_name = "SPIFFE_ID")]
+    builder_id: String,
+    /// The SPIFFE ID this rebuilder co-signs as (instead of --signer-id)
+    #[arg(long, env = "TCDIST_REBUILDER_ID", value_name = "SPIFFE_ID")]
+    rebuilder_id: Option<String>,
+    #[command(flatten)]
+    inputs: BuildInputs,
+    #[command(flatten)]
+    packaging: PackagingArgs,
+    #[command(flatten)]
+    signing: SigningArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 fn default_cache() -> PathBuf {
@@ -242,6 +402,10 @@ fn main() -> ExitCode {
         Command::Build(args) => build_command(args),
         Command::Publish(args) => runtime.block_on(publish_command(args)),
         Command::Sign(args) => runtime.block_on(sign_command(args)),
+        Command::Promote(args) => runtime.block_on(promote_command(args)),
+        Command::Refresh(args) => runtime.block_on(refresh_command(args)),
+        Command::Yank(args) => runtime.block_on(yank_command(args)),
+        Command::Rebuild(args) => runtime.block_on(rebuild_command(args)),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
     };
     match result {
@@ -258,31 +422,8 @@ fn main() -> ExitCode {
 }
 
 fn build_command(args: BuildArgs) -> anyhow::Result<()> {
-    use anyhow::Context as _;
-    let config = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            build::BuildConfig::parse(&text, &path.display().to_string())?
-        }
-        None => build::BuildConfig::default(),
-    };
-    let absolute = |p: &std::path::Path| std::path::absolute(p).context("resolving a path");
-    let bootstrap = match args.bootstrap {
-        Some(dir) => dir,
-        None => host_goroot()?,
-    };
-    let out = absolute(&args.out)?;
-    let outcome = build::build(&build::BuildRequest {
-        go_root: absolute(&args.go_root)?,
-        out: out.clone(),
-        config,
-        patches_dir: absolute(&args.patches)?,
-        work_dir: args.work_dir.as_deref().map(absolute).transpose()?,
-        bootstrap: absolute(&bootstrap)?,
-        cache_dir: (!args.no_cache).then(|| args.cache_dir.clone()),
-        scratch_dir: args.cache_dir.join("build/work"),
-    })?;
+    let out = std::path::absolute(&args.out).context("resolving a path")?;
+    let outcome = build::build(&args.inputs.request(out.clone())?)?;
     eprintln!(
         "distd: {} {} ({})",
         if outcome.cached { "reused" } else { "built" },
@@ -291,6 +432,35 @@ fn build_command(args: BuildArgs) -> anyhow::Result<()> {
     );
     println!("{}", out.display());
     Ok(())
+}
+
+impl BuildInputs {
+    /// The build of these inputs into `out`.
+    fn request(&self, out: PathBuf) -> anyhow::Result<build::BuildRequest> {
+        let config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                build::BuildConfig::parse(&text, &path.display().to_string())?
+            }
+            None => build::BuildConfig::default(),
+        };
+        let absolute = |p: &std::path::Path| std::path::absolute(p).context("resolving a path");
+        let bootstrap = match &self.bootstrap {
+            Some(dir) => dir.clone(),
+            None => host_goroot()?,
+        };
+        Ok(build::BuildRequest {
+            go_root: absolute(&self.go_root)?,
+            out,
+            config,
+            patches_dir: absolute(&self.patches)?,
+            work_dir: self.work_dir.as_deref().map(absolute).transpose()?,
+            bootstrap: absolute(&bootstrap)?,
+            cache_dir: (!self.no_cache).then(|| self.cache_dir.clone()),
+            scratch_dir: self.cache_dir.join("build/work"),
+        })
+    }
 }
 
 /// `go env GOROOT` of the go command on PATH, the default bootstrap toolchain.
@@ -323,11 +493,6 @@ async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
             args.trees.len()
         );
     }
-    let compression: Compression = args.compression.parse().map_err(anyhow::Error::msg)?;
-    let level = args.compression_level.unwrap_or(match compression {
-        Compression::Zstd => 3,
-        Compression::Gzip => 6,
-    });
     let reference = args
         .reference
         .as_deref()
@@ -346,14 +511,7 @@ async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
         trees,
         reference,
         oci_layout: args.oci_layout,
-        settings: PackageSettings {
-            layer: LayerSettings {
-                compression,
-                level,
-                mtime: args.source_date_epoch,
-            },
-            ..PackageSettings::default()
-        },
+        settings: args.packaging.settings()?,
         cache_dir: args.cache_dir,
         registry: args.registry,
         repository: args.repository,
@@ -365,7 +523,6 @@ async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
 }
 
 fn trust_root_command(args: TrustRootExportArgs) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     let root = trust_root::export(&trust_root::TrustRootInputs {
         ca_bundle: &args.ca_bundle,
         trust_domain: &args.trust_domain,
@@ -397,6 +554,75 @@ async fn sign_command(args: SignArgs) -> anyhow::Result<()> {
     )
     .await?;
     println!("{digest}");
+    Ok(())
+}
+
+async fn promote_command(args: PromoteArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    let (signing, registry) = args.promoter.into_signing()?;
+    let head = lifecycle::HeadRequest {
+        channel: &args.channel,
+        expires_in: args.expires,
+    };
+    let sequence = lifecycle::promote(&reference, &head, &signing, &registry).await?;
+    println!("{sequence}");
+    Ok(())
+}
+
+async fn refresh_command(args: RefreshArgs) -> anyhow::Result<()> {
+    // The repository is named without tag or digest; each channel's tag is set in turn.
+    let mut repository = pinned_reference(&format!("{}:{}", args.repository, "latest"))?;
+    repository.tag = None;
+    let (signing, registry) = args.promoter.into_signing()?;
+    lifecycle::refresh(
+        &repository,
+        &args.channel,
+        args.within,
+        args.expires,
+        &signing,
+        &registry,
+    )
+    .await
+}
+
+async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    let (signing, registry) = args.promoter.into_signing()?;
+    let sequence = lifecycle::yank(&reference, &args.reason, &signing, &registry).await?;
+    println!("{sequence}");
+    Ok(())
+}
+
+async fn rebuild_command(args: RebuildArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    let builder = tcverify::spiffe_id::SpiffeId::parse(&args.builder_id)
+        .map_err(|e| tcverify::Error::usage(format!("--builder-id {:?}: {e}", args.builder_id)))?;
+    let mut signing = args.signing;
+    if args.rebuilder_id.is_some() {
+        signing.signer_id = args.rebuilder_id;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("rebuild.")
+        .tempdir_in({
+            let dir = args.inputs.cache_dir.join("rebuild");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir
+        })
+        .context("creating the rebuild's work dir")?;
+    let rebuilt = rebuild::rebuild(rebuild::RebuildRequest {
+        reference,
+        builder,
+        build: args.inputs.request(work.path().join("tree"))?,
+        settings: args.packaging.settings()?,
+        cache_dir: args.inputs.cache_dir.clone(),
+        work: work.path().to_owned(),
+        signing: signing.into_signing()?,
+        registry: args.registry,
+    })
+    .await;
+    // The pulled entry is sealed read-only, which a plain removal cannot undo.
+    let _ = tcverify::store::staging::remove_tree(work.path());
+    println!("{}", rebuilt?);
     Ok(())
 }
 

@@ -96,7 +96,7 @@ agent_store_snapshot() {
 import json, sys
 out = json.loads(sys.argv[1])
 assert out["root"] == sys.argv[2] and out["downloaded"] is False, out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log"], out
+assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
 PY
 	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$REF"
 	[ "$status" -eq 0 ]

@@ -70,12 +70,13 @@ count_blob_gets() {
 }
 
 # Everything in a store except bookkeeping, with content hashes and modes. Bookkeeping is the
-# lock files and the transparency logs' remembered checkpoints (.tlog), which a verification
-# that passed updates even when extraction is refused later.
+# lock files, the transparency logs' remembered checkpoints (.tlog) and the repositories'
+# remembered channel heads and yank lists (.lifecycle), which a verification updates even when
+# it, or the extraction after it, is refused.
 store_snapshot() {
 	local store=$1
-	(cd "$store" && find . \( -path ./.locks -o -path ./.tlog \) -prune -o -printf '%p %y %m %s\n' | sort
-		find . \( -path ./.locks -o -path ./.tlog \) -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
+	(cd "$store" && find . \( -path ./.locks -o -path ./.tlog -o -path ./.lifecycle \) -prune -o -printf '%p %y %m %s\n' | sort
+		find . \( -path ./.locks -o -path ./.tlog -o -path ./.lifecycle \) -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
 
 # layer_digests REF: the layer digests of REF (this platform's manifest), one per line.

@@ -118,7 +118,7 @@ import json, sys
 out = json.loads(sys.argv[1])
 assert out["digest"].startswith("sha256:"), out
 assert out["root"].endswith("/toolchain"), out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log"], out
+assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
 assert isinstance(out["log_index"], int), out
 assert out["signer"] == "spiffe://tcdist.test/distd/signer", out
 assert out["signed_at"].endswith("Z"), out

@@ -308,9 +308,19 @@ def tamper_cosign_layer(registry, repo, layer, how):
     return new
 
 
-def fetch_bundle(registry, repo, digest):
+RELEASE_PREDICATE = "https://tcdist.dev/attestation/release/v1"
+
+
+def fetch_bundle(registry, repo, digest, predicate=RELEASE_PREDICATE):
+    """The first bundle among the referrers of digest whose predicate type is predicate."""
     referrers = json.loads(registry.get_manifest(repo, referrers_tag(digest)))
-    manifest = json.loads(registry.get_manifest(repo, referrers["manifests"][0]["digest"]))
+    # Unannotated referrers are taken for release signatures, as tcverify takes them.
+    listed = [m for m in referrers["manifests"]
+              if m.get("annotations", {}).get("dev.sigstore.bundle.predicateType",
+                                              RELEASE_PREDICATE) == predicate]
+    if not listed:
+        sys.exit("no bundle of predicate type %s among the referrers of %s" % (predicate, digest))
+    manifest = json.loads(registry.get_manifest(repo, listed[0]["digest"]))
     return json.loads(registry.get_blob(repo, manifest["layers"][0]["digest"]))
 
 
@@ -350,7 +360,7 @@ def cmd_detach(args):
 
 
 def cmd_bundle(args):
-    sys.stdout.write(json.dumps(fetch_bundle(Registry(), args.repo, args.digest)))
+    sys.stdout.write(json.dumps(fetch_bundle(Registry(), args.repo, args.digest, args.predicate)))
 
 
 def main():
@@ -394,6 +404,7 @@ def main():
     p = sub.add_parser("bundle")
     p.add_argument("--repo", required=True)
     p.add_argument("--digest", required=True)
+    p.add_argument("--predicate", default=RELEASE_PREDICATE)
     args = parser.parse_args()
     {"bundle": cmd_bundle, "ca": cmd_ca, "cert": cmd_cert, "sign": cmd_sign, "copy": cmd_copy,
      "detach": cmd_detach}[args.command](args)

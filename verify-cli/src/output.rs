@@ -29,6 +29,8 @@ pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) ->
         "verified": {
             "checks": outcome.report.checks,
             "signature": signature,
+            "cosignatures": outcome.report.cosignatures,
+            "lifecycle": outcome.report.lifecycle,
         },
     });
     format!("{output}\n")
@@ -42,14 +44,27 @@ pub fn verify_stdout(report: &VerificationReport, json: bool) -> String {
             serde_json::to_string(report).expect("reports serialise")
         );
     }
-    format!(
-        "{} {} verified: {}; signed by {} at {}\n",
+    let mut line = format!(
+        "{} {} verified: {}; signed by {} at {}",
         report.index_digest,
         report.platform,
         report.checks.join(", "),
         report.signature.signer,
         report.signature.signed_at
-    )
+    );
+    for cosignature in &report.cosignatures {
+        line += &format!(
+            "; co-signed by {} at {}",
+            cosignature.signer, cosignature.signed_at
+        );
+    }
+    if let Some(head) = &report.lifecycle.channel {
+        line += &format!(
+            "; channel {} head {} by {}, until {}",
+            head.channel, head.sequence, head.promoter, head.expires
+        );
+    }
+    line + "\n"
 }
 
 /// `export` lines for a POSIX shell (`sh`), or one JSON object (`json`).

@@ -25,6 +25,10 @@ SPIRE_VERSION=v1.13.3
 SPIRE_TRUST_DOMAIN=tcdist.test
 SPIRE_AGENT_ID=spiffe://$SPIRE_TRUST_DOMAIN/agent/local
 SPIRE_SIGNER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/signer
+# Signs channel heads and yank lists (the policy's promoters).
+SPIRE_PROMOTER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/promoter
+# Co-signs releases it rebuilt to the same digest (distd rebuild).
+SPIRE_REBUILDER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/rebuilder
 SPIRE_START_TIMEOUT=60
 # How long `up` waits for the agent to serve this shell's identity (entries reach
 # the agent with its next sync, every 5 s).
@@ -328,6 +332,8 @@ spire_env() {
 	_spire_paths
 	export_line SPIFFE_ENDPOINT_SOCKET "unix://$SPIRE_WORKLOAD_SOCKET"
 	export_line TCDIST_SIGNER_ID "$SPIRE_SIGNER_ID"
+	export_line TCDIST_PROMOTER_ID "$SPIRE_PROMOTER_ID"
+	export_line TCDIST_REBUILDER_ID "$SPIRE_REBUILDER_ID"
 	export_line TCDIST_SPIRE_TRUST_DOMAIN "$SPIRE_TRUST_DOMAIN"
 	export_line TCDIST_SPIRE_BUNDLE "$SPIRE_BUNDLE"
 	export_line TCDIST_SPIRE_SERVER_SOCKET "$SPIRE_SERVER_SOCKET"

@@ -42,27 +42,39 @@ pub async fn attach(
     subject: &Descriptor,
     signatures: &ReleaseSignatures,
 ) -> Result<()> {
-    attach_bundle(target, subject, &signatures.bundle_json).await?;
+    attach_bundle(
+        target,
+        subject,
+        &signatures.bundle_json,
+        RELEASE_PREDICATE_TYPE,
+        BTreeMap::new(),
+    )
+    .await?;
     attach_cosign(target, &subject.digest, signatures).await
 }
 
-async fn attach_bundle(
+/// Attaches a bundle of a statement of `predicate_type` to `subject` as a referrer, with
+/// `annotations` (besides the bundle's own) on its manifest and its referrers-index entry.
+/// Returns the referrer manifest's bytes.
+pub async fn attach_bundle(
     target: &Target<'_>,
     subject: &Descriptor,
     bundle_json: &[u8],
-) -> Result<()> {
+    predicate_type: &str,
+    mut annotations: BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
     let bundle = target.put_blob(MEDIA_TYPE_BUNDLE, bundle_json).await?;
     let config = target
         .put_blob(&empty_config_descriptor().media_type, EMPTY_CONFIG)
         .await?;
-    let annotations = BTreeMap::from([
+    annotations.extend([
         (
             ANNOTATION_BUNDLE_CONTENT.to_owned(),
             "dsse-envelope".to_owned(),
         ),
         (
             ANNOTATION_BUNDLE_PREDICATE_TYPE.to_owned(),
-            RELEASE_PREDICATE_TYPE.to_owned(),
+            predicate_type.to_owned(),
         ),
     ]);
     let mut manifest = ArtifactManifest::new(config, vec![bundle]);
@@ -89,7 +101,8 @@ async fn attach_bundle(
     }
     target
         .set_tag(&tag, &serde_json::to_vec(&index)?, MEDIA_TYPE_INDEX)
-        .await
+        .await?;
+    Ok(bytes)
 }
 
 /// cosign keeps one manifest per signed digest, with one layer per signature.
@@ -225,7 +238,7 @@ impl Target<'_> {
         }
     }
 
-    async fn set_tag(&self, tag: &str, bytes: &[u8], media_type: &'static str) -> Result<()> {
+    pub async fn set_tag(&self, tag: &str, bytes: &[u8], media_type: &'static str) -> Result<()> {
         match self {
             Target::Registry {
                 registry,

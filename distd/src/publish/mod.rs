@@ -248,7 +248,7 @@ async fn sign_and_check(
     registry_args: &RegistryArgs,
 ) -> Result<()> {
     let identity = signing.signer.identity().await?;
-    let policy = signer_policy(signing, subject.repository, &identity)?;
+    let policy = signer_policy(signing, subject.repository, &identity.leaf.id, &identity)?;
     if self_verify(at, registry_args, &policy, false).await.is_ok() {
         eprintln!(
             "distd: {} is already signed by {}; nothing to add",
@@ -267,11 +267,12 @@ async fn sign_and_check(
     self_verify(at, registry_args, &policy, true).await
 }
 
-/// The policy a release just signed must meet: this repository, this signer, the trust
-/// domain bundle the SVID came with, the configured TSA.
-fn signer_policy(
+/// The policy a release just signed must meet: this repository, `signer`, the trust domain
+/// bundle that came with `identity`'s SVID, the configured TSA and log.
+pub(crate) fn signer_policy(
     signing: &Signing,
     repository: &str,
+    signer: &tcverify::spiffe_id::SpiffeId,
     identity: &SigningIdentity,
 ) -> Result<Policy> {
     if identity.bundle.is_empty() {
@@ -282,7 +283,7 @@ fn signer_policy(
     }
     Policy::for_signer(
         repository,
-        &identity.leaf.id,
+        signer,
         identity.bundle.clone(),
         &signing.tsa_chain,
         signing

@@ -96,8 +96,7 @@ impl Signer {
         })
     }
 
-    /// A Sigstore bundle v0.3: DSSE envelope over the release statement, the leaf
-    /// certificate, and an RFC 3161 timestamp over the signature.
+    /// The release statement for `subject`, signed as a bundle.
     async fn sign_bundle(
         &self,
         identity: &SigningIdentity,
@@ -105,6 +104,17 @@ impl Signer {
     ) -> Result<Vec<u8>> {
         let statement =
             ReleaseStatement::new(subject.repository, subject.tag, subject.index).to_json();
+        self.sign_statement(identity, statement).await
+    }
+
+    /// A Sigstore bundle v0.3: DSSE envelope over an in-toto `statement`, the leaf
+    /// certificate, an RFC 3161 timestamp over the signature, and the log entry when a log is
+    /// configured.
+    pub async fn sign_statement(
+        &self,
+        identity: &SigningIdentity,
+        statement: Vec<u8>,
+    ) -> Result<Vec<u8>> {
         let signature = identity.key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
         let timestamp = self.tsa.timestamp(&signature).await?;
         let envelope = Envelope {

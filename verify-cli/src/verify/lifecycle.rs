@@ -368,6 +368,39 @@ pub async fn judge(
     Ok(verdict)
 }
 
+/// The newest acceptable head of the channel that `source` names by tag, and the release
+/// the tag serves; `None` when there is no such tag or no statement for it verifies. For
+/// promoters, who sign the next head.
+pub async fn current_head(
+    source: &ReleaseSource,
+    policy: &Policy,
+) -> Result<Option<(Digest, ChannelHead)>> {
+    let tag = source
+        .pulled_tag()
+        .ok_or_else(|| Error::usage("a channel is named by a tag, not a digest"))?;
+    let document = match source.resolve_top().await {
+        Ok(document) => document,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let index = document.digest().clone();
+    let referrers = Referrers::sort(discover::list_bundles(source, &index).await?, Some(tag));
+    let head = channel_head(source, &index, policy, &referrers).await?;
+    Ok(head.and_then(|head| head.ok()).map(|head| (index, head)))
+}
+
+/// The repository's yank list under its yank tag, when there is one that verifies, and the
+/// digest of its manifest. For promoters, who sign the next one.
+pub async fn current_yank_list(
+    source: &ReleaseSource,
+    policy: &Policy,
+) -> Result<Option<(Digest, YankListPredicate)>> {
+    Ok(yank_list_tagged(source, policy)
+        .await?
+        .and_then(|found| found.ok())
+        .map(|found| (found.manifest, found.list)))
+}
+
 /// The newest channel statement for the pulled tag that meets every rule; `None` when the tag
 /// is not a channel.
 async fn channel_head(
@@ -594,3 +627,6 @@ fn bundle_or_failure(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;

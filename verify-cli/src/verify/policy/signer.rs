@@ -50,8 +50,9 @@ impl Policy {
                 pattern,
                 signers: IdentityRule::SpiffeId(signer.clone()),
                 threshold: 1,
-                // The same identity may check the channel statements and yank lists it signs.
-                promoters: Some(IdentityRule::SpiffeId(signer.clone())),
+                // Any identity of the signer's trust domain: a promoter reads the channel heads
+                // and yank lists its peers signed, to sign the next.
+                promoters: Some(IdentityRule::TrustDomain(signer.to_trust_domain())),
                 timestamp_authorities: vec![SIGNER_TSA.to_owned()],
                 transparency_logs: log.iter().map(|_| SIGNER_LOG.to_owned()).collect(),
                 declared_at: location,

@@ -1,0 +1,352 @@
+//! `distd promote`, `distd refresh`, `distd yank`: the statements promoters sign about
+//! releases already published. Each reads the current state through the verification core
+//! (the channel's head, the repository's yank list, verified as any promoter of the trust
+//! domain signed them), signs the next statement with the promoter's SVID (timestamped and
+//! logged like a release signature), attaches it as a referrer of the release, and only then
+//! moves a tag; it ends by reading the result back through the same core.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use jiff::{SignedDuration, Timestamp};
+use tcverify::attachments::lifecycle::{
+    ANNOTATION_CHANNEL, ANNOTATION_SEQUENCE, CHANNEL_PREDICATE_TYPE, ChannelPredicate,
+    ChannelStatement, YANKS_PREDICATE_TYPE, YANKS_TAG, Yank, YankListPredicate, YankListRef,
+    YankListStatement,
+};
+use tcverify::reference::RegistryRef;
+use tcverify::registry::{Registry, RegistryArgs};
+use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use tcverify::resolve::parse_index;
+use tcverify::source::ReleaseSource;
+use tcverify::verify::lifecycle::{current_head, current_yank_list};
+use tcverify::verify::policy::Policy;
+
+use crate::publish::attach::{Target, attach_bundle};
+use crate::publish::{Signing, signer_policy};
+use crate::sign::svid::SigningIdentity;
+
+/// The registry, the promoter's signing setup, and the policy that reads what promoters of
+/// the trust domain signed before.
+struct Promoter<'a> {
+    registry: std::sync::Arc<Registry>,
+    signing: &'a Signing,
+    identity: SigningIdentity,
+    policy: Policy,
+}
+
+impl<'a> Promoter<'a> {
+    async fn start(
+        reference: &RegistryRef,
+        signing: &'a Signing,
+        registry_args: &'a RegistryArgs,
+    ) -> Result<Self> {
+        let registry =
+            std::sync::Arc::new(Registry::connect(registry_args, &reference.registry).await?);
+        let identity = signing.signer.identity().await?;
+        let policy = signer_policy(signing, &reference.repository, &identity.leaf.id, &identity)?;
+        Ok(Promoter {
+            registry,
+            signing,
+            identity,
+            policy,
+        })
+    }
+
+    fn source(&self, reference: &RegistryRef) -> ReleaseSource {
+        ReleaseSource::through(reference, std::sync::Arc::clone(&self.registry))
+    }
+
+    /// The release `reference` pins: its index descriptor and bytes (refusing anything but an
+    /// index).
+    async fn release(&self, reference: &RegistryRef) -> Result<(Descriptor, Vec<u8>)> {
+        if reference.digest.is_none() {
+            bail!(
+                "name the release by digest (REF@sha256:…): a tag can move while it is being \
+                 promoted or yanked"
+            );
+        }
+        let document = self.source(reference).resolve_top().await?;
+        parse_index(&document)?;
+        let descriptor =
+            Descriptor::new(MEDIA_TYPE_INDEX, document.digest().clone(), document.len());
+        Ok((descriptor, document.as_bytes().to_vec()))
+    }
+
+    /// The repository's current yank list, verified, and its reference for a channel head.
+    async fn yank_list(
+        &self,
+        reference: &RegistryRef,
+    ) -> Result<Option<(YankListRef, YankListPredicate)>> {
+        let tagged = RegistryRef {
+            tag: Some(YANKS_TAG.to_owned()),
+            digest: None,
+            ..reference.clone()
+        };
+        Ok(current_yank_list(&self.source(&tagged), &self.policy)
+            .await?
+            .map(|(manifest, list)| {
+                (
+                    YankListRef {
+                        sequence: list.sequence,
+                        manifest,
+                    },
+                    list,
+                )
+            }))
+    }
+
+    /// Signs `statement` and attaches it to the release `subject`.
+    async fn attach(
+        &self,
+        reference: &RegistryRef,
+        subject: &Descriptor,
+        statement: Vec<u8>,
+        predicate_type: &str,
+        annotations: BTreeMap<String, String>,
+    ) -> Result<Vec<u8>> {
+        let bundle = self
+            .signing
+            .signer
+            .sign_statement(&self.identity, statement)
+            .await
+            .context("signing failed, so nothing was attached and no tag moved")?;
+        let target = Target::Registry {
+            registry: &self.registry,
+            reference,
+        };
+        attach_bundle(&target, subject, &bundle, predicate_type, annotations).await
+    }
+}
+
+/// What a channel head is signed with.
+pub struct HeadRequest<'a> {
+    pub channel: &'a str,
+    pub expires_in: SignedDuration,
+}
+
+/// `distd promote REF@DIGEST --channel NAME`: signs the channel's next head naming the
+/// release and moves the channel's tag to it. Returns the new head's sequence.
+pub async fn promote(
+    reference: &RegistryRef,
+    head: &HeadRequest<'_>,
+    signing: &Signing,
+    registry_args: &RegistryArgs,
+) -> Result<u64> {
+    let promoter = Promoter::start(reference, signing, registry_args).await?;
+    let (release, index_bytes) = promoter.release(reference).await?;
+    let yanks = promoter.yank_list(reference).await?;
+    if let Some(yank) = yanks
+        .as_ref()
+        .and_then(|(_, list)| list.find(&release.digest))
+    {
+        bail!(
+            "{} is yanked ({}): a yanked release is never promoted",
+            release.digest,
+            yank.reason
+        );
+    }
+    sign_head(&promoter, reference, &release, &index_bytes, head, yanks).await
+}
+
+/// `distd refresh REPO --channel NAME…`: re-signs each channel head that expires within
+/// `within`, naming the same release with the next sequence and the current yank list.
+pub async fn refresh(
+    repository: &RegistryRef,
+    channels: &[String],
+    within: SignedDuration,
+    expires_in: SignedDuration,
+    signing: &Signing,
+    registry_args: &RegistryArgs,
+) -> Result<()> {
+    let promoter = Promoter::start(repository, signing, registry_args).await?;
+    let yanks = promoter.yank_list(repository).await?;
+    let now = Timestamp::now();
+    for channel in channels {
+        let tagged = RegistryRef {
+            tag: Some(channel.clone()),
+            digest: None,
+            ..repository.clone()
+        };
+        let (index, current) = current_head(&promoter.source(&tagged), &promoter.policy)
+            .await?
+            .with_context(|| {
+                format!(
+                    "channel {channel:?} of {} has no head that verifies: promote a release to \
+                     it first",
+                    repository.repository
+                )
+            })?;
+        let left = current.expires.duration_since(now);
+        if left > within {
+            eprintln!(
+                "distd: channel {channel:?} head {} is valid until {} ({left:#} left): kept",
+                current.sequence, current.expires
+            );
+            continue;
+        }
+        let pinned = RegistryRef {
+            tag: None,
+            digest: Some(index),
+            ..repository.clone()
+        };
+        let (release, index_bytes) = promoter.release(&pinned).await?;
+        let head = HeadRequest {
+            channel,
+            expires_in,
+        };
+        sign_head(
+            &promoter,
+            &pinned,
+            &release,
+            &index_bytes,
+            &head,
+            yanks.clone(),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Signs the next head of `head.channel` for `release`, attaches it, moves the channel's tag,
+/// and reads the channel back.
+async fn sign_head(
+    promoter: &Promoter<'_>,
+    reference: &RegistryRef,
+    release: &Descriptor,
+    index_bytes: &[u8],
+    head: &HeadRequest<'_>,
+    yanks: Option<(YankListRef, YankListPredicate)>,
+) -> Result<u64> {
+    let channel = head.channel;
+    let tagged = RegistryRef {
+        tag: Some(channel.to_owned()),
+        digest: None,
+        ..reference.clone()
+    };
+    let previous = current_head(&promoter.source(&tagged), &promoter.policy).await?;
+    let sequence = previous.as_ref().map_or(Ok(1), |(_, head)| {
+        head.sequence.checked_add(1).context("sequence overflow")
+    })?;
+    let issued = Timestamp::now();
+    let expires = issued
+        .checked_add(head.expires_in)
+        .context("--expires is too far in the future")?;
+    let statement = ChannelStatement::about(
+        &reference.repository,
+        &release.digest,
+        ChannelPredicate {
+            repository: reference.repository.clone(),
+            channel: channel.to_owned(),
+            sequence,
+            release: release.digest.clone(),
+            issued,
+            expires,
+            yanks: yanks.map(|(named, _)| named),
+        },
+    );
+    let annotations = BTreeMap::from([
+        (ANNOTATION_CHANNEL.to_owned(), channel.to_owned()),
+        (ANNOTATION_SEQUENCE.to_owned(), sequence.to_string()),
+    ]);
+    promoter
+        .attach(
+            reference,
+            release,
+            statement.to_json(),
+            CHANNEL_PREDICATE_TYPE,
+            annotations,
+        )
+        .await?;
+    Target::Registry {
+        registry: &promoter.registry,
+        reference,
+    }
+    .set_tag(channel, index_bytes, MEDIA_TYPE_INDEX)
+    .await?;
+    match current_head(&promoter.source(&tagged), &promoter.policy).await? {
+        Some((index, now)) if index == release.digest && now.sequence == sequence => {}
+        other => bail!(
+            "channel {channel:?} does not read back as head {sequence} of {} (read: {:?}); \
+             check the registry",
+            release.digest,
+            other.map(|(index, head)| (index, head.sequence))
+        ),
+    }
+    eprintln!(
+        "distd: channel {channel:?} head {sequence}: {} until {expires} (signed by {})",
+        release.digest, promoter.identity.leaf.id
+    );
+    Ok(sequence)
+}
+
+/// `distd yank REF@DIGEST --reason TEXT`: adds the release to the repository's yank list,
+/// signs its next version, attaches it to the release and moves the yank tag to it. Returns
+/// the list's new sequence (the current one when the release was yanked already).
+pub async fn yank(
+    reference: &RegistryRef,
+    reason: &str,
+    signing: &Signing,
+    registry_args: &RegistryArgs,
+) -> Result<u64> {
+    if reason.trim().is_empty() {
+        bail!("give a --reason: it is what every refused pull reports");
+    }
+    let promoter = Promoter::start(reference, signing, registry_args).await?;
+    let (release, _) = promoter.release(reference).await?;
+    let current = promoter.yank_list(reference).await?;
+    if let Some((named, list)) = &current
+        && let Some(yank) = list.find(&release.digest)
+    {
+        eprintln!(
+            "distd: {} is already yanked (yank list {}): {}",
+            release.digest, named.sequence, yank.reason
+        );
+        return Ok(named.sequence);
+    }
+    let now = Timestamp::now();
+    let (sequence, mut yanked) = match current {
+        Some((named, list)) => (named.sequence + 1, list.yanked),
+        None => (1, Vec::new()),
+    };
+    yanked.push(Yank {
+        release: release.digest.clone(),
+        reason: reason.to_owned(),
+        yanked_at: now,
+    });
+    let statement = YankListStatement::about(
+        &reference.repository,
+        &release.digest,
+        YankListPredicate {
+            repository: reference.repository.clone(),
+            sequence,
+            issued: now,
+            yanked,
+        },
+    );
+    let manifest = promoter
+        .attach(
+            reference,
+            &release,
+            statement.to_json(),
+            YANKS_PREDICATE_TYPE,
+            BTreeMap::new(),
+        )
+        .await?;
+    Target::Registry {
+        registry: &promoter.registry,
+        reference,
+    }
+    .set_tag(YANKS_TAG, &manifest, MEDIA_TYPE_MANIFEST)
+    .await?;
+    match promoter.yank_list(reference).await? {
+        Some((named, list))
+            if named.sequence == sequence && list.find(&release.digest).is_some() => {}
+        _ => bail!("the yank list does not read back as version {sequence}; check the registry"),
+    }
+    eprintln!(
+        "distd: yanked {} (yank list {sequence}, signed by {})",
+        release.digest, promoter.identity.leaf.id
+    );
+    Ok(sequence)
+}
