@@ -27,6 +27,8 @@ setup() {
 	# The stack's own policy: it names the stack's promoter for toolchains/*.
 	export TCVERIFY_POLICY=$STACK_POLICY
 	STORE=$(mktemp -d "$WORK/store.XXXXXX")
+	# Made now, so that a snapshot before the first refusal already holds its bookkeeping.
+	"$TCVERIFY" ls --store "$STORE" >/dev/null
 }
 
 # pull REF [ARGS…]: a direct-mode pull into this test's store.
@@ -163,6 +165,10 @@ PY
 		[[ $stderr == *"CVE-2026-0001 in the patched net/http"* ]]
 	done
 	[ "$(store_snapshot "$STORE")" = "$before" ]
+	# A yanked release is never promoted.
+	run --separate-stderr "$DISTD" promote "$REPO@$D3" --channel other
+	[ "$status" -ne 0 ]
+	[[ $stderr == *"is yanked"* ]]
 	# By digest, an operator may take it anyway, on the record; never by tag.
 	run --separate-stderr pull "$REPO@$D3" --allow-yanked
 	[ "$status" -eq 0 ]
@@ -185,10 +191,14 @@ PY
 	[ "$status" -eq 42 ]
 	[[ $stderr == *"[yanked]"* ]]
 	[[ $stderr == *"the channel head names it"* ]]
-	# And a yanked release is never promoted.
-	run --separate-stderr "$DISTD" promote "$REPO@$D3" --channel other
-	[ "$status" -ne 0 ]
-	[[ $stderr == *"is yanked"* ]]
+	# The promoters put the yank back; the release's referrers still list the deleted list,
+	# which does not stop a new one from being attached.
+	run --separate-stderr "$DISTD" yank "$REPO@$D3" --reason "CVE-2026-0001, yanked again"
+	[ "$status" -eq 0 ]
+	fresh=$(mktemp -d "$WORK/store.XXXXXX")
+	run --separate-stderr "$TCVERIFY" pull "$REPO:v3" --store "$fresh"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"yanked again"* ]]
 }
 
 @test "a channel head signed by an identity the policy does not name as promoter is refused" {

@@ -107,6 +107,7 @@ url = "$TCDIST_REKOR_TILES_URL"
 [[repository]]
 name = "toolchains/*"
 signers = { spiffe_id = "spiffe://tcdist.test/distd/signer" }
+promoters = { spiffe_id = "spiffe://tcdist.test/distd/promoter" }
 EOF
 	# The bundle holds the trust domain's CA: a CA certificate with the domain's SPIFFE ID.
 	run openssl x509 -in "$TCDIST_SPIRE_BUNDLE" -noout -ext basicConstraints,subjectAltName
@@ -177,7 +178,7 @@ EOF
 	[ "$output" = "[{\"parent\": \"$AGENT_ALIAS\", \"selectors\": [\"unix:uid:$(id -u)\"], \"ttl\": 3600}]" ]
 }
 
-@test "the executable at a registered path gets the signer identity (and only it gets it)" {
+@test "the executable at a registered path gets distd's identities (and only it gets them)" {
 	# Register one more distd path, in a temp dir, for this test; teardown restores the
 	# stack's declaration.
 	RESTORE_ENTRIES=1
@@ -191,8 +192,10 @@ EOF
 	done
 	run "$APPLY" "${args[@]}"
 	[ "$status" -eq 0 ]
-	[[ ${lines[-1]} =~ ^entries:\ 1\ created,\ 0\ updated,\ 0\ deleted, ]]
-	wait_for_ids "$BATS_TEST_TMPDIR/registered/distd" "$JOB"$'\n'"$SIGNER"
+	# One entry for each of distd's identities: signer, promoter, rebuilder.
+	[[ ${lines[-1]} =~ ^entries:\ 3\ created,\ 0\ updated,\ 0\ deleted, ]]
+	wait_for_ids "$BATS_TEST_TMPDIR/registered/distd" \
+		"$JOB"$'\n'"$TCDIST_PROMOTER_ID"$'\n'"$TCDIST_REBUILDER_ID"$'\n'"$SIGNER"
 	run fetch_ids "$BATS_TEST_TMPDIR/other/distd"
 	[ "$output" = "$JOB" ]
 	run fetch_ids "$SPIRE_AGENT"

@@ -99,6 +99,15 @@ pub async fn attach_bundle(
     if !index.manifests.iter().any(|d| d.digest == listed.digest) {
         index.manifests.push(listed);
     }
+    // A registry refuses an index that lists a manifest it no longer has (a referrer deleted,
+    // e.g. a yank list): those entries go.
+    let mut kept = Vec::with_capacity(index.manifests.len());
+    for descriptor in std::mem::take(&mut index.manifests) {
+        if target.has_manifest(&descriptor.digest).await? {
+            kept.push(descriptor);
+        }
+    }
+    index.manifests = kept;
     target
         .set_tag(&tag, &serde_json::to_vec(&index)?, MEDIA_TYPE_INDEX)
         .await?;
@@ -208,6 +217,19 @@ impl Target<'_> {
             Target::Layout(path) => write_layout_blob(path, &descriptor.digest, bytes)?,
         }
         Ok(descriptor)
+    }
+
+    async fn has_manifest(&self, digest: &Digest) -> Result<bool> {
+        match self {
+            Target::Registry {
+                registry,
+                reference,
+            } => Ok(registry
+                .manifest_digest(&reference.with_digest(digest))
+                .await?
+                .is_some()),
+            Target::Layout(path) => Ok(path.join("blobs/sha256").join(digest.hex()).is_file()),
+        }
     }
 
     async fn get_tag(&self, tag: &str) -> Result<Option<CheckedBytes>> {
