@@ -423,12 +423,14 @@ fn main() -> ExitCode {
 
 fn build_command(args: BuildArgs) -> anyhow::Result<()> {
     let out = std::path::absolute(&args.out).context("resolving a path")?;
+    let started = std::time::Instant::now();
     let outcome = build::build(&args.inputs.request(out.clone())?)?;
     eprintln!(
-        "distd: {} {} ({})",
+        "distd: {} {} ({}) in {:.0?}",
         if outcome.cached { "reused" } else { "built" },
         outcome.go_version_line,
-        outcome.input_digest
+        outcome.input_digest,
+        started.elapsed()
     );
     println!("{}", out.display());
     Ok(())

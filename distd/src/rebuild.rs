@@ -91,10 +91,15 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
     eprintln!("distd: rebuilding {digest} from its recorded inputs");
     let build = request.build;
     let tree = build.out.clone();
+    let started = std::time::Instant::now();
     let outcome = tokio::task::spawn_blocking(move || build::build(&build))
         .await
         .context("build thread failed")??;
-    eprintln!("distd: rebuilt {}", outcome.go_version_line);
+    eprintln!(
+        "distd: rebuilt {} in {:.0?}",
+        outcome.go_version_line,
+        started.elapsed()
+    );
     let rebuilt = {
         let trees = vec![TreeInput {
             path: tree.clone(),
