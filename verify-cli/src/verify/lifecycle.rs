@@ -163,18 +163,31 @@ pub async fn examine(
     policy: &Policy,
     referrers: &Referrers,
 ) -> Result<Examined> {
-    let (channel, attached, tagged) = tokio::join!(
-        channel_head(source, index, policy, referrers),
-        join_all(referrers.yank_lists.iter().map(|descriptor| yank_list_at(
-            source,
-            policy,
-            descriptor.clone()
-        ))),
-        yank_list_tagged(source, policy),
-    );
+    // A registry's repository is known: without promoters in its policy no yank list can
+    // count, so none is fetched.
+    let yank_lists_count = source.repository().is_none_or(|repository| {
+        policy
+            .for_repository(repository)
+            .is_some_and(|rules| rules.promoters().is_some())
+    });
+    let yank_lists = async {
+        if !yank_lists_count {
+            return Vec::new();
+        }
+        let attached = referrers
+            .yank_lists
+            .iter()
+            .map(|descriptor| yank_list_at(source, policy, descriptor.clone()));
+        let (mut found, tagged) =
+            tokio::join!(join_all(attached), yank_list_tagged(source, policy));
+        found.push(tagged);
+        found
+    };
+    let (channel, yank_lists) =
+        tokio::join!(channel_head(source, index, policy, referrers), yank_lists);
     let mut ignored = Vec::new();
     let mut newest: Option<FoundYankList> = None;
-    for found in attached.into_iter().chain([tagged]) {
+    for found in yank_lists {
         match found? {
             Some(Ok(list)) => keep_newest(&mut newest, list),
             Some(Err(failure)) => ignored.push(failure),
@@ -216,68 +229,24 @@ pub async fn judge(
     memory: Option<&LifecycleMemory>,
     asked: Asked<'_>,
 ) -> Result<LifecycleVerdict> {
-    let Asked { tag, waivers } = asked;
-    let refuse = |failures: Vec<SignatureFailure>| -> Error {
-        Rejection::Signature {
-            index: index.clone(),
-            failures,
-        }
-        .into()
-    };
     let remembered = match memory {
         Some(memory) => Some(memory.load(repository)?),
         None => None,
+    };
+    let head = match examined.channel {
+        None => None,
+        Some(Err(failures)) => return Err(refusal(index, failures)),
+        Some(Ok(head)) => Some(head),
     };
     let mut verdict = LifecycleVerdict {
         ignored: examined.ignored.iter().map(ToString::to_string).collect(),
         ..Default::default()
     };
-    let head = match examined.channel {
-        None => None,
-        Some(Err(failures)) => return Err(refuse(failures)),
-        Some(Ok(head)) => Some(head),
-    };
-
-    // The yank list: the newest of what was found, what the channel head names, and what is
-    // remembered. Every valid one found newer than the memory is remembered first, so a
-    // refusal below is remembered too.
-    let mut newest = examined.yanks;
-    let known = |newest: &Option<FoundYankList>| {
-        let found = newest.as_ref().map_or(0, |n| n.list.sequence);
-        let seen = remembered
-            .as_ref()
-            .and_then(|m| m.yanks.as_ref())
-            .map_or(0, |y| y.list.sequence);
-        found.max(seen)
-    };
-    if let Some(named) = head.as_ref().and_then(|h| h.yanks.clone())
-        && named.sequence > known(&newest)
-    {
-        let descriptor = Descriptor::new(MEDIA_TYPE_MANIFEST, named.manifest.clone(), 0);
-        match yank_list_manifest(source, policy, &descriptor, None).await? {
-            Some(Ok(list)) if list.list.sequence >= named.sequence => {
-                keep_newest(&mut newest, list)
-            }
-            other => {
-                let why = match other {
-                    Some(Err(failure)) => failure.to_string(),
-                    Some(Ok(list)) => format!("it is yank list {}", list.list.sequence),
-                    None => "it is not in the registry".to_owned(),
-                };
-                return Err(refuse(vec![SignatureFailure::new(
-                    &format!("yank list {} ({})", named.sequence, named.manifest),
-                    Rule::Yanked,
-                    format!(
-                        "the channel head names it, this store knows only up to yank list {}, \
-                         and it cannot be read ({why}): a release withdrawn since could be \
-                         served",
-                        known(&newest)
-                    ),
-                )]));
-            }
-        }
-    }
-    if let (Some(memory), Some(found)) = (memory, &newest) {
+    let known = remembered.as_ref().and_then(|m| m.yanks.as_ref());
+    let found =
+        newest_yank_list(examined.yanks, head.as_ref(), known, source, policy, index).await?;
+    // Remembered before it is judged, so that a refusal is remembered too.
+    if let (Some(memory), Some(found)) = (memory, &found) {
         memory.update(repository, |m| {
             if m.yanks
                 .as_ref()
@@ -290,71 +259,28 @@ pub async fn judge(
             }
         })?;
     }
-    let yanks = match (&newest, remembered.as_ref().and_then(|m| m.yanks.as_ref())) {
+    let yanks = match (&found, known) {
         (Some(found), Some(seen)) if seen.list.sequence > found.list.sequence => Some(&seen.list),
         (Some(found), _) => Some(&found.list),
         (None, seen) => seen.map(|s| &s.list),
     };
     verdict.yank_list = yanks.map(|list| list.sequence);
-    if let Some(yank) = yanks.and_then(|list| list.find(index)) {
-        let what = format!(
-            "{index} was yanked at {} (yank list {}): {}",
-            yank.yanked_at,
-            yanks.map_or(0, |l| l.sequence),
-            yank.reason
-        );
-        if tag.is_none() && waivers.yanked_by_digest {
-            verdict.waived.push(format!("allow-yanked: {what}"));
-        } else {
-            return Err(refuse(vec![SignatureFailure::new(
-                &format!("release {index}"),
-                Rule::Yanked,
-                what,
-            )]));
-        }
+    if let Some(list) = yanks {
+        check_not_yanked(list, index, asked, &mut verdict)?;
     }
-
     if let Some(head) = head {
-        let channel = &head.channel;
-        if let Some(seen) = remembered.as_ref().and_then(|m| m.channels.get(channel))
-            && (head.sequence < seen.sequence
-                || (head.sequence == seen.sequence && seen.release != *index))
-        {
-            return Err(refuse(vec![SignatureFailure::new(
-                &head.origin,
-                Rule::ChannelRollback,
-                format!(
-                    "channel {channel:?} head {} names {index}, but this store has seen head {} \
-                     (naming {}): an older head was replayed",
-                    head.sequence, seen.sequence, seen.release
-                ),
-            )]));
-        }
-        let now = Timestamp::now();
-        if now > head.expires {
-            let what = format!(
-                "channel {channel:?} head {} expired at {} (it is {now})",
-                head.sequence, head.expires
-            );
-            if waivers.expired_channel {
-                verdict.waived.push(format!("allow-expired: {what}"));
-            } else {
-                return Err(refuse(vec![SignatureFailure::new(
-                    &head.origin,
-                    Rule::ChannelExpired,
-                    format!("{what}: its promoters have not refreshed it, so it may be frozen"),
-                )]));
-            }
-        }
+        let seen = remembered
+            .as_ref()
+            .and_then(|m| m.channels.get(&head.channel));
+        check_head(&head, seen, index, asked.waivers, &mut verdict)?;
         if let Some(memory) = memory {
             memory.update(repository, |m| {
-                let newer = m
-                    .channels
-                    .get(channel)
-                    .is_none_or(|seen| seen.sequence < head.sequence);
-                if newer {
+                if m.channels
+                    .get(&head.channel)
+                    .is_none_or(|seen| seen.sequence < head.sequence)
+                {
                     m.channels.insert(
-                        channel.clone(),
+                        head.channel.clone(),
                         SeenHead {
                             sequence: head.sequence,
                             release: index.clone(),
@@ -366,6 +292,134 @@ pub async fn judge(
         verdict.channel = Some(head);
     }
     Ok(verdict)
+}
+
+fn refusal(index: &Digest, failures: Vec<SignatureFailure>) -> Error {
+    Rejection::Signature {
+        index: index.clone(),
+        failures,
+    }
+    .into()
+}
+
+/// The newest yank list found, or the one the channel head names when it is newer than
+/// anything found or `known`: that one must be read, or the release is refused.
+async fn newest_yank_list(
+    found: Option<FoundYankList>,
+    head: Option<&ChannelHead>,
+    known: Option<&SeenYankList>,
+    source: &ReleaseSource,
+    policy: &Policy,
+    index: &Digest,
+) -> Result<Option<FoundYankList>> {
+    let known_sequence = found
+        .as_ref()
+        .map(|f| f.list.sequence)
+        .max(known.map(|k| k.list.sequence))
+        .unwrap_or(0);
+    let Some(named) = head
+        .and_then(|h| h.yanks.clone())
+        .filter(|named| named.sequence > known_sequence)
+    else {
+        return Ok(found);
+    };
+    let descriptor = Descriptor::new(MEDIA_TYPE_MANIFEST, named.manifest.clone(), 0);
+    let why = match yank_list_manifest(source, policy, &descriptor, None).await? {
+        Some(Ok(list)) if list.list.sequence >= named.sequence => return Ok(Some(list)),
+        Some(Ok(list)) => format!("it is yank list {}", list.list.sequence),
+        Some(Err(failure)) => failure.to_string(),
+        None => "it is not in the registry".to_owned(),
+    };
+    Err(refusal(
+        index,
+        vec![SignatureFailure::new(
+            &format!("yank list {} ({})", named.sequence, named.manifest),
+            Rule::Yanked,
+            format!(
+                "the channel head names it, this store knows only up to yank list \
+                 {known_sequence}, and it cannot be read ({why}): a release withdrawn since \
+                 could be served"
+            ),
+        )],
+    ))
+}
+
+/// A release on the yank list is refused, unless it was asked for by digest and the caller
+/// waived the check.
+fn check_not_yanked(
+    list: &YankListPredicate,
+    index: &Digest,
+    asked: Asked<'_>,
+    verdict: &mut LifecycleVerdict,
+) -> Result<()> {
+    let Some(yank) = list.find(index) else {
+        return Ok(());
+    };
+    let what = format!(
+        "{index} was yanked at {} (yank list {}): {}",
+        yank.yanked_at, list.sequence, yank.reason
+    );
+    if asked.tag.is_none() && asked.waivers.yanked_by_digest {
+        verdict.waived.push(format!("allow-yanked: {what}"));
+        return Ok(());
+    }
+    Err(refusal(
+        index,
+        vec![SignatureFailure::new(
+            &format!("release {index}"),
+            Rule::Yanked,
+            what,
+        )],
+    ))
+}
+
+/// A channel head must be no older than the one `seen` (nor another release under the same
+/// sequence), and unexpired unless the caller waived it.
+fn check_head(
+    head: &ChannelHead,
+    seen: Option<&SeenHead>,
+    index: &Digest,
+    waivers: Waivers,
+    verdict: &mut LifecycleVerdict,
+) -> Result<()> {
+    let channel = &head.channel;
+    if let Some(seen) = seen
+        && (head.sequence < seen.sequence
+            || (head.sequence == seen.sequence && seen.release != *index))
+    {
+        return Err(refusal(
+            index,
+            vec![SignatureFailure::new(
+                &head.origin,
+                Rule::ChannelRollback,
+                format!(
+                    "channel {channel:?} head {} names {index}, but this store has seen head {} \
+                     (naming {}): an older head was replayed",
+                    head.sequence, seen.sequence, seen.release
+                ),
+            )],
+        ));
+    }
+    let now = Timestamp::now();
+    if now <= head.expires {
+        return Ok(());
+    }
+    let what = format!(
+        "channel {channel:?} head {} expired at {} (it is {now})",
+        head.sequence, head.expires
+    );
+    if waivers.expired_channel {
+        verdict.waived.push(format!("allow-expired: {what}"));
+        return Ok(());
+    }
+    Err(refusal(
+        index,
+        vec![SignatureFailure::new(
+            &head.origin,
+            Rule::ChannelExpired,
+            format!("{what}: its promoters have not refreshed it, so it may be frozen"),
+        )],
+    ))
 }
 
 /// The newest acceptable head of the channel that `source` names by tag, and the release
