@@ -119,6 +119,11 @@ impl<'a> Promoter<'a> {
     }
 }
 
+/// The current time to the second: statements carry no false precision.
+fn now_in_seconds() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
+}
+
 /// What a channel head is signed with.
 pub struct HeadRequest<'a> {
     pub channel: &'a str,
@@ -177,7 +182,8 @@ pub async fn refresh(
                     repository.repository
                 )
             })?;
-        let left = current.expires.duration_since(now);
+        // Whole seconds are precise enough for people.
+        let left = SignedDuration::from_secs(current.expires.duration_since(now).as_secs());
         if left > within {
             eprintln!(
                 "distd: channel {channel:?} head {} is valid until {} ({left:#} left): kept",
@@ -228,7 +234,7 @@ async fn sign_head(
     let sequence = previous.as_ref().map_or(Ok(1), |(_, head)| {
         head.sequence.checked_add(1).context("sequence overflow")
     })?;
-    let issued = Timestamp::now();
+    let issued = now_in_seconds();
     let expires = issued
         .checked_add(head.expires_in)
         .context("--expires is too far in the future")?;
@@ -304,7 +310,7 @@ pub async fn yank(
         );
         return Ok(named.sequence);
     }
-    let now = Timestamp::now();
+    let now = now_in_seconds();
     let (sequence, mut yanked) = match current {
         Some((named, list)) => (named.sequence + 1, list.yanked),
         None => (1, Vec::new()),
