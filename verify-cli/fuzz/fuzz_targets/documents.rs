@@ -1,8 +1,10 @@
 //! Registry documents: OCI index, manifest and config, the release's `TOOLCHAIN.json`,
-//! artifact manifests, signed payloads, and the index check of `resolve`.
+//! artifact manifests, signed payloads (release statements, channel heads, yank lists), and
+//! the index check of `resolve`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tcverify::attachments::lifecycle::{ChannelStatement, YankListStatement};
 use tcverify::attachments::{ArtifactManifest, ReleaseStatement, SimpleSigning};
 use tcverify::checked::CheckedBytes;
 use tcverify::release::{ImageConfig, ImageIndex, ImageManifest, ToolchainMetadata, parse_json};
@@ -17,6 +19,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = parse_json::<ArtifactManifest>("artifact manifest", data);
     let _ = ReleaseStatement::parse(data);
     let _ = SimpleSigning::parse(data);
+    let _ = ChannelStatement::parse_statement(data);
+    if let Ok((list, _)) = YankListStatement::parse_statement(data) {
+        let _ = list.predicate.find(&tcverify::Digest::of(data));
+    }
     let document = CheckedBytes::named_by_content(data.to_vec().into());
     let _ = tcverify::resolve::parse_index(&document);
 });
