@@ -48,7 +48,8 @@ PY
 	[[ $sum =~ ^[0-9a-f]{64}$ ]]
 	[ "$(sha256sum "$cmd" | cut -d' ' -f1)" = "$sum" ]
 	grep -q 'CredentialComposer "codesigning"' "$SERVER_CONF"
-	grep -q "spiffe_ids = \[\"$SIGNER\"\]" "$SERVER_CONF"
+	# distd's identities: the release signer, the promoter, the rebuilder.
+	grep -qF "spiffe_ids = [\"$SIGNER\", \"$TCDIST_PROMOTER_ID\", \"$TCDIST_REBUILDER_ID\"]" "$SERVER_CONF"
 	run grep 'msg="Plugin loaded" external=true plugin_name=codesigning plugin_type=CredentialComposer' \
 		"$TCDIST_SPIRE_SERVER_LOG"
 	[ "$status" -eq 0 ]
