@@ -62,6 +62,17 @@ move_tag() {
 	[ "$status" -eq 0 ]
 	run --separate-stderr pull "$REPO:v1"
 	[ "$status" -eq 0 ]
+	# A reference with tag and digest binds both.
+	run --separate-stderr pull "$REPO:v9@$D1"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"[tag-binding]"* ]]
+	# Publishing the same tree under a second tag signs it for that tag too.
+	run --separate-stderr "$DISTD" publish "$WORK/tree1" --ref "$REPO:v1-again"
+	[ "$status" -eq 0 ]
+	[ "${lines[-1]}" = "$D1" ]
+	[[ $stderr == *"attached signatures"* ]]
+	run --separate-stderr pull "$REPO:v1-again"
+	[ "$status" -eq 0 ]
 }
 
 @test "promote: the channel tag serves the release, signed by the promoter" {

@@ -81,13 +81,13 @@ impl ReleaseSource {
         }
     }
 
-    /// The tag the reference pulls by: `None` when it is pinned by digest.
-    pub fn pulled_tag(&self) -> Option<&str> {
-        let (tag, digest) = match self {
-            ReleaseSource::Registry { reference, .. } => (&reference.tag, &reference.digest),
-            ReleaseSource::Layout(layout) => (&layout.tag, &layout.digest),
-        };
-        tag.as_deref().filter(|_| digest.is_none())
+    /// The tag the reference names, pinned by digest or not: the release's signatures must
+    /// name it (or a channel head for it must). A reference by digest alone names none.
+    pub fn named_tag(&self) -> Option<&str> {
+        match self {
+            ReleaseSource::Registry { reference, .. } => reference.tag.as_deref(),
+            ReleaseSource::Layout(layout) => layout.tag.as_deref(),
+        }
     }
 
     /// The manifest named by `digest` in the reference's repository, or `None` when there is

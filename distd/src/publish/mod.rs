@@ -204,10 +204,8 @@ async fn sign_in_registry(
         registry,
         reference: pinned,
     };
-    let at = ReleaseRef::Registry(RegistryRef {
-        tag: None,
-        ..pinned.clone()
-    });
+    // Pinned, and with the tag the statement names: a signature counts only if it names it.
+    let at = ReleaseRef::Registry(pinned.clone());
     sign_and_check(signing, &target, &subject, index, &at, registry_args).await
 }
 
@@ -226,6 +224,10 @@ async fn sign_layout(
         docker_reference: repository,
     };
     let target = Target::Layout(at.path.clone());
+    let at = LayoutRef {
+        tag: tag.map(str::to_owned),
+        ..at
+    };
     sign_and_check(
         signing,
         &target,
@@ -237,8 +239,9 @@ async fn sign_layout(
     .await
 }
 
-/// Signs unless the release already carries a valid signature by this signer (republishing
-/// is a no-op), attaches the signatures, and verifies the result.
+/// Signs unless the release already carries a valid signature by this signer naming the tag
+/// of `at` (republishing is a no-op; publishing the same tree under a new tag signs again),
+/// attaches the signatures, and verifies the result.
 async fn sign_and_check(
     signing: &Signing,
     target: &Target<'_>,

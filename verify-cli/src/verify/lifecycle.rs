@@ -213,7 +213,7 @@ fn keep_newest(newest: &mut Option<FoundYankList>, found: FoundYankList) {
 /// How a release was asked for.
 #[derive(Clone, Copy, Debug)]
 pub struct Asked<'a> {
-    /// The tag pulled; `None` for a pull by digest.
+    /// The tag the reference names; `None` for a pull by digest alone.
     pub tag: Option<&'a str>,
     pub waivers: Waivers,
 }
@@ -430,7 +430,7 @@ pub async fn current_head(
     policy: &Policy,
 ) -> Result<Option<(Digest, ChannelHead)>> {
     let tag = source
-        .pulled_tag()
+        .named_tag()
         .ok_or_else(|| Error::usage("a channel is named by a tag, not a digest"))?;
     let document = match source.resolve_top().await {
         Ok(document) => document,

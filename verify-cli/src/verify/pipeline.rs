@@ -127,7 +127,7 @@ impl Verifier {
         // statements. Both depend on the index digest only, so they are fetched and checked
         // while the platform's manifest and config are: registry round trips, each
         // authenticated, cost more than all the checks together.
-        let tag = source.pulled_tag();
+        let tag = source.named_tag();
         let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
         let (release, found, examined) = tokio::join!(
             resolve_platform(source, reference, index, index_digest.clone(), platform),

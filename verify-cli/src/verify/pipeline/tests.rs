@@ -270,4 +270,14 @@ async fn pipeline_refuses_a_release_moved_to_a_tag_its_signature_does_not_name()
     // The same release by digest is not a pull by tag.
     let pinned = release.layout.source_pinned(&index);
     verify(&release, release.policy(), &pinned).await.unwrap();
+    // By tag and digest, the tag is bound too.
+    let ReleaseSource::Layout(layout) = pinned else {
+        unreachable!("a layout source")
+    };
+    let both = ReleaseSource::Layout(crate::reference::LayoutRef {
+        tag: Some("stable".into()),
+        ..layout
+    });
+    let err = verify(&release, release.policy(), &both).await.unwrap_err();
+    assert_eq!(signature_rule(&err), Rule::TagBinding, "{err}");
 }

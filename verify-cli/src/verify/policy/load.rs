@@ -302,6 +302,8 @@ impl Loader<'_> {
             .map(|r: &RepositoryPolicy| RepositorySummary {
                 name: r.pattern.to_string(),
                 signers: r.signers.to_string(),
+                threshold: r.threshold,
+                promoters: r.promoters.as_ref().map(ToString::to_string),
                 timestamp_authorities: r.timestamp_authorities.clone(),
                 transparency_logs: r.transparency_logs.clone(),
                 declared_at: r.declared_at.clone(),

@@ -293,6 +293,11 @@ pub struct RepositorySummary {
     pub name: String,
     /// The identity rule, as [`IdentityRule`] displays it.
     pub signers: String,
+    /// Distinct signers a release needs.
+    pub threshold: usize,
+    /// Who signs channel heads and yank lists, as [`IdentityRule`] displays it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoters: Option<String>,
     pub timestamp_authorities: Vec<String>,
     pub transparency_logs: Vec<String>,
     pub declared_at: SourceLocation,
@@ -383,6 +388,12 @@ impl fmt::Display for PolicySummary {
                 "repository {} (line {}): signers {}",
                 repository.name, repository.declared_at.line, repository.signers
             )?;
+            if repository.threshold > 1 {
+                write!(f, " ({} distinct)", repository.threshold)?;
+            }
+            if let Some(promoters) = &repository.promoters {
+                write!(f, "; promoters {promoters}")?;
+            }
             if repository.timestamp_authorities.is_empty() {
                 writeln!(f, "; no timestamp authority")?;
             } else {

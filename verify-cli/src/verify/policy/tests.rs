@@ -573,6 +573,11 @@ fn repository_threshold_and_promoters_are_read() {
         rules.promoters().unwrap().to_string(),
         "spiffe_id=spiffe://tcdist.test/distd/promoter"
     );
+    let summary = policy.summary().to_string();
+    assert!(
+        summary.contains("(2 distinct); promoters spiffe_id=spiffe://tcdist.test/distd/promoter"),
+        "{summary}"
+    );
     assert_eq!(f.load(BASE).unwrap().repositories()[0].threshold(), 1);
     assert!(
         f.load(BASE).unwrap().repositories()[0]
