@@ -317,6 +317,9 @@ struct BuildInputs {
     /// Neither reuse nor store a cached tree: always run the whole build
     #[arg(long)]
     no_cache: bool,
+    /// The platform to build for (default: this host's); another one is cross-built
+    #[arg(long, env = "TCDIST_BUILD_PLATFORM", value_name = "OS/ARCH")]
+    platform: Option<Platform>,
 }
 
 /// How trees become layers; shared by `publish` and `rebuild`, which must package alike.
@@ -459,6 +462,10 @@ impl BuildInputs {
             patches_dir: absolute(&self.patches)?,
             work_dir: self.work_dir.as_deref().map(absolute).transpose()?,
             bootstrap: absolute(&bootstrap)?,
+            target: match &self.platform {
+                Some(platform) => build::Target::for_platform(platform)?,
+                None => None,
+            },
             cache_dir: (!self.no_cache).then(|| self.cache_dir.clone()),
             scratch_dir: self.cache_dir.join("build/work"),
         })
@@ -597,6 +604,12 @@ async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
 
 async fn rebuild_command(args: RebuildArgs) -> anyhow::Result<()> {
     let reference = pinned_reference(&args.reference)?;
+    if let Some(platform) = &args.inputs.platform {
+        return Err(tcverify::Error::usage(format!(
+            "--platform {platform}: a rebuild builds every platform the release has"
+        ))
+        .into());
+    }
     let builder = tcverify::spiffe_id::SpiffeId::parse(&args.builder_id)
         .map_err(|e| tcverify::Error::usage(format!("--builder-id {:?}: {e}", args.builder_id)))?;
     let mut signing = args.signing;

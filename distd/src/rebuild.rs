@@ -1,6 +1,7 @@
 //! `distd rebuild`: the independent rebuilder. It pulls the release through the verification
-//! core (signed by the builder it names), reads the inputs the release records in
-//! `TOOLCHAIN.json`, rebuilds from its own copy of them, packages the tree as `publish` does,
+//! core (signed by the builder it names), reads the inputs each platform records in
+//! `TOOLCHAIN.json`, rebuilds every platform from its own copy of them (cross-building those
+//! that are not the host's), packages the trees as `publish` does,
 //! and co-signs the release with its own SVID only when it arrives at the same index digest.
 //! Otherwise it names the first input, or the first file, that differs, and signs nothing.
 
@@ -31,7 +32,7 @@ pub struct RebuildRequest {
     pub reference: RegistryRef,
     /// Who signed the release: its signature is checked before anything is rebuilt.
     pub builder: SpiffeId,
-    /// The build, into a tree under `work`.
+    /// The build; each platform's goes into a tree of its own under `work`.
     pub build: BuildRequest,
     pub settings: PackageSettings,
     /// Where the rebuilt release's layers are packaged (the publish layer cache).
@@ -45,23 +46,21 @@ pub struct RebuildRequest {
 
 /// Returns the release's index digest once it is co-signed.
 pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
-    let platform = Platform::host();
     let reference = ReleaseRef::Registry(request.reference.clone());
     let source = ReleaseSource::open(&reference, &request.registry).await?;
     let (index, _) = resolve_index(&source).await?;
-    let platforms: Vec<String> = index
+    let platforms: Vec<Platform> = index
         .manifests
         .iter()
-        .filter_map(|m| m.platform.as_ref().map(ToString::to_string))
-        .collect();
-    if platforms != [platform.to_string()] {
-        bail!(
-            "the release is for {}; this rebuilder builds {platform} only",
-            platforms.join(", ")
-        );
-    }
+        .map(|m| {
+            m.platform
+                .clone()
+                .context("a release manifest has no platform")
+        })
+        .collect::<Result<_>>()?;
 
-    // The release as the builder signed it, through the same checks a build agent runs.
+    // The release as the builder signed it, every platform through the same checks a build
+    // agent runs.
     let identity = request.signing.signer.identity().await?;
     let builder_policy = signer_policy(
         &request.signing,
@@ -70,41 +69,53 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
         &identity,
     )?;
     drop(identity);
+    let verifier = Verifier::new(builder_policy, ExtractBudget::default());
     let store = Store::open(&request.work.join("store"))?;
-    let pulled = pull(
-        &reference,
-        &PullOptions {
-            registry: &request.registry,
-            platform: platform.clone(),
-            jobs: 4,
-        },
-        &Verifier::new(builder_policy, ExtractBudget::default()),
-        &store,
-        &Silent,
-    )
-    .await
-    .with_context(|| format!("the release is not one {} signed", request.builder))?;
-    let digest = pulled.report.index_digest.clone();
-    let recorded = recorded_inputs(&pulled.entry.root)?;
-    check_inputs(&recorded, &request.build)?;
-
-    eprintln!("distd: rebuilding {digest} from its recorded inputs");
-    let build = request.build;
-    let tree = build.out.clone();
-    let started = std::time::Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || build::build(&build))
+    let mut pulled = Vec::new();
+    for platform in &platforms {
+        let outcome = pull(
+            &reference,
+            &PullOptions {
+                registry: &request.registry,
+                platform: platform.clone(),
+                jobs: 4,
+            },
+            &verifier,
+            &store,
+            &Silent,
+        )
         .await
-        .context("build thread failed")??;
-    eprintln!(
-        "distd: rebuilt {} in {:.0?}",
-        outcome.go_version_line,
-        started.elapsed()
-    );
+        .with_context(|| format!("the release is not one {} signed", request.builder))?;
+        check_inputs(&recorded_inputs(&outcome.entry.root)?, &request.build)?;
+        pulled.push(outcome);
+    }
+    let digest = pulled[0].report.index_digest.clone();
+
+    let mut trees = Vec::new();
+    for platform in &platforms {
+        eprintln!("distd: rebuilding {digest} for {platform} from its recorded inputs");
+        let mut build = request.build.clone();
+        build.out = request
+            .work
+            .join(format!("tree-{}-{}", platform.os, platform.architecture));
+        build.target = build::Target::for_platform(platform)?;
+        let tree = build.out.clone();
+        let started = std::time::Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || build::build(&build))
+            .await
+            .context("build thread failed")??;
+        eprintln!(
+            "distd: rebuilt {} in {:.0?}",
+            outcome.go_version_line,
+            started.elapsed()
+        );
+        trees.push(TreeInput {
+            path: tree,
+            platform: Some(platform.clone()),
+        });
+    }
     let rebuilt = {
-        let trees = vec![TreeInput {
-            path: tree.clone(),
-            platform: Some(platform),
-        }];
+        let trees = trees.clone();
         let settings = request.settings.clone();
         let cache_dir = request.cache_dir.clone();
         tokio::task::spawn_blocking(move || {
@@ -116,25 +127,36 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
         .digest
     };
     if rebuilt != digest {
-        let expected = pulled
-            .entry
-            .manifest()
-            .map_err(|e| anyhow::anyhow!("reading the pulled release's tree manifest: {e}"))?;
-        let got = TreeManifest::build(&tree)
-            .with_context(|| format!("hashing the rebuilt tree {}", tree.display()))?;
-        let first = got.differences(&expected, 1);
         bail!(
             "the rebuild is {rebuilt}, not {digest}; not co-signing. {}",
-            match first.first() {
-                Some(difference) => format!("First difference: {difference}"),
-                None => "Every file is the same, so the packaging differs (compression, \
-                         level or SOURCE_DATE_EPOCH of the publish)"
-                    .to_owned(),
-            }
+            first_difference(&pulled, &trees)?
         );
     }
     eprintln!("distd: the rebuild has the release's digest {digest}; co-signing");
     publish::sign_existing(&reference, None, &request.signing, &request.registry).await
+}
+
+/// The first file in which a rebuilt tree differs from the release's tree of its platform.
+fn first_difference(pulled: &[tcverify::pull::PullOutcome], trees: &[TreeInput]) -> Result<String> {
+    for (release, rebuilt) in pulled.iter().zip(trees) {
+        let expected = release
+            .entry
+            .manifest()
+            .map_err(|e| anyhow::anyhow!("reading the pulled release's tree manifest: {e}"))?;
+        let got = TreeManifest::build(&rebuilt.path)
+            .with_context(|| format!("hashing the rebuilt tree {}", rebuilt.path.display()))?;
+        if let Some(difference) = got.differences(&expected, 1).into_iter().next() {
+            return Ok(format!(
+                "First difference ({}): {difference}",
+                release.report.platform
+            ));
+        }
+    }
+    Ok(
+        "Every file is the same, so the packaging differs (compression, level or \
+        SOURCE_DATE_EPOCH of the publish)"
+            .to_owned(),
+    )
 }
 
 /// The build inputs the release records.

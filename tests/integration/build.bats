@@ -224,6 +224,53 @@ make_module() {
 	[ "$("$root/bin/go" env GOROOT)" = "$root" ]
 }
 
+# elf_machine FILE: the ELF e_machine of FILE (62 x86-64, 183 AArch64).
+elf_machine() {
+	python3 -c 'import struct, sys
+data = open(sys.argv[1], "rb").read(20)
+assert data[:4] == b"\x7fELF", sys.argv[1] + " is not ELF"
+print(struct.unpack("<H", data[18:20])[0])' "$1"
+}
+
+@test "expensive: a cross build has the target's binaries only; with the host's tree it is one release whose platforms each verify" {
+	case $(uname -m) in
+	x86_64) other=linux/arm64 machine=183 host_machine=62 ;;
+	aarch64) other=linux/amd64 machine=62 host_machine=183 ;;
+	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
+	esac
+	dir=${other/\//_}
+	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-other" --platform "$other" \
+		--cache-dir "$BUILD_CACHE" >"$WORK/cross.out" 2>"$WORK/cross.log" || {
+		tail -n 50 "$WORK/cross.log"
+		false
+	}
+	grep -qF "go version $(head -n1 "$TREE/VERSION") $other" "$WORK/cross.log"
+	for f in bin/go bin/gofmt "pkg/tool/$dir/compile" "pkg/tool/$dir/link"; do
+		[ "$(elf_machine "$WORK/tree-other/$f")" = "$machine" ]
+	done
+	[ "$(elf_machine "$TREE/bin/go")" = "$host_machine" ]
+	# Nothing of the host's toolchain: no second bin/ directory, no host tools.
+	[ ! -e "$WORK/tree-other/bin/$dir" ]
+	[ "$(ls "$WORK/tree-other/pkg/tool")" = "$dir" ]
+	python3 - "$WORK/tree-other/TOOLCHAIN.json" "$other" <<'PY'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+assert "%s/%s" % (meta["goos"], meta["goarch"]) == sys.argv[2], meta
+PY
+	ref=$TCDIST_REGISTRY/toolchains/go-multi-$(date +%s%N):v1
+	run --separate-stderr "$DISTD" publish "$TREE" "$WORK/tree-other" --ref "$ref"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"(2 platform(s))"* ]]
+	for platform in "$(go env GOOS)/$(go env GOARCH)" "$other"; do
+		run --separate-stderr "$TCVERIFY" verify "$ref" --platform "$platform" --store "$WORK/store-multi"
+		[ "$status" -eq 0 ]
+		[[ $output == *" $platform verified: "* ]]
+	done
+	root=$("$TCVERIFY" pull "$ref" --platform "$other" --store "$WORK/store-multi")
+	[ "$(elf_machine "$root/bin/go")" = "$machine" ]
+	diff -r "$WORK/tree-other" "$root"
+}
+
 @test "expensive: distd rebuild from nothing reproduces the release and co-signs it; a threshold of two then passes" {
 	# A repository of its own on every run: the stack's registry keeps earlier co-signatures.
 	ref=$TCDIST_REGISTRY/toolchains/rebuild-$(date +%s%N):v1

@@ -89,13 +89,39 @@ pub fn distpack_mode(rel: &str) -> u32 {
     }
 }
 
+/// Which files of a built root make the release tree, and where they go.
+pub struct Selection {
+    /// The platform the tree is for, e.g. `linux_arm64`.
+    pub goos_goarch: String,
+    /// A cross build: the target's commands are in `bin/<goos_goarch>/` and go to `bin/`; the
+    /// host's `bin/` commands are left out (as cmd/distpack does).
+    pub cross: bool,
+}
+
+impl Selection {
+    /// Where the built root's file `rel` goes in the release tree, or `None` when it is left
+    /// out.
+    pub fn place(&self, rel: &str) -> Option<String> {
+        if self.cross
+            && let Some(bin) = rel.strip_prefix("bin/")
+        {
+            return bin
+                .strip_prefix(&self.goos_goarch)
+                .and_then(|name| name.strip_prefix('/'))
+                .filter(|name| DISTPACK_BIN.contains(name))
+                .map(|name| format!("bin/{name}"));
+        }
+        distpack_keeps(rel, &self.goos_goarch).then(|| rel.to_owned())
+    }
+}
+
 /// Writes the release tree into `dest` (a new directory): the selected files of the built
 /// root `built`, then `go.env` and `TOOLCHAIN.json`. Every file and directory gets the mtime
 /// `time` (the VERSION time), so nothing of the build's wall-clock time is left.
 pub fn write_tree(
     built: &Path,
     dest: &Path,
-    goos_goarch: &str,
+    selection: &Selection,
     go_env: &str,
     metadata: &ToolchainMetadata,
     time: SystemTime,
@@ -109,14 +135,13 @@ pub fn write_tree(
             bail!("{}: file name is not UTF-8", item.path().display());
         };
         let file_type = item.file_type();
-        if file_type.is_dir()
-            || !distpack_keeps(rel, goos_goarch)
-            || rel == "go.env"
-            || rel == TOOLCHAIN_METADATA_FILE
-        {
+        if file_type.is_dir() || rel == "go.env" || rel == TOOLCHAIN_METADATA_FILE {
             continue;
         }
-        let to = dest.join(rel_path);
+        let Some(placed) = selection.place(rel) else {
+            continue;
+        };
+        let to = dest.join(&placed);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
@@ -129,7 +154,7 @@ pub fn write_tree(
             std::fs::copy(item.path(), &to).with_context(|| {
                 format!("copying {} to {}", item.path().display(), to.display())
             })?;
-            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(distpack_mode(rel)))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(distpack_mode(&placed)))?;
         } else {
             bail!("{}: not a file or symlink", item.path().display());
         }
@@ -271,6 +296,35 @@ mod tests {
     }
 
     #[test]
+    fn a_cross_build_takes_the_targets_commands_and_tools_only() {
+        let cross = Selection {
+            goos_goarch: "linux_arm64".into(),
+            cross: true,
+        };
+        assert_eq!(cross.place("bin/linux_arm64/go").as_deref(), Some("bin/go"));
+        assert_eq!(
+            cross.place("bin/linux_arm64/gofmt").as_deref(),
+            Some("bin/gofmt")
+        );
+        assert_eq!(cross.place("bin/go"), None);
+        assert_eq!(cross.place("bin/linux_arm64/other"), None);
+        assert_eq!(
+            cross.place("pkg/tool/linux_arm64/compile").as_deref(),
+            Some("pkg/tool/linux_arm64/compile")
+        );
+        assert_eq!(cross.place("pkg/tool/linux_amd64/compile"), None);
+        assert_eq!(
+            cross.place("src/fmt/print.go").as_deref(),
+            Some("src/fmt/print.go")
+        );
+        let host = Selection {
+            goos_goarch: "linux_amd64".into(),
+            cross: false,
+        };
+        assert_eq!(host.place("bin/go").as_deref(), Some("bin/go"));
+    }
+
+    #[test]
     fn write_tree_selects_files_and_adds_metadata() {
         let built = tempfile::tempdir().unwrap();
         let b = built.path();
@@ -301,15 +355,11 @@ mod tests {
             go_env: Default::default(),
         };
         let time = parse_version_time("2026-08-28T16:20:06Z").unwrap();
-        let n = write_tree(
-            b,
-            &dest,
-            "linux_amd64",
-            "GOTOOLCHAIN=local\n",
-            &metadata,
-            time,
-        )
-        .unwrap();
+        let host = Selection {
+            goos_goarch: "linux_amd64".into(),
+            cross: false,
+        };
+        let n = write_tree(b, &dest, &host, "GOTOOLCHAIN=local\n", &metadata, time).unwrap();
         assert_eq!(n, 6);
         assert!(dest.join("pkg/tool/linux_amd64/compile").is_file());
         assert!(!dest.join("pkg/tool/linux_amd64/dist").exists());

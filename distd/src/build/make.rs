@@ -16,12 +16,13 @@ pub fn is_build_sensitive(name: &str) -> bool {
         || matches!(name, "CC" | "CXX" | "FC" | "X_GO_RUNTIME_ROOT")
 }
 
-/// Runs make.bash in `root`/src with `bootstrap` as GOROOT_BOOTSTRAP, streaming its output,
-/// line by line with a prefix, to `output`.
+/// Runs make.bash in `root`/src with `bootstrap` as GOROOT_BOOTSTRAP (for `target`, when
+/// given), streaming its output, line by line with a prefix, to `output`.
 pub fn run_make(
     root: &Path,
     bootstrap: &Path,
     goexperiment: &str,
+    target: Option<&super::Target>,
     output: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let mut command = Command::new("./make.bash");
@@ -38,6 +39,15 @@ pub fn run_make(
         .env("GOENV", "off");
     if !goexperiment.is_empty() {
         command.env("GOEXPERIMENT", goexperiment);
+    }
+    // A cross build: the target's toolchain lands in bin/<goos>_<goarch>/ and
+    // pkg/tool/<goos>_<goarch>/, beside the host's. Without cgo, as upstream's distributions
+    // for other platforms are built (no C cross compiler is assumed).
+    if let Some(target) = target {
+        command
+            .env("GOOS", &target.goos)
+            .env("GOARCH", &target.goarch)
+            .env("CGO_ENABLED", "0");
     }
     let mut child = command
         .stdin(Stdio::null())

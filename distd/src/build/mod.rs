@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use tcverify::Digest;
 use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
+use tcverify::{Digest, Platform};
 
 pub use config::BuildConfig;
 
@@ -32,6 +32,7 @@ pub use config::BuildConfig;
 const BUILD_FORMAT: &str = "tcdist-build-v1";
 const STEPS: usize = 6;
 
+#[derive(Clone)]
 pub struct BuildRequest {
     /// The upstream Go root to build from (has VERSION and src/).
     pub go_root: PathBuf,
@@ -43,10 +44,45 @@ pub struct BuildRequest {
     pub work_dir: Option<PathBuf>,
     /// The Go root make.bash builds with (GOROOT_BOOTSTRAP).
     pub bootstrap: PathBuf,
+    /// The platform to build for, when it is not this host's (a cross build: make.bash builds
+    /// the host's toolchain, then the target's with it).
+    pub target: Option<Target>,
     /// distd's cache directory; `None` neither reads nor writes cached trees.
     pub cache_dir: Option<PathBuf>,
     /// The cache directory for work dirs when `cache_dir` is `None`.
     pub scratch_dir: PathBuf,
+}
+
+/// A platform Go can build a toolchain for, other than the host's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub goos: String,
+    pub goarch: String,
+}
+
+impl Target {
+    /// The cross-build target for `platform`; `None` for the host's own.
+    pub fn for_platform(platform: &Platform) -> Result<Option<Self>> {
+        if platform.variant.is_some() {
+            bail!("{platform}: platform variants are not built (GOARM and the like are not set)");
+        }
+        let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !valid(&platform.os) || !valid(&platform.architecture) {
+            bail!("{platform}: not a GOOS/GOARCH pair");
+        }
+        if *platform == Platform::host() {
+            return Ok(None);
+        }
+        Ok(Some(Target {
+            goos: platform.os.clone(),
+            goarch: platform.architecture.clone(),
+        }))
+    }
+
+    /// `goos_goarch`, as Go names the target's directories under `bin/` and `pkg/tool/`.
+    pub fn dir_name(&self) -> String {
+        format!("{}_{}", self.goos, self.goarch)
+    }
 }
 
 pub struct BuildOutcome {
@@ -78,7 +114,13 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
         )
     })?;
     let source_digest = source::source_digest(go_root)?;
-    let input_digest = input_digest(&source_digest, &series, config, &bootstrap_version);
+    let input_digest = input_digest(
+        &source_digest,
+        &series,
+        config,
+        &bootstrap_version,
+        request.target.as_ref(),
+    );
     eprintln!("distd: source {source_digest}, build input {input_digest}");
     check_out(out)?;
 
@@ -92,7 +134,7 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
             &format!("reusing the tree built before ({})", cached.display()),
         );
         install_tree(out, |staging| copy_tree(cached, staging))?;
-        let go_version_line = make::go_version(out)?;
+        let go_version_line = tree_version_line(out)?;
         return Ok(BuildOutcome {
             input_digest,
             go_version_line,
@@ -194,10 +236,17 @@ fn build_in(
         root,
         &request.bootstrap,
         &config.goexperiment,
+        request.target.as_ref(),
         &|line: &str| eprintln!("[make.bash] {line}"),
     )?;
-    let go_version_line = make::go_version(root)?;
-    let (goos, goarch) = parse_go_version_line(&go_version_line, &toolchain_version)?;
+    // In a cross build, bin/go is the host's toolchain built from the same tree: it says the
+    // version; the target's binaries cannot run here.
+    let host_line = make::go_version(root)?;
+    let (mut goos, mut goarch) = parse_go_version_line(&host_line, &toolchain_version)?;
+    if let Some(target) = &request.target {
+        (goos, goarch) = (target.goos.clone(), target.goarch.clone());
+    }
+    let go_version_line = format!("go version {toolchain_version} {goos}/{goarch}");
 
     step(5, "checking the built toolchain");
     eprintln!("distd:   {go_version_line}");
@@ -227,9 +276,12 @@ fn build_in(
         Some(t) => layout::parse_version_time(t)?,
         None => SystemTime::UNIX_EPOCH,
     };
-    let goos_goarch = format!("{goos}_{goarch}");
+    let selection = layout::Selection {
+        goos_goarch: format!("{goos}_{goarch}"),
+        cross: request.target.is_some(),
+    };
     let write = |dest: &Path| -> Result<()> {
-        layout::write_tree(root, dest, &goos_goarch, &go_env, &metadata, time).map(|_| ())
+        layout::write_tree(root, dest, &selection, &go_env, &metadata, time).map(|_| ())
     };
     match cached_tree {
         Some(cached) => {
@@ -261,9 +313,14 @@ fn input_digest(
     series: &[patches::Patch],
     config: &BuildConfig,
     bootstrap_version: &str,
+    target: Option<&Target>,
 ) -> Digest {
     let mut text = String::new();
     let _ = writeln!(text, "{BUILD_FORMAT}");
+    // Only for cross builds: the host's trees keep the names they were cached under.
+    if let Some(target) = target {
+        let _ = writeln!(text, "target {}", target.dir_name());
+    }
     let _ = writeln!(text, "source {source}");
     for patch in series {
         let _ = writeln!(text, "patch {} {}", patch.record.digest, patch.record.name);
@@ -271,6 +328,23 @@ fn input_digest(
     let _ = writeln!(text, "bootstrap {bootstrap_version}");
     text.push_str(&config.canonical());
     Digest::of(text.as_bytes())
+}
+
+/// The `go version` line of a finished tree: its own `bin/go` says it when it is for this
+/// host; a cross-built tree's is made from its `TOOLCHAIN.json`.
+fn tree_version_line(tree: &Path) -> Result<String> {
+    let path = tree.join(TOOLCHAIN_METADATA_FILE);
+    let metadata: ToolchainMetadata = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid", path.display()))?;
+    if Platform::new(&metadata.goos, &metadata.goarch) == Platform::host() {
+        return make::go_version(tree);
+    }
+    Ok(format!(
+        "go version go{} {}/{}",
+        metadata.version, metadata.goos, metadata.goarch
+    ))
 }
 
 /// `go version go1.26.8-tc.1 linux/amd64` → (linux, amd64), checking the version.
@@ -374,10 +448,22 @@ mod tests {
         let series = patches::read_series(dir.path()).unwrap();
         let source = Digest::of(b"source");
         let config = BuildConfig::default();
-        let base = input_digest(&source, &series, &config, "go version go1.26.8 linux/amd64");
+        let base = input_digest(
+            &source,
+            &series,
+            &config,
+            "go version go1.26.8 linux/amd64",
+            None,
+        );
         assert_eq!(
             base,
-            input_digest(&source, &series, &config, "go version go1.26.8 linux/amd64")
+            input_digest(
+                &source,
+                &series,
+                &config,
+                "go version go1.26.8 linux/amd64",
+                None
+            )
         );
         assert_ne!(
             base,
@@ -385,22 +471,68 @@ mod tests {
                 &Digest::of(b"other"),
                 &series,
                 &config,
-                "go version go1.26.8 linux/amd64"
+                "go version go1.26.8 linux/amd64",
+                None
             )
         );
         assert_ne!(
             base,
-            input_digest(&source, &[], &config, "go version go1.26.8 linux/amd64")
+            input_digest(
+                &source,
+                &[],
+                &config,
+                "go version go1.26.8 linux/amd64",
+                None
+            )
         );
         let other = BuildConfig::parse("GOSUMDB=off\n", "c").unwrap();
         assert_ne!(
             base,
-            input_digest(&source, &series, &other, "go version go1.26.8 linux/amd64")
+            input_digest(
+                &source,
+                &series,
+                &other,
+                "go version go1.26.8 linux/amd64",
+                None
+            )
         );
         assert_ne!(
             base,
-            input_digest(&source, &series, &config, "go version go1.26.7 linux/amd64")
+            input_digest(
+                &source,
+                &series,
+                &config,
+                "go version go1.26.7 linux/amd64",
+                None
+            )
         );
+        let arm64 = Target {
+            goos: "linux".into(),
+            goarch: "arm64".into(),
+        };
+        assert_ne!(
+            base,
+            input_digest(
+                &source,
+                &series,
+                &config,
+                "go version go1.26.8 linux/amd64",
+                Some(&arm64)
+            )
+        );
+    }
+
+    #[test]
+    fn target_is_none_for_the_host_and_refuses_what_is_no_goos_goarch() {
+        assert_eq!(Target::for_platform(&Platform::host()).unwrap(), None);
+        let other = if Platform::host().architecture == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let target = Target::for_platform(&format!("linux/{other}").parse().unwrap()).unwrap();
+        assert_eq!(target.unwrap().dir_name(), format!("linux_{other}"));
+        assert!(Target::for_platform(&"linux/arm/v7".parse().unwrap()).is_err());
     }
 
     #[test]

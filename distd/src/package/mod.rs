@@ -33,6 +33,7 @@ pub struct PackageSettings {
 }
 
 /// One tree to publish and, optionally, the platform it is for.
+#[derive(Clone)]
 pub struct TreeInput {
     pub path: PathBuf,
     pub platform: Option<Platform>,
