@@ -2,6 +2,7 @@
 
 mod build;
 mod lifecycle;
+mod line;
 mod package;
 mod publish;
 mod rebuild;
@@ -56,6 +57,10 @@ enum Command {
     /// Rebuild a published release from its recorded inputs and co-sign it when the rebuild
     /// has the same index digest; otherwise name the first file that differs
     Rebuild(RebuildArgs),
+    /// Build a release line (from the config) for each of its platforms, publish it as one
+    /// release tagged with the toolchain's version, and promote it to the line's channels;
+    /// prints the index digest last
+    Release(ReleaseArgs),
     /// The deployment's trust material for Sigstore clients
     #[command(subcommand)]
     TrustRoot(TrustRootCommand),
@@ -201,7 +206,7 @@ struct SignArgs {
 }
 
 /// Who signs and how; shared by `publish` and `sign`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct SigningArgs {
     /// The SPIFFE ID this signer signs as; an SVID for any other ID is refused
     #[arg(long, env = "TCDIST_SIGNER_ID", value_name = "SPIFFE_ID")]
@@ -360,6 +365,31 @@ impl PackagingArgs {
 }
 
 #[derive(Args, Debug)]
+struct ReleaseArgs {
+    /// The line's name in the config
+    #[arg(value_name = "LINE")]
+    line: String,
+    /// The release lines (TOML; see docs/cli.md)
+    #[arg(long, env = "TCDIST_LINES", value_name = "FILE")]
+    config: PathBuf,
+    /// The SPIFFE ID that signs the line's channel heads
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    promoter_id: Option<String>,
+    /// The Go root make.bash builds with (default: `go env GOROOT` of the go on PATH)
+    #[arg(long, env = "GOROOT_BOOTSTRAP", value_name = "DIR")]
+    bootstrap: Option<PathBuf>,
+    /// Cache of finished trees (by input digest), work dirs and packaged layers
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    cache_dir: PathBuf,
+    #[command(flatten)]
+    packaging: PackagingArgs,
+    #[command(flatten)]
+    signing: SigningArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
 struct RebuildArgs {
     /// The release to rebuild and co-sign: REGISTRY/REPOSITORY:TAG or …@sha256:…
     #[arg(value_name = "REF")]
@@ -409,6 +439,7 @@ fn main() -> ExitCode {
         Command::Refresh(args) => runtime.block_on(refresh_command(args)),
         Command::Yank(args) => runtime.block_on(yank_command(args)),
         Command::Rebuild(args) => runtime.block_on(rebuild_command(args)),
+        Command::Release(args) => runtime.block_on(release_command(args)),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
     };
     match result {
@@ -599,6 +630,59 @@ async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
     let (signing, registry) = args.promoter.into_signing()?;
     let sequence = lifecycle::yank(&reference, &args.reason, &signing, &registry).await?;
     println!("{sequence}");
+    Ok(())
+}
+
+async fn release_command(args: ReleaseArgs) -> anyhow::Result<()> {
+    let lines = line::load(&args.config)?;
+    let Some(line) = lines.iter().find(|l| l.name == args.line) else {
+        return Err(tcverify::Error::usage(format!(
+            "{} has no line {:?} (it has: {})",
+            args.config.display(),
+            args.line,
+            lines
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    };
+    let promoter = match args.promoter_id {
+        Some(id) => Some(
+            SigningArgs {
+                signer_id: Some(id),
+                ..args.signing.clone()
+            }
+            .into_signing()?,
+        ),
+        None => None,
+    };
+    let bootstrap = match args.bootstrap {
+        Some(dir) => dir,
+        None => host_goroot()?,
+    };
+    std::fs::create_dir_all(args.cache_dir.join("release"))
+        .with_context(|| format!("creating {}", args.cache_dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("release.")
+        .tempdir_in(args.cache_dir.join("release"))
+        .context("creating the release's work dir")?;
+    let workshop = line::Workshop {
+        bootstrap,
+        cache_dir: args.cache_dir.clone(),
+        work: work.path().to_owned(),
+        settings: args.packaging.settings()?,
+        registry: &args.registry,
+    };
+    let digest = line::release(
+        line,
+        &workshop,
+        args.signing.into_signing()?,
+        promoter.as_ref(),
+    )
+    .await?;
+    println!("{digest}");
     Ok(())
 }
 

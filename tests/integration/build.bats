@@ -271,6 +271,50 @@ PY
 	diff -r "$WORK/tree-other" "$root"
 }
 
+@test "distd release builds a line's platforms (cached), publishes one release tagged with its version, and feeds its channels" {
+	case $(uname -m) in
+	x86_64) other=linux/arm64 ;;
+	aarch64) other=linux/amd64 ;;
+	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
+	esac
+	host=$(go env GOOS)/$(go env GOARCH)
+	source_digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_digest"])' "$TREE/TOOLCHAIN.json")
+	repo=$TCDIST_REGISTRY/toolchains/line-$(date +%s%N)
+	cat >"$WORK/lines.toml" <<EOF
+[[line]]
+name = "go1.26"
+repository = "$repo"
+go_source = "$GO_SRC"
+go_source_digest = "$source_digest"
+patches = "$TCDIST_TOP/distd/patches/go1.26"
+platforms = ["$host", "$other"]
+channels = ["stable", "canary"]
+EOF
+	# The cross build of the test above is in the cache: nothing is built again.
+	run --separate-stderr "$DISTD" release go1.26 --config "$WORK/lines.toml" --cache-dir "$BUILD_CACHE"
+	[ "$status" -eq 0 ]
+	digest=${lines[-1]}
+	[[ $stderr == *"line \"go1.26\": reused go version "*" $host"* ]]
+	[[ $stderr == *"line \"go1.26\": reused go version "*" $other"* ]]
+	version=$(head -n1 "$TREE/VERSION")
+	for ref in "$repo:${version#go}" "$repo:stable" "$repo:canary"; do
+		for platform in "$host" "$other"; do
+			run --separate-stderr "$TCVERIFY" verify "$ref" --platform "$platform" --store "$WORK/store-line" --json
+			[ "$status" -eq 0 ]
+			[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["index_digest"])' "$output")" = "$digest" ]
+		done
+	done
+	# A source that is not the pinned one is refused before anything is built.
+	zeros=$(printf '%064d' 0)
+	sed -i "s|^go_source_digest = .*|go_source_digest = \"sha256:$zeros\"|" "$WORK/lines.toml"
+	run --separate-stderr "$DISTD" release go1.26 --config "$WORK/lines.toml" --cache-dir "$BUILD_CACHE"
+	[ "$status" -ne 0 ]
+	[[ $stderr == *"but line \"go1.26\" pins sha256:$zeros; nothing was built"* ]]
+	run --separate-stderr "$DISTD" release nosuch --config "$WORK/lines.toml"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *'has no line "nosuch" (it has: go1.26)'* ]]
+}
+
 @test "expensive: distd rebuild from nothing reproduces the release and co-signs it; a threshold of two then passes" {
 	# A repository of its own on every run: the stack's registry keeps earlier co-signatures.
 	ref=$TCDIST_REGISTRY/toolchains/rebuild-$(date +%s%N):v1
