@@ -187,9 +187,7 @@ pub async fn release(
             cache_dir: Some(workshop.cache_dir.clone()),
             scratch_dir: workshop.cache_dir.join("build/work"),
         };
-        let outcome = tokio::task::spawn_blocking(move || build::build(&request))
-            .await
-            .context("build thread failed")??;
+        let outcome = build::build_in_background(request).await?;
         eprintln!(
             "distd: line {:?}: {} {}",
             line.name,

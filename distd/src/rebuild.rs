@@ -24,8 +24,7 @@ use tcverify::store::tree::TreeManifest;
 use tcverify::verify::Verifier;
 
 use crate::build::{self, BuildRequest, patches, source};
-use crate::package::cache::BlobCache;
-use crate::package::{PackageSettings, TreeInput, package};
+use crate::package::{PackageSettings, TreeInput, package_in_background};
 use crate::publish::{self, Signing, signer_policy};
 
 pub struct RebuildRequest {
@@ -101,9 +100,7 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
         build.target = build::Target::for_platform(platform)?;
         let tree = build.out.clone();
         let started = std::time::Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || build::build(&build))
-            .await
-            .context("build thread failed")??;
+        let outcome = build::build_in_background(build).await?;
         eprintln!(
             "distd: rebuilt {} in {:.0?}",
             outcome.go_version_line,
@@ -114,18 +111,14 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
             platform: Some(platform.clone()),
         });
     }
-    let rebuilt = {
-        let trees = trees.clone();
-        let settings = request.settings.clone();
-        let cache_dir = request.cache_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            package(&trees, &settings, &BlobCache::open(&cache_dir)?)
-        })
-        .await
-        .context("packaging thread failed")??
-        .index
-        .digest
-    };
+    let rebuilt = package_in_background(
+        trees.clone(),
+        request.settings.clone(),
+        request.cache_dir.clone(),
+    )
+    .await?
+    .index
+    .digest;
     if rebuilt != digest {
         bail!(
             "the rebuild is {rebuilt}, not {digest}; not co-signing. {}",

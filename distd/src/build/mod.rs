@@ -97,6 +97,13 @@ fn step(n: usize, what: &str) {
     eprintln!("distd: build [{n}/{STEPS}] {what}");
 }
 
+/// [`build`] on a blocking thread, for async callers (make.bash runs for minutes).
+pub async fn build_in_background(request: BuildRequest) -> Result<BuildOutcome> {
+    tokio::task::spawn_blocking(move || build(&request))
+        .await
+        .context("build thread failed")?
+}
+
 pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
     let BuildRequest {
         go_root,

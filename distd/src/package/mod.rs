@@ -62,6 +62,17 @@ impl PackagedRelease {
     }
 }
 
+/// [`package`] on a blocking thread: compression is CPU work the async runtime must not wait on.
+pub async fn package_in_background(
+    trees: Vec<TreeInput>,
+    settings: PackageSettings,
+    cache_dir: std::path::PathBuf,
+) -> Result<PackagedRelease> {
+    tokio::task::spawn_blocking(move || package(&trees, &settings, &BlobCache::open(&cache_dir)?))
+        .await
+        .context("packaging thread failed")?
+}
+
 pub fn package(
     trees: &[TreeInput],
     settings: &PackageSettings,

@@ -20,7 +20,7 @@ use tcverify::verify::policy::Policy;
 use tcverify::{Digest, Platform};
 
 use crate::package::cache::BlobCache;
-use crate::package::{PackageSettings, TreeInput, package};
+use crate::package::{PackageSettings, TreeInput, package_in_background};
 use crate::sign::svid::SigningIdentity;
 use crate::sign::{Signer, Subject};
 use attach::Target;
@@ -53,16 +53,12 @@ pub struct LogTrust {
 
 pub async fn publish(request: PublishRequest) -> Result<Digest> {
     let cache = BlobCache::open(&request.cache_dir)?;
-    let release = {
-        let trees = request.trees;
-        let settings = request.settings.clone();
-        let cache_dir = request.cache_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            package(&trees, &settings, &BlobCache::open(&cache_dir)?)
-        })
-        .await
-        .context("packaging thread failed")??
-    };
+    let release = package_in_background(
+        request.trees,
+        request.settings.clone(),
+        request.cache_dir.clone(),
+    )
+    .await?;
     eprintln!(
         "distd: packaged {} ({} platform(s))",
         release.index.digest,
