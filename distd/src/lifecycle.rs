@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
+use tcverify::Digest;
 use tcverify::attachments::lifecycle::{
     ANNOTATION_CHANNEL, ANNOTATION_SEQUENCE, CHANNEL_PREDICATE_TYPE, ChannelPredicate,
     ChannelStatement, YANKS_PREDICATE_TYPE, YANKS_TAG, Yank, YankListPredicate, YankListRef,
@@ -19,7 +20,7 @@ use tcverify::registry::{Registry, RegistryArgs};
 use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 use tcverify::resolve::parse_index;
 use tcverify::source::ReleaseSource;
-use tcverify::verify::lifecycle::{current_head, current_yank_list};
+use tcverify::verify::lifecycle::{ChannelHead, current_head, current_yank_list};
 use tcverify::verify::policy::Policy;
 
 use crate::publish::attach::{Target, attach_bundle};
@@ -355,4 +356,70 @@ pub async fn yank(
         release.digest, promoter.identity.leaf.id
     );
     Ok(sequence)
+}
+
+/// What a repository holds, as promoters and tags say: its release tags with their digests,
+/// each channel's verified head, and the verified yank list.
+pub struct RepositoryState {
+    pub releases: Vec<(String, Digest)>,
+    pub channels: Vec<(String, Option<(Digest, ChannelHead)>)>,
+    pub yanks: Vec<Yank>,
+}
+
+/// Concurrent reads of tags while listing a repository.
+const TAG_READS: usize = 8;
+
+/// Reads `repository`'s state for the catalog. Tags are pointers and listed as found (a pull
+/// verifies what it gets); channel heads and the yank list are verified as `promote` reads
+/// them, so a forged head or list fails the read instead of showing.
+pub async fn read_state(
+    repository: &RegistryRef,
+    channels: &[String],
+    signing: &Signing,
+    registry_args: &RegistryArgs,
+) -> Result<RepositoryState> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    let promoter = Promoter::start(repository, signing, registry_args).await?;
+    let yanks = promoter
+        .yank_list(repository)
+        .await?
+        .map(|(_, list)| list.yanked)
+        .unwrap_or_default();
+    let mut heads = Vec::new();
+    for channel in channels {
+        let tagged = RegistryRef {
+            tag: Some(channel.clone()),
+            digest: None,
+            ..repository.clone()
+        };
+        heads.push((
+            channel.clone(),
+            current_head(&promoter.source(&tagged), &promoter.policy).await?,
+        ));
+    }
+    let names: Vec<String> = promoter
+        .registry
+        .tags(&repository.with_tag("latest"))
+        .await?
+        .into_iter()
+        .filter(|tag| tag != YANKS_TAG && !channels.contains(tag) && !tag.starts_with("sha256-"))
+        .collect();
+    let releases = futures::stream::iter(names)
+        .map(|tag| {
+            let registry = &promoter.registry;
+            let reference = repository.with_tag(&tag);
+            async move {
+                let digest = registry.manifest_digest(&reference).await?;
+                Ok::<_, anyhow::Error>(digest.map(|d| (tag, d)))
+            }
+        })
+        .buffered(TAG_READS)
+        .try_filter_map(|found| async move { Ok(found) })
+        .try_collect()
+        .await?;
+    Ok(RepositoryState {
+        releases,
+        channels: heads,
+        yanks,
+    })
 }

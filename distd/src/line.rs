@@ -16,6 +16,7 @@ use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
 use tcverify::{Digest, Platform};
 
 use crate::build::{self, BuildConfig, BuildRequest, source};
+use crate::events::{self, Event};
 use crate::lifecycle::{self, HeadRequest};
 use crate::package::{PackageSettings, TreeInput};
 use crate::publish::{self, PublishRequest, Signing};
@@ -187,7 +188,13 @@ pub async fn release(
             cache_dir: Some(workshop.cache_dir.clone()),
             scratch_dir: workshop.cache_dir.join("build/work"),
         };
+        let started = std::time::Instant::now();
         let outcome = build::build_in_background(request).await?;
+        events::report(Event::build(
+            platform.to_string(),
+            outcome.cached,
+            started.elapsed(),
+        ));
         eprintln!(
             "distd: line {:?}: {} {}",
             line.name,

@@ -1,11 +1,14 @@
 //! `distd`: package, publish and (later) serve customized Go toolchains.
 
 mod build;
+mod ctl;
+mod events;
 mod lifecycle;
 mod line;
 mod package;
 mod publish;
 mod rebuild;
+mod serve;
 mod sign;
 mod trust_root;
 
@@ -61,9 +64,28 @@ enum Command {
     /// release tagged with the toolchain's version, and promote it to the line's channels;
     /// prints the index digest last
     Release(ReleaseArgs),
+    /// Run the publisher daemon: the SPIFFE mTLS API, the build queue, channel re-signing,
+    /// health and metrics (config: deploy/distd/serve.toml)
+    Serve(ServeArgs),
+    /// Ask the daemon (`distd serve`) to build, promote or yank, or read its catalog and jobs
+    Ctl(ctl::CtlArgs),
     /// The deployment's trust material for Sigstore clients
     #[command(subcommand)]
     TrustRoot(TrustRootCommand),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The daemon's config (TOML; see docs/daemon.md)
+    #[arg(long, env = "TCDIST_SERVE_CONFIG", value_name = "FILE")]
+    config: PathBuf,
+    /// The SPIFFE ID that signs channel heads and yank lists
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    promoter_id: String,
+    #[command(flatten)]
+    signing: SigningArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
@@ -439,20 +461,70 @@ fn main() -> ExitCode {
         Command::Refresh(args) => runtime.block_on(refresh_command(args)),
         Command::Yank(args) => runtime.block_on(yank_command(args)),
         Command::Rebuild(args) => runtime.block_on(rebuild_command(args)),
-        Command::Release(args) => runtime.block_on(release_command(args)),
+        Command::Release(args) => {
+            events::report_to_file_from_environment();
+            runtime.block_on(until_terminated(release_command(args)))
+        }
+        Command::Serve(args) => runtime.block_on(serve_command(args)),
+        Command::Ctl(args) => runtime.block_on(ctl::run(args)).map_err(|e| {
+            let code = ctl::exit_code(&e);
+            e.context(CtlExit(code))
+        }),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("distd: error: {err:#}");
-            let code = err
-                .chain()
-                .find_map(|cause| cause.downcast_ref::<tcverify::Error>())
-                .map_or(1, tcverify::Error::exit_code);
+            let code = match err.downcast_ref::<CtlExit>() {
+                Some(exit) => exit.0,
+                None => err
+                    .chain()
+                    .find_map(|cause| cause.downcast_ref::<tcverify::Error>())
+                    .map_or(1, tcverify::Error::exit_code),
+            };
             ExitCode::from(code)
         }
     }
+}
+
+/// Runs `work` unless SIGTERM comes first; then `work` is dropped, which removes its
+/// temporary files (a build's make.bash, in the same process group, gets the signal too).
+/// Publishing moves tags only after signing, so stopping at any point leaves none on an
+/// unsigned release.
+async fn until_terminated(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = work => result,
+        _ = terminate.recv() => anyhow::bail!("stopped by SIGTERM before the release was finished"),
+    }
+}
+
+/// The exit code `distd ctl` chose for its error, carried to `main`.
+#[derive(Debug)]
+struct CtlExit(u8);
+
+impl std::fmt::Display for CtlExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("distd ctl")
+    }
+}
+
+async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+    let config =
+        serve::config::load(&args.config).map_err(|e| tcverify::Error::usage(format!("{e:#}")))?;
+    let endpoint = args.signing.spiffe_endpoint_socket.clone().ok_or_else(|| {
+        tcverify::Error::usage(
+            "the daemon serves with an SVID from the Workload API: set SPIFFE_ENDPOINT_SOCKET",
+        )
+    })?;
+    let promoter = SigningArgs {
+        signer_id: Some(args.promoter_id),
+        ..args.signing
+    }
+    .into_signing()?;
+    serve::serve(config, promoter, args.registry, &endpoint).await
 }
 
 fn build_command(args: BuildArgs) -> anyhow::Result<()> {

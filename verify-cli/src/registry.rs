@@ -207,6 +207,42 @@ impl Registry {
             .collect())
     }
 
+    /// The repository's tags (the first page the registry gives: at most 1000). A repository
+    /// the registry does not know has none.
+    pub async fn tags(&self, reference: &Reference) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("tag list of {}", reference.repository());
+        let mut url = self.repository_url(reference, "tags/list")?;
+        url.query_pairs_mut().append_pair("n", "1000");
+        let request = Request {
+            method: Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            body: None,
+        };
+        let scope = scope(reference, Access::Pull);
+        let fetched = self
+            .retry(&format!("listing the {what}"), || async {
+                let response = self.send_ok(&request, &scope).await?;
+                read_capped(response, MAX_DOCUMENT_BYTES)
+                    .await
+                    .map_err(|e| over_limit(e, over_document_limit(&what)))
+            })
+            .await;
+        let bytes = match fetched {
+            Ok(bytes) => bytes,
+            Err(Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let listed: Listed = serde_json::from_slice(&bytes)
+            .map_err(|e| Rejection::malformed(&what, format!("not a valid tag list: {e}")))?;
+        Ok(listed.tags.unwrap_or_default())
+    }
+
     /// Whether the registry holds a manifest for `reference`, and its digest.
     pub async fn manifest_digest(&self, reference: &Reference) -> Result<Option<Digest>> {
         let operation = format!("checking manifest {}", reference.whole());

@@ -20,6 +20,7 @@ use tcverify::bundle::{
 };
 use tcverify::spiffe_id::SpiffeId;
 
+use crate::events::{self, Event};
 use svid::{SigningIdentity, SvidSource};
 use tlog::TransparencyLogClient;
 use tsa::TimestampAuthority;
@@ -116,7 +117,10 @@ impl Signer {
         statement: Vec<u8>,
     ) -> Result<Vec<u8>> {
         let signature = identity.key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
-        let timestamp = self.tsa.timestamp(&signature).await?;
+        let timestamp = events::timed(self.tsa.timestamp(&signature), |seconds, ok| {
+            Event::Timestamp { seconds, ok }
+        })
+        .await?;
         let envelope = Envelope {
             payload: statement,
             payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
@@ -127,9 +131,11 @@ impl Signer {
         };
         let tlog_entries = match &self.log {
             Some(log) => {
-                let entry = log
-                    .submit_dsse(&envelope, &identity.chain[0], &identity.key)
-                    .await?;
+                let entry = events::timed(
+                    log.submit_dsse(&envelope, &identity.chain[0], &identity.key),
+                    |seconds, ok| Event::LogEntry { seconds, ok },
+                )
+                .await?;
                 eprintln!(
                     "distd: recorded in the transparency log at index {}",
                     entry.log_index
@@ -154,6 +160,9 @@ impl Signer {
             },
             dsse_envelope: Some(envelope),
         };
+        events::report(Event::Signature {
+            signer: identity.leaf.id.to_string(),
+        });
         Ok(bundle.to_json())
     }
 
@@ -165,7 +174,10 @@ impl Signer {
         let payload =
             SimpleSigning::new(subject.docker_reference, subject.tag, subject.index).to_json();
         let signature = identity.key.sign(&payload)?;
-        let timestamp = self.tsa.timestamp(&signature).await?;
+        let timestamp = events::timed(self.tsa.timestamp(&signature), |seconds, ok| {
+            Event::Timestamp { seconds, ok }
+        })
+        .await?;
         Ok(CosignSignature {
             payload,
             signature,

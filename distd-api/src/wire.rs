@@ -1,0 +1,170 @@
+//! The API's JSON documents. Paths:
+//!
+//! | method and path | action | body / answer |
+//! | --- | --- | --- |
+//! | `GET /v1/catalog` | read | [`Catalog`] |
+//! | `POST /v1/lines/{line}/builds` | build | [`Job`] (202) |
+//! | `GET /v1/jobs` | read | `[Job]` |
+//! | `GET /v1/jobs/{id}` | read | [`Job`] |
+//! | `GET /v1/jobs/{id}/log?offset=N&follow=true` | read | the job's log from byte N, streamed until the job ends |
+//! | `POST /v1/jobs/{id}/cancel` | build | [`Job`] |
+//! | `POST /v1/lines/{line}/promote` | promote | [`PromoteRequest`] → [`LifecycleAnswer`] |
+//! | `POST /v1/lines/{line}/yank` | yank | [`YankRequest`] → [`LifecycleAnswer`] |
+//!
+//! Every error is an [`ApiError`] with the HTTP status that fits it (403 for a caller the
+//! config does not allow).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// What a caller may do, granted per line in the daemon's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// List the catalog, read jobs and their logs.
+    Read,
+    /// Request a build of a line; cancel its jobs.
+    Build,
+    /// Promote a release of a line to one of its channels.
+    Promote,
+    /// Yank a release of a line.
+    Yank,
+}
+
+impl Action {
+    pub const ALL: [Action; 4] = [Action::Read, Action::Build, Action::Promote, Action::Yank];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Build => "build",
+            Action::Promote => "promote",
+            Action::Yank => "yank",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The daemon stopped or died while it ran; it is queued again when the daemon starts.
+    Interrupted,
+}
+
+impl JobState {
+    /// Whether the job will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// One change of a job's state, kept in its history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub at: Timestamp,
+    pub state: JobState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A build of a line: its state and what it produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    pub line: String,
+    /// The SPIFFE ID of the caller who asked for it.
+    pub requested_by: String,
+    pub state: JobState,
+    /// How many times it started (more than one after an interruption).
+    pub attempts: u32,
+    /// The release's index digest, once published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub history: Vec<JobEvent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PromoteRequest {
+    /// The release's index digest (`sha256:…`).
+    pub release: String,
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct YankRequest {
+    pub release: String,
+    pub reason: String,
+}
+
+/// The signed statement a promote or yank produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LifecycleAnswer {
+    pub release: String,
+    /// The channel head's or the yank list's new sequence.
+    pub sequence: u64,
+}
+
+/// What the registry and the signed statements say about every line.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub lines: Vec<LineCatalog>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LineCatalog {
+    pub name: String,
+    /// `REGISTRY/REPOSITORY`.
+    pub repository: String,
+    pub platforms: Vec<String>,
+    /// Tags naming releases (channels and tcdist's own tags left out), by tag.
+    pub releases: Vec<TaggedRelease>,
+    pub channels: Vec<ChannelHead>,
+    pub yanks: Vec<YankedRelease>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TaggedRelease {
+    pub tag: String,
+    pub release: String,
+}
+
+/// A channel's current head, verified; `release` is absent for a channel never promoted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChannelHead {
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct YankedRelease {
+    pub release: String,
+    pub reason: String,
+    pub yanked_at: Timestamp,
+}
+
+/// Every error answer's body.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}

@@ -1,0 +1,207 @@
+//! `distd ctl`: the daemon's client. It authenticates with the caller's X.509-SVID from the
+//! Workload API (the one for `--as` when the caller holds several) and accepts only a server
+//! presenting `--server-id`'s SVID. Answers are printed as JSON on stdout; a followed log
+//! goes to stderr as it comes.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use distd_api::client::{Answer, Client, ok};
+use distd_api::wire::{Catalog, Job, JobState, LifecycleAnswer, PromoteRequest, YankRequest};
+use http::Method;
+use http_body_util::BodyExt as _;
+use serde::Serialize;
+use tcverify::spiffe_id::SpiffeId;
+use tokio::io::AsyncWriteExt as _;
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// The daemon: https://HOST:PORT
+    #[arg(long, env = "TCDIST_SERVER", value_name = "URL")]
+    server: String,
+    /// The daemon's SPIFFE ID; a server with another SVID is refused
+    #[arg(long, env = "TCDIST_SERVER_ID", value_name = "SPIFFE_ID")]
+    server_id: String,
+    /// The SPIFFE ID to call as, when this process holds several SVIDs (default: the Workload
+    /// API's first)
+    #[arg(long = "as", env = "TCDIST_CTL_ID", value_name = "SPIFFE_ID")]
+    caller: Option<String>,
+    /// The SPIFFE Workload API (the SPIRE agent's socket)
+    #[arg(long, env = "SPIFFE_ENDPOINT_SOCKET", value_name = "unix:///PATH")]
+    spiffe_endpoint_socket: String,
+    #[command(subcommand)]
+    command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum CtlCommand {
+    /// Lines, their releases, channel heads and yanks
+    Catalog,
+    /// Request a build of a line; prints the job
+    Build {
+        line: String,
+        /// Follow the job's log until it ends; exit 1 unless it succeeded
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Every job
+    Jobs,
+    /// One job's state; with --follow, its log until it ends
+    Job {
+        id: u64,
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cancel a queued or running job
+    Cancel { id: u64 },
+    /// Promote a release of a line to one of its channels
+    Promote {
+        line: String,
+        #[arg(value_name = "DIGEST")]
+        release: String,
+        #[arg(long)]
+        channel: String,
+    },
+    /// Yank a release of a line
+    Yank {
+        line: String,
+        #[arg(value_name = "DIGEST")]
+        release: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// The exit code for an error of `distd ctl`: refused or unknown (2), unreachable (3), else 1.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(answer) = err.chain().find_map(|c| c.downcast_ref::<Answer>()) {
+        return match answer.status.as_u16() {
+            400 | 403 | 404 => 2,
+            502 | 503 => 3,
+            _ => 1,
+        };
+    }
+    let unreachable = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some() || c.downcast_ref::<hyper::Error>().is_some()
+    });
+    if unreachable { 3 } else { 1 }
+}
+
+pub async fn run(args: CtlArgs) -> Result<()> {
+    let usage =
+        |flag: &str, e: &dyn std::fmt::Display| tcverify::Error::usage(format!("{flag}: {e}"));
+    let server_id = SpiffeId::parse(&args.server_id).map_err(|e| usage("--server-id", &e))?;
+    let caller = args
+        .caller
+        .as_deref()
+        .map(SpiffeId::parse)
+        .transpose()
+        .map_err(|e| usage("--as", &e))?;
+    let source =
+        distd_api::tls::workload_source(&args.spiffe_endpoint_socket, caller.as_ref()).await?;
+    let client = Client::new(
+        &args.server,
+        distd_api::tls::client_config(source.clone(), &server_id)?,
+    )?;
+    let result = command(&client, args.command).await;
+    source.shutdown().await;
+    result
+}
+
+async fn command(client: &Client, command: CtlCommand) -> Result<()> {
+    let none = None::<&()>;
+    match command {
+        CtlCommand::Catalog => print(
+            &client
+                .call::<Catalog>(Method::GET, "/v1/catalog", none)
+                .await?,
+        ),
+        CtlCommand::Build { line, follow } => {
+            let job: Job = client
+                .call(Method::POST, &format!("/v1/lines/{line}/builds"), none)
+                .await?;
+            eprintln!("distd ctl: job {} queued for line {line:?}", job.id);
+            if follow {
+                return follow_job(client, job.id).await;
+            }
+            print(&job)
+        }
+        CtlCommand::Jobs => print(
+            &client
+                .call::<Vec<Job>>(Method::GET, "/v1/jobs", none)
+                .await?,
+        ),
+        CtlCommand::Job { id, follow } => {
+            if follow {
+                return follow_job(client, id).await;
+            }
+            print(
+                &client
+                    .call::<Job>(Method::GET, &format!("/v1/jobs/{id}"), none)
+                    .await?,
+            )
+        }
+        CtlCommand::Cancel { id } => print(
+            &client
+                .call::<Job>(Method::POST, &format!("/v1/jobs/{id}/cancel"), none)
+                .await?,
+        ),
+        CtlCommand::Promote {
+            line,
+            release,
+            channel,
+        } => print(
+            &client
+                .call::<LifecycleAnswer>(
+                    Method::POST,
+                    &format!("/v1/lines/{line}/promote"),
+                    Some(&PromoteRequest { release, channel }),
+                )
+                .await?,
+        ),
+        CtlCommand::Yank {
+            line,
+            release,
+            reason,
+        } => print(
+            &client
+                .call::<LifecycleAnswer>(
+                    Method::POST,
+                    &format!("/v1/lines/{line}/yank"),
+                    Some(&YankRequest { release, reason }),
+                )
+                .await?,
+        ),
+    }
+}
+
+/// Streams the job's log to stderr until it ends, prints the job, and fails unless it
+/// succeeded.
+async fn follow_job(client: &Client, id: u64) -> Result<()> {
+    let response = ok(client
+        .send(Method::GET, &format!("/v1/jobs/{id}/log?follow=true"), None)
+        .await?)
+    .await?;
+    let mut body = response.into_body();
+    let mut stderr = tokio::io::stderr();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.context("reading the job's log")?.into_data() {
+            stderr.write_all(&data).await?;
+        }
+    }
+    let job: Job = client
+        .call(Method::GET, &format!("/v1/jobs/{id}"), None::<&()>)
+        .await?;
+    print(&job)?;
+    match job.state {
+        JobState::Succeeded => Ok(()),
+        state => anyhow::bail!(
+            "job {id} ended {state:?}{}",
+            job.error.map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+    }
+}
+
+fn print(value: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
