@@ -472,6 +472,8 @@ fn main() -> ExitCode {
         }),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
     };
+    // A build thread still copying or building after SIGTERM is not waited for.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -69,11 +69,9 @@ impl Jobs {
             inner.next_id = inner.next_id.max(id);
             let state = record.job.state;
             if state == JobState::Running {
-                if let Some(process) = record.process.take()
-                    && process.is_alive()
-                {
-                    // SAFETY: kill(2) on a process group this daemon started and recorded.
-                    unsafe { libc::kill(-process.pid, libc::SIGKILL) };
+                // What is left of its process group (make.bash outlives its parent).
+                if let Some(process) = record.process.take() {
+                    process.signal_group(libc::SIGKILL);
                 }
                 change(
                     &mut record.job,
@@ -412,16 +410,12 @@ pub fn state_name(state: JobState) -> &'static str {
     }
 }
 
-/// SIGTERM to the job's process group now, SIGKILL after `grace` if its leader still runs.
+/// SIGTERM to the job's process group now, SIGKILL to whatever is left of it after `grace`.
 fn stop(process: ProcessRecord, grace: Duration) {
-    // SAFETY: kill(2) on the process group this daemon started.
-    unsafe { libc::kill(-process.pid, libc::SIGTERM) };
+    process.signal_group(libc::SIGTERM);
     tokio::spawn(async move {
         tokio::time::sleep(grace).await;
-        if process.is_alive() {
-            // SAFETY: as above; the start time shows the group is still the job's.
-            unsafe { libc::kill(-process.pid, libc::SIGKILL) };
-        }
+        process.signal_group(libc::SIGKILL);
     });
 }
 

@@ -96,9 +96,21 @@ impl ProcessRecord {
         start_time(pid).map(|started| ProcessRecord { pid, started })
     }
 
-    /// Whether the recorded process still runs (the same one, not a reuse of its pid).
-    pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.started)
+    /// Whether the process group the recorded process led is still the job's, so signalling
+    /// it reaches only the job's processes. Linux never hands out a pid that is still some
+    /// group's id, so with the leader gone, any member left is the job's (make.bash after the
+    /// leader died with the daemon); a leader with another start time means the group ended
+    /// and its id was reused.
+    pub fn group_is_ours(&self) -> bool {
+        start_time(self.pid).is_none_or(|started| started == self.started)
+    }
+
+    /// Sends `signal` to the job's process group, if it is still the job's.
+    pub fn signal_group(&self, signal: libc::c_int) {
+        if self.group_is_ours() {
+            // SAFETY: kill(2) on a process group this daemon started (checked just above).
+            unsafe { libc::kill(-self.pid, signal) };
+        }
     }
 }
 
@@ -137,17 +149,18 @@ mod tests {
         let read = journal.read_all().unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].job, record.job);
-        assert!(read[0].process.unwrap().is_alive());
+        assert!(read[0].process.unwrap().group_is_ours());
     }
 
     #[test]
-    fn a_dead_or_reused_pid_is_not_alive() {
+    fn a_group_whose_leader_id_was_reused_is_not_the_jobs() {
         let me = ProcessRecord::of(std::process::id() as i32).unwrap();
         let reused = ProcessRecord {
             started: me.started + 1,
             ..me
         };
-        assert!(!reused.is_alive());
+        assert!(!reused.group_is_ours());
+        assert!(me.group_is_ours());
         assert!(ProcessRecord::of(i32::MAX).is_none());
     }
 }
