@@ -27,8 +27,9 @@ setup_file() {
 	# The source's digest, as distd computes it (a build of the host platform, cached).
 	"$DISTD" build --go-root "$go_src" --out "$WORK/tree" --cache-dir "$BUILD_CACHE" >/dev/null 2>"$WORK/build.log"
 	digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_digest"])' "$WORK/tree/TOOLCHAIN.json")
-	export REPO=$TCDIST_REGISTRY/toolchains/daemon-$(date +%s%N)
-	export SLOW_REPO=$TCDIST_REGISTRY/toolchains/daemon-slow-$(date +%s%N)
+	export REPO SLOW_REPO
+	REPO=$TCDIST_REGISTRY/toolchains/daemon-$(date +%s%N)
+	SLOW_REPO=$TCDIST_REGISTRY/toolchains/daemon-slow-$(date +%s%N)
 	printf 'TCDIST_VERSION_SUFFIX=interrupted%s\n' "$(date +%s%N)" >"$WORK/slow.env"
 	cat >"$WORK/lines.toml" <<EOF
 [[line]]
