@@ -214,14 +214,14 @@ PY
 	python3 - "$WORK/metrics.txt" "$HOST" "$OTHER" <<'PY'
 import re, sys
 text, host, other = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
-sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
+sample = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (?P<value>-?[0-9.e+-]+|NaN|[+-]Inf)$')
 series = {}
 for line in text.splitlines():
     if line.startswith("#") or not line:
         continue
     m = sample.match(line)
     assert m, f"not a sample: {line!r}"
-    series.setdefault(m.group(1), []).append((line, float(m.group(5))))
+    series.setdefault(m.group("name"), []).append((line, float(m.group("value"))))
 def value(prefix):
     return [v for l, v in sum(series.values(), []) if l.startswith(prefix)]
 for platform in (host, other):

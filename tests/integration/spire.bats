@@ -233,7 +233,8 @@ PY
 
 @test "TCDIST_SIGNER_SVID_TTL=60 re-applies the signer entries with the shorter TTL" {
 	RESTORE_ENTRIES=1
-	n=$(tr ':' '\n' <<<"$TCDIST_SPIRE_DISTD_PATHS" | wc -l)
+	# The signer's and the daemon's server identity's entries, one each per distd path.
+	n=$((2 * $(tr ':' '\n' <<<"$TCDIST_SPIRE_DISTD_PATHS" | wc -l)))
 	TCDIST_SIGNER_SVID_TTL=60 run "$APPLY"
 	[ "$status" -eq 0 ]
 	[[ ${lines[-1]} =~ ^entries:\ 0\ created,\ $n\ updated,\ 0\ deleted, ]]
