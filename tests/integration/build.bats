@@ -224,18 +224,10 @@ make_module() {
 	[ "$("$root/bin/go" env GOROOT)" = "$root" ]
 }
 
-# elf_machine FILE: the ELF e_machine of FILE (62 x86-64, 183 AArch64).
-elf_machine() {
-	python3 -c 'import struct, sys
-data = open(sys.argv[1], "rb").read(20)
-assert data[:4] == b"\x7fELF", sys.argv[1] + " is not ELF"
-print(struct.unpack("<H", data[18:20])[0])' "$1"
-}
-
 @test "expensive: a cross build has the target's binaries only; with the host's tree it is one release whose platforms each verify" {
 	case $(uname -m) in
-	x86_64) other=linux/arm64 machine=183 host_machine=62 ;;
-	aarch64) other=linux/amd64 machine=62 host_machine=183 ;;
+	x86_64) other=linux/arm64 ;;
+	aarch64) other=linux/amd64 ;;
 	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
 	esac
 	dir=${other/\//_}
@@ -246,9 +238,9 @@ print(struct.unpack("<H", data[18:20])[0])' "$1"
 	}
 	grep -qF "go version $(head -n1 "$TREE/VERSION") $other" "$WORK/cross.log"
 	for f in bin/go bin/gofmt "pkg/tool/$dir/compile" "pkg/tool/$dir/link"; do
-		[ "$(elf_machine "$WORK/tree-other/$f")" = "$machine" ]
+		[ "$(binary_platform "$WORK/tree-other/$f")" = "$other" ]
 	done
-	[ "$(elf_machine "$TREE/bin/go")" = "$host_machine" ]
+	[ "$(binary_platform "$TREE/bin/go")" = "$(go env GOOS)/$(go env GOARCH)" ]
 	# Nothing of the host's toolchain: no second bin/ directory, no host tools.
 	[ ! -e "$WORK/tree-other/bin/$dir" ]
 	[ "$(ls "$WORK/tree-other/pkg/tool")" = "$dir" ]
@@ -267,8 +259,31 @@ PY
 		[[ $output == *" $platform verified: "* ]]
 	done
 	root=$("$TCVERIFY" pull "$ref" --platform "$other" --store "$WORK/store-multi")
-	[ "$(elf_machine "$root/bin/go")" = "$machine" ]
+	[ "$(binary_platform "$root/bin/go")" = "$other" ]
 	diff -r "$WORK/tree-other" "$root"
+}
+
+@test "expensive: a darwin/arm64 cross build has Mach-O arm64 binaries only" {
+	case $(uname -m) in
+	x86_64 | aarch64) ;;
+	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
+	esac
+	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-darwin" --platform darwin/arm64 \
+		--cache-dir "$BUILD_CACHE" >"$WORK/darwin.out" 2>"$WORK/darwin.log" || {
+		tail -n 50 "$WORK/darwin.log"
+		false
+	}
+	grep -qF "go version $(head -n1 "$TREE/VERSION") darwin/arm64" "$WORK/darwin.log"
+	for f in bin/go bin/gofmt pkg/tool/darwin_arm64/compile pkg/tool/darwin_arm64/link; do
+		[ "$(binary_platform "$WORK/tree-darwin/$f")" = darwin/arm64 ]
+	done
+	[ ! -e "$WORK/tree-darwin/bin/darwin_arm64" ]
+	[ "$(ls "$WORK/tree-darwin/pkg/tool")" = darwin_arm64 ]
+	python3 - "$WORK/tree-darwin/TOOLCHAIN.json" <<'PY'
+import json, sys
+meta = json.load(open(sys.argv[1]))
+assert (meta["goos"], meta["goarch"]) == ("darwin", "arm64"), meta
+PY
 }
 
 @test "distd release builds a line's platforms (cached), publishes one release tagged with its version, and feeds its channels" {

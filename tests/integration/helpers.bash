@@ -115,3 +115,20 @@ registry_blob_file() {
 	local hex=${1#sha256:}
 	echo "$TCDIST_STACK_DIR/registry/data/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data"
 }
+
+# binary_platform FILE: the OS/ARCH an executable is built for, read from its header (ELF
+# e_machine, Mach-O cputype); fails for anything else.
+binary_platform() {
+	python3 - "$1" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read(20)
+if data[:4] == b"\x7fELF":
+    machine = struct.unpack("<H", data[18:20])[0]
+    print({62: "linux/amd64", 183: "linux/arm64"}.get(machine, f"linux/e_machine-{machine}"))
+elif data[:4] == b"\xcf\xfa\xed\xfe":
+    cputype = struct.unpack("<I", data[4:8])[0]
+    print({0x01000007: "darwin/amd64", 0x0100000C: "darwin/arm64"}.get(cputype, f"darwin/cputype-{cputype:#x}"))
+else:
+    sys.exit(f"{sys.argv[1]} is neither ELF nor 64-bit Mach-O")
+PY
+}

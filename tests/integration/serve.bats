@@ -1,13 +1,14 @@
 #!/usr/bin/env bats
-# distd serve, attacked and driven as its users would: a release manager builds a two-platform
-# line, promotes and yanks through the API with the SVID SPIRE gives distd ctl; a reader's SVID
-# is refused (403, audited); a client without an SVID of the trust domain never completes the
-# handshake; the daemon follows its own SVID's rotation; kill -9 and SIGTERM in the middle of a
-# build leave the job interrupted and resumed, and no tag on anything unsigned.
+# distd serve, attacked and driven as its users would: a release manager builds a line for
+# linux/amd64, linux/arm64 and darwin/arm64, promotes and yanks through the API with the SVID
+# SPIRE gives distd ctl; a reader's SVID is refused (403, audited); a client without an SVID of
+# the trust domain never completes the handshake; the daemon follows its own SVID's rotation;
+# kill -9 and SIGTERM in the middle of a build leave the job interrupted and resumed, and no
+# tag on anything unsigned.
 #
-# The line's platforms are those build.bats built (host and linux/arm64, from the cache under
-# ~/.cache/tcdist/distd); the interruption tests use a line with its own version suffix, so
-# make.bash really runs when they stop it.
+# The line's platforms are those build.bats built (the host, the other linux architecture and
+# darwin/arm64, from the cache under ~/.cache/tcdist/distd); the interruption tests use a line
+# with its own version suffix, so make.bash really runs when they stop it.
 
 bats_require_minimum_version 1.5.0
 
@@ -38,7 +39,7 @@ repository = "$REPO"
 go_source = "$go_src"
 go_source_digest = "$digest"
 patches = "$TCDIST_TOP/distd/patches/go1.26"
-platforms = ["$HOST", "$OTHER"]
+platforms = ["$HOST", "$OTHER", "darwin/arm64"]
 channels = ["stable"]
 
 [[line]]
@@ -154,11 +155,6 @@ live_in_group() {
 	ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
 }
 
-# elf_machine FILE: the ELF e_machine of FILE (62 x86-64, 183 aarch64).
-elf_machine() {
-	python3 -c 'import struct,sys; d=open(sys.argv[1],"rb").read(20); assert d[:4]==b"\x7fELF", "not ELF"; print(struct.unpack("<H", d[18:20])[0])' "$1"
-}
-
 @test "a release manager builds both platforms through the API, promotes and yanks; the catalog shows it; metrics parse" {
 	run --separate-stderr ctl --as "$MANAGER" build go1.26 --follow
 	[ "$status" -eq 0 ]
@@ -168,8 +164,7 @@ elf_machine() {
 	[[ $stderr == *"attempt 1: distd release go1.26"* ]]
 	[[ $stderr == *"channel \"stable\" head 1: $digest"* ]]
 	# Each platform verifies on its own, and its binaries are built for it.
-	declare -A machine=([linux/amd64]=62 [linux/arm64]=183)
-	for platform in "$HOST" "$OTHER"; do
+	for platform in "$HOST" "$OTHER" darwin/arm64; do
 		run --separate-stderr "$TCVERIFY" verify "$REPO:stable" --platform "$platform" --store "$WORK/store" --json
 		[ "$status" -eq 0 ]
 		[ "$(json 'j["index_digest"]' <<<"$output")" = "$digest" ]
@@ -177,7 +172,7 @@ elf_machine() {
 		[ "$status" -eq 0 ]
 		root=$(json 'j["root"]' <<<"$output")
 		for binary in bin/go bin/gofmt; do
-			[ "$(elf_machine "$root/$binary")" = "${machine[$platform]}" ]
+			[ "$(binary_platform "$root/$binary")" = "$platform" ]
 		done
 	done
 	# The catalog, as a reader: the release by its version tag, the channel's verified head.
@@ -224,7 +219,7 @@ for line in text.splitlines():
     series.setdefault(m.group("name"), []).append((line, float(m.group("value"))))
 def value(prefix):
     return [v for l, v in sum(series.values(), []) if l.startswith(prefix)]
-for platform in (host, other):
+for platform in (host, other, "darwin/arm64"):
     assert value(f'distd_build_duration_seconds_count{{platform="{platform}"'), platform
 assert value('distd_jobs_total{line="go1.26",state="succeeded"}') == [1.0]
 assert value('distd_signatures_total{signer="spiffe://tcdist.test/distd/signer"}') == [1.0]

@@ -215,18 +215,15 @@ fn read_files(certificate: &PathBuf, key: &PathBuf, bundle: Option<&PathBuf>) ->
     Ok((chain, key, bundle))
 }
 
+/// The certificates of a PEM file (DER, in file order), read by the verifier's own reader: each
+/// must parse as X.509, and a file that also holds a private key is refused.
 pub fn read_certificates(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let certificates: Vec<Vec<u8>> = pem::parse_many(&text)
-        .map_err(|e| anyhow!("{} is not PEM: {e}", path.display()))?
+    Ok(tcverify::trust::parse_pem_certificates(&text)
+        .with_context(|| format!("{}", path.display()))?
         .into_iter()
-        .filter(|block| block.tag() == "CERTIFICATE")
-        .map(pem::Pem::into_contents)
-        .collect();
-    if certificates.is_empty() {
-        bail!("{} holds no certificate", path.display());
-    }
-    Ok(certificates)
+        .map(|der| der.to_vec())
+        .collect())
 }
 
 fn check_key_matches(leaf: &[u8], key: &SigningKey) -> Result<()> {
