@@ -16,17 +16,20 @@ use std::collections::HashSet;
 
 use base64::Engine as _;
 use rustls_pki_types::CertificateDer;
-use serde::Deserialize;
-use sigstore_types::{TimeRange, TsaAuthority};
+use sigstore_types::TsaAuthority;
 
 use super::Authority;
 use super::files::{parse_x509, tsa_from_chain};
 use super::tlog::{LogKeyAlgorithm, TransparencyLog, parse_log_key_der};
 use crate::spiffe_id::TrustDomain;
 
+pub mod document;
+
+use document::{CertChain, LogInstance, MEDIA_TYPE_TRUSTED_ROOT, TrustedRootDocument};
+
 /// The media types of the trusted root versions this build reads.
 const MEDIA_TYPES: [&str; 2] = [
-    "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+    MEDIA_TYPE_TRUSTED_ROOT,
     "application/vnd.dev.sigstore.trustedroot.v0.2+json",
 ];
 
@@ -55,71 +58,8 @@ fn error(at: impl Into<String>, reason: impl std::fmt::Display) -> TrustedRootEr
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawTrustedRoot {
-    media_type: String,
-    #[serde(default)]
-    tlogs: Vec<RawLog>,
-    #[serde(default)]
-    certificate_authorities: Vec<RawAuthority>,
-    #[serde(default)]
-    timestamp_authorities: Vec<RawAuthority>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawLog {
-    base_url: String,
-    public_key: RawPublicKey,
-    log_id: RawKeyId,
-    checkpoint_key_id: Option<RawKeyId>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawPublicKey {
-    raw_bytes: String,
-    key_details: String,
-    valid_for: Option<TimeRange>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawKeyId {
-    key_id: String,
-}
-
-/// A certificate authority or a timestamp authority: both are a subject, a URI and a chain.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawAuthority {
-    #[serde(default)]
-    subject: RawSubject,
-    uri: Option<String>,
-    cert_chain: RawChain,
-    valid_for: Option<TimeRange>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSubject {
-    common_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawChain {
-    certificates: Vec<RawCertificate>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawCertificate {
-    raw_bytes: String,
-}
-
 pub fn parse_trusted_root(json: &[u8]) -> Result<TrustedRoot, TrustedRootError> {
-    let raw: RawTrustedRoot = serde_json::from_slice(json)
+    let raw: TrustedRootDocument = serde_json::from_slice(json)
         .map_err(|e| error("document", format!("is not a Sigstore trusted root: {e}")))?;
     if !MEDIA_TYPES.contains(&raw.media_type.as_str()) {
         return Err(error(
@@ -194,7 +134,7 @@ fn spiffe_trust_domain(
 
 fn certificates(
     at: &str,
-    chain: &RawChain,
+    chain: &CertChain,
 ) -> Result<Vec<CertificateDer<'static>>, TrustedRootError> {
     let at = format!("{at}.certChain");
     if chain.certificates.is_empty() {
@@ -212,7 +152,7 @@ fn certificates(
         .collect()
 }
 
-fn transparency_log(at: &str, raw: &RawLog) -> Result<TransparencyLog, TrustedRootError> {
+fn transparency_log(at: &str, raw: &LogInstance) -> Result<TransparencyLog, TrustedRootError> {
     let origin = origin_of(&raw.base_url).ok_or_else(|| {
         error(
             format!("{at}.baseUrl"),
