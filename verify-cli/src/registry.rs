@@ -177,25 +177,11 @@ impl Registry {
         let mut url = self.repository_url(reference, &format!("referrers/{digest}"))?;
         url.query_pairs_mut()
             .append_pair("artifactType", artifact_type);
-        let request = Request {
-            method: Method::GET,
-            url,
-            headers: accept(MEDIA_TYPE_INDEX),
-            body: None,
-        };
-        let scope = scope(reference, Access::Pull);
-        let fetched = self
-            .retry(&format!("listing the {what}"), || async {
-                let response = self.send_ok(&request, &scope).await?;
-                read_capped(response, MAX_DOCUMENT_BYTES)
-                    .await
-                    .map_err(|e| over_limit(e, over_document_limit(&what)))
-            })
-            .await;
-        let bytes = match fetched {
-            Ok(bytes) => bytes,
-            Err(Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let Some(bytes) = self
+            .listing(reference, url, accept(MEDIA_TYPE_INDEX), &what)
+            .await?
+        else {
+            return Ok(Vec::new());
         };
         let listed: Listed = serde_json::from_slice(&bytes)
             .map_err(|e| Rejection::malformed(&what, format!("not a valid index: {e}")))?;
@@ -218,10 +204,30 @@ impl Registry {
         let what = format!("tag list of {}", reference.repository());
         let mut url = self.repository_url(reference, "tags/list")?;
         url.query_pairs_mut().append_pair("n", "1000");
+        let Some(bytes) = self
+            .listing(reference, url, HeaderMap::new(), &what)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let listed: Listed = serde_json::from_slice(&bytes)
+            .map_err(|e| Rejection::malformed(&what, format!("not a valid tag list: {e}")))?;
+        Ok(listed.tags.unwrap_or_default())
+    }
+
+    /// A listing the registry serves for `reference`'s repository (referrers, tags), capped
+    /// like a document; `None` when the registry answers 404 (no such repository or API).
+    async fn listing(
+        &self,
+        reference: &Reference,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<Option<Bytes>> {
         let request = Request {
             method: Method::GET,
             url,
-            headers: HeaderMap::new(),
+            headers,
             body: None,
         };
         let scope = scope(reference, Access::Pull);
@@ -230,17 +236,14 @@ impl Registry {
                 let response = self.send_ok(&request, &scope).await?;
                 read_capped(response, MAX_DOCUMENT_BYTES)
                     .await
-                    .map_err(|e| over_limit(e, over_document_limit(&what)))
+                    .map_err(|e| over_limit(e, over_document_limit(what)))
             })
             .await;
-        let bytes = match fetched {
-            Ok(bytes) => bytes,
-            Err(Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let listed: Listed = serde_json::from_slice(&bytes)
-            .map_err(|e| Rejection::malformed(&what, format!("not a valid tag list: {e}")))?;
-        Ok(listed.tags.unwrap_or_default())
+        match fetched {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether the registry holds a manifest for `reference`, and its digest.

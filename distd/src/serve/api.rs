@@ -275,6 +275,18 @@ impl Daemon {
         self.line_catalog(line).await.map(drop)
     }
 
+    /// Runs a promote or a yank: one at a time (each takes the next sequence from the
+    /// registry), and the cached catalog is not served after it.
+    async fn change_lifecycle(
+        &self,
+        work: impl Future<Output = anyhow::Result<u64>>,
+    ) -> Result<u64, Failure> {
+        let _one_at_a_time = self.lifecycle.lock().await;
+        let sequence = work.await.map_err(|e| Failure::from_work(&e))?;
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        Ok(sequence)
+    }
+
     /// The release `digest` of `line`, pinned.
     fn release_of(line: &ReleaseLine, digest: &str) -> Result<RegistryRef, Failure> {
         let digest: Digest = digest
@@ -488,11 +500,14 @@ async fn promote(
         channel: &request.channel,
         expires_in: release_line.channel_expires,
     };
-    let _one_at_a_time = daemon.lifecycle.lock().await;
-    let sequence = lifecycle::promote(&reference, &head, &daemon.promoter, &daemon.registry)
-        .await
-        .map_err(|e| Failure::from_work(&e))?;
-    daemon.changes.fetch_add(1, Ordering::SeqCst);
+    let sequence = daemon
+        .change_lifecycle(lifecycle::promote(
+            &reference,
+            &head,
+            &daemon.promoter,
+            &daemon.registry,
+        ))
+        .await?;
     eprintln!(
         "distd: {} promoted {} to {line}/{} (head {sequence})",
         caller.0, request.release, request.channel
@@ -511,16 +526,14 @@ async fn yank(
 ) -> Result<Json<LifecycleAnswer>, Failure> {
     daemon.authorize(&caller, Action::Yank, Some(&line), Some(&request.release))?;
     let reference = Daemon::release_of(daemon.line(&line)?, &request.release)?;
-    let _one_at_a_time = daemon.lifecycle.lock().await;
-    let sequence = lifecycle::yank(
-        &reference,
-        &request.reason,
-        &daemon.promoter,
-        &daemon.registry,
-    )
-    .await
-    .map_err(|e| Failure::from_work(&e))?;
-    daemon.changes.fetch_add(1, Ordering::SeqCst);
+    let sequence = daemon
+        .change_lifecycle(lifecycle::yank(
+            &reference,
+            &request.reason,
+            &daemon.promoter,
+            &daemon.registry,
+        ))
+        .await?;
     eprintln!(
         "distd: {} yanked {} of {line}: {}",
         caller.0, request.release, request.reason
