@@ -130,3 +130,32 @@ pub async fn ok(response: http::Response<Incoming>) -> Result<http::Response<Inc
         .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
     Err(Answer { status, error }.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> rustls::ClientConfig {
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+    }
+
+    #[test]
+    fn server_addresses_take_a_scheme_or_not_and_ipv6_brackets() {
+        for (server, address) in [
+            ("https://127.0.0.1:8443", "127.0.0.1:8443"),
+            ("127.0.0.1:8443/", "127.0.0.1:8443"),
+            ("https://[::1]:8443", "[::1]:8443"),
+            ("distd.internal:8443", "distd.internal:8443"),
+        ] {
+            assert_eq!(Client::new(server, config()).unwrap().address, address);
+        }
+        let err = Client::new("https://no-port", config()).err().unwrap();
+        assert!(err.to_string().contains("is not HOST:PORT"), "{err}");
+    }
+}

@@ -168,3 +168,23 @@ pub struct YankedRelease {
 pub struct ApiError {
     pub error: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_and_states_are_lowercase_words_on_the_wire() {
+        for action in Action::ALL {
+            let json = serde_json::to_string(&action).unwrap();
+            assert_eq!(json, format!("\"{}\"", action.as_str()));
+            assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), action);
+        }
+        assert!(serde_json::from_str::<Action>("\"delete\"").is_err());
+        assert_eq!(
+            serde_json::to_string(&JobState::Interrupted).unwrap(),
+            "\"interrupted\""
+        );
+        assert!(JobState::Cancelled.is_final() && !JobState::Interrupted.is_final());
+    }
+}
