@@ -155,7 +155,7 @@ live_in_group() {
 	ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
 }
 
-@test "a release manager builds both platforms through the API, promotes and yanks; the catalog shows it; metrics parse" {
+@test "a release manager builds linux/amd64, linux/arm64 and darwin/arm64 through the API, promotes and yanks; the catalog shows it; metrics parse" {
 	run --separate-stderr ctl --as "$MANAGER" build go1.26 --follow
 	[ "$status" -eq 0 ]
 	[ "$(json 'j["state"]' <<<"$output")" = succeeded ]
