@@ -2,8 +2,8 @@
 # distd serve, attacked and driven as its users would: a release manager builds a line for
 # linux/amd64, linux/arm64 and darwin/arm64, promotes and yanks through the API with the SVID
 # SPIRE gives distd ctl; a reader's SVID is refused (403, audited); a client without an SVID of
-# the trust domain never completes the handshake; the daemon follows its own SVID's rotation;
-# kill -9 and SIGTERM in the middle of a build leave the job interrupted and resumed, and no
+# the trust domain never completes the handshake; the daemon follows its own SVID's rotation
+# and re-signs channel heads before they expire; kill -9 and SIGTERM in the middle of a build leave the job interrupted and resumed, and no
 # tag on anything unsigned.
 #
 # The line's platforms are those build.bats built (the host, the other linux architecture and
@@ -28,9 +28,10 @@ setup_file() {
 	# The source's digest, as distd computes it (a build of the host platform, cached).
 	"$DISTD" build --go-root "$go_src" --out "$WORK/tree" --cache-dir "$BUILD_CACHE" >/dev/null 2>"$WORK/build.log"
 	digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source_digest"])' "$WORK/tree/TOOLCHAIN.json")
-	export REPO SLOW_REPO
+	export REPO SLOW_REPO EDGE_REPO
 	REPO=$TCDIST_REGISTRY/toolchains/daemon-$(date +%s%N)
 	SLOW_REPO=$TCDIST_REGISTRY/toolchains/daemon-slow-$(date +%s%N)
+	EDGE_REPO=$TCDIST_REGISTRY/toolchains/daemon-edge-$(date +%s%N)
 	printf 'TCDIST_VERSION_SUFFIX=interrupted%s\n' "$(date +%s%N)" >"$WORK/slow.env"
 	cat >"$WORK/lines.toml" <<EOF
 [[line]]
@@ -50,6 +51,17 @@ go_source_digest = "$digest"
 patches = "$TCDIST_TOP/distd/patches/go1.26"
 build_config = "slow.env"
 platforms = ["$HOST"]
+
+# Heads valid for 30 minutes: inside refresh_within, so the daemon re-signs them every round.
+[[line]]
+name = "edge"
+repository = "$EDGE_REPO"
+go_source = "$go_src"
+go_source_digest = "$digest"
+patches = "$TCDIST_TOP/distd/patches/go1.26"
+platforms = ["$HOST"]
+channels = ["edge"]
+channel_expires = "30m"
 EOF
 	read -r PORT OPS_PORT < <(python3 -c '
 import socket
@@ -65,6 +77,8 @@ lines = "lines.toml"
 state_dir = "state"
 cache_dir = "$BUILD_CACHE"
 stop_grace = "10s"
+refresh_every = "5s"
+refresh_within = "1h"
 
 [[grant]]
 spiffe_id = "spiffe://tcdist.test/release/manager"
@@ -231,6 +245,32 @@ assert value('distd_channel_head_expiry_timestamp_seconds{line="go1.26",channel=
 assert value('distd_queue_depth') == [0.0]
 assert value('distd_api_request_duration_seconds_count{route="/v1/lines/{line}/builds",status="202"}') == [1.0]
 PY
+}
+
+@test "the daemon re-signs a channel head before it expires, and agents accept the new head" {
+	run --separate-stderr ctl --as "$MANAGER" build edge --follow
+	[ "$status" -eq 0 ]
+	digest=$(json 'j["release"]' <<<"$output")
+	[[ $stderr == *"channel \"edge\" head 1: $digest"* ]]
+	run --separate-stderr "$TCVERIFY" pull "$EDGE_REPO:edge" --store "$WORK/store-edge" --json
+	[ "$status" -eq 0 ]
+	first_expiry=$(json 'j["verified"]["lifecycle"]["channel"]["expires"]' <<<"$output")
+	# The head expires within refresh_within (1h): the next round (every 5 s) signs head 2.
+	for _ in $(seq 60); do
+		sequence=$(ctl --as "$READER" catalog | json '[l for l in j["lines"] if l["name"] == "edge"][0]["channels"][0]["sequence"]')
+		((sequence >= 2)) && break
+		sleep 1
+	done
+	((sequence >= 2))
+	# The same store, which remembers head 1, accepts the newer head for the same release.
+	run --separate-stderr "$TCVERIFY" pull "$EDGE_REPO:edge" --store "$WORK/store-edge" --json
+	[ "$status" -eq 0 ]
+	[ "$(json 'j["digest"]' <<<"$output")" = "$digest" ]
+	(($(json 'j["verified"]["lifecycle"]["channel"]["sequence"]' <<<"$output") >= 2))
+	# Signed later, so valid at least as long (RFC 3339 UTC times compare as text).
+	[[ ! $(json 'j["verified"]["lifecycle"]["channel"]["expires"]' <<<"$output") < "$first_expiry" ]]
+	grep -q "distd: channel \"edge\" head 2: $digest" "$WORK/daemon.log"
+	curl -sf "http://127.0.0.1:$OPS_PORT/metrics" | grep -q '^distd_channel_head_expiry_timestamp_seconds{line="edge",channel="edge"} '
 }
 
 @test "a reader's SVID may read but not build, promote, yank or cancel: 403 with the reason, audited" {
