@@ -10,8 +10,8 @@ use anyhow::{Context, Result, anyhow};
 use spiffe::x509_source::SvidPicker;
 use spiffe::{X509Source, X509Svid};
 use spiffe_rustls::{LocalOnly, authorizer, mtls_client, mtls_server};
-use tcverify::spiffe_id::{SpiffeId, TrustDomain};
-use tcverify::verify::svid::parse_leaf;
+use tcdist_verify::spiffe_id::{SpiffeId, TrustDomain};
+use tcdist_verify::svid::parse_leaf;
 
 /// Picks the SVID issued for one SPIFFE ID: a workload often holds several (the daemon is
 /// also the signer and the promoter), and the Workload API's first is not necessarily it.

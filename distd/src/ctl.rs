@@ -10,7 +10,7 @@ use distd_api::wire::{Catalog, Job, JobState, LifecycleAnswer, PromoteRequest, Y
 use http::Method;
 use http_body_util::BodyExt as _;
 use serde::Serialize;
-use tcverify::spiffe_id::SpiffeId;
+use tcdist_verify::spiffe_id::SpiffeId;
 use tokio::io::AsyncWriteExt as _;
 
 #[derive(Args, Debug)]
@@ -88,7 +88,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 
 pub async fn run(args: CtlArgs) -> Result<()> {
     let usage =
-        |flag: &str, e: &dyn std::fmt::Display| tcverify::Error::usage(format!("{flag}: {e}"));
+        |flag: &str, e: &dyn std::fmt::Display| tcdist_core::Error::usage(format!("{flag}: {e}"));
     let server_id = SpiffeId::parse(&args.server_id).map_err(|e| usage("--server-id", &e))?;
     let caller = args
         .caller

@@ -9,19 +9,19 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use jiff::{SignedDuration, Timestamp};
-use tcverify::Digest;
-use tcverify::attachments::lifecycle::{
+use tcdist_core::Digest;
+use tcdist_oci::attachments::lifecycle::{
     ANNOTATION_CHANNEL, ANNOTATION_SEQUENCE, CHANNEL_PREDICATE_TYPE, ChannelPredicate,
     ChannelStatement, YANKS_PREDICATE_TYPE, YANKS_TAG, Yank, YankListPredicate, YankListRef,
     YankListStatement,
 };
-use tcverify::reference::RegistryRef;
-use tcverify::registry::{Registry, RegistryArgs};
-use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
-use tcverify::resolve::parse_index;
-use tcverify::source::ReleaseSource;
-use tcverify::verify::lifecycle::{ChannelHead, current_head, current_yank_list};
-use tcverify::verify::policy::Policy;
+use tcdist_oci::reference::RegistryRef;
+use tcdist_oci::registry::{Registry, RegistryArgs};
+use tcdist_oci::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use tcdist_oci::resolve::parse_index;
+use tcdist_oci::source::ReleaseSource;
+use tcdist_verify::lifecycle::{ChannelHead, current_head, current_yank_list};
+use tcdist_verify::policy::Policy;
 
 use crate::publish::attach::{Target, attach_bundle};
 use crate::publish::{Signing, signer_policy};

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use jiff::SignedDuration;
 use serde::Deserialize;
-use tcverify::reference::{RegistryRef, ReleaseRef, valid_tag};
-use tcverify::registry::RegistryArgs;
-use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
-use tcverify::{Digest, Platform};
+use tcdist_core::{Digest, Platform};
+use tcdist_oci::reference::{RegistryRef, ReleaseRef, valid_tag};
+use tcdist_oci::registry::RegistryArgs;
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
 
 use crate::build::{self, BuildConfig, BuildRequest, source};
 use crate::events::{self, Event};

@@ -18,11 +18,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use jiff::SignedDuration;
-use tcverify::Platform;
-use tcverify::program;
-use tcverify::reference::{RegistryRef, ReleaseRef};
-use tcverify::registry::RegistryArgs;
-use tcverify::release::Compression;
+use tcdist_core::Platform;
+use tcdist_core::program;
+use tcdist_oci::reference::{RegistryRef, ReleaseRef};
+use tcdist_oci::registry::RegistryArgs;
+use tcdist_oci::release::Compression;
 
 use package::layer::LayerSettings;
 use package::{PackageSettings, TreeInput};
@@ -482,8 +482,8 @@ fn main() -> ExitCode {
                 Some(exit) => exit.0,
                 None => err
                     .chain()
-                    .find_map(|cause| cause.downcast_ref::<tcverify::Error>())
-                    .map_or(1, tcverify::Error::exit_code),
+                    .find_map(|cause| cause.downcast_ref::<tcdist_core::Error>())
+                    .map_or(1, tcdist_core::Error::exit_code),
             };
             ExitCode::from(code)
         }
@@ -514,10 +514,10 @@ impl std::fmt::Display for CtlExit {
 }
 
 async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
-    let config =
-        serve::config::load(&args.config).map_err(|e| tcverify::Error::usage(format!("{e:#}")))?;
+    let config = serve::config::load(&args.config)
+        .map_err(|e| tcdist_core::Error::usage(format!("{e:#}")))?;
     let endpoint = args.signing.spiffe_endpoint_socket.clone().ok_or_else(|| {
-        tcverify::Error::usage(
+        tcdist_core::Error::usage(
             "the daemon serves with an SVID from the Workload API: set SPIFFE_ENDPOINT_SOCKET",
         )
     })?;
@@ -710,7 +710,7 @@ async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
 async fn release_command(args: ReleaseArgs) -> anyhow::Result<()> {
     let lines = line::load(&args.config)?;
     let Some(line) = lines.iter().find(|l| l.name == args.line) else {
-        return Err(tcverify::Error::usage(format!(
+        return Err(tcdist_core::Error::usage(format!(
             "{} has no line {:?} (it has: {})",
             args.config.display(),
             args.line,
@@ -763,13 +763,14 @@ async fn release_command(args: ReleaseArgs) -> anyhow::Result<()> {
 async fn rebuild_command(args: RebuildArgs) -> anyhow::Result<()> {
     let reference = pinned_reference(&args.reference)?;
     if let Some(platform) = &args.inputs.platform {
-        return Err(tcverify::Error::usage(format!(
+        return Err(tcdist_core::Error::usage(format!(
             "--platform {platform}: a rebuild builds every platform the release has"
         ))
         .into());
     }
-    let builder = tcverify::spiffe_id::SpiffeId::parse(&args.builder_id)
-        .map_err(|e| tcverify::Error::usage(format!("--builder-id {:?}: {e}", args.builder_id)))?;
+    let builder = tcdist_verify::spiffe_id::SpiffeId::parse(&args.builder_id).map_err(|e| {
+        tcdist_core::Error::usage(format!("--builder-id {:?}: {e}", args.builder_id))
+    })?;
     let mut signing = args.signing;
     if args.rebuilder_id.is_some() {
         signing.signer_id = args.rebuilder_id;
@@ -794,7 +795,7 @@ async fn rebuild_command(args: RebuildArgs) -> anyhow::Result<()> {
     })
     .await;
     // The pulled entry is sealed read-only, which a plain removal cannot undo.
-    let _ = tcverify::store::staging::remove_tree(work.path());
+    let _ = tcdist_store::staging::remove_tree(work.path());
     println!("{}", rebuilt?);
     Ok(())
 }
@@ -803,7 +804,7 @@ impl SigningArgs {
     /// Checks the signing settings hang together; every missing piece is a usage error that
     /// names its flag and variable.
     fn into_signing(self) -> anyhow::Result<publish::Signing> {
-        use tcverify::Error;
+        use tcdist_core::Error;
         let missing = |what: &str, flag: &str, var: &str| {
             Error::usage_with_hint(
                 format!("{what} is not set: releases are always signed"),
@@ -813,7 +814,7 @@ impl SigningArgs {
         let signer_id = self
             .signer_id
             .ok_or_else(|| missing("the signer's SPIFFE ID", "--signer-id", "TCDIST_SIGNER_ID"))?;
-        let signer = tcverify::spiffe_id::SpiffeId::parse(&signer_id)
+        let signer = tcdist_verify::spiffe_id::SpiffeId::parse(&signer_id)
             .map_err(|e| Error::usage(format!("--signer-id {signer_id:?}: {e}")))?;
         let source = match (self.svid_cert, self.svid_key) {
             (Some(certificate), Some(key)) => sign::svid::SvidSource::Files {

@@ -8,20 +8,20 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tcverify::Digest;
-use tcverify::Platform;
-use tcverify::pull::{PullOptions, pull};
-use tcverify::reference::{RegistryRef, ReleaseRef};
-use tcverify::registry::RegistryArgs;
-use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
-use tcverify::report::Silent;
-use tcverify::resolve::resolve_index;
-use tcverify::source::ReleaseSource;
-use tcverify::spiffe_id::SpiffeId;
-use tcverify::store::Store;
-use tcverify::store::extract::ExtractBudget;
-use tcverify::store::tree::TreeManifest;
-use tcverify::verify::Verifier;
+use tcdist_core::Digest;
+use tcdist_core::Platform;
+use tcdist_oci::reference::{RegistryRef, ReleaseRef};
+use tcdist_oci::registry::RegistryArgs;
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
+use tcdist_oci::resolve::resolve_index;
+use tcdist_oci::source::ReleaseSource;
+use tcdist_store::Store;
+use tcdist_store::pull::{PullOptions, pull};
+use tcdist_store::report::Silent;
+use tcdist_store::tree::TreeManifest;
+use tcdist_verify::Verifier;
+use tcdist_verify::spiffe_id::SpiffeId;
+use tcdist_verify::structure::ExtractBudget;
 
 use crate::build::{self, BuildRequest, patches, source};
 use crate::package::{PackageSettings, TreeInput, package_in_background};
@@ -130,7 +130,10 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
 }
 
 /// The first file in which a rebuilt tree differs from the release's tree of its platform.
-fn first_difference(pulled: &[tcverify::pull::PullOutcome], trees: &[TreeInput]) -> Result<String> {
+fn first_difference(
+    pulled: &[tcdist_store::pull::PullOutcome],
+    trees: &[TreeInput],
+) -> Result<String> {
     for (release, rebuilt) in pulled.iter().zip(trees) {
         let expected = release
             .entry
@@ -178,7 +181,7 @@ fn check_inputs(recorded: &ToolchainMetadata, build: &BuildRequest) -> Result<()
         .map(|patch| patch.record)
         .collect();
     if series != recorded.patches {
-        let describe = |records: &[tcverify::release::PatchRecord]| {
+        let describe = |records: &[tcdist_oci::release::PatchRecord]| {
             records
                 .iter()
                 .map(|r| format!("{} ({})", r.name, r.digest))

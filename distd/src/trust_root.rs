@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use base64::Engine as _;
 use sigstore_types::TimeRange;
-use tcverify::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
-use tcverify::trust::trusted_root::document::{
+use tcdist_verify::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
+use tcdist_verify::trust::trusted_root::document::{
     AuthorityEntry, CertChain, CertificateEntry, KeyId, LogInstance, MEDIA_TYPE_TRUSTED_ROOT,
     PublicKeyEntry, Subject, TrustedRootDocument,
 };

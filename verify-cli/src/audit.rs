@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::digest::Digest;
-use crate::error::{Error, Result};
-use crate::verify::VerificationReport;
+use tcdist_core::digest::Digest;
+use tcdist_core::error::{Error, Result};
+use tcdist_verify::VerificationReport;
 
 /// Where records go: nowhere, stderr (`-`), or appended to a file.
 #[derive(Clone, Debug, Default)]
@@ -59,7 +59,7 @@ impl AuditLog {
                 time: jiff::Timestamp::now().to_string(),
                 reference,
                 digest: match rejection {
-                    crate::Rejection::Signature { index, .. } => Some(index),
+                    tcdist_core::Rejection::Signature { index, .. } => Some(index),
                     _ => None,
                 },
                 signer: None,

@@ -7,11 +7,11 @@ use std::process::Command;
 
 use serde::Serialize;
 
-use crate::error::{Error, Rejection, Result};
-use crate::platform::Platform;
-use crate::reference::ReleaseRef;
-use crate::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
-use crate::store::{Entry, Store};
+use tcdist_core::error::{Error, Rejection, Result};
+use tcdist_core::platform::Platform;
+use tcdist_oci::reference::ReleaseRef;
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata, parse_json};
+use tcdist_store::{Entry, Store};
 
 #[derive(Debug, Serialize)]
 pub struct JobEnvironment {

@@ -5,7 +5,7 @@ mod cli;
 use std::process::ExitCode;
 
 use cli::args::{Cli, Command};
-use tcverify::program;
+use tcdist_core::program;
 
 fn main() -> ExitCode {
     let config = program::ConfigFile {

@@ -4,10 +4,10 @@
 use serde_json::json;
 
 use crate::jobenv::JobEnvironment;
-use crate::pull::PullOutcome;
-use crate::reference::ReleaseRef;
-use crate::verify::VerificationReport;
-use crate::verify::freshness::Freshness;
+use tcdist_oci::reference::ReleaseRef;
+use tcdist_store::pull::PullOutcome;
+use tcdist_verify::VerificationReport;
+use tcdist_verify::freshness::Freshness;
 
 /// The toolchain root, or with `json` one object with what was verified.
 pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) -> String {

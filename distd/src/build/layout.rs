@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
 
 /// Tools kept in `pkg/tool/<goos>_<goarch>` (cmd/distpack; `toolsIncludedInDistpack` in
 /// cmd/dist). cmd/go builds any other tool on demand.

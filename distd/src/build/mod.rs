@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
-use tcverify::{Digest, Platform};
+use tcdist_core::{Digest, Platform};
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
 
 pub use config::BuildConfig;
 

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use tcverify::Digest;
-use tcverify::release::PatchRecord;
+use tcdist_core::Digest;
+use tcdist_oci::release::PatchRecord;
 
 /// The series shipped with distd for the Go release line it builds.
 pub fn default_series_dir() -> PathBuf {

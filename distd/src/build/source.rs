@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use tcverify::Digest;
+use tcdist_core::Digest;
 
 /// Files that make.bash writes, that the source distribution leaves out (see cmd/distpack's
 /// `srcArch.Remove` and cmd/dist's `gentab`/`deptab`): a binary distribution such as

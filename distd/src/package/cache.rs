@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sha2::{Digest as _, Sha256};
-pub use tcverify::Digest;
-use tcverify::release::Descriptor;
+pub use tcdist_core::Digest;
+use tcdist_oci::release::Descriptor;
 
 use super::layer::LayerBlob;
 

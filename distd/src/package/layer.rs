@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
-use tcverify::Digest;
-use tcverify::release::{Compression, TOOLCHAIN_ROOT};
+use tcdist_core::Digest;
+use tcdist_oci::release::{Compression, TOOLCHAIN_ROOT};
 
 use super::tree::{EntryKind, TreeEntry};
 

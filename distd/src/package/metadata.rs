@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use tcverify::Platform;
-use tcverify::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
+use tcdist_core::Platform;
+use tcdist_oci::release::{TOOLCHAIN_METADATA_FILE, ToolchainMetadata};
 
 pub struct TreeMetadata {
     pub metadata: ToolchainMetadata,

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tcverify::Platform;
-use tcverify::release::{
+use tcdist_core::Platform;
+use tcdist_oci::release::{
     ANNOTATION_DESCRIPTION, ANNOTATION_GO_VERSION, ANNOTATION_LAYER_PART, ANNOTATION_TITLE,
     ANNOTATION_VERSION, Compression, ContainerConfig, Descriptor, ImageConfig, ImageIndex,
     ImageManifest, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, RootFs,
@@ -235,7 +235,7 @@ fn tree_key(entries: &[tree::TreeEntry], settings: &PackageSettings) -> cache::D
             EntryKind::Dir => "d".to_owned(),
             EntryKind::File { executable, .. } => format!("f{}", u8::from(*executable)),
             EntryKind::Symlink { target } => format!("l{target}"),
-            EntryKind::Generated { bytes } => format!("g{}", tcverify::Digest::of(bytes)),
+            EntryKind::Generated { bytes } => format!("g{}", tcdist_core::Digest::of(bytes)),
         };
         key.add(format!("{}\0{kind}\0{:?}", entry.rel, entry.stamp).as_bytes());
     }
@@ -260,7 +260,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::time::{Duration, SystemTime};
-    use tcverify::release::{MEDIA_TYPE_LAYER_ZSTD, parse_json};
+    use tcdist_oci::release::{MEDIA_TYPE_LAYER_ZSTD, parse_json};
 
     fn small_tree(dir: &Path) {
         for sub in ["bin", "pkg/tool/linux_amd64", "src/fmt", "lib/empty"] {

@@ -5,8 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use tcverify::release::TOOLCHAIN_ROOT;
-use tcverify::store::extract::check_symlink_target;
+use tcdist_oci::release::TOOLCHAIN_ROOT;
+use tcdist_store::extract::check_symlink_target;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKind {

@@ -9,18 +9,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use bytes::Bytes;
-use tcverify::Digest;
-use tcverify::attachments::{
+use tcdist_core::Digest;
+use tcdist_oci::attachments::{
     ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE_TYPE, ANNOTATION_COSIGN_CERTIFICATE,
     ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE, ANNOTATION_COSIGN_TIMESTAMP,
     ArtifactManifest, EMPTY_CONFIG, MEDIA_TYPE_BUNDLE, MEDIA_TYPE_SIMPLE_SIGNING,
     RELEASE_PREDICATE_TYPE, cosign_signature_tag, empty_config_descriptor, referrers_index,
     referrers_tag,
 };
-use tcverify::checked::CheckedBytes;
-use tcverify::reference::RegistryRef;
-use tcverify::registry::Registry;
-use tcverify::release::{
+use tcdist_oci::checked::CheckedBytes;
+use tcdist_oci::reference::RegistryRef;
+use tcdist_oci::registry::Registry;
+use tcdist_oci::release::{
     ANNOTATION_REF_NAME, Descriptor, ImageIndex, MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST, parse_document,
 };

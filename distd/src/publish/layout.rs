@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tcverify::release::{
+use tcdist_oci::release::{
     ANNOTATION_REF_NAME, Descriptor, ImageIndex, MEDIA_TYPE_INDEX, parse_json,
 };
 

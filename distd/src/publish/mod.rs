@@ -9,15 +9,15 @@ pub mod registry;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use tcverify::reference::{LayoutRef, RegistryRef, ReleaseRef};
-use tcverify::registry::{Registry, RegistryArgs};
-use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX};
-use tcverify::resolve::{parse_index, resolve_index};
-use tcverify::source::ReleaseSource;
-use tcverify::store::extract::ExtractBudget;
-use tcverify::verify::Verifier;
-use tcverify::verify::policy::Policy;
-use tcverify::{Digest, Platform};
+use tcdist_core::{Digest, Platform};
+use tcdist_oci::reference::{LayoutRef, RegistryRef, ReleaseRef};
+use tcdist_oci::registry::{Registry, RegistryArgs};
+use tcdist_oci::release::{Descriptor, MEDIA_TYPE_INDEX};
+use tcdist_oci::resolve::{parse_index, resolve_index};
+use tcdist_oci::source::ReleaseSource;
+use tcdist_verify::Verifier;
+use tcdist_verify::policy::Policy;
+use tcdist_verify::structure::ExtractBudget;
 
 use crate::package::cache::BlobCache;
 use crate::package::{PackageSettings, TreeInput, package_in_background};
@@ -271,7 +271,7 @@ async fn sign_and_check(
 pub(crate) fn signer_policy(
     signing: &Signing,
     repository: &str,
-    signer: &tcverify::spiffe_id::SpiffeId,
+    signer: &tcdist_verify::spiffe_id::SpiffeId,
     identity: &SigningIdentity,
 ) -> Result<Policy> {
     if identity.bundle.is_empty() {

@@ -6,9 +6,9 @@
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use tcverify::reference::RegistryRef;
-use tcverify::registry::Registry;
-use tcverify::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use tcdist_oci::reference::RegistryRef;
+use tcdist_oci::registry::Registry;
+use tcdist_oci::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
 
 use crate::package::PackagedRelease;
 use crate::package::cache::BlobCache;

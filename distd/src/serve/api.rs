@@ -19,10 +19,10 @@ use distd_api::wire::{
     TaggedRelease, YankRequest, YankedRelease,
 };
 use serde::Deserialize;
-use tcverify::Digest;
-use tcverify::reference::RegistryRef;
-use tcverify::registry::RegistryArgs;
-use tcverify::spiffe_id::SpiffeId;
+use tcdist_core::Digest;
+use tcdist_oci::reference::RegistryRef;
+use tcdist_oci::registry::RegistryArgs;
+use tcdist_verify::spiffe_id::SpiffeId;
 
 use super::audit::{Audit, AuditRecord};
 use super::config::ServeConfig;
@@ -84,8 +84,8 @@ impl Failure {
     fn from_work(err: &anyhow::Error) -> Self {
         let code = err
             .chain()
-            .find_map(|cause| cause.downcast_ref::<tcverify::Error>())
-            .map(tcverify::Error::exit_code);
+            .find_map(|cause| cause.downcast_ref::<tcdist_core::Error>())
+            .map(tcdist_core::Error::exit_code);
         let status = match code {
             Some(2) => StatusCode::BAD_REQUEST,
             Some(3) => StatusCode::BAD_GATEWAY,

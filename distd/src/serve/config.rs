@@ -10,8 +10,8 @@ use anyhow::{Context, Result, bail};
 use distd_api::wire::Action;
 use jiff::SignedDuration;
 use serde::Deserialize;
-use tcverify::spiffe_id::{SpiffeId, TrustDomain};
-use tcverify::verify::policy::IdentityRule;
+use tcdist_verify::policy::IdentityRule;
+use tcdist_verify::spiffe_id::{SpiffeId, TrustDomain};
 
 use crate::line::{self, ReleaseLine};
 

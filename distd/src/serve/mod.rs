@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use spiffe::X509Source;
-use tcverify::registry::RegistryArgs;
+use tcdist_oci::registry::RegistryArgs;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -212,7 +212,7 @@ async fn scrape(State(ops): State<Ops>) -> ([(axum::http::HeaderName, &'static s
     if let Ok(context) = ops.source.x509_context() {
         for svid in context.svids() {
             if let Some(leaf) = svid.cert_chain().first()
-                && let Ok(parsed) = tcverify::verify::svid::parse_leaf(leaf.as_bytes())
+                && let Ok(parsed) = tcdist_verify::svid::parse_leaf(leaf.as_bytes())
             {
                 ops.metrics
                     .set_svid_expiry(parsed.id.as_str(), parsed.not_after);

@@ -10,15 +10,15 @@ pub mod tsa;
 use std::time::Duration;
 
 use anyhow::Result;
-use tcverify::Digest;
-use tcverify::attachments::{
+use tcdist_core::Digest;
+use tcdist_oci::attachments::{
     IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement, SimpleSigning,
 };
-use tcverify::bundle::{
+use tcdist_oci::bundle::{
     Bundle, Envelope, EnvelopeSignature, RawBytes, Rfc3161Timestamp, TimestampVerificationData,
     VerificationMaterial, pae,
 };
-use tcverify::spiffe_id::SpiffeId;
+use tcdist_verify::spiffe_id::SpiffeId;
 
 use crate::events::{self, Event};
 use svid::{SigningIdentity, SvidSource};

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use jiff::Timestamp;
-use tcverify::spiffe_id::SpiffeId;
-use tcverify::verify::svid::{SvidLeaf, parse_leaf};
+use tcdist_verify::spiffe_id::SpiffeId;
+use tcdist_verify::svid::{SvidLeaf, parse_leaf};
 use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
@@ -219,7 +219,7 @@ fn read_files(certificate: &PathBuf, key: &PathBuf, bundle: Option<&PathBuf>) ->
 /// must parse as X.509, and a file that also holds a private key is refused.
 pub fn read_certificates(path: &PathBuf) -> Result<Vec<Vec<u8>>> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(tcverify::trust::parse_pem_certificates(&text)
+    Ok(tcdist_verify::trust::parse_pem_certificates(&text)
         .with_context(|| format!("{}", path.display()))?
         .into_iter()
         .map(|der| der.to_vec())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::json;
-use tcverify::bundle::{Envelope, TransparencyLogEntry};
+use tcdist_oci::bundle::{Envelope, TransparencyLogEntry};
 
 use super::key::SigningKey;
 
@@ -55,7 +55,7 @@ impl TransparencyLogClient {
                 }],
             }
         });
-        let unavailable = |detail: String| tcverify::Error::Unavailable {
+        let unavailable = |detail: String| tcdist_core::Error::Unavailable {
             operation: format!(
                 "recording the signature in the transparency log at {}",
                 self.url
@@ -69,12 +69,12 @@ impl TransparencyLogClient {
             .json(&request)
             .send()
             .await
-            .map_err(|e| unavailable(tcverify::registry::error_chain(&e)))?;
+            .map_err(|e| unavailable(tcdist_oci::registry::error_chain(&e)))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| unavailable(tcverify::registry::error_chain(&e)))?;
+            .map_err(|e| unavailable(tcdist_oci::registry::error_chain(&e)))?;
         if !status.is_success() {
             return Err(unavailable(format!(
                 "the log answered {status}: {}",

@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcverify::bundle::Bundle;
-use tcverify::checked::CheckedBytes;
-use tcverify::verify::discover::decode_bundle;
+use tcdist_oci::bundle::Bundle;
+use tcdist_oci::checked::CheckedBytes;
+use tcdist_verify::discover::decode_bundle;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = Bundle::parse(data) {

@@ -4,10 +4,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcverify::attachments::lifecycle::{ChannelStatement, YankListStatement};
-use tcverify::attachments::{ArtifactManifest, ReleaseStatement, SimpleSigning};
-use tcverify::checked::CheckedBytes;
-use tcverify::release::{ImageConfig, ImageIndex, ImageManifest, ToolchainMetadata, parse_json};
+use tcdist_oci::attachments::lifecycle::{ChannelStatement, YankListStatement};
+use tcdist_oci::attachments::{ArtifactManifest, ReleaseStatement, SimpleSigning};
+use tcdist_oci::checked::CheckedBytes;
+use tcdist_oci::release::{ImageConfig, ImageIndex, ImageManifest, ToolchainMetadata, parse_json};
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_json::<ImageIndex>("index", data);
@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = SimpleSigning::parse(data);
     let _ = ChannelStatement::parse_statement(data);
     if let Ok((list, _)) = YankListStatement::parse_statement(data) {
-        let _ = list.predicate.find(&tcverify::Digest::of(data));
+        let _ = list.predicate.find(&tcdist_core::Digest::of(data));
     }
     let document = CheckedBytes::named_by_content(data.to_vec().into());
-    let _ = tcverify::resolve::parse_index(&document);
+    let _ = tcdist_oci::resolve::parse_index(&document);
 });

@@ -6,9 +6,10 @@
 use std::io;
 
 use libfuzzer_sys::fuzz_target;
-use tcverify::Digest;
-use tcverify::store::extract::{
-    BudgetUse, BudgetedReader, ExtractBudget, LayerExtractor, create_hard_links,
+use tcdist_core::Digest;
+use tcdist_verify::structure::ExtractBudget;
+use tcdist_store::extract::{
+    BudgetUse, BudgetedReader, LayerExtractor, create_hard_links,
 };
 
 fuzz_target!(|data: &[u8]| {

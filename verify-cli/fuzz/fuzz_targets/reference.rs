@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcverify::reference::ReleaseRef;
-use tcverify::spiffe_id::{SpiffeId, TrustDomain};
+use tcdist_oci::reference::ReleaseRef;
+use tcdist_verify::spiffe_id::{SpiffeId, TrustDomain};
 use tcverify::{Digest, Platform};
 
 fuzz_target!(|data: &[u8]| {

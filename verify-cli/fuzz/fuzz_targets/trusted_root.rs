@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcverify::trust::trusted_root::parse_trusted_root;
+use tcdist_verify::trust::trusted_root::parse_trusted_root;
 
 fuzz_target!(|data: &[u8]| {
     if let Err(error) = parse_trusted_root(data) {

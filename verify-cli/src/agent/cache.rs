@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::digest::Digest;
-use crate::resolve::ResolvedRelease;
-use crate::verify::Verified;
+use tcdist_core::digest::Digest;
+use tcdist_oci::resolve::ResolvedRelease;
+use tcdist_verify::Verified;
 
 /// Entries kept at most; the oldest go first. A build host uses a handful of releases.
 const MAX_ENTRIES: usize = 256;

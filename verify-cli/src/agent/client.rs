@@ -7,8 +7,8 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 
 use super::protocol::{Reply, Request, receive, send};
-use crate::error::{Error, Result};
-use crate::report::Reporter;
+use tcdist_core::error::{Error, Result};
+use tcdist_store::report::Reporter;
 
 /// The agent's answer to `request`: stdout and warnings, or its error (exit code and hint
 /// included).

@@ -8,8 +8,8 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
-use crate::registry::RegistryArgs;
+use tcdist_core::error::{Error, Result};
+use tcdist_oci::registry::RegistryArgs;
 
 /// The longest a verification may be reused: a yank or a moved tag must reach agents soon.
 pub const MAX_VERIFICATION_CACHE: Duration = Duration::from_secs(3600);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::error::{Error, Result};
+use tcdist_core::error::{Error, Result};
 
 /// A request head longer than this is not a scrape.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;

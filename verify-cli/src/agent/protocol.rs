@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::Error;
+use tcdist_core::error::Error;
 
 /// Requests and answers are small; a longer line is not one of ours.
 pub const MAX_MESSAGE: usize = 64 * 1024;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::digest::Digest;
+use tcdist_core::digest::Digest;
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";

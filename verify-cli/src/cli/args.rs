@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tcverify::Platform;
-use tcverify::registry::RegistryArgs;
+use tcdist_core::Platform;
+use tcdist_oci::registry::RegistryArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -153,13 +153,13 @@ pub struct ReleaseArgs {
 
 impl ReleaseArgs {
     /// Refuses what the agent does not take from a caller.
-    pub fn for_agent(&self) -> Result<(), tcverify::Error> {
+    pub fn for_agent(&self) -> Result<(), tcdist_core::Error> {
         for (set, flag) in [
             (self.allow_expired, "--allow-expired"),
             (self.allow_yanked, "--allow-yanked"),
         ] {
             if set {
-                return Err(tcverify::Error::usage_with_hint(
+                return Err(tcdist_core::Error::usage_with_hint(
                     format!("{flag} is not accepted through the agent"),
                     "the agent decides trust from its own config, never from a job; an operator \
                      runs tcverify directly (without --agent) with its own store to waive a check",

@@ -2,20 +2,20 @@
 
 use std::time::Duration;
 
+use tcdist_core::error::{Error, Rejection, Result};
+use tcdist_oci::reference::ReleaseRef;
+use tcdist_store::Store;
+use tcdist_store::pull::{PullOptions, pull, verify_release};
+use tcdist_verify::Verifier;
+use tcdist_verify::lifecycle::Waivers;
+use tcdist_verify::structure::ExtractBudget;
 use tcverify::agent::client::ask;
 use tcverify::agent::protocol::Request;
-use tcverify::error::{Error, Rejection, Result};
 use tcverify::jobenv::environment_for;
 use tcverify::output;
-use tcverify::pull::{PullOptions, pull, verify_release};
-use tcverify::reference::ReleaseRef;
-use tcverify::store::Store;
-use tcverify::store::extract::ExtractBudget;
-use tcverify::verify::Verifier;
-use tcverify::verify::lifecycle::Waivers;
 
+use tcdist_verify::policy::{Policy, check_policy_file};
 use tcverify::audit::AuditLog;
-use tcverify::verify::policy::{Policy, check_policy_file};
 
 use super::args::{
     AuditVerifyArgs, EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs,
@@ -274,7 +274,7 @@ async fn through_agent(socket: &std::path::Path, request: &Request) -> Result<()
     Ok(())
 }
 
-fn warn(report: &tcverify::verify::VerificationReport) {
+fn warn(report: &tcdist_verify::VerificationReport) {
     for warning in output::warnings(report) {
         eprintln!("{warning}");
     }
@@ -293,7 +293,7 @@ fn load_policy(args: &ReleaseArgs) -> Result<Policy> {
     Policy::load_with_trusted_root(path, args.trust.trusted_root.as_deref()).map_err(policy_error)
 }
 
-fn policy_error(error: tcverify::verify::policy::PolicyError) -> Error {
+fn policy_error(error: tcdist_verify::policy::PolicyError) -> Error {
     let hint = error.hint();
     Error::usage_with_hint(error.to_string(), hint)
 }
@@ -301,7 +301,7 @@ fn policy_error(error: tcverify::verify::policy::PolicyError) -> Error {
 fn audit(
     args: &ReleaseArgs,
     reference: &ReleaseRef,
-    outcome: std::result::Result<&tcverify::verify::VerificationReport, &Error>,
+    outcome: std::result::Result<&tcdist_verify::VerificationReport, &Error>,
 ) -> Result<()> {
     AuditLog::from_setting(args.audit_log.as_deref()).record(&reference.to_string(), outcome)
 }

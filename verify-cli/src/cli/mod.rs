@@ -6,7 +6,7 @@ pub mod printer;
 
 use std::process::ExitCode;
 
-use tcverify::Error;
+use tcdist_core::Error;
 
 /// Prints an error with its hint and picks the exit code (the one place that does).
 pub fn exit_with(result: Result<(), Error>) -> ExitCode {

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tcverify::Digest;
-use tcverify::report::Reporter;
+use tcdist_core::Digest;
+use tcdist_store::report::Reporter;
 
 pub struct Progress {
     multi: MultiProgress,

@@ -1,0 +1,144 @@
+//! Staging directories: filled by extraction, then sealed (read-only, synced) and renamed into
+//! the store in one step. A staging directory that is dropped unsealed is removed, and one left
+//! by a killed process is removed by the next pull of that entry or by `gc`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tcdist_core::error::{Error, Result};
+
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// A fresh directory in `staging_root` whose name starts with `prefix`.
+    pub fn create(staging_root: &Path, prefix: &str, target: PathBuf) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}."))
+            .tempdir_in(staging_root)
+            .map_err(|e| Error::store("creating staging directory in", staging_root, e))?
+            .keep();
+        Ok(Self {
+            dir,
+            target,
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where downloads are spooled: beside the staging directory (on the store's file system),
+    /// not in it, so nothing but the extracted tree is renamed into the store.
+    pub fn spool_dir(&self) -> &Path {
+        self.dir
+            .parent()
+            .expect("a staging directory lives in the staging root")
+    }
+
+    /// Makes the tree read-only, flushes it to disk, and renames it to its target.
+    pub fn commit(mut self) -> Result<PathBuf> {
+        seal_read_only(&self.dir)?;
+        // Moving a directory to another parent rewrites its `..`, which needs write
+        // permission on it (for any user but root): it is sealed once in place.
+        set_mode(&self.dir, 0o755)?;
+        sync_filesystem(&self.dir)?;
+        let parent = self.target.parent().expect("entries live in a directory");
+        std::fs::create_dir_all(parent).map_err(|e| Error::store("creating", parent, e))?;
+        std::fs::rename(&self.dir, &self.target)
+            .map_err(|e| Error::store("moving staging directory to", &self.target, e))?;
+        set_mode(&self.target, 0o555)?;
+        sync_directory(parent)?;
+        self.committed = true;
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = remove_tree(&self.dir);
+        }
+    }
+}
+
+/// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode. A walk
+/// with an explicit stack: the tree's depth came from a layer.
+pub fn seal_read_only(root: &Path) -> Result<()> {
+    let mut directories = Vec::new();
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata =
+            std::fs::symlink_metadata(&path).map_err(|e| Error::store("inspecting", &path, e))?;
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(|e| Error::store("reading", &path, e))? {
+                pending.push(entry.map_err(|e| Error::store("reading", &path, e))?.path());
+            }
+            directories.push(path);
+        } else if metadata.is_file() {
+            let executable = metadata.permissions().mode() & 0o111 != 0;
+            set_mode(&path, if executable { 0o555 } else { 0o444 })?;
+        }
+    }
+    // Directories last, innermost first, so none is sealed before its contents.
+    for directory in directories.iter().rev() {
+        set_mode(directory, 0o555)?;
+    }
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::store("setting permissions of", path, e))
+}
+
+/// One `syncfs` flushes the whole staging tree; an fsync per file would cost a disk flush
+/// for each of a toolchain's ~15k files.
+fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = std::fs::File::open(path).map_err(|e| Error::store("opening", path, e))?;
+    // SAFETY: `dir` is an open file descriptor for the duration of the call.
+    let rc = unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) };
+    if rc != 0 {
+        return Err(Error::store(
+            "syncing",
+            path,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+fn sync_directory(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| Error::store("syncing", path, e))
+}
+
+/// Removes a tree that may have been sealed read-only.
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    make_writable(path)?;
+    std::fs::remove_dir_all(path)
+}
+
+fn make_writable(root: &Path) -> std::io::Result<()> {
+    let mut pending = vec![root.to_owned()];
+    while let Some(path) = pending.pop() {
+        let metadata = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if metadata.is_dir() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}

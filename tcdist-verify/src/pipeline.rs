@@ -1,0 +1,198 @@
+//! The verification pipeline: stages run in a fixed order on a resolved release, and only when
+//! all pass is a [`Verified`] value made. Extraction takes only `Verified` releases.
+//!
+//! Stages: (1) digest binding — every document was fetched by the digest that names it
+//! (enforced by `source`/`resolve` and recorded here); (2) structure — the parts agree;
+//! (3) signature — a signature by an SVID the policy allows for the repository, at a proven
+//! time, over a payload naming this index (see `signature`). Layer bytes are checked against
+//! their digests while streaming, before the store accepts them; (4) transparency log — the
+//! accepted signature's entry, and the log's current state when it can be reached; (5)
+//! lifecycle — what the name pulled means now: tag binding, channel heads, yanks (see
+//! `lifecycle`). Signatures and lifecycle statements are fetched while the structure is, but
+//! stages are judged, and failures reported, in order.
+
+use serde::Serialize;
+
+use crate::discover;
+use crate::freshness::{self, CheckpointStore, Freshness};
+use crate::lifecycle::{self, Asked, LifecycleMemory, LifecycleVerdict, Referrers, Waivers};
+use crate::policy::Policy;
+use crate::signature::{self, SignatureVerdict};
+use crate::structure;
+use crate::structure::ExtractBudget;
+use tcdist_core::digest::Digest;
+use tcdist_core::error::Result;
+use tcdist_core::platform::Platform;
+use tcdist_oci::resolve::{ResolvedRelease, resolve_index, resolve_platform};
+use tcdist_oci::source::ReleaseSource;
+
+/// A value that passed every verification stage. Its field is private and it is made only by
+/// [`Verifier::verify`], so holding one is proof that the checks ran (a clone is the same proof,
+/// which the agent's verification cache keeps).
+#[derive(Clone, Debug)]
+pub struct Verified<T> {
+    value: T,
+    report: VerificationReport,
+}
+
+impl<T> Verified<T> {
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    pub fn report(&self) -> &VerificationReport {
+        &self.report
+    }
+}
+
+/// What was verified, for `--json` and logs.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerificationReport {
+    pub index_digest: Digest,
+    pub manifest_digest: Digest,
+    pub platform: Platform,
+    /// The stages that passed, in order.
+    pub checks: Vec<&'static str>,
+    /// The signature that was accepted: signer, proven time, where it was found.
+    pub signature: SignatureVerdict,
+    /// Further signatures by distinct signers, when the repository's threshold asks for them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cosignatures: Vec<SignatureVerdict>,
+    /// Whether the log's current state was checked (when the signature is logged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_freshness: Option<Freshness>,
+    /// The channel head the tag was accepted by, the yank list known, checks waived.
+    pub lifecycle: LifecycleVerdict,
+}
+
+/// Built once from the policy (and its trust material); verifies any number of releases.
+pub struct Verifier {
+    policy: Policy,
+    budget: ExtractBudget,
+    checkpoints: Option<CheckpointStore>,
+    memory: Option<LifecycleMemory>,
+    waivers: Waivers,
+    online: bool,
+}
+
+impl Verifier {
+    pub fn new(policy: Policy, budget: ExtractBudget) -> Self {
+        Self {
+            policy,
+            budget,
+            checkpoints: None,
+            memory: None,
+            waivers: Waivers::default(),
+            online: true,
+        }
+    }
+
+    /// Remember in `store` each log's newest checkpoint, so a log that later rewrites its
+    /// history is caught, and each repository's newest channel heads and yank list, so an
+    /// older head or a deleted yank is caught.
+    pub fn remembering(mut self, store: &std::path::Path) -> Self {
+        self.checkpoints = Some(CheckpointStore::new(store));
+        self.memory = Some(LifecycleMemory::new(store));
+        self
+    }
+
+    /// Waive the lifecycle checks the caller asked to (each waiver is reported).
+    pub fn waiving(mut self, waivers: Waivers) -> Self {
+        self.waivers = waivers;
+        self
+    }
+
+    /// Never contact transparency logs; verify from the bundle's proof and the trust material.
+    pub fn offline(mut self) -> Self {
+        self.online = false;
+        self
+    }
+
+    pub fn budget(&self) -> &ExtractBudget {
+        &self.budget
+    }
+
+    /// Resolves the release `source` names for `platform` and runs every stage on it.
+    /// `reference` is how the user named it, for the result.
+    pub async fn verify(
+        &self,
+        source: &ReleaseSource,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Verified<ResolvedRelease>> {
+        let (index, index_digest) = resolve_index(source).await?;
+        // One listing of the index's bundles serves the signatures and the lifecycle
+        // statements. Both depend on the index digest only, so they are fetched and checked
+        // while the platform's manifest and config are: registry round trips, each
+        // authenticated, cost more than all the checks together.
+        let tag = source.named_tag();
+        let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
+        let (release, found, examined) = tokio::join!(
+            resolve_platform(source, reference, index, index_digest.clone(), platform),
+            signature::find(
+                source,
+                &index_digest,
+                &self.policy,
+                &referrers.release,
+                referrers.tag_to_bind()
+            ),
+            lifecycle::examine(source, &index_digest, &self.policy, &referrers),
+        );
+        // Failures are reported in stage order, whichever was found first.
+        let release = release?;
+        let mut checks = vec!["digest-binding"];
+        structure::check(&release, &self.budget)?;
+        checks.push("structure");
+        let mut signatures =
+            signature::judge(found?, &index_digest, &self.policy, referrers.tag_to_bind())?;
+        let signature = signatures.remove(0);
+        checks.push("signature");
+        let log_freshness = match &signature.log {
+            Some(inclusion) => {
+                checks.push("transparency-log");
+                let log = self
+                    .policy
+                    .trust()
+                    .transparency_log(&inclusion.log)
+                    .expect("the accepted entry's log is in the policy");
+                let freshness =
+                    freshness::check(inclusion, log, self.checkpoints.as_ref(), self.online)
+                        .await
+                        .map_err(|failure| failure.into_error(&release.index_digest, inclusion))?;
+                Some(freshness)
+            }
+            None => None,
+        };
+        let lifecycle = lifecycle::judge(
+            examined?,
+            source,
+            &index_digest,
+            &signature.repository,
+            &self.policy,
+            self.memory.as_ref(),
+            Asked {
+                tag,
+                waivers: self.waivers,
+            },
+        )
+        .await?;
+        checks.push("lifecycle");
+        let report = VerificationReport {
+            index_digest: release.index_digest.clone(),
+            manifest_digest: release.manifest_descriptor.digest.clone(),
+            platform: release.platform.clone(),
+            checks,
+            signature,
+            cosignatures: signatures,
+            log_freshness,
+            lifecycle,
+        };
+        Ok(Verified {
+            value: release,
+            report,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

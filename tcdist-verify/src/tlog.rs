@@ -1,0 +1,291 @@
+//! Transparency-log inclusion: the signature is recorded in a log the policy trusts. For one of
+//! the candidate's log entries, (1) the entry's log is trusted for the repository, (2) its body
+//! is exactly this signature, certificate and payload, (3) its checkpoint is signed by the log's
+//! key under the log's origin, and (4) the inclusion proof leads from the entry to the
+//! checkpoint's root. Freshness against newer checkpoints is `verify::freshness`.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use sigstore_types::{Checkpoint, Sha256Hash};
+
+use crate::discover::{Candidate, Encoding};
+use crate::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
+use tcdist_core::text::sanitize;
+use tcdist_oci::bundle::TransparencyLogEntry;
+
+/// How much of a checkpoint's own text (its origin, a parse error) a message quotes.
+const MAX_QUOTED_CHARS: usize = 200;
+
+/// What inclusion proved, for reports and the freshness check.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogInclusion {
+    /// The log's name in the policy.
+    pub log: String,
+    pub log_index: u64,
+    pub tree_size: u64,
+    #[serde(skip)]
+    pub root_hash: [u8; 32],
+    /// The signed checkpoint, as text.
+    #[serde(skip)]
+    pub checkpoint: String,
+}
+
+/// Which rule an entry broke.
+#[derive(Debug)]
+pub enum LogFailure {
+    /// No entry in a trusted log (missing, or from an unknown log).
+    NoEntry(String),
+    /// The entry is not this signature.
+    Body(String),
+    /// The checkpoint is not signed by the log's key under its origin.
+    Checkpoint(String),
+    /// The inclusion proof does not lead to the checkpoint's root.
+    Inclusion(String),
+}
+
+/// Checks the candidate's entries against the logs the repository requires; `Ok(None)` when
+/// the policy requires none.
+pub fn verify_inclusion(
+    candidate: &Candidate,
+    logs: &[(&str, &TransparencyLog)],
+    signed_at: jiff::Timestamp,
+) -> Result<Option<LogInclusion>, LogFailure> {
+    if logs.is_empty() {
+        return Ok(None);
+    }
+    if candidate.tlog_entries.is_empty() {
+        return Err(LogFailure::NoEntry(format!(
+            "the signature carries no transparency-log entry, and the policy requires one in {}",
+            names(logs)
+        )));
+    }
+    let mut last = None;
+    for entry in &candidate.tlog_entries {
+        let Some((name, log)) = logs
+            .iter()
+            .find(|(_, log)| log.key_id().as_slice() == entry.log_id.key_id)
+        else {
+            last = Some(LogFailure::NoEntry(format!(
+                "the entry's log ID {} is none of the trusted logs ({})",
+                hex::encode(&entry.log_id.key_id),
+                names(logs)
+            )));
+            continue;
+        };
+        if let Some(window) = log.valid_for.filter(|w| !w.contains(signed_at)) {
+            last = Some(LogFailure::Checkpoint(format!(
+                "the key of log {name} is trusted from {} until {}, not at the signing time \
+                 {signed_at}",
+                window.start,
+                window
+                    .end
+                    .map_or_else(|| "further notice".to_owned(), |end| end.to_string())
+            )));
+            continue;
+        }
+        match verify_entry(candidate, entry, name, log) {
+            Ok(inclusion) => return Ok(Some(inclusion)),
+            Err(failure) => last = Some(failure),
+        }
+    }
+    Err(last.expect("at least one entry was examined"))
+}
+
+fn names(logs: &[(&str, &TransparencyLog)]) -> String {
+    logs.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+}
+
+fn verify_entry(
+    candidate: &Candidate,
+    entry: &TransparencyLogEntry,
+    name: &str,
+    log: &TransparencyLog,
+) -> Result<LogInclusion, LogFailure> {
+    check_body(candidate, entry).map_err(LogFailure::Body)?;
+    let proof = entry
+        .inclusion_proof
+        .as_ref()
+        .ok_or_else(|| LogFailure::Inclusion("the entry has no inclusion proof".into()))?;
+    let checkpoint =
+        verify_checkpoint(&proof.checkpoint.envelope, log).map_err(LogFailure::Checkpoint)?;
+    let index = u64::try_from(entry.log_index)
+        .map_err(|_| LogFailure::Inclusion(format!("log index {} is negative", entry.log_index)))?;
+    if checkpoint.tree_size() == 0 {
+        return Err(LogFailure::Inclusion(format!(
+            "the checkpoint of log {name} is of an empty tree (size 0), which includes no entry"
+        )));
+    }
+    let hashes = proof
+        .hashes
+        .iter()
+        .map(|h| {
+            Sha256Hash::try_from(h.as_slice())
+                .map_err(|_| LogFailure::Inclusion("a proof hash is not 32 bytes".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Rekor v2: index from the entry, size and root from the verified checkpoint only.
+    sigstore_merkle::verify_inclusion_proof(
+        &sigstore_merkle::hash_leaf(&entry.canonicalized_body),
+        index,
+        checkpoint.tree_size(),
+        &hashes,
+        checkpoint.root_hash(),
+    )
+    .map_err(|e| {
+        LogFailure::Inclusion(format!(
+            "entry {index} does not lead to the root of checkpoint {} of log {name}: {e}",
+            checkpoint.tree_size()
+        ))
+    })?;
+    Ok(LogInclusion {
+        log: name.to_owned(),
+        log_index: index,
+        tree_size: checkpoint.tree_size(),
+        root_hash: *checkpoint.root_hash().as_bytes(),
+        checkpoint: proof.checkpoint.envelope.clone(),
+    })
+}
+
+/// Parses a checkpoint and checks it is signed by `log`'s key under `log`'s origin.
+pub fn verify_checkpoint(text: &str, log: &TransparencyLog) -> Result<Checkpoint, String> {
+    let checkpoint = Checkpoint::from_text(text).map_err(|e| {
+        format!(
+            "the checkpoint does not parse: {}",
+            sanitize(&e.to_string(), MAX_QUOTED_CHARS)
+        )
+    })?;
+    if checkpoint.origin() != log.origin {
+        return Err(format!(
+            "the checkpoint's origin is {:?}, the log's is {:?}",
+            sanitize(checkpoint.origin(), MAX_QUOTED_CHARS),
+            log.origin
+        ));
+    }
+    let hint = &log.key_id()[..4];
+    let signed = checkpoint
+        .signatures()
+        .iter()
+        .filter(|s| s.key_id.as_slice() == hint)
+        .any(|s| verify_note_signature(log, checkpoint.signed_data(), s.signature.as_bytes()));
+    if !signed {
+        return Err(format!(
+            "the checkpoint carries no valid signature by the key of log {:?}",
+            log.origin
+        ));
+    }
+    Ok(checkpoint)
+}
+
+fn verify_note_signature(log: &TransparencyLog, message: &[u8], signature: &[u8]) -> bool {
+    let algorithm: &dyn ring::signature::VerificationAlgorithm = match log.algorithm {
+        LogKeyAlgorithm::Ed25519 => &ring::signature::ED25519,
+        LogKeyAlgorithm::EcdsaP256Sha256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+    };
+    ring::signature::UnparsedPublicKey::new(algorithm, &log.raw_public_key)
+        .verify(message, signature)
+        .is_ok()
+}
+
+/// The entry body (Rekor's canonicalized JSON) must be this signature by this certificate
+/// over this payload.
+fn check_body(candidate: &Candidate, entry: &TransparencyLogEntry) -> Result<(), String> {
+    let kind = (
+        entry.kind_version.kind.as_str(),
+        entry.kind_version.version.as_str(),
+    );
+    let body: Body = serde_json::from_slice(&entry.canonicalized_body)
+        .map_err(|e| format!("the entry body is not a Rekor entry: {e}"))?;
+    if (body.kind.as_str(), body.api_version.as_str()) != kind {
+        return Err(format!(
+            "the entry says {}/{} but its body is {}/{}",
+            kind.0, kind.1, body.kind, body.api_version
+        ));
+    }
+    // Compared as bytes: the log's base64 need not be ours character for character.
+    let bytes = |text: &str| tcdist_oci::bundle::decode_base64(text).ok();
+    match (candidate.encoding, kind) {
+        (Encoding::Bundle, ("dsse", "0.0.2")) => {
+            let spec = body
+                .spec
+                .dsse_v002
+                .ok_or("the dsse entry has no dsseV002 spec")?;
+            if spec.payload_hash.algorithm != "SHA2_256"
+                || bytes(&spec.payload_hash.digest)
+                    != Some(Sha256::digest(&candidate.payload).to_vec())
+            {
+                return Err("the entry records another payload".into());
+            }
+            let ours = spec.signatures.iter().any(|s| {
+                bytes(&s.content).as_ref() == Some(&candidate.signature)
+                    && s.verifier
+                        .x509_certificate
+                        .as_ref()
+                        .and_then(|c| bytes(&c.raw_bytes))
+                        .as_ref()
+                        == Some(&candidate.leaf)
+            });
+            if !ours {
+                return Err(
+                    "the entry records another signature or another signer's certificate".into(),
+                );
+            }
+            Ok(())
+        }
+        (_, (kind, version)) => Err(format!(
+            "a {kind}/{version} entry cannot record this {} signature (tcdist logs bundles as \
+             dsse/0.0.2)",
+            match candidate.encoding {
+                Encoding::Bundle => "bundle",
+                Encoding::CosignTag => "cosign",
+            }
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Body {
+    api_version: String,
+    kind: String,
+    spec: Spec,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    dsse_v002: Option<DsseV002>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DsseV002 {
+    payload_hash: HashOutput,
+    signatures: Vec<EntrySignature>,
+}
+
+#[derive(Deserialize)]
+struct HashOutput {
+    algorithm: String,
+    digest: String,
+}
+
+#[derive(Deserialize)]
+struct EntrySignature {
+    content: String,
+    verifier: Verifier,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Verifier {
+    x509_certificate: Option<RawBytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBytes {
+    raw_bytes: String,
+}
+
+#[cfg(test)]
+mod tests;
