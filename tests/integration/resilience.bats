@@ -10,7 +10,7 @@ setup_file() {
 	make_small_tree "$WORK/tree"
 	head -c 3000000 /dev/urandom >"$WORK/tree/src/fmt/random.bin"
 	"$DISTD" publish "$WORK/tree" --ref "$TCDIST_REGISTRY/resilience/go:v1" >/dev/null
-	python3 "$TCDIST_TOP/tests/lib/flaky_proxy.py" "$WORK/port" "$WORK/proxy.log" &
+	python3 "$TCDIST_TOP/tests/lib/registry_proxy.py" flaky "$WORK/port" "$WORK/proxy.log" &
 	echo $! >"$WORK/proxy.pid"
 	for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.05; done
 }

@@ -63,11 +63,7 @@ platforms = ["$HOST"]
 channels = ["edge"]
 channel_expires = "30m"
 EOF
-	read -r PORT OPS_PORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
+	read -r PORT OPS_PORT < <(free_ports 2)
 	export PORT OPS_PORT
 	cat >"$WORK/serve.toml" <<EOF
 listen = "127.0.0.1:$PORT"
@@ -96,6 +92,11 @@ EOF
 
 teardown_file() {
 	stop_daemon
+	# What the hostile registry test started, when it failed halfway.
+	local pid_file
+	for pid_file in "$WORK"/hostile-*/*.pid; do
+		[ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
+	done
 	# Work dirs that interrupted builds left behind in the shared cache.
 	if [[ -f $WORK/work-before ]]; then
 		comm -13 "$WORK/work-before" <(ls "$BUILD_CACHE/build/work") | while read -r dir; do
@@ -113,6 +114,15 @@ setup() {
 
 teardown() {
 	restore_entries
+}
+
+# free_ports N: N free loopback ports, on one line.
+free_ports() {
+	python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' "$1"
 }
 
 # start_daemon: starts distd serve in the background and waits until it is ready; its pid is
@@ -343,6 +353,24 @@ PY
 	((${#seen[@]} >= 3))
 	run --separate-stderr ctl --as "$READER" catalog
 	[ "$status" -eq 0 ]
+	# Back to the stack's TTL, and on until the agent hands it out: the suites after this one
+	# sign, and a 60 s SVID is under the signer's minimum lifetime.
+	restore_entries
+	lifetime() {
+		openssl s_client -connect "127.0.0.1:$PORT" -cert "$mint_dir/svid.pem" -key "$mint_dir/key.pem" \
+			</dev/null 2>/dev/null | openssl x509 -noout -startdate -enddate |
+			python3 -c '
+import sys
+from datetime import datetime
+d = dict(line.strip().split("=", 1) for line in sys.stdin)
+f = "%b %d %H:%M:%S %Y GMT"
+print(int((datetime.strptime(d["notAfter"], f) - datetime.strptime(d["notBefore"], f)).total_seconds()))'
+	}
+	for _ in $(seq 90); do
+		(($(lifetime) > 120)) && break
+		sleep 1
+	done
+	(($(lifetime) > 120))
 }
 
 @test "kill -9 in the middle of a build: the restarted daemon kills the leftovers, marks the job interrupted and resumes it; no tag moved" {
@@ -399,4 +427,51 @@ PY
 	[ "$(json 'j["attempts"]' <<<"$output")" = 2 ]
 	run --separate-stderr ctl --as "$MANAGER" cancel "$id"
 	[ "$status" -eq 0 ]
+}
+
+@test "a registry that sends a malformed or an endless tag list fails the catalog with the reason, and the daemon keeps serving" {
+	local mode dir proxy port ops
+	for mode in tags-malformed tags-huge; do
+		dir=$WORK/hostile-$mode
+		mkdir -p "$dir"
+		python3 "$TCDIST_TOP/tests/lib/registry_proxy.py" "$mode" "$dir/proxy.port" "$dir/proxy.log" 3>&- &
+		echo $! >"$dir/proxy.pid"
+		for _ in $(seq 100); do [ -s "$dir/proxy.port" ] && break; sleep 0.05; done
+		proxy=127.0.0.1:$(cat "$dir/proxy.port")
+		read -r port ops < <(free_ports 2)
+		sed -n '/^\[\[line\]\]$/,/^channels/p' "$WORK/lines.toml" | sed -n '1,/^channels/p' |
+			sed "s|^repository = .*|repository = \"$proxy/toolchains/hostile\"|; s|^platforms = .*|platforms = [\"$HOST\"]|" >"$dir/lines.toml"
+		cat >"$dir/serve.toml" <<EOF
+listen = "127.0.0.1:$port"
+ops_listen = "127.0.0.1:$ops"
+identity = "spiffe://tcdist.test/distd/server"
+lines = "lines.toml"
+state_dir = "state"
+cache_dir = "$BUILD_CACHE"
+
+[[grant]]
+spiffe_id = "$READER"
+lines = ["*"]
+actions = ["read"]
+EOF
+		# The proxy passes the stack registry's challenge on: the credentials are given for it.
+		TCDIST_REGISTRY_PLAIN_HTTP=true TCDIST_REGISTRY_CREDENTIALS_HOST=$proxy \
+			"$DISTD" serve --config "$dir/serve.toml" >"$dir/daemon.log" 2>&1 3>&- &
+		echo $! >"$dir/daemon.pid"
+		for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ops/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+		run --separate-stderr env TCDIST_SERVER="https://127.0.0.1:$port" "$DISTD" ctl --as "$READER" catalog
+		echo "$mode: status $status; stderr: $stderr"
+		[ "$status" -eq 1 ]
+		[[ $stderr == *"409 Conflict: reading line \"go1.26\""*"tag list of toolchains/hostile: malformed: "* ]]
+		case $mode in
+		tags-malformed) [[ $stderr == *"not a valid tag list"* ]] ;;
+		tags-huge) [[ $stderr == *"over the "*"-byte document limit"* ]] ;;
+		esac
+		# Still up: the ops listener answers and the API answers the next caller.
+		curl -sf "http://127.0.0.1:$ops/healthz" >/dev/null
+		run --separate-stderr env TCDIST_SERVER="https://127.0.0.1:$port" "$DISTD" ctl --as "$READER" jobs
+		[ "$status" -eq 0 ]
+		kill "$(cat "$dir/daemon.pid")" "$(cat "$dir/proxy.pid")"
+		wait "$(cat "$dir/daemon.pid")" || true
+	done
 }

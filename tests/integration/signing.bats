@@ -15,10 +15,12 @@ setup_file() {
 	printf 'other\n' >"$WORK/other/src/fmt/other.go"
 	export TCVERIFY_POLICY=$STACK_POLICY
 	export SIGNED=$TCDIST_REGISTRY/toolchains/signed:v1
-	SIGNED_DIGEST=$("$DISTD" publish "$WORK/small" --ref "$SIGNED" | tail -n1)
-	export SIGNED_DIGEST
-	OTHER_DIGEST=$("$DISTD" publish "$WORK/other" --ref "$TCDIST_REGISTRY/toolchains/signed-other:v1" | tail -n1)
-	export OTHER_DIGEST
+	# Through files, so a publish that fails fails the setup (a pipeline would hide it).
+	"$DISTD" publish "$WORK/small" --ref "$SIGNED" >"$WORK/signed.out"
+	"$DISTD" publish "$WORK/other" --ref "$TCDIST_REGISTRY/toolchains/signed-other:v1" >"$WORK/other.out"
+	SIGNED_DIGEST=$(tail -n1 "$WORK/signed.out")
+	OTHER_DIGEST=$(tail -n1 "$WORK/other.out")
+	export SIGNED_DIGEST OTHER_DIGEST
 	python3 "$FORGE" ca --out "$WORK/forged" --name rogue-ca --trust-domain tcdist.test
 	python3 "$FORGE" ca --out "$WORK/forged" --name evil-ca --trust-domain evil.test
 }

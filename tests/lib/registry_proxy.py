@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""A plain-HTTP proxy on loopback in front of the stack's TLS registry that fails on purpose:
-the first manifest request gets a 503, and the first response of every blob is cut off after
-64 KiB. Used to test retries and Range resumption against the real registry.
+"""A plain-HTTP proxy on loopback in front of the stack's TLS registry that misbehaves on purpose
+in one way and logs every request. Everything else is forwarded to the real registry.
 
-usage: flaky_proxy.py PORT_FILE LOG_FILE   (reads TCDIST_REGISTRY, TCDIST_REGISTRY_CA)
+usage: registry_proxy.py MODE PORT_FILE LOG_FILE   (reads TCDIST_REGISTRY, TCDIST_REGISTRY_CA)
+  flaky           the first manifest request gets a 503, and the first response of every blob
+                  is cut off after 64 KiB (retries and Range resumption)
+  tags-malformed  tag lists: 200 and a document whose "tags" is not a list
+  tags-huge       tag lists: 200 and an endless body without a length (1 MiB chunks, up to
+                  256 MiB)
 """
 import http.client
 import http.server
@@ -14,7 +18,7 @@ import threading
 
 UPSTREAM = os.environ["TCDIST_REGISTRY"]
 CONTEXT = ssl.create_default_context(cafile=os.environ["TCDIST_REGISTRY_CA"])
-port_file, log_file = sys.argv[1], sys.argv[2]
+mode, port_file, log_file = sys.argv[1], sys.argv[2], sys.argv[3]
 lock = threading.Lock()
 seen = set()
 
@@ -43,7 +47,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def forward(self):
         log(f"{self.command} {self.path} range={self.headers.get('Range')}")
-        if "/manifests/" in self.path and first_time(("manifest", self.path)):
+        if mode.startswith("tags-") and "/tags/list" in self.path.split("?")[0]:
+            self.hostile_tags()
+            return
+        flaky = mode == "flaky"
+        if flaky and "/manifests/" in self.path and first_time(("manifest", self.path)):
             self.send_response(503)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -54,7 +62,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         upstream.request(self.command, self.path, headers=headers)
         response = upstream.getresponse()
         body = response.read()
-        cut = "/blobs/" in self.path and len(body) > (128 << 10) and first_time(("blob", self.path))
+        cut = flaky and "/blobs/" in self.path and len(body) > (128 << 10) and first_time(("blob", self.path))
         self.send_response(response.status)
         for k, v in response.getheaders():
             if k.lower() not in ("connection", "transfer-encoding"):
@@ -69,6 +77,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             self.wfile.write(body)
+
+    def hostile_tags(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if mode == "tags-malformed":
+            body = b'{"name": "hostile", "tags": "latest"}'
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = b" " * (1 << 20)
+        try:
+            self.wfile.write(b'{"name": "hostile", "tags": [')
+            for _ in range(256):
+                self.wfile.write(chunk)
+        except OSError:
+            log("the client stopped reading the tag list")
 
     def log_message(self, *args):
         pass
