@@ -382,10 +382,12 @@ print(int((datetime.strptime(d["notAfter"], f) - datetime.strptime(d["notBefore"
 	wait_for_log "$id" "[make.bash] Building Go toolchain1"
 	pgid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["process"]["pid"])' "$WORK/state/jobs/$id.json")
 	kill -9 "$(cat "$WORK/daemon.pid")"
-	sleep 1
-	# The job's leader died with the daemon (gone, or a zombie nobody reaped); make.bash, in
+	# The job's leader dies with the daemon (gone, or a zombie nobody reaped); make.bash, in
 	# its process group, outlives it.
-	[[ $(ps -o stat= -p "$pgid") == "" || $(ps -o stat= -p "$pgid") == Z* ]]
+	leader_gone() { [[ $(ps -o stat= -p "$pgid") == "" || $(ps -o stat= -p "$pgid") == Z* ]]; }
+	for _ in $(seq 100); do leader_gone && break; sleep 0.1; done
+	ps -o pid=,stat=,args= -g "$pgid" || true
+	leader_gone
 	[ -n "$(live_in_group "$pgid")" ]
 	[ -z "$(tags_of "$SLOW_REPO")" ]
 	start_daemon
