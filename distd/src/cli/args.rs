@@ -1,0 +1,547 @@
+//! Flags and their environment variables (flag, then `TCDIST_*`, then the config file, then
+//! default), and what they become: signing setups, packaging settings, build requests.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
+use tcdist_core::Platform;
+use tcdist_oci::reference::{RegistryRef, ReleaseRef};
+use tcdist_oci::registry::RegistryArgs;
+use tcdist_oci::release::Compression;
+
+use crate::package::PackageSettings;
+use crate::package::layer::LayerSettings;
+use crate::{build, ctl, publish, sign};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "distd",
+    version,
+    about = "Package and publish customized Go toolchains as OCI releases"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Patch a Go source tree, build it with make.bash, and write a toolchain tree; prints
+    /// the tree's path last
+    Build(BuildArgs),
+    /// Package toolchain trees as one release, push, sign and verify it; prints the index
+    /// digest last
+    Publish(PublishArgs),
+    /// Sign a release that is already published (the tag is left alone); prints the index
+    /// digest last
+    Sign(SignArgs),
+    /// Sign the next head of a channel naming a published release, and move the channel's
+    /// tag to it; prints the head's sequence last
+    Promote(PromoteArgs),
+    /// Re-sign the heads of channels that expire soon (same release, next sequence)
+    Refresh(RefreshArgs),
+    /// Withdraw a published release: sign the next version of the repository's yank list;
+    /// prints its sequence last
+    Yank(YankArgs),
+    /// Rebuild a published release from its recorded inputs and co-sign it when the rebuild
+    /// has the same index digest; otherwise name the first file that differs
+    Rebuild(RebuildArgs),
+    /// Build a release line (from the config) for each of its platforms, publish it as one
+    /// release tagged with the toolchain's version, and promote it to the line's channels;
+    /// prints the index digest last
+    Release(ReleaseArgs),
+    /// Run the publisher daemon: the SPIFFE mTLS API, the build queue, channel re-signing,
+    /// health and metrics (config: deploy/distd/serve.toml)
+    Serve(ServeArgs),
+    /// Ask the daemon (`distd serve`) to build, promote or yank, or read its catalog and jobs
+    Ctl(ctl::CtlArgs),
+    /// The deployment's trust material for Sigstore clients
+    #[command(subcommand)]
+    TrustRoot(TrustRootCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The daemon's config (TOML; see docs/daemon.md)
+    #[arg(long, env = "TCDIST_SERVE_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The SPIFFE ID that signs channel heads and yank lists
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    pub promoter_id: String,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The release: REGISTRY/REPOSITORY@sha256:…
+    #[arg(value_name = "REF@DIGEST")]
+    pub reference: String,
+    /// The channel (a tag of the repository, e.g. stable)
+    #[arg(long, value_name = "NAME")]
+    pub channel: String,
+    /// How long the head is valid; verifiers refuse it afterwards unless it is refreshed
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub expires: SignedDuration,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RefreshArgs {
+    /// The repository: REGISTRY/REPOSITORY
+    #[arg(value_name = "REPOSITORY")]
+    pub repository: String,
+    /// The channels to keep fresh
+    #[arg(long, value_name = "NAME", required = true)]
+    pub channel: Vec<String>,
+    /// Re-sign heads that expire within this time
+    #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = parse_duration)]
+    pub within: SignedDuration,
+    /// How long a re-signed head is valid
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub expires: SignedDuration,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct YankArgs {
+    /// The release: REGISTRY/REPOSITORY@sha256:…
+    #[arg(value_name = "REF@DIGEST")]
+    pub reference: String,
+    /// Why: every pull it refuses reports it
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+/// Who promotes: the signing setup, as a promoter identity.
+#[derive(Args, Debug)]
+pub struct PromoterArgs {
+    /// The SPIFFE ID this promoter signs as (instead of --signer-id)
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    pub promoter_id: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+impl PromoterArgs {
+    pub fn into_signing(self) -> anyhow::Result<(publish::Signing, RegistryArgs)> {
+        let mut signing = self.signing;
+        if self.promoter_id.is_some() {
+            signing.signer_id = self.promoter_id;
+        }
+        Ok((signing.into_signing()?, self.registry))
+    }
+}
+
+/// A duration such as `7d`, `36h`, `90m` or ISO 8601 (`P7D`).
+pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let span: jiff::Span = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration (7d, 36h, 90m): {e}"))?;
+    let duration = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|e| format!("{text:?}: {e}"))?;
+    if duration.is_positive() {
+        Ok(duration)
+    } else {
+        Err(format!("{text:?} is not a positive duration"))
+    }
+}
+
+/// A registry reference to a release pinned by digest (what promote and yank act on).
+pub fn pinned_reference(text: &str) -> anyhow::Result<RegistryRef> {
+    match ReleaseRef::parse(text)? {
+        ReleaseRef::Registry(reference) => Ok(reference),
+        ReleaseRef::Layout(_) => anyhow::bail!(
+            "{text}: channels and yanks live in a registry; an OCI layout has neither"
+        ),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustRootCommand {
+    /// Write a Sigstore trusted_root.json: the trust domain's CAs, the log's key, the TSA chain
+    Export(TrustRootExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrustRootExportArgs {
+    /// Where to write it (`-` for stdout)
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub out: PathBuf,
+    /// The trust domain's CA certificates (PEM; SPIRE `bundle show -format pem`)
+    #[arg(long, env = "TCDIST_SPIRE_BUNDLE", value_name = "FILE")]
+    pub ca_bundle: PathBuf,
+    /// The trust domain's name
+    #[arg(long, env = "TCDIST_SPIRE_TRUST_DOMAIN", value_name = "NAME")]
+    pub trust_domain: String,
+    /// The timestamp authority's certificate chain (PEM, leaf first)
+    #[arg(long, env = "TCDIST_TSA_CHAIN", value_name = "FILE")]
+    pub tsa_chain: PathBuf,
+    /// The transparency log's public key (PEM)
+    #[arg(
+        long,
+        env = "TCDIST_REKOR_PUBLIC_KEY",
+        value_name = "FILE",
+        requires = "rekor_origin"
+    )]
+    pub rekor_public_key: Option<PathBuf>,
+    /// The origin the log signs its checkpoints under
+    #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
+    pub rekor_origin: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The release: REGISTRY/REPOSITORY[:TAG][@DIGEST] or oci-layout:PATH[:TAG]
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The repository named in the signed statement, for an OCI layout
+    #[arg(long, env = "TCDIST_REPOSITORY", value_name = "NAME")]
+    pub repository: Option<String>,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Who signs and how; shared by `publish` and `sign`.
+#[derive(Args, Debug, Clone)]
+pub struct SigningArgs {
+    /// The SPIFFE ID this signer signs as; an SVID for any other ID is refused
+    #[arg(long, env = "TCDIST_SIGNER_ID", value_name = "SPIFFE_ID")]
+    pub signer_id: Option<String>,
+    /// The SPIFFE Workload API (the SPIRE agent's socket) to fetch the SVID from
+    #[arg(long, env = "SPIFFE_ENDPOINT_SOCKET", value_name = "unix:///PATH")]
+    pub spiffe_endpoint_socket: Option<String>,
+    /// Sign offline with this SVID certificate (PEM, leaf first) instead of the Workload API
+    #[arg(
+        long,
+        env = "TCDIST_SVID_CERT",
+        value_name = "FILE",
+        requires = "svid_key"
+    )]
+    pub svid_cert: Option<PathBuf>,
+    /// The SVID's private key (PEM, PKCS#8)
+    #[arg(
+        long,
+        env = "TCDIST_SVID_KEY",
+        value_name = "FILE",
+        requires = "svid_cert"
+    )]
+    pub svid_key: Option<PathBuf>,
+    /// The trust domain's CA certificates (PEM), to check the signed release
+    #[arg(long, env = "TCDIST_SVID_BUNDLE", value_name = "FILE")]
+    pub svid_bundle: Option<PathBuf>,
+    /// The RFC 3161 timestamp authority (base URL of sigstore timestamp-authority, or the full
+    /// endpoint)
+    #[arg(long, env = "TCDIST_TSA_URL", value_name = "URL")]
+    pub tsa_url: Option<String>,
+    /// The timestamp authority's certificate chain (PEM, leaf first)
+    #[arg(long, env = "TCDIST_TSA_CHAIN", value_name = "FILE")]
+    pub tsa_chain: Option<PathBuf>,
+    /// The transparency log (Rekor v2 base URL) to record signatures in
+    #[arg(long, env = "TCDIST_REKOR_URL", value_name = "URL", requires_all = ["rekor_public_key", "rekor_origin"])]
+    pub rekor_url: Option<String>,
+    /// The log's public key (PEM), to check the recorded entry before announcing it
+    #[arg(long, env = "TCDIST_REKOR_PUBLIC_KEY", value_name = "FILE")]
+    pub rekor_public_key: Option<PathBuf>,
+    /// The origin the log signs its checkpoints under
+    #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
+    pub rekor_origin: Option<String>,
+    /// Refuse an SVID that expires sooner than this (seconds)
+    #[arg(
+        long,
+        env = "TCDIST_MIN_SVID_LIFETIME",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub min_svid_lifetime: u64,
+}
+
+impl SigningArgs {
+    /// Checks the signing settings hang together; every missing piece is a usage error that
+    /// names its flag and variable.
+    pub fn into_signing(self) -> anyhow::Result<publish::Signing> {
+        use tcdist_core::Error;
+        let missing = |what: &str, flag: &str, var: &str| {
+            Error::usage_with_hint(
+                format!("{what} is not set: releases are always signed"),
+                format!("pass {flag} or set {var} (the local stack's stack.env sets it)"),
+            )
+        };
+        let signer_id = self
+            .signer_id
+            .ok_or_else(|| missing("the signer's SPIFFE ID", "--signer-id", "TCDIST_SIGNER_ID"))?;
+        let signer = tcdist_verify::spiffe_id::SpiffeId::parse(&signer_id)
+            .map_err(|e| Error::usage(format!("--signer-id {signer_id:?}: {e}")))?;
+        let source = match (self.svid_cert, self.svid_key) {
+            (Some(certificate), Some(key)) => sign::svid::SvidSource::Files {
+                certificate,
+                key,
+                bundle: self.svid_bundle,
+            },
+            _ => sign::svid::SvidSource::WorkloadApi {
+                endpoint: self.spiffe_endpoint_socket.ok_or_else(|| {
+                    missing(
+                        "the SPIFFE Workload API socket",
+                        "--spiffe-endpoint-socket (or --svid-cert/--svid-key)",
+                        "SPIFFE_ENDPOINT_SOCKET",
+                    )
+                })?,
+            },
+        };
+        let tsa_url = self
+            .tsa_url
+            .ok_or_else(|| missing("the timestamp authority", "--tsa-url", "TCDIST_TSA_URL"))?;
+        let tsa_chain = self.tsa_chain.ok_or_else(|| {
+            missing(
+                "the timestamp authority's chain",
+                "--tsa-chain",
+                "TCDIST_TSA_CHAIN",
+            )
+        })?;
+        let (log, log_trust) = match (self.rekor_url, self.rekor_public_key, self.rekor_origin) {
+            (Some(url), Some(public_key), Some(origin)) => (
+                Some(sign::tlog::TransparencyLogClient::new(&url)?),
+                Some(publish::LogTrust { public_key, origin }),
+            ),
+            _ => (None, None),
+        };
+        Ok(publish::Signing {
+            signer: sign::Signer {
+                source,
+                signer,
+                min_lifetime: std::time::Duration::from_secs(self.min_svid_lifetime),
+                tsa: sign::tsa::TimestampAuthority::new(&tsa_url)?,
+                log,
+            },
+            tsa_chain,
+            log: log_trust,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Toolchain trees (Go roots), one per platform
+    #[arg(value_name = "DIR", required = true)]
+    pub trees: Vec<PathBuf>,
+    /// Where to publish: REGISTRY/REPOSITORY:TAG (or oci-layout:PATH[:TAG])
+    #[arg(long = "ref", env = "TCDIST_REF", value_name = "REF")]
+    pub reference: Option<String>,
+    /// The platform of each DIR, in order (default: from TOOLCHAIN.json or pkg/tool/<os>_<arch>)
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Vec<Platform>,
+    #[command(flatten)]
+    pub packaging: PackagingArgs,
+    /// Write an OCI image layout directory instead of pushing (tag from --ref)
+    #[arg(long, env = "TCDIST_OCI_LAYOUT", value_name = "PATH")]
+    pub oci_layout: Option<PathBuf>,
+    /// The repository named in the signed statement, when publishing only to an OCI layout
+    #[arg(long, env = "TCDIST_REPOSITORY", value_name = "NAME")]
+    pub repository: Option<String>,
+    /// Cache of packaged layers, so republishing an unchanged tree is cheap
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Where to write the toolchain tree (new, empty, or an earlier build's tree)
+    #[arg(long, env = "TCDIST_BUILD_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub inputs: BuildInputs,
+}
+
+/// What a build is made from, and where it works; shared by `build` and `rebuild`.
+#[derive(Args, Debug)]
+pub struct BuildInputs {
+    /// The upstream Go root to build from (a release tree with VERSION and src/)
+    #[arg(long, env = "TCDIST_GO_ROOT", value_name = "SRC")]
+    pub go_root: PathBuf,
+    /// Build settings: KEY=VALUE lines (GOPROXY, GOSUMDB, GOFLAGS, GOPRIVATE, GONOPROXY,
+    /// GONOSUMDB, GOINSECURE, GOVCS for go.env; GOEXPERIMENT, TCDIST_VERSION_SUFFIX,
+    /// TCDIST_NAME)
+    #[arg(long, env = "TCDIST_BUILD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where to copy and build the source (must be new or empty; kept afterwards)
+    #[arg(long, env = "TCDIST_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// The patch series to apply (*.patch, in file-name order)
+    #[arg(long, env = "TCDIST_PATCHES", value_name = "DIR", default_value_os_t = build::patches::default_series_dir())]
+    pub patches: PathBuf,
+    /// The Go root make.bash builds with (default: `go env GOROOT` of the go on PATH)
+    #[arg(long, env = "GOROOT_BOOTSTRAP", value_name = "DIR")]
+    pub bootstrap: Option<PathBuf>,
+    /// Cache of finished trees (by input digest) and of work dirs
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    pub cache_dir: PathBuf,
+    /// Neither reuse nor store a cached tree: always run the whole build
+    #[arg(long)]
+    pub no_cache: bool,
+    /// The platform to build for (default: this host's); another one is cross-built
+    #[arg(long, env = "TCDIST_BUILD_PLATFORM", value_name = "OS/ARCH")]
+    pub platform: Option<Platform>,
+}
+
+impl BuildInputs {
+    /// The build of these inputs into `out`.
+    pub fn request(&self, out: PathBuf) -> anyhow::Result<build::BuildRequest> {
+        let config = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                build::BuildConfig::parse(&text, &path.display().to_string())?
+            }
+            None => build::BuildConfig::default(),
+        };
+        let absolute = |p: &std::path::Path| std::path::absolute(p).context("resolving a path");
+        let bootstrap = match &self.bootstrap {
+            Some(dir) => dir.clone(),
+            None => host_goroot()?,
+        };
+        Ok(build::BuildRequest {
+            go_root: absolute(&self.go_root)?,
+            out,
+            config,
+            patches_dir: absolute(&self.patches)?,
+            work_dir: self.work_dir.as_deref().map(absolute).transpose()?,
+            bootstrap: absolute(&bootstrap)?,
+            target: match &self.platform {
+                Some(platform) => build::Target::for_platform(platform)?,
+                None => None,
+            },
+            cache_dir: (!self.no_cache).then(|| self.cache_dir.clone()),
+            scratch_dir: self.cache_dir.join("build/work"),
+        })
+    }
+}
+
+/// How trees become layers; shared by `publish` and `rebuild`, which must package alike.
+#[derive(Args, Debug)]
+pub struct PackagingArgs {
+    /// Layer compression
+    #[arg(long, env = "TCDIST_COMPRESSION", default_value = "zstd", value_parser = ["zstd", "gzip"])]
+    pub compression: String,
+    /// Compression level (zstd 1-19, gzip 1-9)
+    #[arg(long, env = "TCDIST_COMPRESSION_LEVEL", value_name = "N")]
+    pub compression_level: Option<i32>,
+    /// Timestamp for every layer entry (seconds since the epoch)
+    #[arg(
+        long,
+        env = "SOURCE_DATE_EPOCH",
+        value_name = "SECONDS",
+        default_value_t = 0
+    )]
+    pub source_date_epoch: u64,
+}
+
+impl PackagingArgs {
+    pub fn settings(&self) -> anyhow::Result<PackageSettings> {
+        let compression: Compression = self.compression.parse().map_err(anyhow::Error::msg)?;
+        let level = self.compression_level.unwrap_or(match compression {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+        });
+        Ok(PackageSettings {
+            layer: LayerSettings {
+                compression,
+                level,
+                mtime: self.source_date_epoch,
+            },
+            ..PackageSettings::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// The line's name in the config
+    #[arg(value_name = "LINE")]
+    pub line: String,
+    /// The release lines (TOML; see docs/cli.md)
+    #[arg(long, env = "TCDIST_LINES", value_name = "FILE")]
+    pub config: PathBuf,
+    /// The SPIFFE ID that signs the line's channel heads
+    #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
+    pub promoter_id: Option<String>,
+    /// The Go root make.bash builds with (default: `go env GOROOT` of the go on PATH)
+    #[arg(long, env = "GOROOT_BOOTSTRAP", value_name = "DIR")]
+    pub bootstrap: Option<PathBuf>,
+    /// Cache of finished trees (by input digest), work dirs and packaged layers
+    #[arg(long, env = "TCDIST_CACHE_DIR", value_name = "DIR", default_value_os_t = default_cache())]
+    pub cache_dir: PathBuf,
+    #[command(flatten)]
+    pub packaging: PackagingArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RebuildArgs {
+    /// The release to rebuild and co-sign: REGISTRY/REPOSITORY:TAG or …@sha256:…
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// The SPIFFE ID that signed the release (checked before anything is rebuilt)
+    #[arg(long, env = "TCDIST_BUILDER_ID", value_name = "SPIFFE_ID")]
+    pub builder_id: String,
+    /// The SPIFFE ID this rebuilder co-signs as (instead of --signer-id)
+    #[arg(long, env = "TCDIST_REBUILDER_ID", value_name = "SPIFFE_ID")]
+    pub rebuilder_id: Option<String>,
+    #[command(flatten)]
+    pub inputs: BuildInputs,
+    #[command(flatten)]
+    pub packaging: PackagingArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn default_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"))
+        .join("tcdist/distd")
+}
+
+/// `go env GOROOT` of the go command on PATH, the default bootstrap toolchain.
+pub fn host_goroot() -> anyhow::Result<PathBuf> {
+    let output = std::process::Command::new("go")
+        .args(["env", "GOROOT"])
+        .env("GOTOOLCHAIN", "local")
+        .env_remove("X_GO_RUNTIME_ROOT")
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "running `go env GOROOT` for the bootstrap toolchain: {e}; pass --bootstrap"
+            )
+        })?;
+    let root = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || root.is_empty() {
+        anyhow::bail!(
+            "`go env GOROOT` failed ({}); pass --bootstrap",
+            output.status
+        );
+    }
+    Ok(PathBuf::from(root))
+}

@@ -1,0 +1,293 @@
+//! One function per subcommand, and `run`, which picks one. Stdout carries only a command's
+//! result (a tree's path, a digest, a sequence, a trusted root); everything else goes to stderr.
+
+use anyhow::Context as _;
+use tokio::runtime::Runtime;
+
+use tcdist_oci::reference::ReleaseRef;
+
+use super::args::{
+    BuildArgs, Command, PromoteArgs, PublishArgs, RebuildArgs, RefreshArgs, ReleaseArgs, ServeArgs,
+    SignArgs, SigningArgs, TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot,
+    pinned_reference,
+};
+use crate::package::TreeInput;
+use crate::{build, ctl, events, lifecycle, line, publish, rebuild, serve, trust_root};
+
+/// Runs `command`, on `runtime` when it is async.
+pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
+    match command {
+        Command::Build(args) => build_command(args),
+        Command::Publish(args) => runtime.block_on(publish_command(args)),
+        Command::Sign(args) => runtime.block_on(sign_command(args)),
+        Command::Promote(args) => runtime.block_on(promote_command(args)),
+        Command::Refresh(args) => runtime.block_on(refresh_command(args)),
+        Command::Yank(args) => runtime.block_on(yank_command(args)),
+        Command::Rebuild(args) => runtime.block_on(rebuild_command(args)),
+        Command::Release(args) => {
+            events::report_to_file_from_environment();
+            runtime.block_on(until_terminated(release_command(args)))
+        }
+        Command::Serve(args) => runtime.block_on(serve_command(args)),
+        Command::Ctl(args) => runtime.block_on(ctl::run(args)).map_err(|e| {
+            let code = ctl::exit_code(&e);
+            e.context(CtlExit(code))
+        }),
+        Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
+    }
+}
+
+/// Runs `work` unless SIGTERM comes first; then `work` is dropped, which removes its
+/// temporary files (a build's make.bash, in the same process group, gets the signal too).
+/// Publishing moves tags only after signing, so stopping at any point leaves none on an
+/// unsigned release.
+async fn until_terminated(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = work => result,
+        _ = terminate.recv() => anyhow::bail!("stopped by SIGTERM before the release was finished"),
+    }
+}
+
+/// The exit code `distd ctl` chose for its error, carried to `main`.
+#[derive(Debug)]
+pub struct CtlExit(pub u8);
+
+impl std::fmt::Display for CtlExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("distd ctl")
+    }
+}
+
+async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+    let config = serve::config::load(&args.config)
+        .map_err(|e| tcdist_core::Error::usage(format!("{e:#}")))?;
+    let endpoint = args.signing.spiffe_endpoint_socket.clone().ok_or_else(|| {
+        tcdist_core::Error::usage(
+            "the daemon serves with an SVID from the Workload API: set SPIFFE_ENDPOINT_SOCKET",
+        )
+    })?;
+    let promoter = SigningArgs {
+        signer_id: Some(args.promoter_id),
+        ..args.signing
+    }
+    .into_signing()?;
+    serve::serve(config, promoter, args.registry, &endpoint).await
+}
+
+fn build_command(args: BuildArgs) -> anyhow::Result<()> {
+    let out = std::path::absolute(&args.out).context("resolving a path")?;
+    let started = std::time::Instant::now();
+    let outcome = build::build(&args.inputs.request(out.clone())?)?;
+    eprintln!(
+        "distd: {} {} ({}) in {:.0?}",
+        if outcome.cached { "reused" } else { "built" },
+        outcome.go_version_line,
+        outcome.input_digest,
+        started.elapsed()
+    );
+    println!("{}", out.display());
+    Ok(())
+}
+
+async fn publish_command(args: PublishArgs) -> anyhow::Result<()> {
+    if !args.platform.is_empty() && args.platform.len() != args.trees.len() {
+        anyhow::bail!(
+            "{} --platform values for {} trees: give one per DIR, in order, or none",
+            args.platform.len(),
+            args.trees.len()
+        );
+    }
+    let reference = args
+        .reference
+        .as_deref()
+        .map(ReleaseRef::parse)
+        .transpose()?;
+    let trees = args
+        .trees
+        .iter()
+        .enumerate()
+        .map(|(i, path)| TreeInput {
+            path: path.clone(),
+            platform: args.platform.get(i).cloned(),
+        })
+        .collect();
+    let digest = publish::publish(publish::PublishRequest {
+        trees,
+        reference,
+        oci_layout: args.oci_layout,
+        settings: args.packaging.settings()?,
+        cache_dir: args.cache_dir,
+        registry: args.registry,
+        repository: args.repository,
+        signing: args.signing.into_signing()?,
+    })
+    .await?;
+    println!("{digest}");
+    Ok(())
+}
+
+fn trust_root_command(args: TrustRootExportArgs) -> anyhow::Result<()> {
+    let root = trust_root::export(&trust_root::TrustRootInputs {
+        ca_bundle: &args.ca_bundle,
+        trust_domain: &args.trust_domain,
+        tsa_chain: &args.tsa_chain,
+        log: args
+            .rekor_public_key
+            .as_deref()
+            .zip(args.rekor_origin.as_deref()),
+    })?;
+    let text = serde_json::to_string_pretty(&root)? + "\n";
+    if args.out.as_os_str() == "-" {
+        print!("{text}");
+    } else {
+        let temp = args.out.with_extension("tmp");
+        std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+        std::fs::rename(&temp, &args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+    }
+    Ok(())
+}
+
+async fn sign_command(args: SignArgs) -> anyhow::Result<()> {
+    let reference = ReleaseRef::parse(&args.reference)?;
+    let digest = publish::sign_existing(
+        &reference,
+        args.repository.as_deref(),
+        &args.signing.into_signing()?,
+        &args.registry,
+    )
+    .await?;
+    println!("{digest}");
+    Ok(())
+}
+
+async fn promote_command(args: PromoteArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    let (signing, registry) = args.promoter.into_signing()?;
+    let head = lifecycle::HeadRequest {
+        channel: &args.channel,
+        expires_in: args.expires,
+    };
+    let sequence = lifecycle::promote(&reference, &head, &signing, &registry).await?;
+    println!("{sequence}");
+    Ok(())
+}
+
+async fn refresh_command(args: RefreshArgs) -> anyhow::Result<()> {
+    // The repository is named without tag or digest; each channel's tag is set in turn.
+    let mut repository = pinned_reference(&format!("{}:{}", args.repository, "latest"))?;
+    repository.tag = None;
+    let (signing, registry) = args.promoter.into_signing()?;
+    lifecycle::refresh(
+        &repository,
+        &args.channel,
+        args.within,
+        args.expires,
+        &signing,
+        &registry,
+    )
+    .await
+}
+
+async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    let (signing, registry) = args.promoter.into_signing()?;
+    let sequence = lifecycle::yank(&reference, &args.reason, &signing, &registry).await?;
+    println!("{sequence}");
+    Ok(())
+}
+
+async fn release_command(args: ReleaseArgs) -> anyhow::Result<()> {
+    let lines = line::load(&args.config)?;
+    let Some(line) = lines.iter().find(|l| l.name == args.line) else {
+        return Err(tcdist_core::Error::usage(format!(
+            "{} has no line {:?} (it has: {})",
+            args.config.display(),
+            args.line,
+            lines
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    };
+    let promoter = match args.promoter_id {
+        Some(id) => Some(
+            SigningArgs {
+                signer_id: Some(id),
+                ..args.signing.clone()
+            }
+            .into_signing()?,
+        ),
+        None => None,
+    };
+    let bootstrap = match args.bootstrap {
+        Some(dir) => dir,
+        None => host_goroot()?,
+    };
+    std::fs::create_dir_all(args.cache_dir.join("release"))
+        .with_context(|| format!("creating {}", args.cache_dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("release.")
+        .tempdir_in(args.cache_dir.join("release"))
+        .context("creating the release's work dir")?;
+    let workshop = line::Workshop {
+        bootstrap,
+        cache_dir: args.cache_dir.clone(),
+        work: work.path().to_owned(),
+        settings: args.packaging.settings()?,
+        registry: &args.registry,
+    };
+    let digest = line::release(
+        line,
+        &workshop,
+        args.signing.into_signing()?,
+        promoter.as_ref(),
+    )
+    .await?;
+    println!("{digest}");
+    Ok(())
+}
+
+async fn rebuild_command(args: RebuildArgs) -> anyhow::Result<()> {
+    let reference = pinned_reference(&args.reference)?;
+    if let Some(platform) = &args.inputs.platform {
+        return Err(tcdist_core::Error::usage(format!(
+            "--platform {platform}: a rebuild builds every platform the release has"
+        ))
+        .into());
+    }
+    let builder = tcdist_verify::spiffe_id::SpiffeId::parse(&args.builder_id).map_err(|e| {
+        tcdist_core::Error::usage(format!("--builder-id {:?}: {e}", args.builder_id))
+    })?;
+    let mut signing = args.signing;
+    if args.rebuilder_id.is_some() {
+        signing.signer_id = args.rebuilder_id;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("rebuild.")
+        .tempdir_in({
+            let dir = args.inputs.cache_dir.join("rebuild");
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir
+        })
+        .context("creating the rebuild's work dir")?;
+    let rebuilt = rebuild::rebuild(rebuild::RebuildRequest {
+        reference,
+        builder,
+        build: args.inputs.request(work.path().join("tree"))?,
+        settings: args.packaging.settings()?,
+        cache_dir: args.inputs.cache_dir.clone(),
+        work: work.path().to_owned(),
+        signing: signing.into_signing()?,
+        registry: args.registry,
+    })
+    .await;
+    // The pulled entry is sealed read-only, which a plain removal cannot undo.
+    let _ = tcdist_store::staging::remove_tree(work.path());
+    println!("{}", rebuilt?);
+    Ok(())
+}
