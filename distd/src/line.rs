@@ -122,7 +122,7 @@ fn check_line(line: RawLine, base: &Path) -> Result<ReleaseLine> {
         }
     }
     let channel_expires = match line.channel_expires.as_deref() {
-        Some(text) => crate::parse_duration(text).map_err(anyhow::Error::msg)?,
+        Some(text) => crate::cli::args::parse_duration(text).map_err(anyhow::Error::msg)?,
         None => SignedDuration::from_hours(7 * 24),
     };
     Ok(ReleaseLine {

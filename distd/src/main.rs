@@ -1,4 +1,5 @@
-//! `distd`: package, publish and (later) serve customized Go toolchains.
+//! `distd`: build, publish, sign and promote customized Go toolchains, and serve the
+//! publisher daemon. Flags live in `cli::args`, one function per command in `cli::commands`.
 
 mod build;
 mod cli;
@@ -14,9 +15,6 @@ mod sign;
 mod trust_root;
 
 use std::process::ExitCode;
-
-// The daemon's config and the release lines take durations as the flags do.
-use cli::args::parse_duration;
 
 use cli::args::Cli;
 use cli::commands::CtlExit;

@@ -58,6 +58,18 @@ pub enum Rule {
     ChannelExpired,
     /// The release is not on the repository's yank list.
     Yanked,
+    /// The SVID that signed a rollout statement is a promoter or a brake of the repository.
+    RolloutSignerAllowed,
+    /// A rollout statement is for this channel, about the release its tag serves, with a
+    /// plan that meets the plan rules.
+    RolloutBinding,
+    /// A channel's rollout statement is not older than the newest one this store has seen.
+    RolloutRollback,
+    /// A brake's rollout statement follows a plan promoters signed, by its digest.
+    RolloutBrakePlan,
+    /// A brake's rollout statement widens only to the plan's next stage (never to the whole
+    /// channel), after the stage's soak time.
+    RolloutBrakeWidening,
 }
 
 impl Rule {
@@ -87,6 +99,11 @@ impl Rule {
             Rule::ChannelRollback => "channel-rollback",
             Rule::ChannelExpired => "channel-expired",
             Rule::Yanked => "yanked",
+            Rule::RolloutSignerAllowed => "rollout-signer-allowed",
+            Rule::RolloutBinding => "rollout-binding",
+            Rule::RolloutRollback => "rollout-rollback",
+            Rule::RolloutBrakePlan => "rollout-brake-plan",
+            Rule::RolloutBrakeWidening => "rollout-brake-widening",
         }
     }
 }

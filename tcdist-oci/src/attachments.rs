@@ -11,6 +11,7 @@ use crate::release::{Descriptor, ImageIndex, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFE
 use tcdist_core::digest::Digest;
 
 pub mod lifecycle;
+pub mod rollout;
 
 pub const MEDIA_TYPE_BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 pub const MEDIA_TYPE_EMPTY: &str = "application/vnd.oci.empty.v1+json";

@@ -50,6 +50,29 @@ impl ReleaseSource {
         })
     }
 
+    /// The release `digest` of the same repository (or layout), named by digest alone: a
+    /// channel's rollout candidate.
+    pub fn pinned(&self, digest: &Digest) -> ReleaseSource {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+            } => ReleaseSource::Registry {
+                registry: Arc::clone(registry),
+                reference: RegistryRef {
+                    tag: None,
+                    digest: Some(digest.clone()),
+                    ..reference.clone()
+                },
+            },
+            ReleaseSource::Layout(layout) => ReleaseSource::Layout(LayoutRef {
+                tag: None,
+                digest: Some(digest.clone()),
+                ..layout.clone()
+            }),
+        }
+    }
+
     /// The top-level document the reference names (a tag resolves here). A reference pinned
     /// by digest gets exactly that document or an error; a tag's document is named by its own
     /// digest, which the signature stage then judges.

@@ -7,6 +7,7 @@ pub mod freshness;
 pub mod lifecycle;
 pub mod pipeline;
 pub mod policy;
+pub mod rollout;
 pub mod signature;
 pub mod spiffe_id;
 pub mod structure;

@@ -17,10 +17,11 @@ use futures::future::join_all;
 use jiff::Timestamp;
 use serde::Serialize;
 
-pub use memory::LifecycleMemory;
+pub use memory::{LifecycleMemory, SeenRollout};
 
 use crate::discover::{self, Candidate, Referrer};
 use crate::policy::Policy;
+use crate::rollout::MAX_ROLLOUT_STATEMENTS;
 use crate::signature::{self, Role, SignatureVerdict};
 use crate::spiffe_id::SpiffeId;
 use memory::{SeenHead, SeenYankList};
@@ -32,6 +33,7 @@ use tcdist_oci::attachments::lifecycle::{
     ANNOTATION_CHANNEL, ANNOTATION_SEQUENCE, CHANNEL_PREDICATE_TYPE, ChannelStatement,
     YANKS_PREDICATE_TYPE, YANKS_TAG, YankListPredicate, YankListStatement,
 };
+use tcdist_oci::attachments::rollout::ROLLOUT_PREDICATE_TYPE;
 use tcdist_oci::checked::CheckedBytes;
 use tcdist_oci::release::{Descriptor, MEDIA_TYPE_MANIFEST};
 use tcdist_oci::source::ReleaseSource;
@@ -56,6 +58,7 @@ pub struct Waivers {
 pub struct Referrers {
     pub release: Vec<Descriptor>,
     channel: Vec<Descriptor>,
+    rollouts: Vec<Descriptor>,
     yank_lists: Vec<Descriptor>,
     /// The tag pulled, when the pull is by tag.
     tag: Option<String>,
@@ -66,6 +69,7 @@ impl Referrers {
         let mut sorted = Referrers {
             release: Vec::new(),
             channel: Vec::new(),
+            rollouts: Vec::new(),
             yank_lists: Vec::new(),
             tag: tag.map(str::to_owned),
         };
@@ -77,22 +81,35 @@ impl Referrers {
                         sorted.channel.push(descriptor);
                     }
                 }
+                Some(ROLLOUT_PREDICATE_TYPE) => {
+                    if tag.is_some() && annotation(ANNOTATION_CHANNEL) == tag {
+                        sorted.rollouts.push(descriptor);
+                    }
+                }
                 Some(YANKS_PREDICATE_TYPE) => sorted.yank_lists.push(descriptor),
                 _ => sorted.release.push(descriptor),
             }
         }
         // Newest first, by the claimed sequence.
-        sorted.channel.sort_by_key(|d| {
+        let claimed_sequence = |d: &Descriptor| {
             std::cmp::Reverse(
                 d.annotations
                     .get(ANNOTATION_SEQUENCE)
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0),
             )
-        });
+        };
+        sorted.channel.sort_by_key(claimed_sequence);
         sorted.channel.truncate(MAX_CHANNEL_STATEMENTS);
+        sorted.rollouts.sort_by_key(claimed_sequence);
+        sorted.rollouts.truncate(MAX_ROLLOUT_STATEMENTS);
         sorted.yank_lists.truncate(MAX_YANK_LISTS);
         sorted
+    }
+
+    /// The rollout statements of the pulled channel, newest first by their claimed sequence.
+    pub fn rollouts(&self) -> &[Descriptor] {
+        &self.rollouts
     }
 
     /// Whether the pulled tag is a channel: then its release signatures need not name it, but
@@ -139,6 +156,24 @@ pub struct ChannelHead {
     yanks: Option<tcdist_oci::attachments::lifecycle::YankListRef>,
 }
 
+#[cfg(test)]
+impl ChannelHead {
+    /// A head of `channel` with `sequence`, valid for a day, as if verified.
+    pub(crate) fn for_tests(channel: &str, sequence: u64) -> Self {
+        ChannelHead {
+            channel: channel.into(),
+            sequence,
+            issued: Timestamp::now(),
+            expires: Timestamp::now()
+                .checked_add(jiff::SignedDuration::from_hours(24))
+                .expect("a day from now"),
+            promoter: SpiffeId::parse("spiffe://tcdist.test/distd/promoter").expect("an ID"),
+            origin: format!("channel statement {sequence}"),
+            yanks: None,
+        }
+    }
+}
+
 /// What the stage accepted, for `--json` and the audit log.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct LifecycleVerdict {
@@ -153,6 +188,9 @@ pub struct LifecycleVerdict {
     /// Lifecycle statements that did not verify and were ignored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
+    /// The newest yank list known, for the rollout stage (its sequence is `yank_list`).
+    #[serde(skip)]
+    pub yanks: Option<YankListPredicate>,
 }
 
 /// Fetches and verifies the lifecycle statements that concern the release `index` of
@@ -265,6 +303,7 @@ pub async fn judge(
         (None, seen) => seen.map(|s| &s.list),
     };
     verdict.yank_list = yanks.map(|list| list.sequence);
+    verdict.yanks = yanks.cloned();
     if let Some(list) = yanks {
         check_not_yanked(list, index, asked, &mut verdict)?;
     }
@@ -656,7 +695,7 @@ async fn yank_list_manifest(
 }
 
 /// The bundle a lifecycle referrer manifest carries (the manifest fetched unless given).
-async fn read_bundle(
+pub(crate) async fn read_bundle(
     source: &ReleaseSource,
     descriptor: &Descriptor,
     origin: &str,
@@ -665,7 +704,7 @@ async fn read_bundle(
     Ok(bundle_or_failure(referrer, origin))
 }
 
-fn bundle_or_failure(
+pub(crate) fn bundle_or_failure(
     referrer: Referrer,
     origin: &str,
 ) -> std::result::Result<Candidate, SignatureFailure> {

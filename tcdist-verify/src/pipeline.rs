@@ -8,7 +8,8 @@
 //! their digests while streaming, before the store accepts them; (4) transparency log — the
 //! accepted signature's entry, and the log's current state when it can be reached; (5)
 //! lifecycle — what the name pulled means now: tag binding, channel heads, yanks (see
-//! `lifecycle`). Signatures and lifecycle statements are fetched while the structure is, but
+//! `lifecycle`); (6) rollout — during a channel's rollout, which release this host's arm gets
+//! (see `rollout`): the candidate is then verified through every stage by digest. Signatures and lifecycle statements are fetched while the structure is, but
 //! stages are judged, and failures reported, in order.
 
 use serde::Serialize;
@@ -17,12 +18,15 @@ use crate::discover;
 use crate::freshness::{self, CheckpointStore, Freshness};
 use crate::lifecycle::{self, Asked, LifecycleMemory, LifecycleVerdict, Referrers, Waivers};
 use crate::policy::Policy;
+use crate::rollout::{self, Arm, RolloutVerdict};
 use crate::signature::{self, SignatureVerdict};
 use crate::structure;
 use crate::structure::ExtractBudget;
 use tcdist_core::digest::Digest;
-use tcdist_core::error::Result;
+use tcdist_core::error::{Error, Rejection, Result};
 use tcdist_core::platform::Platform;
+use tcdist_core::rules::Rule;
+use tcdist_oci::release::ImageIndex;
 use tcdist_oci::resolve::{ResolvedRelease, resolve_index, resolve_platform};
 use tcdist_oci::source::ReleaseSource;
 
@@ -63,6 +67,9 @@ pub struct VerificationReport {
     pub log_freshness: Option<Freshness>,
     /// The channel head the tag was accepted by, the yank list known, checks waived.
     pub lifecycle: LifecycleVerdict,
+    /// The channel's rollout, when one counted: this host's arm and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutVerdict>,
 }
 
 /// Built once from the policy (and its trust material); verifies any number of releases.
@@ -73,6 +80,7 @@ pub struct Verifier {
     memory: Option<LifecycleMemory>,
     waivers: Waivers,
     online: bool,
+    host_id: Option<String>,
 }
 
 impl Verifier {
@@ -84,6 +92,7 @@ impl Verifier {
             memory: None,
             waivers: Waivers::default(),
             online: true,
+            host_id: None,
         }
     }
 
@@ -102,6 +111,13 @@ impl Verifier {
         self
     }
 
+    /// Decide this host's arm in channel rollouts by `host_id`; without one a host is in no
+    /// candidate arm.
+    pub fn for_host(mut self, host_id: Option<String>) -> Self {
+        self.host_id = host_id;
+        self
+    }
+
     /// Never contact transparency logs; verify from the bundle's proof and the trust material.
     pub fn offline(mut self) -> Self {
         self.online = false;
@@ -112,7 +128,8 @@ impl Verifier {
         &self.budget
     }
 
-    /// Resolves the release `source` names for `platform` and runs every stage on it.
+    /// Resolves the release `source` names for `platform` and runs every stage on it; a pull
+    /// by channel during a rollout gets the release this host's arm names (see `rollout`).
     /// `reference` is how the user named it, for the result.
     pub async fn verify(
         &self,
@@ -121,22 +138,138 @@ impl Verifier {
         platform: &Platform,
     ) -> Result<Verified<ResolvedRelease>> {
         let (index, index_digest) = resolve_index(source).await?;
+        let tag = source.named_tag();
+        let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
+        let rollout = async {
+            match tag {
+                Some(tag) if referrers.is_channel() && !referrers.rollouts().is_empty() => {
+                    rollout::examine(
+                        source,
+                        &index_digest,
+                        tag,
+                        &self.policy,
+                        referrers.rollouts(),
+                    )
+                    .await
+                    .map(Some)
+                }
+                _ => Ok(None),
+            }
+        };
+        let asked = Asked {
+            tag,
+            waivers: self.waivers,
+        };
+        let (current, rollout) = tokio::join!(
+            self.verify_index(
+                source,
+                reference,
+                platform,
+                index,
+                &index_digest,
+                &referrers,
+                asked
+            ),
+            rollout
+        );
+        let mut current = current?;
+        let (Some(examined), Some(channel)) = (rollout?, tag) else {
+            return Ok(current);
+        };
+        let judged = rollout::Judged {
+            repository: &current.report.signature.repository,
+            channel,
+            head: current.report.lifecycle.channel.as_ref(),
+            yanks: current.report.lifecycle.yanks.as_ref(),
+            host_id: self.host_id.as_deref(),
+        };
+        let Some(mut verdict) =
+            rollout::judge(examined, &index_digest, self.memory.as_ref(), judged)?
+        else {
+            return Ok(current);
+        };
+        if verdict.arm == Arm::Current {
+            current.report.rollout = Some(verdict);
+            return Ok(current);
+        }
+        match self
+            .verify_candidate(source, reference, platform, &verdict)
+            .await
+        {
+            Ok(mut candidate) => {
+                candidate.report.lifecycle.channel = current.report.lifecycle.channel.take();
+                candidate.report.rollout = Some(verdict);
+                Ok(candidate)
+            }
+            // Yanked since the channel's yank list was read: its hosts keep the current one.
+            Err(Error::Rejected(Rejection::Signature { failures, .. }))
+                if failures.iter().any(|f| f.rule == Rule::Yanked) =>
+            {
+                verdict.arm = Arm::Current;
+                verdict.reason = format!("the candidate is yanked: {}", failures[0].reason);
+                current.report.rollout = Some(verdict);
+                Ok(current)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rollout's candidate, verified as a release of the repository pulled by digest: the
+    /// rollout statement, not a tag, binds it to the channel, and no waiver applies.
+    async fn verify_candidate(
+        &self,
+        source: &ReleaseSource,
+        reference: &str,
+        platform: &Platform,
+        verdict: &RolloutVerdict,
+    ) -> Result<Verified<ResolvedRelease>> {
+        let source = source.pinned(&verdict.candidate);
+        let (index, index_digest) = resolve_index(&source).await?;
+        let referrers =
+            Referrers::sort(discover::list_bundles(&source, &index_digest).await?, None);
+        let reference = format!("{reference} (rollout candidate {})", verdict.candidate);
+        let asked = Asked {
+            tag: None,
+            waivers: Waivers::default(),
+        };
+        self.verify_index(
+            &source,
+            &reference,
+            platform,
+            index,
+            &index_digest,
+            &referrers,
+            asked,
+        )
+        .await
+    }
+
+    /// Runs every stage on the release `index` that `source` resolved to.
+    #[allow(clippy::too_many_arguments)]
+    async fn verify_index(
+        &self,
+        source: &ReleaseSource,
+        reference: &str,
+        platform: &Platform,
+        index: ImageIndex,
+        index_digest: &Digest,
+        referrers: &Referrers,
+        asked: Asked<'_>,
+    ) -> Result<Verified<ResolvedRelease>> {
         // One listing of the index's bundles serves the signatures and the lifecycle
         // statements. Both depend on the index digest only, so they are fetched and checked
         // while the platform's manifest and config are: registry round trips, each
         // authenticated, cost more than all the checks together.
-        let tag = source.named_tag();
-        let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
         let (release, found, examined) = tokio::join!(
             resolve_platform(source, reference, index, index_digest.clone(), platform),
             signature::find(
                 source,
-                &index_digest,
+                index_digest,
                 &self.policy,
                 &referrers.release,
                 referrers.tag_to_bind()
             ),
-            lifecycle::examine(source, &index_digest, &self.policy, &referrers),
+            lifecycle::examine(source, index_digest, &self.policy, referrers),
         );
         // Failures are reported in stage order, whichever was found first.
         let release = release?;
@@ -144,7 +277,7 @@ impl Verifier {
         structure::check(&release, &self.budget)?;
         checks.push("structure");
         let mut signatures =
-            signature::judge(found?, &index_digest, &self.policy, referrers.tag_to_bind())?;
+            signature::judge(found?, index_digest, &self.policy, referrers.tag_to_bind())?;
         let signature = signatures.remove(0);
         checks.push("signature");
         let log_freshness = match &signature.log {
@@ -166,14 +299,11 @@ impl Verifier {
         let lifecycle = lifecycle::judge(
             examined?,
             source,
-            &index_digest,
+            index_digest,
             &signature.repository,
             &self.policy,
             self.memory.as_ref(),
-            Asked {
-                tag,
-                waivers: self.waivers,
-            },
+            asked,
         )
         .await?;
         checks.push("lifecycle");
@@ -186,6 +316,7 @@ impl Verifier {
             cosignatures: signatures,
             log_freshness,
             lifecycle,
+            rollout: None,
         };
         Ok(Verified {
             value: release,

@@ -84,7 +84,7 @@ fn parse(text: &str, base: &Path) -> Result<ServeConfig> {
     let lines_file = resolve(raw.lines);
     let lines = line::load(&lines_file)?;
     let duration = |key: &str, value: Option<String>, default: &str| {
-        crate::parse_duration(value.as_deref().unwrap_or(default))
+        crate::cli::args::parse_duration(value.as_deref().unwrap_or(default))
             .map_err(|e| anyhow::anyhow!("{key}: {e}"))
     };
     let grants = raw

@@ -1,5 +1,5 @@
-//! What a store remembers of each repository's lifecycle statements: the newest head seen per
-//! channel and the newest yank list. A verifier that remembers them refuses an older head
+//! What a store remembers of each repository's lifecycle statements: the newest head and
+//! rollout statement seen per channel and the newest yank list. A verifier that remembers them refuses an older head
 //! (a rollback) and keeps refusing a yanked release after the yank is deleted from the
 //! registry. One JSON file per repository under `<store>/.lifecycle/`, replaced atomically
 //! under an exclusive lock, so concurrent pulls (one agent, or several processes) never lose
@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::attachments::lifecycle::YankListPredicate;
+use tcdist_oci::attachments::rollout::RolloutState;
 
 /// A repository's memory is small (heads and yanks); a larger file is not one of ours.
 const MAX_MEMORY_BYTES: u64 = 4 << 20;
@@ -29,6 +30,8 @@ pub struct RepositoryMemory {
     pub channels: BTreeMap<String, SeenHead>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub yanks: Option<SeenYankList>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rollouts: BTreeMap<String, SeenRollout>,
 }
 
 /// The newest head of a channel seen: its sequence and the release it named.
@@ -37,6 +40,17 @@ pub struct RepositoryMemory {
 pub struct SeenHead {
     pub sequence: u64,
     pub release: Digest,
+}
+
+/// The newest rollout statement of a channel seen: its sequence (counted with the channel's
+/// heads), its plan's digest and state, and when it expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenRollout {
+    pub sequence: u64,
+    pub plan: Digest,
+    pub state: RolloutState,
+    pub expires: jiff::Timestamp,
 }
 
 /// The newest yank list seen, verified when it was seen, and where it was found.

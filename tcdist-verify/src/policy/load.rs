@@ -97,6 +97,8 @@ struct RawRepository {
     threshold: Option<Spanned<i64>>,
     /// Who may sign channel statements and yank lists.
     promoters: Option<Spanned<RawRule>>,
+    /// Who may halt a channel's rollout, or advance it along a plan promoters signed.
+    brakes: Option<Spanned<RawRule>>,
     timestamp_authorities: Option<Spanned<Vec<Spanned<String>>>>,
     transparency_logs: Option<Spanned<Vec<Spanned<String>>>>,
     ratchet: Option<Spanned<IgnoredAny>>,
@@ -304,6 +306,7 @@ impl Loader<'_> {
                 signers: r.signers.to_string(),
                 threshold: r.threshold,
                 promoters: r.promoters.as_ref().map(ToString::to_string),
+                brakes: r.brakes.as_ref().map(ToString::to_string),
                 timestamp_authorities: r.timestamp_authorities.clone(),
                 transparency_logs: r.transparency_logs.clone(),
                 declared_at: r.declared_at.clone(),
@@ -662,6 +665,16 @@ impl Loader<'_> {
             .promoters
             .as_ref()
             .map(|rule| self.rule(rule, declared_domains));
+        let brakes = raw
+            .brakes
+            .as_ref()
+            .map(|rule| self.rule(rule, declared_domains));
+        if let (Some(rule), None) = (&raw.brakes, &raw.promoters) {
+            self.error(
+                rule.span(),
+                "brakes act only on rollouts that promoters start: name promoters too",
+            );
+        }
         let threshold = match &raw.threshold {
             None => Some(1),
             Some(value) => match usize::try_from(*value.get_ref()) {
@@ -693,6 +706,7 @@ impl Loader<'_> {
             signers: signers?,
             threshold: threshold?,
             promoters: promoters.map(|rule| rule.ok_or(())).transpose().ok()?,
+            brakes: brakes.map(|rule| rule.ok_or(())).transpose().ok()?,
             timestamp_authorities,
             transparency_logs,
             declared_at,

@@ -64,6 +64,9 @@ pub struct RepositoryPolicy {
     /// Who may sign channel statements and yank lists; `None`: nobody, so the repository has
     /// no channels and no yanks are honoured from the registry.
     pub(crate) promoters: Option<IdentityRule>,
+    /// Who may halt or abort a channel's rollout and advance it along a plan promoters signed,
+    /// never beyond it (the daemon's judge); `None`: only promoters move rollouts.
+    pub(crate) brakes: Option<IdentityRule>,
     pub(crate) timestamp_authorities: Vec<String>,
     pub(crate) transparency_logs: Vec<String>,
     pub(crate) declared_at: SourceLocation,
@@ -217,6 +220,10 @@ impl RepositoryPolicy {
         self.promoters.as_ref()
     }
 
+    pub fn brakes(&self) -> Option<&IdentityRule> {
+        self.brakes.as_ref()
+    }
+
     /// Names of the timestamp authorities this repository trusts (all declared ones unless
     /// the entry lists some).
     pub fn timestamp_authorities(&self) -> &[String] {
@@ -298,6 +305,9 @@ pub struct RepositorySummary {
     /// Who signs channel heads and yank lists, as [`IdentityRule`] displays it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub promoters: Option<String>,
+    /// Who may halt rollouts and advance them along their plan, as [`IdentityRule`] displays it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub brakes: Option<String>,
     pub timestamp_authorities: Vec<String>,
     pub transparency_logs: Vec<String>,
     pub declared_at: SourceLocation,
@@ -393,6 +403,9 @@ impl fmt::Display for PolicySummary {
             }
             if let Some(promoters) = &repository.promoters {
                 write!(f, "; promoters {promoters}")?;
+            }
+            if let Some(brakes) = &repository.brakes {
+                write!(f, "; brakes {brakes}")?;
             }
             if repository.timestamp_authorities.is_empty() {
                 writeln!(f, "; no timestamp authority")?;

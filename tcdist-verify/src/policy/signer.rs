@@ -53,6 +53,8 @@ impl Policy {
                 // Any identity of the signer's trust domain: a promoter reads the channel heads
                 // and yank lists its peers signed, to sign the next.
                 promoters: Some(IdentityRule::TrustDomain(signer.to_trust_domain())),
+                // Nobody: a promoter reads every rollout statement its peers signed as theirs.
+                brakes: None,
                 timestamp_authorities: vec![SIGNER_TSA.to_owned()],
                 transparency_logs: log.iter().map(|_| SIGNER_LOG.to_owned()).collect(),
                 declared_at: location,

@@ -587,6 +587,30 @@ fn repository_threshold_and_promoters_are_read() {
 }
 
 #[test]
+fn repository_brakes_are_read_and_need_promoters() {
+    let f = Fixture::new();
+    let text = format!(
+        "{BASE}promoters = {{ spiffe_id = \"spiffe://tcdist.test/distd/promoter\" }}\nbrakes = {{ spiffe_id = \"spiffe://tcdist.test/distd/judge\" }}\n"
+    );
+    let policy = f.load(&text).unwrap();
+    let rules = policy.repositories().last().unwrap();
+    assert_eq!(
+        rules.brakes().unwrap().to_string(),
+        "spiffe_id=spiffe://tcdist.test/distd/judge"
+    );
+    let summary = policy.summary().to_string();
+    assert!(
+        summary.contains("; brakes spiffe_id=spiffe://tcdist.test/distd/judge"),
+        "{summary}"
+    );
+    let errors = f.errors(&format!(
+        "{BASE}brakes = {{ spiffe_id = \"spiffe://tcdist.test/distd/judge\" }}\n"
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("name promoters too"), "{errors:?}");
+}
+
+#[test]
 fn repository_threshold_out_of_range_is_refused() {
     let f = Fixture::new();
     for value in ["0", "9", "-1"] {
