@@ -15,6 +15,7 @@ use tcdist_oci::attachments::lifecycle::{
     ChannelStatement, YANKS_PREDICATE_TYPE, YANKS_TAG, Yank, YankListPredicate, YankListRef,
     YankListStatement,
 };
+use tcdist_oci::attachments::rollout::RolloutState;
 use tcdist_oci::reference::RegistryRef;
 use tcdist_oci::registry::{Registry, RegistryArgs};
 use tcdist_oci::release::{Descriptor, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
@@ -22,6 +23,7 @@ use tcdist_oci::resolve::parse_index;
 use tcdist_oci::source::ReleaseSource;
 use tcdist_verify::lifecycle::{ChannelHead, current_head, current_yank_list};
 use tcdist_verify::policy::Policy;
+use tcdist_verify::rollout;
 
 use crate::publish::attach::{Target, attach_bundle};
 use crate::publish::{Signing, signer_policy};
@@ -29,15 +31,15 @@ use crate::sign::svid::SigningIdentity;
 
 /// The registry, the promoter's signing setup, and the policy that reads what promoters of
 /// the trust domain signed before.
-struct Promoter<'a> {
-    registry: std::sync::Arc<Registry>,
+pub(crate) struct Promoter<'a> {
+    pub(crate) registry: std::sync::Arc<Registry>,
     signing: &'a Signing,
-    identity: SigningIdentity,
-    policy: Policy,
+    pub(crate) identity: SigningIdentity,
+    pub(crate) policy: Policy,
 }
 
 impl<'a> Promoter<'a> {
-    async fn start(
+    pub(crate) async fn start(
         reference: &RegistryRef,
         signing: &'a Signing,
         registry_args: &'a RegistryArgs,
@@ -54,13 +56,13 @@ impl<'a> Promoter<'a> {
         })
     }
 
-    fn source(&self, reference: &RegistryRef) -> ReleaseSource {
+    pub(crate) fn source(&self, reference: &RegistryRef) -> ReleaseSource {
         ReleaseSource::through(reference, std::sync::Arc::clone(&self.registry))
     }
 
     /// The release `reference` pins: its index descriptor and bytes (refusing anything but an
     /// index).
-    async fn release(&self, reference: &RegistryRef) -> Result<(Descriptor, Vec<u8>)> {
+    pub(crate) async fn release(&self, reference: &RegistryRef) -> Result<(Descriptor, Vec<u8>)> {
         if reference.digest.is_none() {
             bail!(
                 "name the release by digest (REF@sha256:…): a tag can move while it is being \
@@ -75,7 +77,7 @@ impl<'a> Promoter<'a> {
     }
 
     /// The repository's current yank list, verified, and its reference for a channel head.
-    async fn yank_list(
+    pub(crate) async fn yank_list(
         &self,
         reference: &RegistryRef,
     ) -> Result<Option<(YankListRef, YankListPredicate)>> {
@@ -97,8 +99,9 @@ impl<'a> Promoter<'a> {
             }))
     }
 
-    /// Signs `statement` and attaches it to the release `subject`.
-    async fn attach(
+    /// Signs `statement` and attaches it to the release `subject`; returns the referrer
+    /// manifest's bytes.
+    pub(crate) async fn attach(
         &self,
         reference: &RegistryRef,
         subject: &Descriptor,
@@ -121,7 +124,7 @@ impl<'a> Promoter<'a> {
 }
 
 /// The current time to the second: statements carry no false precision.
-fn now_in_seconds() -> Timestamp {
+pub(crate) fn now_in_seconds() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).expect("now is a valid time")
 }
 
@@ -156,7 +159,9 @@ pub async fn promote(
 }
 
 /// `distd refresh REPO --channel NAME…`: re-signs each channel head that expires within
-/// `within`, naming the same release with the next sequence and the current yank list.
+/// `within`, naming the same release with the next sequence and the current yank list, and
+/// re-signs each running rollout after it (a head newer than a rollout ends it), with the
+/// rollout's own lifetime.
 pub async fn refresh(
     repository: &RegistryRef,
     channels: &[String],
@@ -169,20 +174,12 @@ pub async fn refresh(
     let yanks = promoter.yank_list(repository).await?;
     let now = Timestamp::now();
     for channel in channels {
-        let tagged = RegistryRef {
-            tag: Some(channel.clone()),
-            digest: None,
-            ..repository.clone()
-        };
-        let (index, current) = current_head(&promoter.source(&tagged), &promoter.policy)
-            .await?
-            .with_context(|| {
-                format!(
-                    "channel {channel:?} of {} has no head that verifies: promote a release to \
-                     it first",
-                    repository.repository
-                )
-            })?;
+        let state = crate::rollout::read_channel(&promoter, repository, channel).await?;
+        let running = state
+            .live_rollout()
+            .filter(|r| r.predicate.state == RolloutState::Running)
+            .cloned();
+        let current = &state.head;
         // Whole seconds are precise enough for people.
         let left = SignedDuration::from_secs(current.expires.duration_since(now).as_secs());
         if left > within {
@@ -190,34 +187,53 @@ pub async fn refresh(
                 "distd: channel {channel:?} head {} is valid until {} ({left:#} left): kept",
                 current.sequence, current.expires
             );
-            continue;
+        } else {
+            let pinned = RegistryRef {
+                tag: None,
+                digest: Some(state.release.clone()),
+                ..repository.clone()
+            };
+            let (release, index_bytes) = promoter.release(&pinned).await?;
+            let head = HeadRequest {
+                channel,
+                expires_in,
+            };
+            sign_head(
+                &promoter,
+                &pinned,
+                &release,
+                &index_bytes,
+                &head,
+                yanks.clone(),
+            )
+            .await?;
         }
-        let pinned = RegistryRef {
-            tag: None,
-            digest: Some(index),
-            ..repository.clone()
-        };
-        let (release, index_bytes) = promoter.release(&pinned).await?;
-        let head = HeadRequest {
-            channel,
-            expires_in,
-        };
-        sign_head(
-            &promoter,
-            &pinned,
-            &release,
-            &index_bytes,
-            &head,
-            yanks.clone(),
-        )
-        .await?;
+        if let Some(rollout) = running {
+            crate::rollout::resign_running(&promoter, repository, channel, &rollout).await?;
+        }
     }
     Ok(())
 }
 
+/// The channel's next sequence: one above its newest head and its newest rollout statement,
+/// which count in one sequence, so a verifier orders a promotion against a rollout.
+pub(crate) async fn next_sequence(promoter: &Promoter<'_>, channel: &RegistryRef) -> Result<u64> {
+    let tag = channel
+        .tag
+        .as_deref()
+        .context("a channel is named by its tag")?;
+    let source = promoter.source(channel);
+    let Some((index, head)) = current_head(&source, &promoter.policy).await? else {
+        return Ok(1);
+    };
+    let rollout = rollout::current(&source, &index, tag, &promoter.policy).await?;
+    let newest = rollout.map_or(head.sequence, |r| r.predicate.sequence.max(head.sequence));
+    newest.checked_add(1).context("sequence overflow")
+}
+
 /// Signs the next head of `head.channel` for `release`, attaches it, moves the channel's tag,
-/// and reads the channel back.
-async fn sign_head(
+/// and reads the channel back. A rollout on the channel ends: the new head is newer.
+pub(crate) async fn sign_head(
     promoter: &Promoter<'_>,
     reference: &RegistryRef,
     release: &Descriptor,
@@ -231,10 +247,7 @@ async fn sign_head(
         digest: None,
         ..reference.clone()
     };
-    let previous = current_head(&promoter.source(&tagged), &promoter.policy).await?;
-    let sequence = previous.as_ref().map_or(Ok(1), |(_, head)| {
-        head.sequence.checked_add(1).context("sequence overflow")
-    })?;
+    let sequence = next_sequence(promoter, &tagged).await?;
     let issued = now_in_seconds();
     let expires = issued
         .checked_add(head.expires_in)

@@ -10,6 +10,7 @@ mod line;
 mod package;
 mod publish;
 mod rebuild;
+mod rollout;
 mod serve;
 mod sign;
 mod trust_root;

@@ -183,9 +183,11 @@ impl Verifier {
             yanks: current.report.lifecycle.yanks.as_ref(),
             host_id: self.host_id.as_deref(),
         };
+        let ignored: Vec<String> = examined.ignored().collect();
         let Some(mut verdict) =
             rollout::judge(examined, &index_digest, self.memory.as_ref(), judged)?
         else {
+            current.report.lifecycle.ignored.extend(ignored);
             return Ok(current);
         };
         if verdict.arm == Arm::Current {

@@ -69,6 +69,13 @@ pub struct Examined {
     ignored: Vec<SignatureFailure>,
 }
 
+impl Examined {
+    /// The statements that did not verify and were ignored, for the report.
+    pub fn ignored(&self) -> impl Iterator<Item = String> + '_ {
+        self.ignored.iter().map(ToString::to_string)
+    }
+}
+
 /// Which release this host gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -172,7 +179,7 @@ pub async fn examine(
 /// Reads the rollout statement in the referrer manifest `manifest` and authenticates it as
 /// signed by a promoter or a brake of the repository. Its binding to a channel and, for a
 /// brake's, its authority are checked by the caller.
-async fn read_statement(
+pub async fn read_statement(
     source: &ReleaseSource,
     manifest: &Digest,
     origin: &str,

@@ -192,11 +192,11 @@ EOF
 	done
 	run "$APPLY" "${args[@]}"
 	[ "$status" -eq 0 ]
-	# One entry for each of distd's identities: signer, promoter, rebuilder, the daemon's
-	# server identity, and the local stack's release manager (distd ctl).
-	[[ ${lines[-1]} =~ ^entries:\ 5\ created,\ 0\ updated,\ 0\ deleted, ]]
+	# One entry for each of distd's identities: signer, promoter, judge, rebuilder, the
+	# daemon's server identity, and the local stack's release manager (distd ctl).
+	[[ ${lines[-1]} =~ ^entries:\ 6\ created,\ 0\ updated,\ 0\ deleted, ]]
 	wait_for_ids "$BATS_TEST_TMPDIR/registered/distd" \
-		"$JOB"$'\n'"$TCDIST_PROMOTER_ID"$'\n'"$TCDIST_REBUILDER_ID"$'\n'spiffe://tcdist.test/distd/server$'\n'"$SIGNER"$'\n'spiffe://tcdist.test/release/manager
+		"$JOB"$'\n'spiffe://tcdist.test/distd/judge$'\n'"$TCDIST_PROMOTER_ID"$'\n'"$TCDIST_REBUILDER_ID"$'\n'spiffe://tcdist.test/distd/server$'\n'"$SIGNER"$'\n'spiffe://tcdist.test/release/manager
 	run fetch_ids "$BATS_TEST_TMPDIR/other/distd"
 	[ "$output" = "$JOB" ]
 	run fetch_ids "$SPIRE_AGENT"

@@ -3,7 +3,8 @@
 # (TCVERIFY_POLICY). It trusts the SPIRE trust domain's bundle and the stack's
 # TSA chain, requires an entry in the stack's transparency log (its key, origin
 # and tiles), and allows the stack's release signer for toolchains/* and its
-# promoter to sign channel heads and yank lists there.
+# promoter to sign channel heads and yank lists there, and its judge to halt
+# rollouts and advance them along their promoter-signed plans (brakes).
 # And $STACK_DIR/trust/trusted_root.json (TCVERIFY_TRUST): the same trust
 # material as a Sigstore trusted root, written by `distd trust-root export`, for
 # tcverify --trust, cosign and sigstore-js. Rewritten at every up, so it follows
@@ -78,6 +79,7 @@ policy_up() {
 		printf 'name = %s\n' "$(_policy_toml_str "$POLICY_REPOSITORY")"
 		printf 'signers = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_SIGNER_ID")"
 		printf 'promoters = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_PROMOTER_ID")"
+		printf 'brakes = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_JUDGE_ID")"
 	} | write_file_atomic "$POLICY_FILE" 644
 	log "policy: $POLICY_FILE"
 	_policy_trusted_root

@@ -27,6 +27,9 @@ SPIRE_AGENT_ID=spiffe://$SPIRE_TRUST_DOMAIN/agent/local
 SPIRE_SIGNER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/signer
 # Signs channel heads and yank lists (the policy's promoters).
 SPIRE_PROMOTER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/promoter
+# Halts rollouts and advances them along their promoter-signed plan (the policy's brakes:
+# the daemon's judge).
+SPIRE_JUDGE_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/judge
 # Co-signs releases it rebuilt to the same digest (distd rebuild).
 SPIRE_REBUILDER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/rebuilder
 SPIRE_START_TIMEOUT=60
@@ -334,6 +337,7 @@ spire_env() {
 	export_line TCDIST_SIGNER_ID "$SPIRE_SIGNER_ID"
 	export_line TCDIST_PROMOTER_ID "$SPIRE_PROMOTER_ID"
 	export_line TCDIST_REBUILDER_ID "$SPIRE_REBUILDER_ID"
+	export_line TCDIST_JUDGE_ID "$SPIRE_JUDGE_ID"
 	export_line TCDIST_SPIRE_TRUST_DOMAIN "$SPIRE_TRUST_DOMAIN"
 	export_line TCDIST_SPIRE_BUNDLE "$SPIRE_BUNDLE"
 	export_line TCDIST_SPIRE_SERVER_SOCKET "$SPIRE_SERVER_SOCKET"

@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use tcdist_core::Platform;
+use tcdist_oci::attachments::rollout::{Share, Stage, WHOLE_CHANNEL, parse_stages};
 use tcdist_oci::reference::{RegistryRef, ReleaseRef};
 use tcdist_oci::registry::RegistryArgs;
 use tcdist_oci::release::Compression;
@@ -45,6 +46,10 @@ pub enum Command {
     /// Withdraw a published release: sign the next version of the repository's yank list;
     /// prints its sequence last
     Yank(YankArgs),
+    /// Roll a release out to a channel's hosts in stages (start, advance, halt, abort, finish)
+    /// or show where a rollout stands
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Rebuild a published release from its recorded inputs and co-sign it when the rebuild
     /// has the same index digest; otherwise name the first file that differs
     Rebuild(RebuildArgs),
@@ -119,6 +124,148 @@ pub struct YankArgs {
     pub reason: String,
     #[command(flatten)]
     pub promoter: PromoterArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Sign a plan that brings a release to a share of a channel's hosts in stages, from the
+    /// release the channel's head names; prints the statement's sequence last
+    Start(RolloutStartArgs),
+    /// Move a running (or halted) rollout to the plan's next stage, or to --share; prints the
+    /// statement's sequence last
+    Advance(RolloutAdvanceArgs),
+    /// Stop a rollout: every host gets the channel's current release again; prints the
+    /// statement's sequence last
+    Halt(RolloutStopArgs),
+    /// Give a rollout up: every host gets the current release, and the plan is over; prints
+    /// the statement's sequence last
+    Abort(RolloutStopArgs),
+    /// End a running rollout by making its candidate the channel's head (moves the tag);
+    /// prints the head's sequence last
+    Finish(RolloutFinishArgs),
+    /// Show a channel's head and rollout
+    Status(RolloutStatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutStartArgs {
+    /// The candidate release: REGISTRY/REPOSITORY@sha256:…
+    #[arg(value_name = "REF@DIGEST")]
+    pub reference: String,
+    /// The channel (a tag of the repository that a head names, e.g. stable)
+    #[arg(long, value_name = "NAME")]
+    pub channel: String,
+    /// The first stage's share of hosts (e.g. 5%); with --stages, it must be the first stage's
+    #[arg(long, value_name = "SHARE")]
+    pub share: Option<Share>,
+    /// The plan: SHARE[:SOAK[:MIN_JOBS[:MIN_HOSTS]]],… ending in 100% to finish (default:
+    /// --share with a soak of 1h, 400 jobs and 20 hosts per arm, then 100%)
+    #[arg(long, value_name = "STAGES", value_parser = parse_stages)]
+    pub stages: Option<Vec<Stage>>,
+    /// How long the running statement is valid; it lapses to the current release unless
+    /// re-signed (by the judge, or `distd refresh`)
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub expires: SignedDuration,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+impl RolloutStartArgs {
+    /// The plan's stages from --share and --stages.
+    pub fn stages(&self) -> anyhow::Result<Vec<Stage>> {
+        match (&self.stages, self.share) {
+            (None, None) => anyhow::bail!("give --share (e.g. 5%) or --stages"),
+            (None, Some(share)) => Ok(vec![
+                Stage::with_defaults(share),
+                Stage::with_defaults(
+                    Share::from_basis_points(WHOLE_CHANNEL).map_err(anyhow::Error::msg)?,
+                ),
+            ]),
+            (Some(stages), share) => {
+                if let (Some(share), Some(first)) = (share, stages.first())
+                    && first.share != share
+                {
+                    anyhow::bail!(
+                        "--share {share} is not the first stage of --stages ({})",
+                        first.share
+                    );
+                }
+                Ok(stages.clone())
+            }
+        }
+    }
+}
+
+/// A channel of a repository, for the rollout commands that act on its current rollout.
+#[derive(Args, Debug)]
+pub struct ChannelArgs {
+    /// The repository: REGISTRY/REPOSITORY
+    #[arg(value_name = "REPOSITORY")]
+    pub repository: String,
+    /// The channel
+    #[arg(long, value_name = "NAME")]
+    pub channel: String,
+}
+
+impl ChannelArgs {
+    pub fn repository(&self) -> anyhow::Result<RegistryRef> {
+        repository_reference(&self.repository)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutAdvanceArgs {
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// Widen to this share instead of the plan's next stage: a later stage of the plan, or a
+    /// new one (a new plan; only a promoter's is accepted)
+    #[arg(long, value_name = "SHARE")]
+    pub share: Option<Share>,
+    /// How long the running statement is valid
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub expires: SignedDuration,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutStopArgs {
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// Why: the status and every host's pull report it
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutFinishArgs {
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// How long the new head is valid
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_duration)]
+    pub expires: SignedDuration,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutStatusArgs {
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub promoter: PromoterArgs,
+}
+
+/// A repository named without tag or digest (REGISTRY/REPOSITORY).
+pub fn repository_reference(text: &str) -> anyhow::Result<RegistryRef> {
+    let mut repository = pinned_reference(&format!("{text}:latest"))?;
+    repository.tag = None;
+    Ok(repository)
 }
 
 /// Who promotes: the signing setup, as a promoter identity.

@@ -7,12 +7,12 @@ use tokio::runtime::Runtime;
 use tcdist_oci::reference::ReleaseRef;
 
 use super::args::{
-    BuildArgs, Command, PromoteArgs, PublishArgs, RebuildArgs, RefreshArgs, ReleaseArgs, ServeArgs,
-    SignArgs, SigningArgs, TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot,
-    pinned_reference,
+    BuildArgs, ChannelArgs, Command, PromoteArgs, PromoterArgs, PublishArgs, RebuildArgs,
+    RefreshArgs, ReleaseArgs, RolloutCommand, ServeArgs, SignArgs, SigningArgs, TrustRootCommand,
+    TrustRootExportArgs, YankArgs, host_goroot, pinned_reference, repository_reference,
 };
 use crate::package::TreeInput;
-use crate::{build, ctl, events, lifecycle, line, publish, rebuild, serve, trust_root};
+use crate::{build, ctl, events, lifecycle, line, publish, rebuild, rollout, serve, trust_root};
 
 /// Runs `command`, on `runtime` when it is async.
 pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
@@ -23,6 +23,7 @@ pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
         Command::Promote(args) => runtime.block_on(promote_command(args)),
         Command::Refresh(args) => runtime.block_on(refresh_command(args)),
         Command::Yank(args) => runtime.block_on(yank_command(args)),
+        Command::Rollout(command) => runtime.block_on(rollout_command(command)),
         Command::Rebuild(args) => runtime.block_on(rebuild_command(args)),
         Command::Release(args) => {
             events::report_to_file_from_environment();
@@ -177,8 +178,7 @@ async fn promote_command(args: PromoteArgs) -> anyhow::Result<()> {
 
 async fn refresh_command(args: RefreshArgs) -> anyhow::Result<()> {
     // The repository is named without tag or digest; each channel's tag is set in turn.
-    let mut repository = pinned_reference(&format!("{}:{}", args.repository, "latest"))?;
-    repository.tag = None;
+    let repository = repository_reference(&args.repository)?;
     let (signing, registry) = args.promoter.into_signing()?;
     lifecycle::refresh(
         &repository,
@@ -189,6 +189,90 @@ async fn refresh_command(args: RefreshArgs) -> anyhow::Result<()> {
         &registry,
     )
     .await
+}
+
+async fn rollout_command(command: RolloutCommand) -> anyhow::Result<()> {
+    let sequence = match command {
+        RolloutCommand::Start(args) => {
+            let reference = pinned_reference(&args.reference)?;
+            let request = rollout::StartRequest {
+                channel: &args.channel,
+                stages: args.stages()?,
+                expires_in: args.expires,
+            };
+            let (signing, registry) = args.promoter.into_signing()?;
+            rollout::start(&reference, &request, &signing, &registry).await?
+        }
+        RolloutCommand::Advance(args) => {
+            let change = rollout::Move::Advance { share: args.share };
+            let expires = Some(args.expires);
+            rollout_change(&args.channel, change, expires, args.promoter).await?
+        }
+        RolloutCommand::Halt(args) => {
+            let change = rollout::Move::Halt {
+                reason: stated_reason(args.reason)?,
+            };
+            rollout_change(&args.channel, change, None, args.promoter).await?
+        }
+        RolloutCommand::Abort(args) => {
+            let change = rollout::Move::Abort {
+                reason: stated_reason(args.reason)?,
+            };
+            rollout_change(&args.channel, change, None, args.promoter).await?
+        }
+        RolloutCommand::Finish(args) => {
+            let repository = args.channel.repository()?;
+            let (signing, registry) = args.promoter.into_signing()?;
+            rollout::finish(
+                &repository,
+                &args.channel.channel,
+                args.expires,
+                &signing,
+                &registry,
+            )
+            .await?
+        }
+        RolloutCommand::Status(args) => {
+            let repository = args.channel.repository()?;
+            let (signing, registry) = args.promoter.into_signing()?;
+            let status =
+                rollout::status(&repository, &args.channel.channel, &signing, &registry).await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                print!("{status}");
+            }
+            return Ok(());
+        }
+    };
+    println!("{sequence}");
+    Ok(())
+}
+
+async fn rollout_change(
+    channel: &ChannelArgs,
+    change: rollout::Move,
+    expires: Option<jiff::SignedDuration>,
+    promoter: PromoterArgs,
+) -> anyhow::Result<u64> {
+    let repository = channel.repository()?;
+    let (signing, registry) = promoter.into_signing()?;
+    rollout::change(
+        &repository,
+        &channel.channel,
+        change,
+        expires,
+        &signing,
+        &registry,
+    )
+    .await
+}
+
+fn stated_reason(reason: String) -> anyhow::Result<String> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("give a --reason: the status and every host's pull report it");
+    }
+    Ok(reason)
 }
 
 async fn yank_command(args: YankArgs) -> anyhow::Result<()> {
