@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::output::RolloutSummary;
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
 use tcdist_verify::VerificationReport;
@@ -54,6 +55,7 @@ impl AuditLog {
                 decision: "accept",
                 reason: format!("passed: {}", report.checks.join(", ")),
                 waived: &report.lifecycle.waived,
+                rollout: report.rollout.as_ref().map(RolloutSummary::of),
             },
             Err(Error::Rejected(rejection)) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -68,6 +70,7 @@ impl AuditLog {
                 decision: "reject",
                 reason: rejection.to_string(),
                 waived: &[],
+                rollout: None,
             },
             Err(error) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -79,6 +82,7 @@ impl AuditLog {
                 decision: "error",
                 reason: error.to_string(),
                 waived: &[],
+                rollout: None,
             },
         };
         match self {
@@ -109,4 +113,48 @@ struct AuditRecord<'a> {
     /// have refused.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     waived: &'a [String],
+    /// For a pull by channel during a rollout: which arm this host is in (`digest` is that
+    /// arm's release), the statement's sequence and stage, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<RolloutSummary<'a>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::tests::{candidate_verdict, report};
+
+    fn recorded(report: &VerificationReport) -> serde_json::Value {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        AuditLog::File(path.clone())
+            .record("r.example/toolchains/go:stable", Ok(report))
+            .unwrap();
+        serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim_end()).unwrap()
+    }
+
+    #[test]
+    fn audit_record_carries_the_arm_sequence_and_stage_of_a_rollout() {
+        let record = recorded(&report(Some(candidate_verdict())));
+        assert_eq!(record["decision"], "accept");
+        assert_eq!(
+            record["digest"],
+            serde_json::json!(Digest::of(b"candidate"))
+        );
+        let rollout = &record["rollout"];
+        assert_eq!(rollout["arm"], "candidate");
+        assert_eq!(rollout["sequence"], 7);
+        assert_eq!(rollout["stage"], 1);
+        assert_eq!(rollout["stages"], 3);
+        assert_eq!(rollout["channel"], "stable");
+        assert_eq!(rollout["host_id"], "build-017");
+        assert!(rollout["reason"].as_str().unwrap().contains("bucket 123"));
+    }
+
+    #[test]
+    fn audit_record_has_no_rollout_without_one() {
+        let record = recorded(&report(None));
+        assert!(record.get("rollout").is_none(), "{record}");
+        assert_eq!(record["seq"], 1);
+    }
 }

@@ -56,7 +56,8 @@ fn run_agent(config: &std::path::Path) -> ExitCode {
         Err(code) => return code,
     };
     cli::exit_with(runtime.block_on(async {
-        let agent = tcverify::agent::server::Agent::new(config)?;
+        let host = tcverify::agent::host::resolve(&config).await?;
+        let agent = tcverify::agent::server::Agent::new(config, host)?;
         std::sync::Arc::new(agent).serve().await
     }))
 }

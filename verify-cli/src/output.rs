@@ -1,13 +1,16 @@
 //! What `pull`, `verify` and `env` print: stdout, and the warnings for stderr. Direct mode and
 //! the agent's answers use the same rendering, so a client prints exactly the same either way.
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::jobenv::JobEnvironment;
+use tcdist_oci::attachments::rollout::RolloutState;
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_store::pull::PullOutcome;
 use tcdist_verify::VerificationReport;
 use tcdist_verify::freshness::Freshness;
+use tcdist_verify::rollout::{Arm, RolloutVerdict};
 
 /// The toolchain root, or with `json` one object with what was verified.
 pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) -> String {
@@ -26,14 +29,79 @@ pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) ->
         "signed_at": signature.signed_at,
         "log_index": signature.log.as_ref().map(|log| log.log_index),
         "log_freshness": outcome.report.log_freshness,
+        "rollout": outcome.report.rollout.as_ref().map(RolloutSummary::of),
         "verified": {
             "checks": outcome.report.checks,
             "signature": signature,
             "cosignatures": outcome.report.cosignatures,
             "lifecycle": outcome.report.lifecycle,
+            "rollout": outcome.report.rollout,
         },
     });
     format!("{output}\n")
+}
+
+/// What a channel's rollout decided for this host, in brief: `pull --json`'s top-level
+/// `rollout` and the audit record's. The whole verdict is the report's `rollout`.
+#[derive(Debug, Serialize)]
+pub struct RolloutSummary<'a> {
+    pub channel: &'a str,
+    pub sequence: u64,
+    pub state: RolloutState,
+    /// 1-based, of `stages`.
+    pub stage: usize,
+    pub stages: usize,
+    /// The stage's share of hosts in the candidate arm, e.g. `5%`.
+    pub share: &'a str,
+    pub arm: Arm,
+    /// Why this host is in its arm.
+    pub reason: &'a str,
+    pub host_id: Option<&'a str>,
+}
+
+impl<'a> RolloutSummary<'a> {
+    pub fn of(verdict: &'a RolloutVerdict) -> Self {
+        Self {
+            channel: &verdict.channel,
+            sequence: verdict.sequence,
+            state: verdict.state,
+            stage: verdict.stage,
+            stages: verdict.stages,
+            share: &verdict.share,
+            arm: verdict.arm,
+            reason: &verdict.reason,
+            host_id: verdict.host_id.as_deref(),
+        }
+    }
+}
+
+/// One line for stderr about the rollout a channel pull met, e.g. `tcverify: channel "stable"
+/// rollout 7 (running, stage 1 of 3, 5%): candidate arm — host h is in bucket 123, below 500 (5%)`.
+pub fn rollout_line(verdict: &RolloutVerdict) -> String {
+    format!(
+        "tcverify: channel {:?} rollout {} ({}, stage {} of {}, {}): {} arm — {}",
+        verdict.channel,
+        verdict.sequence,
+        verdict.state,
+        verdict.stage,
+        verdict.stages,
+        verdict.share,
+        verdict.arm,
+        one_line(&verdict.reason)
+    )
+}
+
+/// Control characters (a signed statement's reason may hold any) shown escaped, on one line.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// One line naming what passed and who signed when, or with `json` the whole report.
@@ -80,6 +148,14 @@ pub fn env_stdout(environment: &JobEnvironment, format: &str) -> String {
     format!("{}\n", serde_json::Value::Object(vars))
 }
 
+/// What `pull` and `verify` print on stderr after a verification, with `--json` too: the
+/// rollout line when a channel's rollout decided this host's arm, then the warnings.
+pub fn stderr_lines(report: &VerificationReport) -> Vec<String> {
+    let mut lines: Vec<String> = report.rollout.iter().map(rollout_line).collect();
+    lines.extend(warnings(report));
+    lines
+}
+
 /// Says so when the log's current state could not be checked: the release verified from its
 /// own proof, but a log that forked since would not have been noticed.
 pub fn warnings(report: &VerificationReport) -> Vec<String> {
@@ -98,5 +174,183 @@ pub fn warnings(report: &VerificationReport) -> Vec<String> {
             "tcverify: warning: ignored a lifecycle statement that does not verify: {ignored}"
         ));
     }
+    for ignored in report.rollout.iter().flat_map(|r| &r.ignored) {
+        warnings.push(format!(
+            "tcverify: warning: ignored a rollout statement that does not verify: {ignored}"
+        ));
+    }
     warnings
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use tcdist_core::digest::Digest;
+    use tcdist_verify::discover::Encoding;
+    use tcdist_verify::lifecycle::LifecycleVerdict;
+    use tcdist_verify::rollout::Authority;
+    use tcdist_verify::signature::SignatureVerdict;
+
+    /// A rollout verdict as the verifier makes one for a host in the candidate arm.
+    pub(crate) fn candidate_verdict() -> RolloutVerdict {
+        RolloutVerdict {
+            channel: "stable".into(),
+            sequence: 7,
+            state: RolloutState::Running,
+            stage: 1,
+            stages: 3,
+            share: "5%".into(),
+            arm: Arm::Candidate,
+            reason: "host build-017 is in bucket 123, below 500 (5%)".into(),
+            current: Digest::of(b"current"),
+            candidate: Digest::of(b"candidate"),
+            signer: "spiffe://tcdist.test/distd/promoter".parse().unwrap(),
+            authority: Authority::Promoter,
+            expires: "2030-01-01T00:00:00Z".parse().unwrap(),
+            host_id: Some("build-017".into()),
+            ignored: Vec::new(),
+        }
+    }
+
+    pub(crate) fn report(rollout: Option<RolloutVerdict>) -> VerificationReport {
+        VerificationReport {
+            index_digest: Digest::of(b"candidate"),
+            manifest_digest: Digest::of(b"manifest"),
+            platform: "linux/amd64".parse().unwrap(),
+            checks: vec!["digest-binding", "structure", "signature", "lifecycle"],
+            signature: SignatureVerdict {
+                signer: "spiffe://tcdist.test/distd/signer".parse().unwrap(),
+                signed_at: "2029-12-01T00:00:00Z".parse().unwrap(),
+                timestamp_authority: "stack".into(),
+                encoding: Encoding::Bundle,
+                origin: "bundle referrer sha256:…".into(),
+                repository: "toolchains/go".into(),
+                tag: None,
+                certificate_serial: "01".into(),
+                log: None,
+            },
+            cosignatures: Vec::new(),
+            log_freshness: None,
+            lifecycle: LifecycleVerdict::default(),
+            rollout,
+        }
+    }
+
+    #[test]
+    fn rollout_line_names_channel_sequence_stage_share_arm_and_reason() {
+        assert_eq!(
+            rollout_line(&candidate_verdict()),
+            "tcverify: channel \"stable\" rollout 7 (running, stage 1 of 3, 5%): candidate arm \
+             — host build-017 is in bucket 123, below 500 (5%)"
+        );
+    }
+
+    #[test]
+    fn rollout_line_escapes_control_characters_of_a_signed_reason() {
+        let mut verdict = candidate_verdict();
+        verdict.arm = Arm::Current;
+        verdict.state = RolloutState::Halted;
+        verdict.reason = "the rollout is halted: \u{1b}[2Jerror rate\nup".into();
+        let line = rollout_line(&verdict);
+        assert!(
+            line.ends_with("current arm — the rollout is halted: \\u{1b}[2Jerror rate\\nup"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn stderr_lines_carry_the_rollout_line_first_and_only_with_a_rollout() {
+        assert!(stderr_lines(&report(None)).is_empty());
+        let mut verdict = candidate_verdict();
+        verdict.ignored = vec!["rollout statement sha256:…: [rollout-binding] …".into()];
+        let lines = stderr_lines(&report(Some(verdict)));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("tcverify: channel \"stable\" rollout 7 "));
+        assert!(
+            lines[1].starts_with(
+                "tcverify: warning: ignored a rollout statement that does not verify: "
+            )
+        );
+    }
+
+    #[test]
+    fn rollout_summary_serialises_the_fields_scripts_read() {
+        let verdict = candidate_verdict();
+        let summary = serde_json::to_value(RolloutSummary::of(&verdict)).unwrap();
+        assert_eq!(
+            summary,
+            json!({
+                "channel": "stable",
+                "sequence": 7,
+                "state": "running",
+                "stage": 1,
+                "stages": 3,
+                "share": "5%",
+                "arm": "candidate",
+                "reason": "host build-017 is in bucket 123, below 500 (5%)",
+                "host_id": "build-017",
+            })
+        );
+    }
+
+    fn outcome(rollout: Option<RolloutVerdict>) -> PullOutcome {
+        let report = report(rollout);
+        PullOutcome {
+            entry: tcdist_store::Entry {
+                path: "/store/sha256-x/linux-amd64".into(),
+                root: "/store/sha256-x/linux-amd64/toolchain".into(),
+                record: tcdist_store::EntryRecord {
+                    reference: "r.example/toolchains/go:stable".into(),
+                    repository: Some("toolchains/go".into()),
+                    index_digest: report.index_digest.clone(),
+                    manifest_digest: report.manifest_digest.clone(),
+                    platform: report.platform.clone(),
+                    checks: Vec::new(),
+                    tree_digest: None,
+                    installed_at: 0,
+                },
+            },
+            report,
+            downloaded: true,
+        }
+    }
+
+    #[test]
+    fn pull_json_has_a_top_level_rollout_summary_and_the_whole_verdict() {
+        let reference = ReleaseRef::parse("r.example/toolchains/go:stable").unwrap();
+        let out: serde_json::Value = serde_json::from_str(&pull_stdout(
+            &outcome(Some(candidate_verdict())),
+            &reference,
+            true,
+        ))
+        .unwrap();
+        assert_eq!(out["digest"], json!(Digest::of(b"candidate")));
+        let summary = &out["rollout"];
+        assert_eq!(summary["arm"], "candidate");
+        assert_eq!(summary["sequence"], 7);
+        assert_eq!(summary["stage"], 1);
+        assert_eq!(summary["share"], "5%");
+        let verdict = &out["verified"]["rollout"];
+        assert_eq!(verdict["current"], json!(Digest::of(b"current")));
+        assert_eq!(verdict["candidate"], json!(Digest::of(b"candidate")));
+        assert_eq!(verdict["authority"], "promoter");
+    }
+
+    #[test]
+    fn pull_output_without_a_rollout_is_unchanged_but_for_a_null_rollout() {
+        let reference = ReleaseRef::parse("r.example/toolchains/go:a").unwrap();
+        assert_eq!(
+            pull_stdout(&outcome(None), &reference, false),
+            "/store/sha256-x/linux-amd64/toolchain\n"
+        );
+        // Text mode prints only the root, also during a rollout.
+        assert_eq!(
+            pull_stdout(&outcome(Some(candidate_verdict())), &reference, false),
+            "/store/sha256-x/linux-amd64/toolchain\n"
+        );
+        let out: serde_json::Value =
+            serde_json::from_str(&pull_stdout(&outcome(None), &reference, true)).unwrap();
+        assert!(out["rollout"].is_null());
+        assert!(out["verified"]["rollout"].is_null());
+    }
 }

@@ -15,6 +15,11 @@
 #   run/agent.sock     the socket (0660, group tcdist-clients)
 #   pid agent.log args pidfile, log, last command line and config digest
 #   metrics-port       the Prometheus metrics port on 127.0.0.1 (TCDIST_AGENT_METRICS_URL)
+#   host-id            the agent's host ID, when it has one (TCDIST_AGENT_HOST_ID)
+#
+# Host ID: none by default (the agent is then in no rollout's candidate arm);
+# TCDIST_AGENT_HOST_ID set when `stack up` runs becomes the config's host_id
+# (docs/agent.md), and `stack env` exports it again.
 
 AGENT_USER=tcdist-agent
 AGENT_GROUP=tcdist-clients
@@ -32,6 +37,7 @@ _agent_paths() {
 	AGENT_LOG=$AGENT_DIR/agent.log
 	AGENT_ARGS_FILE=$AGENT_DIR/args
 	AGENT_METRICS_PORT_FILE=$AGENT_DIR/metrics-port
+	AGENT_HOST_ID_FILE=$AGENT_DIR/host-id
 	AGENT_MATCH="tcverify agent --config $AGENT_CONFIG"
 }
 
@@ -97,6 +103,11 @@ _agent_files() {
 	chown root:"$group" "$AGENT_ETC/docker/config.json.new" 2>/dev/null || true
 	chmod 640 "$AGENT_ETC/docker/config.json.new"
 	replace_if_changed "$AGENT_ETC/docker/config.json.new" "$AGENT_ETC/docker/config.json" && AGENT_RESTART=1
+	if [[ -n ${TCDIST_AGENT_HOST_ID:-} ]]; then
+		printf '%s\n' "$TCDIST_AGENT_HOST_ID" >"$AGENT_HOST_ID_FILE"
+	else
+		rm -f -- "$AGENT_HOST_ID_FILE"
+	fi
 	cp "$(_agent_tcverify)" "$AGENT_BIN.new"
 	chmod 755 "$AGENT_BIN.new"
 	replace_if_changed "$AGENT_BIN.new" "$AGENT_BIN" && AGENT_RESTART=1
@@ -111,6 +122,7 @@ _agent_files() {
 		printf 'trust = %s\n' "$(_policy_toml_str "$POLICY_TRUSTED_ROOT")"
 		printf 'audit_log = %s\n' "$(_policy_toml_str "$AGENT_AUDIT")"
 		printf 'fsck_interval = "1h"\n'
+		[[ -n ${TCDIST_AGENT_HOST_ID:-} ]] && printf 'host_id = %s\n' "$(_policy_toml_str "$TCDIST_AGENT_HOST_ID")"
 		printf 'metrics_listen = "127.0.0.1:%s"\n\n' "$AGENT_METRICS_PORT"
 		printf '[registry]\n'
 		printf 'ca = %s\n' "$(_policy_toml_str "$AGENT_ETC/registry-ca.pem")"
@@ -186,6 +198,9 @@ agent_env() {
 	export_line TCDIST_AGENT_METRICS_URL "http://127.0.0.1:$(<"$AGENT_METRICS_PORT_FILE")/metrics"
 	export_line TCDIST_AGENT_USER "$AGENT_USER"
 	export_line TCDIST_AGENT_GROUP "$AGENT_GROUP"
+	if [[ -s $AGENT_HOST_ID_FILE ]]; then
+		export_line TCDIST_AGENT_HOST_ID "$(<"$AGENT_HOST_ID_FILE")"
+	fi
 }
 
 agent_status() {

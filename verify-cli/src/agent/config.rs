@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::registry::RegistryArgs;
 
@@ -46,8 +47,13 @@ pub struct AgentConfig {
     pub fsck_interval: Option<String>,
     /// Serve Prometheus metrics on this loopback address (e.g. "127.0.0.1:9464").
     pub metrics_listen: Option<std::net::SocketAddr>,
-    /// The SPIRE agent's Workload API, for policies with `workload_api = true`.
+    /// The SPIRE agent's Workload API, for policies with `workload_api = true`; also where
+    /// the host ID comes from without `host_id` (the SPIFFE ID of the agent's own SVID).
     pub spiffe_endpoint_socket: Option<String>,
+    /// This host's ID, which decides its arm in a channel's rollout (printable ASCII, at most
+    /// 255 bytes). Default: the SPIFFE ID of the agent's SVID when `spiffe_endpoint_socket`
+    /// is set, else none (the host is in no rollout's candidate arm).
+    pub host_id: Option<String>,
     #[serde(default)]
     pub registry: RegistryConfig,
 }
@@ -104,6 +110,7 @@ impl AgentConfig {
         if config.jobs == 0 {
             return Err(invalid("jobs must be at least 1".into()));
         }
+        config.host_id().map_err(invalid)?;
         Ok(config)
     }
 
@@ -128,6 +135,14 @@ impl AgentConfig {
             ));
         }
         Ok(duration)
+    }
+
+    /// The host ID the config names, if any.
+    pub fn host_id(&self) -> std::result::Result<Option<HostId>, String> {
+        self.host_id
+            .as_deref()
+            .map(|value| HostId::parse(value).map_err(|e| format!("host_id {value:?}: {e}")))
+            .transpose()
     }
 
     pub fn fsck_interval(&self) -> std::result::Result<Option<Duration>, String> {
@@ -204,6 +219,31 @@ mod tests {
         );
         assert_eq!(config.fsck_interval().unwrap(), None);
         assert_eq!(config.registry_args().registry_retries, 4);
+        assert_eq!(config.host_id().unwrap(), None);
+    }
+
+    #[test]
+    fn host_id_key_is_read_and_validated() {
+        let config = load(&format!("{MINIMAL}host_id = \"build-017.ci.example\"\n")).unwrap();
+        assert_eq!(
+            config.host_id().unwrap().as_ref().map(HostId::as_str),
+            Some("build-017.ci.example")
+        );
+        for (value, want) in [
+            ("\"\"", "must not be empty"),
+            ("\"a\\nb\"", "printable ASCII"),
+            (&format!("\"{}\"", "h".repeat(256)), "at most 255 bytes"),
+        ] {
+            let err = load(&format!("{MINIMAL}host_id = {value}\n")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let message = err.to_string();
+            assert!(
+                message.contains("host_id") && message.contains(want),
+                "{value}: {message}"
+            );
+        }
+        let err = load(&format!("{MINIMAL}host_id = 17\n")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

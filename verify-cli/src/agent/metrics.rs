@@ -1,8 +1,9 @@
 //! What the agent counts, served in the Prometheus text format on a loopback TCP port:
 //! requests by command and outcome, refusals by rule, verification cache hits and misses,
-//! bytes downloaded, installs, and request durations.
+//! pulls during a channel's rollout by channel and arm, bytes downloaded, installs, and
+//! request durations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
@@ -10,9 +11,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use tcdist_core::error::{Error, Result};
+use tcdist_verify::rollout::Arm;
 
 /// A request head longer than this is not a scrape.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Channels counted by name in `tcdist_agent_rollout_pulls_total`; pulls on any further channel
+/// are counted under [`OTHER_CHANNELS`], so the series stay few whatever is pulled.
+pub const MAX_ROLLOUT_CHANNELS: usize = 32;
+
+/// The `channel` label beyond [`MAX_ROLLOUT_CHANNELS`] (no tag can be named this).
+pub const OTHER_CHANNELS: &str = "(other)";
 
 /// Each metric family: name, type, help.
 const FAMILIES: &[(&str, &str, &str)] = &[
@@ -30,6 +39,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "tcdist_agent_verification_cache_total",
         "counter",
         "Verifications reused (hit) or done (miss).",
+    ),
+    (
+        "tcdist_agent_rollout_pulls_total",
+        "counter",
+        "Pulls of a channel during its rollout, by channel and this host's arm (candidate, current).",
     ),
     (
         "tcdist_agent_downloaded_bytes_total",
@@ -52,9 +66,29 @@ const FAMILIES: &[(&str, &str, &str)] = &[
 pub struct Metrics {
     /// Series (name with labels) to value.
     series: Mutex<BTreeMap<String, f64>>,
+    /// The channels `tcdist_agent_rollout_pulls_total` names, at most [`MAX_ROLLOUT_CHANNELS`].
+    rollout_channels: Mutex<BTreeSet<String>>,
 }
 
 impl Metrics {
+    /// Counts a pull that a rollout of `channel` answered with `arm`'s release.
+    pub fn count_rollout_pull(&self, channel: &str, arm: Arm) {
+        let channel = {
+            let mut channels = self.rollout_channels.lock().expect("metrics lock");
+            if channels.contains(channel) || channels.len() < MAX_ROLLOUT_CHANNELS {
+                channels.insert(channel.to_owned());
+                channel
+            } else {
+                OTHER_CHANNELS
+            }
+        };
+        self.add(
+            "tcdist_agent_rollout_pulls_total",
+            &[("channel", channel), ("arm", &arm.to_string())],
+            1.0,
+        );
+    }
+
     /// Adds `value` to the series `name{labels}`.
     pub fn add(&self, name: &str, labels: &[(&str, &str)], value: f64) {
         let labels: Vec<String> = labels
@@ -187,5 +221,39 @@ mod tests {
              tcdist_agent_request_duration_seconds_count{command=\"pull\"} 1\n\
              tcdist_agent_request_duration_seconds_sum{command=\"pull\"} 0.5\n"
         ));
+    }
+
+    #[test]
+    fn rollout_pulls_are_counted_by_channel_and_arm_with_channels_bounded() {
+        let metrics = Metrics::default();
+        metrics.count_rollout_pull("stable", Arm::Candidate);
+        metrics.count_rollout_pull("stable", Arm::Candidate);
+        metrics.count_rollout_pull("stable", Arm::Current);
+        for i in 1..MAX_ROLLOUT_CHANNELS + 5 {
+            metrics.count_rollout_pull(&format!("c{i}"), Arm::Current);
+        }
+        // A channel counted before the bound was reached keeps its own series.
+        metrics.count_rollout_pull("stable", Arm::Current);
+        let text = metrics.render();
+        assert!(text.contains("# TYPE tcdist_agent_rollout_pulls_total counter\n"));
+        assert!(text.contains(
+            "tcdist_agent_rollout_pulls_total{channel=\"stable\",arm=\"candidate\"} 2\n"
+        ));
+        assert!(
+            text.contains(
+                "tcdist_agent_rollout_pulls_total{channel=\"stable\",arm=\"current\"} 2\n"
+            )
+        );
+        assert!(
+            text.contains(
+                "tcdist_agent_rollout_pulls_total{channel=\"(other)\",arm=\"current\"} 5\n"
+            )
+        );
+        let channels: BTreeSet<&str> = text
+            .lines()
+            .filter(|line| line.starts_with("tcdist_agent_rollout_pulls_total{"))
+            .filter_map(|line| line.split('"').nth(1))
+            .collect();
+        assert_eq!(channels.len(), MAX_ROLLOUT_CHANNELS + 1);
     }
 }

@@ -114,3 +114,26 @@ pub async fn receive<T: serde::de::DeserializeOwned>(
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_refused_if_it_names_a_host_id() {
+        // A job cannot choose its arm in a rollout: no request field carries a host ID.
+        for line in [
+            r#"{"command":"pull","reference":"r/t:stable","platform":"linux/amd64","json":false,"host_id":"h"}"#,
+            r#"{"command":"verify","reference":"r/t:stable","platform":"linux/amd64","json":false,"host_id":"h"}"#,
+        ] {
+            let err = serde_json::from_str::<Request>(line).unwrap_err();
+            assert!(err.to_string().contains("unknown field `host_id`"), "{err}");
+        }
+        let line =
+            r#"{"command":"pull","reference":"r/t:stable","platform":"linux/amd64","json":false}"#;
+        assert_eq!(
+            serde_json::from_str::<Request>(line).unwrap().command(),
+            "pull"
+        );
+    }
+}

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::cache::{CacheKey, VerificationCache};
 use super::config::AgentConfig;
+use super::host::HostIdentity;
 use super::metrics::{self, Metrics};
 use super::protocol::{Reply, Request, receive, send};
 use crate::audit::AuditLog;
@@ -47,6 +48,8 @@ pub struct Agent {
     cache: VerificationCache,
     /// The policy's and the trusted root's digests: part of every cache key.
     trust: (Digest, Option<Digest>),
+    /// The host ID that decides this host's arm in rollouts, and where it came from.
+    host: HostIdentity,
     /// One client per registry host, so connections and tokens are reused across requests.
     registries: Mutex<HashMap<String, Arc<Registry>>>,
     metrics: Arc<Metrics>,
@@ -54,8 +57,9 @@ pub struct Agent {
 
 impl Agent {
     /// Loads everything the config names; any problem is a configuration error (exit 2) or a
-    /// store error (4) before the socket exists.
-    pub fn new(config: AgentConfig) -> Result<Self> {
+    /// store error (4) before the socket exists. `host` is the config's host ID, resolved
+    /// (`host::resolve`).
+    pub fn new(config: AgentConfig, host: HostIdentity) -> Result<Self> {
         let policy = Policy::load_with_trusted_root(&config.policy, config.trust.as_deref())
             .map_err(|e| {
                 let hint = e.hint();
@@ -82,7 +86,9 @@ impl Agent {
                 .map_err(|e| Error::usage(format!("agent config: {e}")))?
                 .min(policy_bound),
         );
-        let verifier = Verifier::new(policy, budget).remembering(&config.store);
+        let verifier = Verifier::new(policy, budget)
+            .remembering(&config.store)
+            .for_host(host.host_id().map(|id| id.as_str().to_owned()));
         let verifier = if config.offline {
             verifier.offline()
         } else {
@@ -95,6 +101,7 @@ impl Agent {
             verifier,
             cache,
             trust,
+            host,
             registries: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
             config,
@@ -119,6 +126,7 @@ impl Agent {
             self.config.policy.display(),
             self.cache.ttl().as_secs()
         );
+        eprintln!("tcverify agent: {}", self.host.describe());
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .map_err(|e| Error::store("handling SIGTERM for", &self.config.socket, e))?;
@@ -301,9 +309,13 @@ impl Agent {
                 if outcome.downloaded {
                     self.metrics.add("tcdist_agent_installs_total", &[], 1.0);
                 }
+                if let Some(rollout) = &outcome.report.rollout {
+                    self.metrics
+                        .count_rollout_pull(&rollout.channel, rollout.arm);
+                }
                 Ok((
                     output::pull_stdout(&outcome, &reference, *json),
-                    output::warnings(&outcome.report),
+                    output::stderr_lines(&outcome.report),
                 ))
             }
             Request::Verify {
@@ -314,7 +326,7 @@ impl Agent {
                 let (_, _, verified) = self.verify(reference, platform, reporter).await?;
                 Ok((
                     output::verify_stdout(verified.report(), *json),
-                    output::warnings(verified.report()),
+                    output::stderr_lines(verified.report()),
                 ))
             }
             Request::Env {
@@ -412,13 +424,15 @@ impl Agent {
             .verifier
             .verify(source, &reference.to_string(), platform)
             .await?;
-        self.cache.insert(
-            CacheKey {
-                index: verified.get().index_digest.clone(),
-                ..key
-            },
-            verified.clone(),
-        );
+        // Keyed by the release the tag named when it was verified: during a channel's
+        // rollout that is the channel's current release, also for a host in the candidate arm
+        // (whose verified release is the candidate), so the next request finds it.
+        let index = match &verified.report().rollout {
+            Some(rollout) => rollout.current.clone(),
+            None => verified.get().index_digest.clone(),
+        };
+        self.cache
+            .insert(CacheKey { index, ..key }, verified.clone());
         Ok(verified)
     }
 

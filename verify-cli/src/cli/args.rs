@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tcdist_core::Platform;
 use tcdist_oci::registry::RegistryArgs;
+use tcverify::host_id::HostId;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -147,6 +148,11 @@ pub struct ReleaseArgs {
     /// Accept a yanked release named by digest; recorded in the audit log. Direct mode only
     #[arg(long)]
     pub allow_yanked: bool,
+    /// This host's ID, which decides its arm in a channel's rollout (printable ASCII, at most
+    /// 255 bytes); without one, the host is in no rollout's candidate arm. Direct mode only:
+    /// the agent decides its host's arm
+    #[arg(long, env = "TCVERIFY_HOST_ID", value_name = "ID")]
+    pub host_id: Option<HostId>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -165,6 +171,18 @@ impl ReleaseArgs {
                      runs tcverify directly (without --agent) with its own store to waive a check",
                 ));
             }
+        }
+        if let Some(host_id) = &self.host_id {
+            return Err(tcdist_core::Error::usage_with_hint(
+                format!(
+                    "--host-id / TCVERIFY_HOST_ID ({:?}) is not accepted through the agent",
+                    host_id.as_str()
+                ),
+                "the agent decides this host's arm in a channel's rollout (its config's host_id, \
+                 else its SVID's SPIFFE ID), never a job; unset TCVERIFY_HOST_ID, or choose an \
+                 arm in direct mode: tcverify without --agent and TCVERIFY_AGENT, with its own \
+                 store",
+            ));
         }
         Ok(())
     }
@@ -241,4 +259,86 @@ pub struct EnvArgs {
     /// The local store directory
     #[arg(long, env = "TCVERIFY_STORE", value_name = "DIR", default_value_os_t = default_store())]
     pub store: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tcverify").chain(args.iter().copied()))
+    }
+
+    fn release(cli: Cli) -> ReleaseArgs {
+        match cli.command {
+            Command::Pull(args) => args.release,
+            Command::Verify(args) => args.release,
+            other => panic!("not a release command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn host_id_flag_reaches_the_release_settings_of_pull_and_verify() {
+        for command in ["pull", "verify"] {
+            let cli = parse(&[command, "r.example/t/go:stable", "--host-id", "build-017"]).unwrap();
+            let release = release(cli);
+            assert_eq!(
+                release.host_id.as_ref().map(HostId::as_str),
+                Some("build-017")
+            );
+            assert!(release.agent.socket.is_none());
+        }
+    }
+
+    #[test]
+    fn host_id_refused_through_the_agent_with_a_hint_naming_flag_and_variable() {
+        for command in ["pull", "verify"] {
+            let cli = parse(&[
+                command,
+                "r.example/t/go:stable",
+                "--agent",
+                "/run/tcdist/agent.sock",
+                "--host-id",
+                "build-017",
+            ])
+            .unwrap();
+            let err = release(cli).for_agent().unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let message = err.to_string();
+            assert!(
+                message.contains("--host-id") && message.contains("TCVERIFY_HOST_ID"),
+                "{message}"
+            );
+            let hint = err.hint().unwrap();
+            assert!(hint.contains("the agent decides this host's arm"), "{hint}");
+            assert!(hint.contains("direct mode"), "{hint}");
+        }
+    }
+
+    #[test]
+    fn host_id_flag_rejected_if_invalid() {
+        for value in ["", "host\n7", &"h".repeat(256)] {
+            let err = parse(&["pull", "r.example/t/go:stable", "--host-id", value]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{value:?}"
+            );
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn help_names_the_host_id_variable() {
+        for command in ["pull", "verify"] {
+            let help = Cli::command()
+                .find_subcommand_mut(command)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(help.contains("--host-id <ID>"), "{help}");
+            assert!(help.contains("[env: TCVERIFY_HOST_ID"), "{help}");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use tcdist_verify::lifecycle::Waivers;
 use tcdist_verify::structure::ExtractBudget;
 use tcverify::agent::client::ask;
 use tcverify::agent::protocol::Request;
+use tcverify::host_id::HostId;
 use tcverify::jobenv::environment_for;
 use tcverify::output;
 
@@ -245,7 +246,7 @@ pub fn policy_check_command(args: PolicyCheckArgs) -> Result<()> {
 }
 
 /// The verifier for one command: the policy, the budget, the store's remembered checkpoints,
-/// and whether logs may be contacted.
+/// the host ID that decides this host's arm in rollouts, and whether logs may be contacted.
 fn verifier(
     args: &ReleaseArgs,
     budget: ExtractBudget,
@@ -256,7 +257,8 @@ fn verifier(
         .waiving(Waivers {
             expired_channel: args.allow_expired,
             yanked_by_digest: args.allow_yanked,
-        });
+        })
+        .for_host(args.host_id.clone().map(HostId::into_string));
     Ok(if args.offline {
         verifier.offline()
     } else {
@@ -275,8 +277,8 @@ async fn through_agent(socket: &std::path::Path, request: &Request) -> Result<()
 }
 
 fn warn(report: &tcdist_verify::VerificationReport) {
-    for warning in output::warnings(report) {
-        eprintln!("{warning}");
+    for line in output::stderr_lines(report) {
+        eprintln!("{line}");
     }
 }
 

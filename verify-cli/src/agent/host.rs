@@ -1,0 +1,157 @@
+//! The agent's host ID, decided once at start: the config's `host_id`; else, when the config
+//! names a Workload API (`spiffe_endpoint_socket`), the SPIFFE ID of the agent's own
+//! X.509-SVID; else none, and the host is in no rollout's candidate arm. Never from a client.
+
+use spiffe::WorkloadApiClient;
+use spiffe::transport::Endpoint;
+
+use super::config::AgentConfig;
+use crate::host_id::HostId;
+use tcdist_core::error::{Error, Result};
+use tcdist_oci::registry::error_chain;
+use tcdist_verify::trust::WORKLOAD_API_TIMEOUT;
+
+/// Where the agent's host ID came from, for its start-up line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostIdentity {
+    Configured(HostId),
+    Svid { id: HostId, endpoint: String },
+    None,
+}
+
+impl HostIdentity {
+    pub fn host_id(&self) -> Option<&HostId> {
+        match self {
+            HostIdentity::Configured(id) | HostIdentity::Svid { id, .. } => Some(id),
+            HostIdentity::None => None,
+        }
+    }
+
+    /// One line for the agent's log.
+    pub fn describe(&self) -> String {
+        match self {
+            HostIdentity::Configured(id) => format!("host ID {id} (the config's host_id)"),
+            HostIdentity::Svid { id, endpoint } => {
+                format!("host ID {id} (the SPIFFE ID of its SVID from {endpoint})")
+            }
+            HostIdentity::None => "no host ID (neither host_id nor spiffe_endpoint_socket is \
+                                   set): this host is in no rollout's candidate arm"
+                .to_owned(),
+        }
+    }
+}
+
+/// The host ID the config gives, or the one its Workload API gives the agent. A Workload API
+/// that does not answer with an SVID within [`WORKLOAD_API_TIMEOUT`] is a configuration error
+/// (exit 2): the agent does not start with a host ID other than the one it was set up for.
+pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity> {
+    if let Some(id) = config
+        .host_id()
+        .map_err(|e| Error::usage(format!("agent config: {e}")))?
+    {
+        return Ok(HostIdentity::Configured(id));
+    }
+    let Some(endpoint) = &config.spiffe_endpoint_socket else {
+        return Ok(HostIdentity::None);
+    };
+    let hint = "set host_id in the agent config to name this host, or give the agent's user an \
+                SVID (spire-config/README.md); the host ID decides this host's arm in channel \
+                rollouts";
+    let spiffe_id = svid_spiffe_id(endpoint).await.map_err(|detail| {
+        Error::usage_with_hint(
+            format!(
+                "agent config: no host ID: the agent's SVID could not be fetched from the \
+                 Workload API at {endpoint}: {detail}"
+            ),
+            hint,
+        )
+    })?;
+    let id = HostId::parse(&spiffe_id).map_err(|e| {
+        Error::usage_with_hint(
+            format!(
+                "agent config: the SPIFFE ID of the agent's SVID ({spiffe_id}) is not a host ID: \
+                 {e}"
+            ),
+            hint,
+        )
+    })?;
+    Ok(HostIdentity::Svid {
+        id,
+        endpoint: endpoint.clone(),
+    })
+}
+
+/// The SPIFFE ID of the default X.509-SVID the Workload API at `endpoint`
+/// (`unix:///path/api.sock` or `tcp://IP:PORT`) gives this process.
+async fn svid_spiffe_id(endpoint: &str) -> std::result::Result<String, String> {
+    let parsed =
+        Endpoint::parse(endpoint).map_err(|e| format!("not a Workload API address: {e}"))?;
+    let fetch = async {
+        let client = WorkloadApiClient::connect(parsed).await?;
+        client.fetch_x509_svid().await
+    };
+    match tokio::time::timeout(WORKLOAD_API_TIMEOUT, fetch).await {
+        Err(_) => Err(format!(
+            "no answer within {}s",
+            WORKLOAD_API_TIMEOUT.as_secs()
+        )),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Ok(Ok(svid)) => Ok(svid.spiffe_id().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> AgentConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "socket = \"/run/tcdist/agent.sock\"\nstore = \"/var/lib/tcdist/store\"\n\
+                 policy = \"/etc/tcdist/policy.toml\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        AgentConfig::load(&path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn host_id_is_none_without_host_id_or_workload_api() {
+        let identity = resolve(&config("")).await.unwrap();
+        assert_eq!(identity, HostIdentity::None);
+        assert!(identity.describe().contains("no rollout's candidate arm"));
+    }
+
+    #[tokio::test]
+    async fn host_id_from_the_config_wins_over_the_workload_api() {
+        // The Workload API named is not asked: nothing listens there.
+        let dir = tempfile::tempdir().unwrap();
+        let identity = resolve(&config(&format!(
+            "host_id = \"build-017\"\nspiffe_endpoint_socket = \"unix://{}/api.sock\"\n",
+            dir.path().display()
+        )))
+        .await
+        .unwrap();
+        assert_eq!(
+            identity,
+            HostIdentity::Configured(HostId::parse("build-017").unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn host_id_refused_if_the_workload_api_gives_no_svid() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}/api.sock", dir.path().display());
+        let err = resolve(&config(&format!(
+            "spiffe_endpoint_socket = \"{endpoint}\"\n"
+        )))
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(&endpoint), "{err}");
+        assert!(err.hint().unwrap().contains("set host_id"), "{err:?}");
+    }
+}
