@@ -229,14 +229,14 @@ impl Verifier {
         let (index, index_digest) = resolve_index(&source).await?;
         let referrers =
             Referrers::sort(discover::list_bundles(&source, &index_digest).await?, None);
-        let reference = format!("{reference} (rollout candidate {})", verdict.candidate);
         let asked = Asked {
             tag: None,
             waivers: Waivers::default(),
         };
+        // The reference stays as asked: the store remembers the pull under it.
         self.verify_index(
             &source,
-            &reference,
+            reference,
             platform,
             index,
             &index_digest,
