@@ -154,6 +154,27 @@ pub struct ChannelHead {
     pub sequence: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Timestamp>,
+    /// The newest rollout statement attached to the head's release, verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<ChannelRollout>,
+}
+
+/// Where a channel's rollout stands (docs/rollout.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChannelRollout {
+    pub sequence: u64,
+    /// running, halted, aborted or finished.
+    pub state: String,
+    /// Whether it still counts: newer than the head and, when running, not expired.
+    pub live: bool,
+    pub candidate: String,
+    /// 1-based, of `stages`.
+    pub stage: usize,
+    pub stages: Vec<String>,
+    pub share: String,
+    pub expires: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

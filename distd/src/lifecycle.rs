@@ -375,8 +375,15 @@ pub async fn yank(
 /// each channel's verified head, and the verified yank list.
 pub struct RepositoryState {
     pub releases: Vec<(String, Digest)>,
-    pub channels: Vec<(String, Option<(Digest, ChannelHead)>)>,
+    pub channels: Vec<ChannelRead>,
     pub yanks: Vec<Yank>,
+}
+
+/// A channel as read for the catalog: its verified head, and where its rollout stands.
+pub struct ChannelRead {
+    pub name: String,
+    pub head: Option<(Digest, ChannelHead)>,
+    pub rollout: Option<crate::rollout::StatusOfRollout>,
 }
 
 /// Concurrent reads of tags while listing a repository.
@@ -405,10 +412,19 @@ pub async fn read_state(
             digest: None,
             ..repository.clone()
         };
-        heads.push((
-            channel.clone(),
-            current_head(&promoter.source(&tagged), &promoter.policy).await?,
-        ));
+        let source = promoter.source(&tagged);
+        let head = current_head(&source, &promoter.policy).await?;
+        let rollout = match &head {
+            Some((release, head)) => rollout::current(&source, release, channel, &promoter.policy)
+                .await?
+                .map(|r| crate::rollout::StatusOfRollout::of(&r, head.sequence)),
+            None => None,
+        };
+        heads.push(ChannelRead {
+            name: channel.clone(),
+            head,
+            rollout,
+        });
     }
     let names: Vec<String> = promoter
         .registry

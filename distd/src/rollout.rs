@@ -533,20 +533,14 @@ pub struct StatusOfRollout {
     pub reason: Option<String>,
 }
 
-pub async fn status(
-    repository: &RegistryRef,
-    channel: &str,
-    signing: &Signing,
-    registry_args: &RegistryArgs,
-) -> Result<RolloutStatus> {
-    let promoter = Promoter::start(repository, signing, registry_args).await?;
-    let state = read_channel(&promoter, repository, channel).await?;
-    let rollout = state.rollout.as_ref().map(|r| {
-        let p = &r.predicate;
+impl StatusOfRollout {
+    /// `accepted`'s status on a channel whose head has `head_sequence`.
+    pub fn of(accepted: &AcceptedRollout, head_sequence: u64) -> Self {
+        let p = &accepted.predicate;
         StatusOfRollout {
             sequence: p.sequence,
             state: p.state,
-            live: p.sequence > state.head.sequence
+            live: p.sequence > head_sequence
                 && (p.state != RolloutState::Running || Timestamp::now() <= p.expires),
             candidate: p.plan.candidate.clone(),
             stage: p.stage + 1,
@@ -555,10 +549,24 @@ pub async fn status(
             plan: p.plan.digest(),
             issued: p.issued,
             expires: p.expires,
-            signer: r.signer.to_string(),
+            signer: accepted.signer.to_string(),
             reason: p.reason.clone(),
         }
-    });
+    }
+}
+
+pub async fn status(
+    repository: &RegistryRef,
+    channel: &str,
+    signing: &Signing,
+    registry_args: &RegistryArgs,
+) -> Result<RolloutStatus> {
+    let promoter = Promoter::start(repository, signing, registry_args).await?;
+    let state = read_channel(&promoter, repository, channel).await?;
+    let rollout = state
+        .rollout
+        .as_ref()
+        .map(|r| StatusOfRollout::of(r, state.head.sequence));
     Ok(RolloutStatus {
         channel: channel.to_owned(),
         head_sequence: state.head.sequence,

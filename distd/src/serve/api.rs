@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use distd_api::wire::{
-    Action, ApiError, Catalog, ChannelHead, Job, LifecycleAnswer, LineCatalog, PromoteRequest,
-    TaggedRelease, YankRequest, YankedRelease,
+    Action, ApiError, Catalog, ChannelHead, ChannelRollout, Job, LifecycleAnswer, LineCatalog,
+    PromoteRequest, TaggedRelease, YankRequest, YankedRelease,
 };
 use serde::Deserialize;
 use tcdist_core::Digest;
@@ -200,16 +200,28 @@ impl Daemon {
         let channels = state
             .channels
             .into_iter()
-            .map(|(channel, head)| {
-                if let Some((_, head)) = &head {
+            .map(|read| {
+                let head = &read.head;
+                if let Some((_, head)) = head {
                     self.metrics
-                        .set_channel_expiry(&line.name, &channel, head.expires);
+                        .set_channel_expiry(&line.name, &read.name, head.expires);
                 }
                 ChannelHead {
-                    channel,
                     release: head.as_ref().map(|(digest, _)| digest.to_string()),
                     sequence: head.as_ref().map(|(_, head)| head.sequence),
                     expires: head.as_ref().map(|(_, head)| head.expires),
+                    rollout: read.rollout.map(|r| ChannelRollout {
+                        sequence: r.sequence,
+                        state: r.state.to_string(),
+                        live: r.live,
+                        candidate: r.candidate.to_string(),
+                        stage: r.stage,
+                        stages: r.stages,
+                        share: r.share,
+                        expires: r.expires,
+                        reason: r.reason,
+                    }),
+                    channel: read.name,
                 }
             })
             .collect();
@@ -254,8 +266,8 @@ impl Daemon {
         let promoted: Vec<String> = state
             .channels
             .into_iter()
-            .filter(|(_, head)| head.is_some())
-            .map(|(channel, _)| channel)
+            .filter(|read| read.head.is_some())
+            .map(|read| read.name)
             .collect();
         if promoted.is_empty() {
             return Ok(());
