@@ -140,21 +140,33 @@ impl Verifier {
         let (index, index_digest) = resolve_index(source).await?;
         let tag = source.named_tag();
         let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
+        // The rollout's statements are verified while the current release is, and the
+        // candidate this host would get too: a host in the candidate's arm waits for the
+        // slower of the two releases, not for both in turn.
         let rollout = async {
-            match tag {
-                Some(tag) if referrers.is_channel() && !referrers.rollouts().is_empty() => {
-                    rollout::examine(
-                        source,
-                        &index_digest,
-                        tag,
-                        &self.policy,
-                        referrers.rollouts(),
-                    )
-                    .await
-                    .map(Some)
-                }
-                _ => Ok(None),
-            }
+            let (Some(tag), true) = (
+                tag,
+                referrers.is_channel() && !referrers.rollouts().is_empty(),
+            ) else {
+                return Ok((None, None));
+            };
+            let examined = rollout::examine(
+                source,
+                &index_digest,
+                tag,
+                &self.policy,
+                referrers.rollouts(),
+            )
+            .await?;
+            let early = match examined.provisional_candidate(self.host_id.as_deref()) {
+                Some(candidate) => Some((
+                    candidate.clone(),
+                    self.verify_candidate(source, reference, platform, candidate)
+                        .await,
+                )),
+                None => None,
+            };
+            Ok::<_, Error>((Some(examined), early))
         };
         let asked = Asked {
             tag,
@@ -173,7 +185,8 @@ impl Verifier {
             rollout
         );
         let mut current = current?;
-        let (Some(examined), Some(channel)) = (rollout?, tag) else {
+        let (examined, early) = rollout?;
+        let (Some(examined), Some(channel)) = (examined, tag) else {
             return Ok(current);
         };
         let judged = rollout::Judged {
@@ -194,10 +207,14 @@ impl Verifier {
             current.report.rollout = Some(verdict);
             return Ok(current);
         }
-        match self
-            .verify_candidate(source, reference, platform, &verdict)
-            .await
-        {
+        let candidate = match early {
+            Some((digest, verified)) if digest == verdict.candidate => verified,
+            _ => {
+                self.verify_candidate(source, reference, platform, &verdict.candidate)
+                    .await
+            }
+        };
+        match candidate {
             Ok(mut candidate) => {
                 candidate.report.lifecycle.channel = current.report.lifecycle.channel.take();
                 candidate.report.rollout = Some(verdict);
@@ -223,9 +240,9 @@ impl Verifier {
         source: &ReleaseSource,
         reference: &str,
         platform: &Platform,
-        verdict: &RolloutVerdict,
+        candidate: &Digest,
     ) -> Result<Verified<ResolvedRelease>> {
-        let source = source.pinned(&verdict.candidate);
+        let source = source.pinned(candidate);
         let (index, index_digest) = resolve_index(&source).await?;
         let referrers =
             Referrers::sort(discover::list_bundles(&source, &index_digest).await?, None);

@@ -74,6 +74,23 @@ impl Examined {
     pub fn ignored(&self) -> impl Iterator<Item = String> + '_ {
         self.ignored.iter().map(ToString::to_string)
     }
+
+    /// The candidate `host_id` gets unless [`judge`] finds against the newest statement (its
+    /// order against the head and the store's memory, a yank): so its verification can start
+    /// while the channel's current release is verified. Only the judge decides.
+    pub fn provisional_candidate(&self, host_id: Option<&str>) -> Option<&Digest> {
+        let newest = self.newest.as_ref()?;
+        let predicate = &newest.predicate;
+        let running =
+            predicate.state == RolloutState::Running && Timestamp::now() <= predicate.expires;
+        let refused = self
+            .unauthorized
+            .iter()
+            .any(|(sequence, _)| *sequence > predicate.sequence);
+        let salt = hex::decode(&predicate.plan.salt).ok()?;
+        (running && !refused && in_candidate_arm(&salt, host_id?, predicate.current_stage().share))
+            .then_some(&predicate.plan.candidate)
+    }
 }
 
 /// Which release this host gets.
