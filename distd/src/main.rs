@@ -5,6 +5,7 @@ mod build;
 mod cli;
 mod ctl;
 mod events;
+mod judge;
 mod lifecycle;
 mod line;
 mod package;

@@ -4,14 +4,18 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use tcdist_core::Platform;
-use tcdist_oci::attachments::rollout::{Share, Stage, WHOLE_CHANNEL, parse_stages};
+use tcdist_oci::attachments::rollout::{
+    DEFAULT_MIN_HOSTS, DEFAULT_MIN_JOBS, Share, Stage, WHOLE_CHANNEL, parse_stages,
+};
 use tcdist_oci::reference::{RegistryRef, ReleaseRef};
 use tcdist_oci::registry::RegistryArgs;
 use tcdist_oci::release::Compression;
 
+use crate::judge::tally::ArmCounts;
+use crate::judge::verdict::{self, Inputs, JudgeConfig};
 use crate::package::PackageSettings;
 use crate::package::layer::LayerSettings;
 use crate::{build, ctl, publish, sign};
@@ -145,6 +149,10 @@ pub enum RolloutCommand {
     Finish(RolloutFinishArgs),
     /// Show a channel's head and rollout
     Status(RolloutStatusArgs),
+    /// Recompute the judge's verdict on a stage from counts, from outcome reports (JSON
+    /// lines), or from a verdict record (and say whether it agrees); with --plan, the jobs per
+    /// arm a stage needs
+    Verdict(RolloutVerdictArgs),
 }
 
 #[derive(Args, Debug)]
@@ -160,8 +168,8 @@ pub struct RolloutStartArgs {
     pub share: Option<Share>,
     /// The plan: SHARE[:SOAK[:MIN_JOBS[:MIN_HOSTS]]],… ending in 100% to finish (default:
     /// --share with a soak of 1h, 400 jobs and 20 hosts per arm, then 100%)
-    #[arg(long, value_name = "STAGES", value_parser = parse_stages)]
-    pub stages: Option<Vec<Stage>>,
+    #[arg(long, value_name = "STAGES", value_parser = parse_plan)]
+    pub stages: Option<Plan>,
     /// How long the running statement is valid; it lapses to the current release unless
     /// re-signed (by the judge, or `distd refresh`)
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
@@ -181,7 +189,7 @@ impl RolloutStartArgs {
                     Share::from_basis_points(WHOLE_CHANNEL).map_err(anyhow::Error::msg)?,
                 ),
             ]),
-            (Some(stages), share) => {
+            (Some(Plan(stages)), share) => {
                 if let (Some(share), Some(first)) = (share, stages.first())
                     && first.share != share
                 {
@@ -194,6 +202,14 @@ impl RolloutStartArgs {
             }
         }
     }
+}
+
+/// `--stages` as given: one value, a list (clap would take a bare `Vec` for repeated values).
+#[derive(Clone, Debug)]
+pub struct Plan(pub Vec<Stage>);
+
+fn parse_plan(text: &str) -> Result<Plan, String> {
+    parse_stages(text).map(Plan)
 }
 
 /// A channel of a repository, for the rollout commands that act on its current rollout.
@@ -259,6 +275,172 @@ pub struct RolloutStatusArgs {
     pub json: bool,
     #[command(flatten)]
     pub promoter: PromoterArgs,
+}
+
+/// `distd rollout verdict`: counts (--candidate, --control, --hosts), --reports, --record or
+/// --plan, and the judge's settings.
+#[derive(Args, Debug)]
+#[command(group(
+    ArgGroup::new("source")
+        .required(true)
+        .args(["candidate", "reports", "record", "plan"])
+))]
+pub struct RolloutVerdictArgs {
+    /// The candidate arm's counts: FAILED/JOBS[/CANCELLED], JOBS counting the cancelled jobs
+    /// and FAILED the lost ones (served, never reported)
+    #[arg(
+        long,
+        value_name = "FAILED/JOBS[/CANCELLED]",
+        value_parser = parse_arm_counts,
+        requires_all = ["control", "hosts"]
+    )]
+    pub candidate: Option<ArmCounts>,
+    /// The control arm's counts, as --candidate
+    #[arg(
+        long,
+        value_name = "FAILED/JOBS[/CANCELLED]",
+        value_parser = parse_arm_counts,
+        requires = "candidate"
+    )]
+    pub control: Option<ArmCounts>,
+    /// Distinct hosts with counted jobs in each arm, candidate first
+    #[arg(long, value_name = "CANDIDATE,CONTROL", value_parser = parse_host_counts, requires = "candidate")]
+    pub hosts: Option<(u64, u64)>,
+    /// Tally outcome reports, one JSON object a line: host, arm (candidate|control), job,
+    /// retry (0 for the first attempt), outcome (passed|failed|cancelled|lost)
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub reports: Option<PathBuf>,
+    /// Recompute a verdict record (as --json prints it) from its own inputs and settings, and
+    /// say whether it agrees; exit 1 if it does not
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = [
+            "alpha", "judged_stages", "allowed_increase", "planning_rate", "min_jobs",
+            "min_hosts", "soaked", "look",
+        ]
+    )]
+    pub record: Option<PathBuf>,
+    /// Instead of judging: the jobs per arm a stage needs to halt a regression from FROM to
+    /// TO (e.g. 5%:10%) with probability --power, and to pass a candidate equal to FROM
+    #[arg(long, value_name = "FROM:TO", value_parser = parse_regression)]
+    pub plan: Option<(f64, f64)>,
+    /// With --plan: the probability of halting (or passing) by then
+    #[arg(long, value_name = "P", default_value_t = 0.8, requires = "plan")]
+    pub power: f64,
+    /// The rollout's error budget, split over its judged stages and the two rates
+    #[arg(long, value_name = "P", default_value_t = verdict::DEFAULT_ALPHA)]
+    pub alpha: f64,
+    /// The plan's stages below 100%, which share --alpha
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub judged_stages: u32,
+    /// The largest increase of the failure and cancellation rates a pass accepts (2% or
+    /// 0.02: two points)
+    #[arg(long, value_name = "RATE", default_value = "2%", value_parser = parse_rate)]
+    pub allowed_increase: f64,
+    /// The failure rate the test is tuned for (with --min-jobs)
+    #[arg(long, value_name = "RATE", default_value = "5%", value_parser = parse_rate)]
+    pub planning_rate: f64,
+    /// The stage's minimum of completed jobs per arm
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_JOBS)]
+    pub min_jobs: u64,
+    /// The stage's minimum of distinct hosts per arm (with --reports, also the host cap's N)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MIN_HOSTS)]
+    pub min_hosts: u64,
+    /// The stage's soak time has passed
+    #[arg(long)]
+    pub soaked: bool,
+    /// Which look at the stage this is (recorded; the bounds do not depend on it)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub look: u64,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RolloutVerdictArgs {
+    pub fn config(&self) -> JudgeConfig {
+        JudgeConfig {
+            alpha: self.alpha,
+            judged_stages: self.judged_stages,
+            allowed_increase: self.allowed_increase,
+            planning_rate: self.planning_rate,
+        }
+    }
+
+    /// The counts given as flags, with their hosts.
+    pub fn counts(&self) -> Option<(ArmCounts, ArmCounts)> {
+        let (mut candidate, mut control) = (self.candidate?, self.control?);
+        (candidate.hosts, control.hosts) = self.hosts?;
+        Some((candidate, control))
+    }
+
+    /// What the judge is given for `candidate` and `control`.
+    pub fn inputs(&self, candidate: ArmCounts, control: ArmCounts) -> Inputs {
+        Inputs {
+            candidate,
+            control,
+            min_jobs: self.min_jobs,
+            min_hosts: self.min_hosts,
+            soaked: self.soaked,
+            look: self.look,
+            config: self.config(),
+        }
+    }
+}
+
+/// `FAILED/JOBS[/CANCELLED]`; the hosts come from `--hosts`.
+fn parse_arm_counts(text: &str) -> Result<ArmCounts, String> {
+    let bad = || format!("{text:?} is not FAILED/JOBS[/CANCELLED] (e.g. 21/400/3)");
+    let numbers = text
+        .split('/')
+        .map(|n| n.trim().parse::<u64>().map_err(|_| bad()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (failed, jobs, cancelled) = match numbers[..] {
+        [failed, jobs] => (failed, jobs, 0),
+        [failed, jobs, cancelled] => (failed, jobs, cancelled),
+        _ => return Err(bad()),
+    };
+    Ok(ArmCounts {
+        jobs,
+        failed,
+        cancelled,
+        ..ArmCounts::default()
+    })
+}
+
+/// `CANDIDATE,CONTROL` host counts.
+fn parse_host_counts(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{text:?} is not CANDIDATE,CONTROL host counts (e.g. 20,180)");
+    let (candidate, control) = text.split_once(',').ok_or_else(bad)?;
+    let count = |n: &str| n.trim().parse::<u64>().map_err(|_| bad());
+    Ok((count(candidate)?, count(control)?))
+}
+
+/// A rate as a percentage (`5%`, `0.5%`) or a fraction (`0.05`), strictly between 0 and 1.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let bad = || format!("{text:?} is not a rate between 0 and 1 (5%, 0.05)");
+    let rate = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => text.trim().parse::<f64>().map_err(|_| bad())?,
+    };
+    if rate > 0.0 && rate < 1.0 {
+        Ok(rate)
+    } else {
+        Err(bad())
+    }
+}
+
+/// `FROM:TO`, two rates (`5%:10%`).
+fn parse_regression(text: &str) -> Result<(f64, f64), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not FROM:TO (e.g. 5%:10%)"))?;
+    let (from, to) = (parse_rate(from)?, parse_rate(to)?);
+    if to <= from {
+        return Err(format!("{text:?}: TO must be above FROM (a regression)"));
+    }
+    Ok((from, to))
 }
 
 /// A repository named without tag or digest (REGISTRY/REPOSITORY).

@@ -8,9 +8,11 @@ use tcdist_oci::reference::ReleaseRef;
 
 use super::args::{
     BuildArgs, ChannelArgs, Command, PromoteArgs, PromoterArgs, PublishArgs, RebuildArgs,
-    RefreshArgs, ReleaseArgs, RolloutCommand, ServeArgs, SignArgs, SigningArgs, TrustRootCommand,
-    TrustRootExportArgs, YankArgs, host_goroot, pinned_reference, repository_reference,
+    RefreshArgs, ReleaseArgs, RolloutCommand, RolloutVerdictArgs, ServeArgs, SignArgs, SigningArgs,
+    TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot, pinned_reference,
+    repository_reference,
 };
+use crate::judge::{sample_size, tally, verdict};
 use crate::package::TreeInput;
 use crate::{build, ctl, events, lifecycle, line, publish, rebuild, rollout, serve, trust_root};
 
@@ -244,8 +246,130 @@ async fn rollout_command(command: RolloutCommand) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        RolloutCommand::Verdict(args) => return verdict_command(&args),
     };
     println!("{sequence}");
+    Ok(())
+}
+
+/// `distd rollout verdict`: judges counts or reports, checks a record, or plans a stage's
+/// minimum.
+fn verdict_command(args: &RolloutVerdictArgs) -> anyhow::Result<()> {
+    let usage = tcdist_core::Error::usage;
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    if let Some((from, to)) = args.plan {
+        let config = args.config();
+        config.check().map_err(usage)?;
+        if !(args.power > 0.0 && args.power < 1.0) {
+            return Err(usage(format!("--power {} is not between 0 and 1", args.power)).into());
+        }
+        let halt = sample_size::jobs_to_halt(from, to, &config, args.power);
+        let pass = sample_size::jobs_to_pass(from, &config, args.power);
+        if args.json {
+            let plan = serde_json::json!({
+                "from": from,
+                "to": to,
+                "power": args.power,
+                "jobs_to_halt": halt,
+                "jobs_to_pass": pass,
+                "config": config,
+            });
+            println!("{plan}");
+        } else {
+            let jobs = |n: Option<u64>| n.map_or("more than 10^8".into(), |n| n.to_string());
+            println!(
+                "jobs per arm to halt {:.2}% -> {:.2}% with probability {}: {}",
+                from * 100.0,
+                to * 100.0,
+                args.power,
+                jobs(halt)
+            );
+            println!(
+                "jobs per arm to pass an equal candidate ({:.2}%, allowed increase {:.2} points) \
+                 with probability {}: {}",
+                from * 100.0,
+                config.allowed_increase * 100.0,
+                args.power,
+                jobs(pass)
+            );
+        }
+        return Ok(());
+    }
+    if let Some(path) = &args.record {
+        let record: verdict::VerdictRecord = serde_json::from_str(&read(path)?)
+            .map_err(|e| usage(format!("{}: not a verdict record: {e}", path.display())))?;
+        let (again, differences) = record
+            .recompute()
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        if args.json {
+            let check = serde_json::json!({
+                "agrees": differences.is_empty(),
+                "differences": differences,
+                "recomputed": again,
+            });
+            println!("{check}");
+        } else {
+            print!("{again}");
+            if differences.is_empty() {
+                println!("record: agrees");
+            } else {
+                println!("record: disagrees");
+                for difference in &differences {
+                    println!("  - {difference}");
+                }
+            }
+        }
+        if !differences.is_empty() {
+            anyhow::bail!(
+                "{} does not agree with its recomputation: {}",
+                path.display(),
+                differences.join("; ")
+            );
+        }
+        return Ok(());
+    }
+    let (inputs, tallied) = match &args.reports {
+        Some(path) => {
+            let text = read(path)?;
+            let reports = tally::parse_reports(&text)
+                .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            let tallied = tally::tally(&reports, args.min_hosts);
+            (
+                args.inputs(tallied.candidate, tallied.control),
+                Some(tallied),
+            )
+        }
+        None => {
+            let (candidate, control) = args
+                .counts()
+                .ok_or_else(|| usage("give --candidate, --control and --hosts".into()))?;
+            (args.inputs(candidate, control), None)
+        }
+    };
+    let record = verdict::judge(inputs).map_err(usage)?;
+    if args.json {
+        let mut object = serde_json::to_value(&record)?;
+        if let (Some(tallied), Some(map)) = (&tallied, object.as_object_mut()) {
+            map.insert("tally".into(), serde_json::to_value(tallied)?);
+        }
+        println!("{object}");
+    } else {
+        if let Some(t) = &tallied {
+            println!(
+                "reports: {} read, {} not counted (retries, repeats); host caps: candidate {} \
+                 (dropped {}), control {} (dropped {})",
+                t.reports,
+                t.repeats,
+                t.candidate_host_cap,
+                t.candidate.capped,
+                t.control_host_cap,
+                t.control.capped
+            );
+        }
+        print!("{record}");
+    }
     Ok(())
 }
 

@@ -150,7 +150,10 @@ mod tests {
             jobs: 100,
         };
         let empty = sequence.bounds(none, some);
-        assert_eq!((empty.lower, empty.upper, empty.information), (-1.0, 1.0, 0.0));
+        assert_eq!(
+            (empty.lower, empty.upper, empty.information),
+            (-1.0, 1.0, 0.0)
+        );
         let many = Proportion {
             events: 500,
             jobs: 10_000,

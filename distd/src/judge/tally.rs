@@ -124,9 +124,7 @@ impl ArmCounts {
             ));
         }
         if lost > failed {
-            return Err(format!(
-                "{arm} arm: {lost} lost jobs but {failed} failures"
-            ));
+            return Err(format!("{arm} arm: {lost} lost jobs but {failed} failures"));
         }
         if jobs > 0 && hosts == 0 {
             return Err(format!("{arm} arm: {jobs} jobs from no host"));
@@ -250,14 +248,38 @@ mod tests {
         // (failures), its last 4 (passes) are dropped; b and c have 2 each.
         let mut reports = Vec::new();
         for i in 0..4 {
-            reports.push(report("a", Arm::Candidate, &format!("a{i}"), 0, Outcome::Failed));
+            reports.push(report(
+                "a",
+                Arm::Candidate,
+                &format!("a{i}"),
+                0,
+                Outcome::Failed,
+            ));
         }
         for i in 0..2 {
-            reports.push(report("b", Arm::Candidate, &format!("b{i}"), 0, Outcome::Passed));
-            reports.push(report("c", Arm::Candidate, &format!("c{i}"), 0, Outcome::Passed));
+            reports.push(report(
+                "b",
+                Arm::Candidate,
+                &format!("b{i}"),
+                0,
+                Outcome::Passed,
+            ));
+            reports.push(report(
+                "c",
+                Arm::Candidate,
+                &format!("c{i}"),
+                0,
+                Outcome::Passed,
+            ));
         }
         for i in 4..8 {
-            reports.push(report("a", Arm::Candidate, &format!("a{i}"), 0, Outcome::Passed));
+            reports.push(report(
+                "a",
+                Arm::Candidate,
+                &format!("a{i}"),
+                0,
+                Outcome::Passed,
+            ));
         }
         let tally = tally(&reports, 3);
         assert_eq!(tally.candidate_host_cap, 4);

@@ -149,7 +149,9 @@ pub enum Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::FailuresWorse => f.write_str("the candidate fails more often (lower bound > 0)"),
+            Reason::FailuresWorse => {
+                f.write_str("the candidate fails more often (lower bound > 0)")
+            }
             Reason::CancellationsWorse => {
                 f.write_str("the candidate's jobs are cancelled more often (lower bound > 0)")
             }
@@ -159,14 +161,17 @@ impl fmt::Display for Reason {
                 "the {arm} arm has {jobs} completed jobs, the stage needs {needed}"
             ),
             Reason::TooFewHosts { arm, hosts, needed } => {
-                write!(f, "the {arm} arm has {hosts} hosts, the stage needs {needed}")
+                write!(
+                    f,
+                    "the {arm} arm has {hosts} hosts, the stage needs {needed}"
+                )
             }
             Reason::FailuresUndecided => {
                 f.write_str("the failure rate's upper bound is not below the allowed increase")
             }
-            Reason::CancellationsUndecided => f.write_str(
-                "the cancellation rate's upper bound is not below the allowed increase",
-            ),
+            Reason::CancellationsUndecided => {
+                f.write_str("the cancellation rate's upper bound is not below the allowed increase")
+            }
         }
     }
 }
@@ -250,12 +255,9 @@ pub fn judge(inputs: Inputs) -> Result<VerdictRecord, String> {
                 });
             }
         }
-        let alert = reasons.iter().any(|r| {
-            matches!(
-                r,
-                Reason::TooFewJobs { .. } | Reason::TooFewHosts { .. }
-            )
-        });
+        let alert = reasons
+            .iter()
+            .any(|r| matches!(r, Reason::TooFewJobs { .. } | Reason::TooFewHosts { .. }));
         if failures.upper >= inputs.config.allowed_increase {
             reasons.push(Reason::FailuresUndecided);
         }
