@@ -167,7 +167,7 @@ pub struct RolloutStartArgs {
     #[arg(long, value_name = "SHARE")]
     pub share: Option<Share>,
     /// The plan: SHARE[:SOAK[:MIN_JOBS[:MIN_HOSTS]]],… ending in 100% to finish (default:
-    /// --share with a soak of 1h, 400 jobs and 20 hosts per arm, then 100%)
+    /// --share with a soak of 1h, 1000 jobs and 20 hosts per arm, then 100%)
     #[arg(long, value_name = "STAGES", value_parser = parse_plan)]
     pub stages: Option<Plan>,
     /// How long the running statement is valid; it lapses to the current release unless

@@ -16,7 +16,7 @@
 //! power 0.8 takes **940 jobs per arm** (1044 when two stages share α). A fixed-sample test,
 //! valid at one look only, would take 432 — the "few hundred" — and at 50 jobs even it
 //! catches the regression one time in six (this test: one in a hundred). At a stage's
-//! default `min_jobs` of 400 the look halts it 28% of the time, so the default should be
+//! `min_jobs` of 400 the look halts it 28% of the time, so the default (`DEFAULT_MIN_JOBS`) is
 //! 1000 (docs/rollout.md, "The judge's test").
 
 use super::verdict::JudgeConfig;

@@ -193,7 +193,7 @@ fn false_halt_rate_stays_below_alpha_with_a_control_arm_four_times_larger() {
 #[test]
 fn clear_regression_is_halted_by_the_time_the_arms_hold_the_minimum_jobs() {
     // 5% → 15% failures, 2000 rollouts. With the stage minimum the helper suggests (1000),
-    // 100.0% are halted by then; with the current default of 400, 93.95%: just short of 95%,
+    // 100.0% are halted by then (the default); with a minimum of 400, 93.95%: just short of 95%,
     // the helper's 431 jobs for 95% power.
     let regression = Stage::new(failing(0.15), FIVE_PERCENT, 0, 0);
     let suggested = suggested_min_jobs();

@@ -100,7 +100,9 @@ pub struct Stage {
 
 /// What a stage needs when `--stages` does not say.
 pub const DEFAULT_SOAK: SignedDuration = SignedDuration::from_hours(1);
-pub const DEFAULT_MIN_JOBS: u64 = 400;
+/// Jobs per arm: the judge halts a 5% → 10% failure regression with power 0.8 before a pass is
+/// possible (docs/rollout.md, "How many jobs a stage needs").
+pub const DEFAULT_MIN_JOBS: u64 = 1000;
 pub const DEFAULT_MIN_HOSTS: u64 = 20;
 
 impl Stage {
