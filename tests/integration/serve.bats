@@ -86,6 +86,8 @@ spiffe_id = "spiffe://tcdist.test/ci/job"
 lines = ["*"]
 actions = ["read"]
 EOF
+	# Not the stack's daemon (stack.env's TCDIST_SERVER): this suite's own, with its own config,
+	# ports and state dir.
 	export TCDIST_SERVER=https://127.0.0.1:$PORT TCDIST_SERVER_ID=spiffe://tcdist.test/distd/server
 	start_daemon
 }
@@ -108,6 +110,8 @@ teardown_file() {
 setup() {
 	load helpers
 	load spire_helpers
+	# helpers.bash sources stack.env, which names the stack's own daemon: this suite's is another.
+	export TCDIST_SERVER=https://127.0.0.1:$PORT TCDIST_SERVER_ID=spiffe://tcdist.test/distd/server
 	# A test that failed between stopping and starting the daemon does not take the next along.
 	curl -sf "http://127.0.0.1:$OPS_PORT/readyz" >/dev/null 2>&1 || start_daemon
 }

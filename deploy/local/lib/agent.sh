@@ -163,12 +163,12 @@ agent_up() {
 		log "agent: binary, config or trust changed; restarting"
 		stop_pidfile "$AGENT_PIDFILE" "$AGENT_MATCH"
 	fi
-	local cmd=("$AGENT_BIN" agent --config "$AGENT_CONFIG")
+	local argv=("$AGENT_BIN" agent --config "$AGENT_CONFIG")
 	if [[ -n $AGENT_RUN_AS ]]; then
-		cmd=(setpriv --reuid "$AGENT_RUN_AS" --regid "$AGENT_RUN_AS" --init-groups -- "${cmd[@]}")
+		argv=(setpriv --reuid "$AGENT_RUN_AS" --regid "$AGENT_RUN_AS" --init-groups -- "${argv[@]}")
 	fi
 	log "agent: starting as ${AGENT_RUN_AS:-$(id -un)} on $AGENT_SOCKET (log $AGENT_LOG)"
-	start_daemon "$AGENT_PIDFILE" "$AGENT_LOG" env -i PATH=/usr/bin:/bin "${cmd[@]}"
+	start_daemon "$AGENT_PIDFILE" "$AGENT_LOG" env -i PATH=/usr/bin:/bin "${argv[@]}"
 	local deadline=$((SECONDS + AGENT_START_TIMEOUT))
 	until _agent_answers; do
 		if ! pidfile_alive "$AGENT_PIDFILE" "$AGENT_MATCH" || ((SECONDS >= deadline)); then
