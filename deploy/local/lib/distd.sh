@@ -9,7 +9,7 @@
 # Its config is generated from the stack's values at every up: one release line,
 # goX.Y (from the Go source's VERSION), for $TCDIST_REGISTRY/toolchains/go: the
 # machine's Go source (`go env GOROOT`), pinned by its source digest
-# (lib/go_source_digest.py, computed without building), the patch series
+# (`distd source-digest`, computed without building), the patch series
 # distd/patches/goX.Y, linux/amd64 and linux/arm64 (the host's first; cross-built),
 # channel stable. Grants: spiffe://tcdist.test/release/manager may read, build,
 # promote and yank; spiffe://tcdist.test/ci/job (every process of the stack's user)
@@ -76,7 +76,7 @@ _distd_line() {
 		warn "distd: $DISTD_GO_SOURCE is not a Go release tree (VERSION: ${version:-none}); the daemon has no release line"
 		return 0
 	fi
-	DISTD_GO_DIGEST=$("$STACK_LIB/go_source_digest.py" "$DISTD_GO_SOURCE") ||
+	DISTD_GO_DIGEST=$("$(_policy_distd)" source-digest "$DISTD_GO_SOURCE") ||
 		die "distd: computing the source digest of $DISTD_GO_SOURCE failed"
 	DISTD_LINE=go1.${BASH_REMATCH[1]}
 	[[ -d $STACK_HOME/../../distd/patches/$DISTD_LINE ]] ||

@@ -36,6 +36,9 @@ pub enum Command {
     /// Patch a Go source tree, build it with make.bash, and write a toolchain tree; prints
     /// the tree's path last
     Build(BuildArgs),
+    /// Print the source digest of a Go source tree (what a release line's go_source_digest
+    /// pins), without building it
+    SourceDigest(SourceDigestArgs),
     /// Package toolchain trees as one release, push, sign and verify it; prints the index
     /// digest last
     Publish(PublishArgs),
@@ -128,6 +131,13 @@ pub struct YankArgs {
     pub reason: String,
     #[command(flatten)]
     pub promoter: PromoterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SourceDigestArgs {
+    /// The Go source tree (a GOROOT)
+    #[arg(value_name = "GO_ROOT")]
+    pub go_root: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

@@ -20,6 +20,10 @@ use crate::{build, ctl, events, lifecycle, line, publish, rebuild, rollout, serv
 pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
     match command {
         Command::Build(args) => build_command(args),
+        Command::SourceDigest(args) => {
+            println!("{}", build::source::source_digest(&args.go_root)?);
+            Ok(())
+        }
         Command::Publish(args) => runtime.block_on(publish_command(args)),
         Command::Sign(args) => runtime.block_on(sign_command(args)),
         Command::Promote(args) => runtime.block_on(promote_command(args)),
