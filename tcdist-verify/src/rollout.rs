@@ -545,7 +545,14 @@ pub fn judge(
         authority: newest.authority,
         expires: predicate.expires,
         host_id: asked.host_id.map(str::to_owned),
-        ignored: examined.ignored.iter().map(ToString::to_string).collect(),
+        // Statements a brake was not allowed to sign, older than the one accepted, no longer
+        // decide anything, but are reported.
+        ignored: examined
+            .ignored
+            .iter()
+            .chain(examined.unauthorized.iter().map(|(_, failure)| failure))
+            .map(ToString::to_string)
+            .collect(),
     };
     let now = Timestamp::now();
     let yank = asked
