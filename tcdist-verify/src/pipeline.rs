@@ -140,97 +140,141 @@ impl Verifier {
         let (index, index_digest) = resolve_index(source).await?;
         let tag = source.named_tag();
         let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
-        // The rollout's statements are verified while the current release is, and the
-        // candidate this host would get too: a host in the candidate's arm waits for the
-        // slower of the two releases, not for both in turn.
-        let rollout = async {
-            let (Some(tag), true) = (
-                tag,
-                referrers.is_channel() && !referrers.rollouts().is_empty(),
-            ) else {
-                return Ok((None, None));
-            };
-            let examined = rollout::examine(
-                source,
-                &index_digest,
-                tag,
-                &self.policy,
-                referrers.rollouts(),
-            )
-            .await?;
-            let early = match examined.provisional_candidate(self.host_id.as_deref()) {
-                Some(candidate) => Some((
-                    candidate.clone(),
-                    self.verify_candidate(source, reference, platform, candidate)
-                        .await,
-                )),
-                None => None,
-            };
-            Ok::<_, Error>((Some(examined), early))
-        };
         let asked = Asked {
             tag,
             waivers: self.waivers,
         };
-        let (current, rollout) = tokio::join!(
-            self.verify_index(
-                source,
-                reference,
-                platform,
-                index,
-                &index_digest,
-                &referrers,
-                asked
-            ),
-            rollout
+        let full = self.verify_index(
+            source,
+            reference,
+            platform,
+            index,
+            &index_digest,
+            &referrers,
+            asked,
         );
-        let mut current = current?;
-        let (examined, early) = rollout?;
-        let (Some(examined), Some(channel)) = (examined, tag) else {
-            return Ok(current);
+        let Some(channel) =
+            tag.filter(|_| referrers.is_channel() && !referrers.rollouts().is_empty())
+        else {
+            return full.await;
         };
-        let judged = rollout::Judged {
-            repository: &current.report.signature.repository,
+        let examine = rollout::examine(
+            source,
+            &index_digest,
             channel,
-            head: current.report.lifecycle.channel.as_ref(),
-            yanks: current.report.lifecycle.yanks.as_ref(),
+            &self.policy,
+            referrers.rollouts(),
+        );
+        tokio::pin!(full, examine);
+        // The rollout's statements (a few small documents) are usually read first. A host they
+        // put in the candidate's arm needs only the current release's head and yank list, so
+        // the rest of its verification waits, and runs only if the judge decides otherwise.
+        let (examined, mut current) = tokio::select! {
+            examined = &mut examine => (examined?, None),
+            current = &mut full => (examine.await?, Some(current?)),
+        };
+        let provisional = examined
+            .provisional_candidate(self.host_id.as_deref())
+            .cloned();
+        let mut early = None;
+        let lifecycle = match (&current, provisional, source.repository()) {
+            (Some(current), _, _) => current.report.lifecycle.clone(),
+            (None, Some(candidate), Some(repository)) => {
+                let head =
+                    self.channel_lifecycle(source, &index_digest, repository, &referrers, asked);
+                let (lifecycle, verified) = tokio::join!(
+                    head,
+                    self.verify_candidate(source, reference, platform, &candidate)
+                );
+                early = Some((candidate, verified));
+                lifecycle?
+            }
+            (None, _, _) => {
+                let verified = full.as_mut().await?;
+                let lifecycle = verified.report.lifecycle.clone();
+                current = Some(verified);
+                lifecycle
+            }
+        };
+        let repository = source
+            .repository()
+            .or(current
+                .as_ref()
+                .map(|c| c.report.signature.repository.as_str()))
+            .expect("a layout's release was verified in full");
+        let judged = rollout::Judged {
+            repository,
+            channel,
+            head: lifecycle.channel.as_ref(),
+            yanks: lifecycle.yanks.as_ref(),
             host_id: self.host_id.as_deref(),
         };
         let ignored: Vec<String> = examined.ignored().collect();
-        let Some(mut verdict) =
-            rollout::judge(examined, &index_digest, self.memory.as_ref(), judged)?
-        else {
-            current.report.lifecycle.ignored.extend(ignored);
-            return Ok(current);
+        let verdict = rollout::judge(examined, &index_digest, self.memory.as_ref(), judged)?;
+        let candidate = match &verdict {
+            Some(verdict) if verdict.arm == Arm::Candidate => Some(match early {
+                Some((digest, verified)) if digest == verdict.candidate => verified,
+                _ => {
+                    self.verify_candidate(source, reference, platform, &verdict.candidate)
+                        .await
+                }
+            }),
+            _ => None,
         };
-        if verdict.arm == Arm::Current {
-            current.report.rollout = Some(verdict);
-            return Ok(current);
-        }
-        let candidate = match early {
-            Some((digest, verified)) if digest == verdict.candidate => verified,
-            _ => {
-                self.verify_candidate(source, reference, platform, &verdict.candidate)
-                    .await
-            }
-        };
-        match candidate {
-            Ok(mut candidate) => {
-                candidate.report.lifecycle.channel = current.report.lifecycle.channel.take();
+        let (mut verdict, why_current) = match (verdict, candidate) {
+            (Some(verdict), Some(Ok(mut candidate))) => {
+                candidate.report.lifecycle.channel = lifecycle.channel;
                 candidate.report.rollout = Some(verdict);
-                Ok(candidate)
+                return Ok(candidate);
             }
             // Yanked since the channel's yank list was read: its hosts keep the current one.
-            Err(Error::Rejected(Rejection::Signature { failures, .. }))
+            (Some(verdict), Some(Err(Error::Rejected(Rejection::Signature { failures, .. }))))
                 if failures.iter().any(|f| f.rule == Rule::Yanked) =>
             {
-                verdict.arm = Arm::Current;
-                verdict.reason = format!("the candidate is yanked: {}", failures[0].reason);
-                current.report.rollout = Some(verdict);
-                Ok(current)
+                let why = format!("the candidate is yanked: {}", failures[0].reason);
+                (Some(verdict), Some(why))
             }
-            Err(e) => Err(e),
+            (_, Some(Err(e))) => return Err(e),
+            (verdict, _) => (verdict, None),
+        };
+        let mut current = match current {
+            Some(current) => current,
+            None => full.await?,
+        };
+        match verdict.as_mut() {
+            Some(verdict) => {
+                if let Some(why) = why_current {
+                    verdict.arm = Arm::Current;
+                    verdict.reason = why;
+                }
+                current.report.rollout = Some(verdict.clone());
+            }
+            None => current.report.lifecycle.ignored.extend(ignored),
         }
+        Ok(current)
+    }
+
+    /// The current release's lifecycle stage alone (its channel head and the yank list): what
+    /// a host in a rollout's candidate arm needs of it.
+    async fn channel_lifecycle(
+        &self,
+        source: &ReleaseSource,
+        index: &Digest,
+        repository: &str,
+        referrers: &Referrers,
+        asked: Asked<'_>,
+    ) -> Result<LifecycleVerdict> {
+        let examined = lifecycle::examine(source, index, &self.policy, referrers).await?;
+        lifecycle::judge(
+            examined,
+            source,
+            index,
+            repository,
+            &self.policy,
+            self.memory.as_ref(),
+            asked,
+        )
+        .await
     }
 
     /// The rollout's candidate, verified as a release of the repository pulled by digest: the
