@@ -75,9 +75,10 @@ remove_agent_entry() {
 	fi
 }
 
-# agent_store_snapshot: everything in the agent's store but its lock files.
+# agent_store_snapshot: everything in the agent's store but its bookkeeping, and its outcome
+# spool (a job served earlier may be counted lost at any time).
 agent_store_snapshot() {
-	store_snapshot "$TCDIST_AGENT_STORE"
+	store_snapshot "$TCDIST_AGENT_STORE" | grep -v '^\./\.outcomes\| \./\.outcomes'
 }
 
 @test "a job pulls, verifies and gets its environment through the agent, printing what direct mode prints" {
@@ -337,4 +338,157 @@ assert accept["decision"] == "accept" and reject["decision"] == "reject", (accep
 assert reject["rule"] == "signature-present", reject'
 	run "$TCVERIFY" audit verify "$TCDIST_AGENT_AUDIT_LOG"
 	[ "$status" -eq 0 ]
+}
+
+# new_job_id: a Buildkite-like job ID (a UUID) no earlier run used.
+new_job_id() {
+	cat /proc/sys/kernel/random/uuid
+}
+
+# report_as_job ID [FLAGS...]: `tcverify report` for job ID as the job's user.
+report_as_job() {
+	local id=$1
+	shift
+	as_job "$JOB_HOME/tcverify" report --job-id "$id" --pipeline app "$@"
+}
+
+@test "a job pulls with its ID and reports once; a second report and one for a job never served are refused" {
+	id=$(new_job_id)
+	metric() {
+		curl -fsS "$TCDIST_AGENT_METRICS_URL" | awk -v name="$1" '$1 == name { print $2 }'
+	}
+	passed=$(metric 'tcdist_agent_outcomes_total{arm="none",result="passed"}')
+	duplicates=$(metric 'tcdist_agent_report_refusals_total{reason="duplicate"}')
+	unknown=$(metric 'tcdist_agent_report_refusals_total{reason="unknown-job"}')
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" --job-id "$id" --retry 0
+	[ "$status" -eq 0 ]
+	[ "$output" = "$ENTRY/toolchain" ]
+	run --separate-stderr report_as_job "$id" --exit-status 0
+	echo "$status $output $stderr"
+	[ "$status" -eq 0 ]
+	[ "$output" = "job $id: passed, recorded (no rollout was running for its pull)" ]
+	# Once per job: the second report is refused, whatever it says.
+	run --separate-stderr report_as_job "$id" --exit-status 1
+	[ "$status" -eq 2 ]
+	[ -z "$output" ]
+	[[ $stderr == *"tcverify: error: job $id: its outcome is recorded already (passed); a job reports once"* ]]
+	# A job the agent never served cannot report.
+	other=$(new_job_id)
+	run --separate-stderr report_as_job "$other" --exit-status 0
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"job $other: this agent served no pull for this job"* ]]
+	[[ $stderr == *"tcverify: hint: report the job ID the pull named"* ]]
+	# With --if-served (the hooks), a job the agent is not waiting on is left alone.
+	run --separate-stderr report_as_job "$other" --exit-status 0 --if-served --json
+	[ "$status" -eq 0 ]
+	python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert o["recorded"] is False and o["reason"] == "unknown-job", o' "$output"
+	# A report names the attempt its pull named.
+	retried=$(new_job_id)
+	as_job "$JOB_HOME/tcverify" pull "$REF" --job-id "$retried" --retry 1 >/dev/null 2>&1
+	run --separate-stderr report_as_job "$retried" --exit-status 0
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"pulled as attempt 1 (retry), not 0"* ]]
+	run --separate-stderr report_as_job "$retried" --exit-status -1 --retry 1 --cancelled
+	[ "$status" -eq 0 ]
+	[[ $output == "job $retried: cancelled, recorded "* ]]
+	[ "$(metric 'tcdist_agent_outcomes_total{arm="none",result="passed"}')" = "$((${passed:-0} + 1))" ]
+	[ "$(metric 'tcdist_agent_report_refusals_total{reason="duplicate"}')" = "$((${duplicates:-0} + 1))" ]
+	[ "$(metric 'tcdist_agent_report_refusals_total{reason="unknown-job"}')" = "$((${unknown:-0} + 1))" ]
+	[ "$(metric 'tcdist_agent_retried_outcomes_total{arm="none",result="cancelled"}')" -ge 1 ]
+}
+
+@test "report has no direct mode, and a job's ID and pipeline are checked before the agent is asked" {
+	run --separate-stderr env -u TCVERIFY_AGENT "$TCVERIFY" report --job-id j-1 --pipeline app --exit-status 0
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"tcverify report has no direct mode: outcomes go to the build-host agent"* ]]
+	run --separate-stderr env -u TCVERIFY_AGENT "$TCVERIFY" pull "$REF" --job-id j-1 --store "$WORK/direct"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"--job-id is for the build-host agent"* ]]
+	for id in $'j\n1' $'j\e[2J' "j 1" "$(printf 'j%.0s' $(seq 256))"; do
+		run --separate-stderr report_as_job "$id" --exit-status 0
+		[ "$status" -eq 2 ]
+		[[ $stderr == *"--job-id"* ]]
+	done
+}
+
+@test "an outcome of a job served during a running rollout is spooled with the arm and stage the agent served" {
+	channel=c-outcome-$(date +%s%N)
+	make_job_tree "$WORK/tree2" go1.26.8-agent-candidate
+	candidate=$("$DISTD" publish "$WORK/tree2" --ref "${REF%:v1}:v2")
+	candidate=${candidate##*$'\n'}
+	TCVERIFY_POLICY=$STACK_POLICY "$DISTD" promote "${REF%:v1}@$DIGEST" --channel "$channel" 2>/dev/null
+	TCVERIFY_POLICY=$STACK_POLICY "$DISTD" rollout start "${REF%:v1}@$candidate" --channel "$channel" --share 50% 2>/dev/null
+	id=$(new_job_id)
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "${REF%:v1}:$channel" --job-id "$id" --json
+	[ "$status" -eq 0 ]
+	arm=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rollout"]["arm"])' "$output")
+	served=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["digest"])' "$output")
+	run --separate-stderr report_as_job "$id" --exit-status 3
+	[ "$status" -eq 0 ]
+	[[ $output == "job $id: failed, recorded ("*" arm of channel \"$channel\" rollout "*", stage 1)" ]]
+	spool=$TCDIST_AGENT_STORE/.outcomes/outcomes.jsonl
+	[ "$(stat -c %U "$spool")" = "$TCDIST_AGENT_USER" ]
+	# The job cannot write the spool.
+	run as_job sh -c "printf '{}\n' >>'$spool'"
+	[ "$status" -ne 0 ]
+	grep -F "\"job_id\":\"$id\"" "$spool" | python3 -c '
+import json, sys
+lines = sys.stdin.read().splitlines()
+assert len(lines) == 1, lines
+record = json.loads(lines[0])
+channel, served, arm, host = sys.argv[1:5]
+assert record["channel"] == channel and record["release"] == served, record
+assert record["arm"] == {"candidate": "candidate", "current": "control"}[arm], record
+assert record["stage"] == 1 and record["sequence"] >= 2, record
+assert record["result"] == "failed" and record["exit_status"] == 3 and record["retry"] == 0, record
+assert record["pipeline"] == "app" and record["host_id"] == (host or None), record
+' "$channel" "$served" "$arm" "${TCDIST_AGENT_HOST_ID:-}"
+}
+
+@test "pre-exit hook: reports the job's outcome once; with the agent down or its socket dead it exits 0 with one line" {
+	# The hooks installed as an operator would, readable by the job's user.
+	home=$(mktemp -d /tmp/tcdist-hooks.XXXXXX)
+	chmod 755 "$home"
+	cp -r "$TCDIST_TOP/deploy/buildkite" "$home/buildkite"
+	printf 'socket=%s\ntcverify=%s\n' "$STACK_AGENT" "$JOB_HOME/tcverify" >"$home/buildkite/tcdist.conf"
+	hook=$home/buildkite/hooks/pre-exit
+	id=$(new_job_id)
+	pre_exit() {
+		as_job env BUILDKITE=true BUILDKITE_JOB_ID="$id" BUILDKITE_RETRY_COUNT=0 \
+			BUILDKITE_PIPELINE_SLUG=app "$@" bash -c 'set -euo pipefail; . "$0"; echo "status $?"' "$hook"
+	}
+	as_job "$JOB_HOME/tcverify" pull "$REF" --job-id "$id" >/dev/null 2>&1
+	run --separate-stderr pre_exit BUILDKITE_COMMAND_EXIT_STATUS=-1 BUILDKITE_JOB_CANCELLED=true
+	echo "$output / $stderr"
+	[ "$status" -eq 0 ]
+	[ "$output" = "status 0" ]
+	[ "$stderr" = "tcdist: outcome of job $id reported to the tcdist agent: cancelled" ]
+	# Again (another pre-exit hook after this one): left alone, quietly.
+	run --separate-stderr pre_exit BUILDKITE_COMMAND_EXIT_STATUS=0
+	[ "$status" -eq 0 ]
+	[ "$output" = "status 0" ]
+	[ -z "$stderr" ]
+	run --separate-stderr report_as_job "$id" --exit-status 0
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"recorded already (cancelled)"* ]]
+	# A job the agent served nothing: quiet.
+	id=$(new_job_id)
+	run --separate-stderr pre_exit BUILDKITE_COMMAND_EXIT_STATUS=0
+	[ "$status" -eq 0 ]
+	[ -z "$stderr" ]
+	# The agent down: no socket at all, then a socket nobody listens on.
+	printf 'socket=%s\ntcverify=%s\n' "$home/none.sock" "$JOB_HOME/tcverify" >"$home/buildkite/tcdist.conf"
+	run --separate-stderr pre_exit BUILDKITE_COMMAND_EXIT_STATUS=0
+	[ "$status" -eq 0 ]
+	[ "$output" = "status 0" ]
+	[[ $stderr == "tcdist: outcome of job $id not reported (exit 3): the agent at $home/none.sock: cannot connect: "* ]]
+	[ "$(wc -l <<<"$stderr")" -eq 1 ]
+	python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$home/dead.sock"
+	chmod 777 "$home/dead.sock"
+	printf 'socket=%s\ntcverify=%s\n' "$home/dead.sock" "$JOB_HOME/tcverify" >"$home/buildkite/tcdist.conf"
+	run --separate-stderr pre_exit BUILDKITE_COMMAND_EXIT_STATUS=1
+	[ "$status" -eq 0 ]
+	[[ $stderr == "tcdist: outcome of job $id not reported (exit 3): the agent at $home/dead.sock: cannot connect: Connection refused"* ]]
+	[ "$(wc -l <<<"$stderr")" -eq 1 ]
+	rm -rf "$home"
 }

@@ -368,5 +368,89 @@ PY
 @test "shellcheck: hooks and library" {
 	command -v shellcheck >/dev/null || skip "shellcheck not installed"
 	cd "$TCDIST_TOP/deploy/buildkite"
-	shellcheck -x hooks/environment plugin/hooks/environment plugin/lib/tcdist.bash
+	shellcheck -x hooks/environment hooks/pre-exit plugin/hooks/environment plugin/hooks/pre-exit \
+		plugin/lib/tcdist.bash
+}
+
+# job_to_end [NAME=VALUE...] -- ENV_HOOK... -- PRE_EXIT_HOOK...: one job from its environment
+# hooks to its pre-exit hooks, in a fresh bash as the agent runs them (the command's exit
+# status is what the job's variables say). Prints each pre-exit hook's status.
+job_to_end() {
+	local -a vars=()
+	while [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	shift
+	# shellcheck disable=SC2016 # the job script expands in the job's bash
+	run --separate-stderr env -u TCDIST_TOOLCHAIN -u BUILDKITE_PLUGIN_NAME PATH="$JOB_PATH" \
+		"${vars[@]}" bash -c '
+		set -euo pipefail
+		while [ "$1" != -- ]; do
+			. "$1" || exit
+			shift
+		done
+		shift
+		for hook in "$@"; do
+			. "$hook"
+			echo "pre-exit $?"
+		done' job "$@"
+	echo "status $status"
+	echo "stdout: $output"
+	echo "stderr: $stderr"
+}
+
+@test "pre-exit hooks: the job's outcome is reported once, after the plugin's the agent's hook is quiet" {
+	id=$(cat /proc/sys/kernel/random/uuid)
+	job_to_end BUILDKITE=true BUILDKITE_JOB_ID="$id" BUILDKITE_RETRY_COUNT=0 BUILDKITE_PIPELINE_SLUG=app \
+		TCDIST_TOOLCHAIN="$SMALL" BUILDKITE_PLUGIN_TCDIST_TOOLCHAIN="$OTHER" BUILDKITE_COMMAND_EXIT_STATUS=1 \
+		-- "$AGENT_HOOK" "$PLUGIN_HOOK" -- "${PLUGIN_HOOK%environment}pre-exit" "${AGENT_HOOK%environment}pre-exit"
+	[ "$status" -eq 0 ]
+	[ "$output" = $'pre-exit 0\npre-exit 0' ]
+	[ "$(grep -c '^tcdist: outcome' <<<"$stderr")" -eq 1 ]
+	[[ $stderr == *"tcdist: outcome of job $id reported to the tcdist agent: failed"* ]]
+	# The job was recorded when its toolchain was pulled: a report now is a second one.
+	run --separate-stderr "$TCVERIFY" report --agent "$STACK_AGENT" --job-id "$id" --pipeline app --exit-status 0
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"recorded already (failed)"* ]]
+	[ "$(agent_calls)" -eq 0 ]
+}
+
+@test "pre-exit hook: cancelled, or a command that never ran; a job with no toolchain or no job ID: nothing" {
+	id=$(cat /proc/sys/kernel/random/uuid)
+	job_to_end BUILDKITE_JOB_ID="$id" BUILDKITE_PIPELINE_SLUG=app TCDIST_TOOLCHAIN="$SMALL" \
+		BUILDKITE_COMMAND_EXIT_STATUS=-1 BUILDKITE_JOB_CANCELLED=true -- "$AGENT_HOOK" -- "${AGENT_HOOK%environment}pre-exit"
+	[ "$output" = "pre-exit 0" ]
+	[[ $stderr == *"tcdist: outcome of job $id reported to the tcdist agent: cancelled"* ]]
+	# A job whose command never ran (a later hook failed): failed.
+	id=$(cat /proc/sys/kernel/random/uuid)
+	job_to_end BUILDKITE_JOB_ID="$id" BUILDKITE_PIPELINE_SLUG=app TCDIST_TOOLCHAIN="$SMALL" \
+		-- "$AGENT_HOOK" -- "${AGENT_HOOK%environment}pre-exit"
+	[ "$output" = "pre-exit 0" ]
+	[[ $stderr == *"tcdist: outcome of job $id reported to the tcdist agent: failed"* ]]
+	# No toolchain asked for: the agent served nothing, and the hook says nothing.
+	job_to_end BUILDKITE_JOB_ID="$(cat /proc/sys/kernel/random/uuid)" BUILDKITE_PIPELINE_SLUG=app \
+		BUILDKITE_COMMAND_EXIT_STATUS=0 -- "$AGENT_HOOK" -- "${AGENT_HOOK%environment}pre-exit"
+	[ "$output" = "pre-exit 0" ]
+	[ -z "$stderr" ]
+	# A job ID that is not Buildkite's: the toolchain is still used, and nothing is reported.
+	job_to_end BUILDKITE_JOB_ID=$'x\ny' BUILDKITE_PIPELINE_SLUG=app TCDIST_TOOLCHAIN="$SMALL" \
+		BUILDKITE_COMMAND_EXIT_STATUS=0 -- "$AGENT_HOOK" -- "${AGENT_HOOK%environment}pre-exit"
+	[ "$status" -eq 0 ]
+	[ "$output" = "pre-exit 0" ]
+	[[ $stderr != *"tcdist: outcome"* ]]
+}
+
+@test "pre-exit hook: a malformed tcdist.conf, a missing tcverify or a dead agent print one line and never fail the job" {
+	id=$(cat /proc/sys/kernel/random/uuid)
+	for conf in 'socket=relative.sock' "socket=$BATS_TEST_TMPDIR/none.sock"$'\n'"tcverify=$TCVERIFY" \
+		"tcverify=/nonexistent/tcverify"; do
+		printf '%s\n' "$conf" >"$BATS_TEST_TMPDIR/installed/tcdist.conf"
+		job_to_end BUILDKITE_JOB_ID="$id" BUILDKITE_PIPELINE_SLUG=app BUILDKITE_COMMAND_EXIT_STATUS=0 \
+			-- -- "${AGENT_HOOK%environment}pre-exit"
+		[ "$status" -eq 0 ]
+		[ "$output" = "pre-exit 0" ]
+		[ "$(wc -l <<<"$stderr")" -eq 1 ]
+		[[ $stderr == "tcdist: outcome of job $id not reported"* ]]
+	done
 }

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             Command::Pull(args) => cli::commands::pull_command(args).await,
             Command::Verify(args) => cli::commands::verify_command(args).await,
             Command::Env(args) => cli::commands::env_command(args).await,
+            Command::Report(args) => cli::commands::report_command(args).await,
             Command::Ls(args) => cli::commands::ls_command(args),
             Command::Gc(args) => cli::commands::gc_command(args),
             Command::Fsck(args) => cli::commands::fsck_command(args),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use super::served::OutcomeSettings;
 use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::registry::RegistryArgs;
@@ -54,6 +55,18 @@ pub struct AgentConfig {
     /// 255 bytes). Default: the SPIFFE ID of the agent's SVID when `spiffe_endpoint_socket`
     /// is set, else none (the host is in no rollout's candidate arm).
     pub host_id: Option<String>,
+    /// A job served a pull that has not reported after this long is counted `lost` (default
+    /// "2h"; between 1s and 168h).
+    #[serde(default = "default_outcome_window")]
+    pub outcome_window: String,
+    /// Served jobs remembered at most, waiting for their report or reported (default 10000).
+    #[serde(default = "default_outcome_max_jobs")]
+    pub outcome_max_jobs: usize,
+    /// The outcome spool (JSON lines); default `<store>/.outcomes/outcomes.jsonl`.
+    pub outcome_spool: Option<PathBuf>,
+    /// The spool's size cap in bytes (default 64 MiB).
+    #[serde(default = "default_outcome_spool_max_bytes")]
+    pub outcome_spool_max_bytes: u64,
     #[serde(default)]
     pub registry: RegistryConfig,
 }
@@ -84,6 +97,21 @@ fn default_cache() -> String {
     "5m".into()
 }
 
+fn default_outcome_window() -> String {
+    "2h".into()
+}
+
+fn default_outcome_max_jobs() -> usize {
+    10_000
+}
+
+fn default_outcome_spool_max_bytes() -> u64 {
+    64 << 20
+}
+
+/// The longest outcome window: a job that runs longer is beyond what a rollout stage waits for.
+pub const MAX_OUTCOME_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let invalid = |message: String| {
@@ -98,6 +126,17 @@ impl AgentConfig {
         config.socket_mode().map_err(invalid)?;
         config.verification_cache().map_err(invalid)?;
         config.fsck_interval().map_err(invalid)?;
+        config.outcome_window().map_err(invalid)?;
+        if config.outcome_max_jobs == 0 {
+            return Err(invalid("outcome_max_jobs must be at least 1".into()));
+        }
+        if config
+            .outcome_spool
+            .as_ref()
+            .is_some_and(|path| !path.is_absolute())
+        {
+            return Err(invalid("outcome_spool must be an absolute path".into()));
+        }
         for (key, value) in [
             ("socket", &config.socket),
             ("store", &config.store),
@@ -143,6 +182,31 @@ impl AgentConfig {
             .as_deref()
             .map(|value| HostId::parse(value).map_err(|e| format!("host_id {value:?}: {e}")))
             .transpose()
+    }
+
+    pub fn outcome_window(&self) -> std::result::Result<Duration, String> {
+        let window = duration("outcome_window", &self.outcome_window)?;
+        if window < Duration::from_secs(1) || window > MAX_OUTCOME_WINDOW {
+            return Err(format!(
+                "outcome_window {:?} is not between 1s and 168h",
+                self.outcome_window
+            ));
+        }
+        Ok(window)
+    }
+
+    /// The outcome settings: the window, the cap, and the spool (by default in the store,
+    /// beside the agent's other records).
+    pub fn outcome_settings(&self) -> std::result::Result<OutcomeSettings, String> {
+        Ok(OutcomeSettings {
+            window: self.outcome_window()?,
+            max_jobs: self.outcome_max_jobs,
+            spool: self
+                .outcome_spool
+                .clone()
+                .unwrap_or_else(|| self.store.join(".outcomes/outcomes.jsonl")),
+            spool_max_bytes: self.outcome_spool_max_bytes,
+        })
     }
 
     pub fn fsck_interval(&self) -> std::result::Result<Option<Duration>, String> {
@@ -220,6 +284,40 @@ mod tests {
         assert_eq!(config.fsck_interval().unwrap(), None);
         assert_eq!(config.registry_args().registry_retries, 4);
         assert_eq!(config.host_id().unwrap(), None);
+        let outcomes = config.outcome_settings().unwrap();
+        assert_eq!(outcomes.window, Duration::from_secs(2 * 3600));
+        assert_eq!(outcomes.max_jobs, 10_000);
+        assert_eq!(
+            outcomes.spool,
+            Path::new("/var/lib/tcdist/store/.outcomes/outcomes.jsonl")
+        );
+        assert_eq!(outcomes.spool_max_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn outcome_keys_are_read_and_validated() {
+        let config = load(&format!(
+            "{MINIMAL}outcome_window = \"30m\"\noutcome_max_jobs = 5\n\
+             outcome_spool = \"/var/lib/tcdist/outcomes.jsonl\"\noutcome_spool_max_bytes = 4096\n"
+        ))
+        .unwrap();
+        let outcomes = config.outcome_settings().unwrap();
+        assert_eq!(outcomes.window, Duration::from_secs(1800));
+        assert_eq!(outcomes.max_jobs, 5);
+        assert_eq!(outcomes.spool, Path::new("/var/lib/tcdist/outcomes.jsonl"));
+        assert_eq!(outcomes.spool_max_bytes, 4096);
+        for (extra, want) in [
+            ("outcome_window = \"0s\"\n", "between 1s and 168h"),
+            ("outcome_window = \"169h\"\n", "between 1s and 168h"),
+            ("outcome_window = \"soon\"\n", "not a duration"),
+            ("outcome_max_jobs = 0\n", "at least 1"),
+            ("outcome_max_jobs = -1\n", "invalid value"),
+            ("outcome_spool = \"outcomes.jsonl\"\n", "absolute path"),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the agent counts, served in the Prometheus text format on a loopback TCP port:
 //! requests by command and outcome, refusals by rule, verification cache hits and misses,
-//! pulls during a channel's rollout by channel and arm, bytes downloaded, installs, and
-//! request durations.
+//! pulls during a channel's rollout by channel and arm, bytes downloaded, installs, request
+//! durations, and the outcomes jobs report (`served.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -54,6 +54,31 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "tcdist_agent_installs_total",
         "counter",
         "Releases installed into the store.",
+    ),
+    (
+        "tcdist_agent_outcomes_total",
+        "counter",
+        "Outcomes of first attempts of served jobs, by arm (candidate, control; none: no rollout was running) and result (passed, failed, cancelled, lost).",
+    ),
+    (
+        "tcdist_agent_retried_outcomes_total",
+        "counter",
+        "Outcomes of retried attempts (retry > 0) of served jobs, by arm and result.",
+    ),
+    (
+        "tcdist_agent_report_refusals_total",
+        "counter",
+        "Outcome reports refused, by reason (unknown-job, duplicate, late, retry-mismatch).",
+    ),
+    (
+        "tcdist_agent_served_jobs_dropped_total",
+        "counter",
+        "Served jobs forgotten without an outcome because outcome_max_jobs was reached.",
+    ),
+    (
+        "tcdist_agent_outcomes_unspooled_total",
+        "counter",
+        "Outcomes not written to the spool, by reason (full, error).",
     ),
     (
         "tcdist_agent_request_duration_seconds",

@@ -1,12 +1,16 @@
 //! The build-host agent service (`tcverify agent`): it owns the store, takes its policy, trust
 //! and credentials only from its own config, and answers `pull`, `verify` and `env` for the
 //! build jobs on a unix socket. Jobs choose which release and platform, nothing else: not
-//! the host ID that decides this host's arm in a channel's rollout (`host.rs`).
+//! the host ID that decides this host's arm in a channel's rollout (`host.rs`). Jobs report how
+//! they ended (`report`); the agent records the outcome with what it served them
+//! (`served.rs`, records in `outcome.rs`), for the daemon's rollout judge.
 
 pub mod cache;
 pub mod client;
 pub mod config;
 pub mod host;
 pub mod metrics;
+pub mod outcome;
 pub mod protocol;
+pub mod served;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The agent's side: load the config and the trust it names once, listen on the unix socket,
 //! answer each connection's request with the same core direct mode uses, and check the store
 //! on a schedule. Requests for one release share the store's per-entry lock, so concurrent
-//! pulls download it once; verifications are reused for a bounded time (`cache.rs`).
+//! pulls download it once; verifications are reused for a bounded time (`cache.rs`). A pull
+//! that names its job is recorded, and the job's report closes the record (`served.rs`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -18,7 +19,9 @@ use super::cache::{CacheKey, VerificationCache};
 use super::config::AgentConfig;
 use super::host::HostIdentity;
 use super::metrics::{self, Metrics};
+use super::outcome::ServedRollout;
 use super::protocol::{Reply, Request, receive, send};
+use super::served::{JobReport, ServedJobs};
 use crate::audit::AuditLog;
 use crate::jobenv::environment_for;
 use crate::output;
@@ -53,6 +56,8 @@ pub struct Agent {
     /// One client per registry host, so connections and tokens are reused across requests.
     registries: Mutex<HashMap<String, Arc<Registry>>>,
     metrics: Arc<Metrics>,
+    /// The jobs served a pull, waiting for their outcome.
+    served: ServedJobs,
 }
 
 impl Agent {
@@ -94,6 +99,14 @@ impl Agent {
         } else {
             verifier
         };
+        let metrics = Arc::<Metrics>::default();
+        let served = ServedJobs::new(
+            &config
+                .outcome_settings()
+                .map_err(|e| Error::usage(format!("agent config: {e}")))?,
+            host.host_id().map(|id| id.as_str().to_owned()),
+            Arc::clone(&metrics),
+        )?;
         Ok(Self {
             registry_args: config.registry_args(),
             store: Store::open(&config.store)?,
@@ -103,7 +116,8 @@ impl Agent {
             trust,
             host,
             registries: Mutex::new(HashMap::new()),
-            metrics: Arc::default(),
+            metrics,
+            served,
             config,
         })
     }
@@ -135,6 +149,7 @@ impl Agent {
             let agent = Arc::clone(&self);
             tokio::spawn(agent.check_store_every(every))
         });
+        let lost = Some(tokio::spawn(Arc::clone(&self).sweep_outcomes()));
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -153,7 +168,7 @@ impl Agent {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        for task in [fsck, metrics].into_iter().flatten() {
+        for task in [fsck, metrics, lost].into_iter().flatten() {
             task.abort();
         }
         drop(listener);
@@ -289,6 +304,7 @@ impl Agent {
                 reference,
                 platform,
                 json,
+                job,
             } => {
                 let (reference, source, verified) =
                     self.verify(reference, platform, reporter).await?;
@@ -312,6 +328,14 @@ impl Agent {
                 if let Some(rollout) = &outcome.report.rollout {
                     self.metrics
                         .count_rollout_pull(&rollout.channel, rollout.arm);
+                }
+                if let Some(job) = job {
+                    self.served.served(
+                        jiff::Timestamp::now(),
+                        job,
+                        outcome.report.index_digest.clone(),
+                        outcome.report.rollout.as_ref().and_then(ServedRollout::of),
+                    );
                 }
                 Ok((
                     output::pull_stdout(&outcome, &reference, *json),
@@ -344,6 +368,37 @@ impl Agent {
                     environment_for(&self.store, &reference, &platform, goexperiment, path)?;
                 Ok((output::env_stdout(&environment, format), Vec::new()))
             }
+            Request::Report {
+                job,
+                pipeline,
+                exit_status,
+                cancelled,
+                if_served,
+                json,
+            } => {
+                let report = JobReport {
+                    job: job.clone(),
+                    pipeline: pipeline.clone(),
+                    exit_status: *exit_status,
+                    cancelled: *cancelled,
+                };
+                let answer = self
+                    .served
+                    .answer(jiff::Timestamp::now(), &report, *if_served)?;
+                Ok((answer.stdout(*json), Vec::new()))
+            }
+        }
+    }
+
+    /// Counts the jobs whose window ended without a report as `lost`, every few seconds (at
+    /// most a minute, at least four times a window).
+    async fn sweep_outcomes(self: Arc<Self>) {
+        let every =
+            (self.served.window() / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            self.served.sweep(jiff::Timestamp::now());
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tcdist_core::Platform;
 use tcdist_oci::registry::RegistryArgs;
+use tcverify::agent::outcome::{JobId, PipelineName};
 use tcverify::host_id::HostId;
 
 #[derive(Parser, Debug)]
@@ -42,6 +43,52 @@ pub enum Command {
     /// Run the build-host agent service: owns the store and answers pull, verify and env on a
     /// unix socket, with the policy, trust and credentials of its config file only
     Agent(AgentArgs),
+    /// Report how a CI job ended to the build-host agent that served its pull (agent mode
+    /// only), for the judging of channel rollouts
+    Report(ReportArgs),
+}
+
+/// A job's run, as its CI system names it. Agent mode only.
+#[derive(Args, Debug)]
+pub struct JobArgs {
+    /// The CI job this pull is for (Buildkite: BUILDKITE_JOB_ID): the agent records what it
+    /// serves the job, for the job's `tcverify report`. Through the agent only
+    #[arg(long, value_name = "ID")]
+    pub job_id: Option<JobId>,
+    /// Which attempt of the job this is: 0 the first, N the N-th retry (Buildkite:
+    /// BUILDKITE_RETRY_COUNT)
+    #[arg(long, value_name = "N", requires = "job_id")]
+    pub retry: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The job, as its pull named it (Buildkite: BUILDKITE_JOB_ID)
+    #[arg(long, value_name = "ID")]
+    pub job_id: JobId,
+    /// The job's pipeline (Buildkite: BUILDKITE_PIPELINE_SLUG)
+    #[arg(long, value_name = "NAME")]
+    pub pipeline: PipelineName,
+    /// The job's exit status: 0 passed, any other failed; negative for a command killed by a
+    /// signal (Buildkite: BUILDKITE_COMMAND_EXIT_STATUS)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub exit_status: i32,
+    /// Which attempt of the job this is, as its pull said (Buildkite: BUILDKITE_RETRY_COUNT)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retry: u32,
+    /// The job was cancelled (by a person, the CI system or its time limit), whatever its
+    /// exit status (Buildkite: BUILDKITE_JOB_CANCELLED=true)
+    #[arg(long)]
+    pub cancelled: bool,
+    /// Report only a job the agent is waiting on: a job it served no pull, or whose outcome it
+    /// has, is left alone (exit 0) instead of refused. For hooks that run after every job
+    #[arg(long)]
+    pub if_served: bool,
+    /// Print JSON for machines
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub agent: AgentClientArgs,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +259,8 @@ pub struct PullArgs {
     /// Refuse releases that unpack to more than this many bytes
     #[arg(long, env = "TCVERIFY_MAX_UNPACKED_BYTES", value_name = "BYTES")]
     pub max_unpacked_bytes: Option<u64>,
+    #[command(flatten)]
+    pub job: JobArgs,
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +376,86 @@ mod tests {
             );
             assert_eq!(err.exit_code(), 2);
         }
+    }
+
+    #[test]
+    fn report_takes_the_job_its_pipeline_and_a_negative_exit_status() {
+        let cli = parse(&[
+            "report",
+            "--job-id",
+            "0190b3a4-7c1e",
+            "--pipeline",
+            "app",
+            "--exit-status",
+            "-1",
+            "--retry",
+            "2",
+            "--cancelled",
+            "--agent",
+            "/run/tcdist/agent.sock",
+        ])
+        .unwrap();
+        let Command::Report(args) = cli.command else {
+            panic!("not a report");
+        };
+        assert_eq!(args.job_id.as_str(), "0190b3a4-7c1e");
+        assert_eq!(args.pipeline.as_str(), "app");
+        assert_eq!((args.exit_status, args.retry), (-1, 2));
+        assert!(args.cancelled && !args.if_served && !args.json);
+        assert!(args.agent.socket.is_some());
+    }
+
+    #[test]
+    fn report_rejected_if_a_field_is_missing_or_hostile() {
+        let base = ["report", "--pipeline", "app", "--exit-status", "0"];
+        let err = parse(&base).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        for (flag, value) in [
+            ("--job-id", "j\n1"),
+            ("--job-id", "j 1"),
+            ("--job-id", ""),
+            ("--retry", "-1"),
+        ] {
+            let mut args: Vec<&str> = base.to_vec();
+            if flag != "--job-id" {
+                args.extend(["--job-id", "j-1"]);
+            }
+            args.extend([flag, value]);
+            let err = parse(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{flag} {value:?}");
+        }
+        let long = "p".repeat(256);
+        let err = parse(&[
+            "report",
+            "--job-id",
+            "j-1",
+            "--pipeline",
+            &long,
+            "--exit-status",
+            "0",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn pull_takes_a_job_and_a_retry_only_with_it() {
+        let cli = parse(&[
+            "pull",
+            "r.example/t/go:stable",
+            "--job-id",
+            "j-1",
+            "--retry",
+            "3",
+        ])
+        .unwrap();
+        let Command::Pull(args) = cli.command else {
+            panic!("not a pull");
+        };
+        assert_eq!(args.job.job_id.as_ref().map(JobId::as_str), Some("j-1"));
+        assert_eq!(args.job.retry, Some(3));
+        let err = parse(&["pull", "r.example/t/go:stable", "--retry", "3"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use tcdist_verify::Verifier;
 use tcdist_verify::lifecycle::Waivers;
 use tcdist_verify::structure::ExtractBudget;
 use tcverify::agent::client::ask;
+use tcverify::agent::outcome::JobAttempt;
 use tcverify::agent::protocol::Request;
 use tcverify::host_id::HostId;
 use tcverify::jobenv::environment_for;
@@ -19,20 +20,48 @@ use tcdist_verify::policy::{Policy, check_policy_file};
 use tcverify::audit::AuditLog;
 
 use super::args::{
-    AuditVerifyArgs, EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, StoreArgs,
-    VerifyArgs,
+    AuditVerifyArgs, EnvArgs, FsckArgs, GcArgs, PolicyCheckArgs, PullArgs, ReleaseArgs, ReportArgs,
+    StoreArgs, VerifyArgs,
 };
 use super::printer::Progress;
 
 pub async fn pull_command(args: PullArgs) -> Result<()> {
+    let job = args.job.job_id.clone().map(|id| JobAttempt {
+        id,
+        retry: args.job.retry.unwrap_or(0),
+    });
     if let Some(socket) = &args.release.agent.socket {
         args.release.for_agent()?;
-        let request = Request::Pull {
+        let request = |job| Request::Pull {
             reference: args.release.reference.clone(),
             platform: args.release.platform.to_string(),
             json: args.store.json,
+            job,
         };
-        return through_agent(socket, &request).await;
+        let has_job = job.is_some();
+        return match through_agent(socket, &request(job)).await {
+            // An agent older than job records refuses the field; the job is then not judged,
+            // but it gets its toolchain (the hooks may be upgraded before the agent).
+            Err(Error::Agent {
+                exit: 2, message, ..
+            }) if has_job && message.contains("unknown field `job`") => {
+                eprintln!(
+                    "tcverify: warning: the agent at {} records no jobs (it is older than this \
+                     tcverify); pulling without --job-id: this job's outcome cannot be reported",
+                    socket.display()
+                );
+                through_agent(socket, &request(None)).await
+            }
+            answer => answer,
+        };
+    }
+    if job.is_some() {
+        return Err(Error::usage_with_hint(
+            "--job-id is for the build-host agent: it records what it serves a job, for the \
+             job's report",
+            "pull through the agent (--agent SOCKET or TCVERIFY_AGENT), or leave out --job-id \
+             and --retry",
+        ));
     }
     let reference = ReleaseRef::parse(&args.release.reference)?;
     let store = Store::open(&args.store.store)?;
@@ -95,6 +124,43 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
     warn(verified.report());
     print!("{}", output::verify_stdout(verified.report(), args.json));
     Ok(())
+}
+
+/// A job's outcome, to the agent that served its pull. There is no direct mode: only the agent
+/// knows what it served the job.
+pub async fn report_command(args: ReportArgs) -> Result<()> {
+    let Some(socket) = &args.agent.socket else {
+        return Err(Error::usage_with_hint(
+            "tcverify report has no direct mode: outcomes go to the build-host agent that served \
+             the job's pull, which alone knows the release and rollout arm it served",
+            "give --agent SOCKET or set TCVERIFY_AGENT (the agent's socket, e.g. \
+             /run/tcdist/agent.sock); see docs/agent.md",
+        ));
+    };
+    let request = Request::Report {
+        job: JobAttempt {
+            id: args.job_id,
+            retry: args.retry,
+        },
+        pipeline: args.pipeline,
+        exit_status: args.exit_status,
+        cancelled: args.cancelled,
+        if_served: args.if_served,
+        json: args.json,
+    };
+    match through_agent(socket, &request).await {
+        Err(Error::Agent {
+            exit: 2, message, ..
+        }) if message.contains("unknown variant `report`") => Err(Error::usage_with_hint(
+            format!(
+                "the agent at {} takes no reports: it is older than this tcverify",
+                socket.display()
+            ),
+            "upgrade the agent (tcverify on the build host) and restart it; its jobs then \
+                 report from their next pull on",
+        )),
+        answer => answer,
+    }
 }
 
 pub fn ls_command(args: StoreArgs) -> Result<()> {

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# tcdist for Buildkite: the logic shared by the agent hook (deploy/buildkite/hooks/environment)
-# and the plugin hook (deploy/buildkite/plugin/hooks/environment).
+# tcdist for Buildkite: the logic shared by the agent hooks (deploy/buildkite/hooks/environment,
+# hooks/pre-exit) and the plugin hooks (deploy/buildkite/plugin/hooks/environment, pre-exit).
 #
 # Sourced, never executed. Buildkite *sources* hooks (its wrapper runs `. hook`, then records
 # the exported environment and exits with the hook's status), so nothing here calls `exit`,
@@ -15,7 +15,15 @@
 # nothing, prints a summary on stderr (`tcdist: toolchain REF failed verification (exit 42):
 # …`), annotates the build when `buildkite-agent` is on PATH, and returns tcverify's exit
 # status (42 verification or policy, 3 registry/network or the agent unavailable (retryable),
-# 2 configuration, 4 local store), which the agent reports as the job's exit status.
+# 2 configuration, 4 local store), which the agent reports as the job's exit status. The pull
+# names the job (BUILDKITE_JOB_ID, BUILDKITE_RETRY_COUNT), so the agent records what it served
+# it for the job's outcome report.
+#
+#   tcdist_report_outcome --settings FILE
+#
+# reports how the job ended (`tcverify report --if-served`) from the pre-exit hooks: passed,
+# failed or cancelled, from BUILDKITE_COMMAND_EXIT_STATUS and BUILDKITE_JOB_CANCELLED. It never
+# fails the job: it prints at most one line and returns 0.
 #
 # What is trusted (policy, trusted root, store, registry credentials) is the agent's alone. The
 # job chooses the release and the platform, nothing else: tcverify runs with an empty
@@ -66,8 +74,14 @@ tcdist_use_toolchain() {
 	fi
 
 	# tcverify sees nothing of the job's environment but what the agent needs to answer.
-	local -a run=(env -i PATH=/usr/bin:/bin) opts=(--agent "$_tcdist_socket")
+	local -a run=(env -i PATH=/usr/bin:/bin) opts=(--agent "$_tcdist_socket") job_opts=()
 	if [[ -n $platform ]]; then opts+=(--platform "$platform"); fi
+	# The job this pull is for, so that the agent records what it serves it for the job's
+	# outcome (the pre-exit hook). An ID that is not a Buildkite job ID (a UUID) is left out:
+	# the job is then not judged, and never fails for it.
+	if _tcdist_is_job_id "${BUILDKITE_JOB_ID:-}"; then
+		job_opts=(--job-id "$BUILDKITE_JOB_ID" --retry "$(_tcdist_count "${BUILDKITE_RETRY_COUNT:-}")")
+	fi
 
 	if ! tmp=$(mktemp -d "${TMPDIR:-/tmp}/tcdist-hook.XXXXXX"); then
 		_tcdist_fail 4 "$ref" store "cannot create a temporary directory in ${TMPDIR:-/tmp}" ""
@@ -75,7 +89,8 @@ tcdist_use_toolchain() {
 	fi
 
 	printf 'tcdist: verifying and installing toolchain %s\n' "$ref" >&2
-	_tcdist_run "$tmp/pull" "${run[@]}" "$_tcdist_tcverify" pull --json "${opts[@]}" -- "$ref" || status=$?
+	_tcdist_run "$tmp/pull" "${run[@]}" "$_tcdist_tcverify" pull --json "${opts[@]}" \
+		"${job_opts[@]}" -- "$ref" || status=$?
 	if ((status != 0)); then
 		_tcdist_fail_from "$status" "$ref" "$tmp/pull.err"
 		rm -rf -- "$tmp"
@@ -138,7 +153,18 @@ tcdist_use_toolchain() {
 # _tcdist_settings FILE REF: sets _tcdist_socket and _tcdist_tcverify from FILE (defaults when
 # it does not exist). Only known keys with absolute paths; anything else fails REF (exit 2).
 _tcdist_settings() {
-	local file=$1 ref=$2 line
+	local file=$1 ref=$2 _tcdist_settings_error
+	if ! _tcdist_read_settings "$file"; then
+		_tcdist_fail 2 "$ref" config "$_tcdist_settings_error" \
+			"write socket=/ABSOLUTE/PATH or tcverify=/ABSOLUTE/PATH"
+		return 2
+	fi
+}
+
+# _tcdist_read_settings FILE: sets _tcdist_socket and _tcdist_tcverify from FILE, or returns 1
+# with the problem in _tcdist_settings_error.
+_tcdist_read_settings() {
+	local file=$1 line
 	_tcdist_socket=/run/tcdist/agent.sock
 	_tcdist_tcverify=/usr/local/bin/tcverify
 	[[ -n $file && -e $file ]] || return 0
@@ -149,11 +175,87 @@ _tcdist_settings() {
 		elif [[ $line =~ ^tcverify=(/.*)$ ]]; then
 			_tcdist_tcverify=${BASH_REMATCH[1]}
 		else
-			_tcdist_fail 2 "$ref" config "$file: not a setting: $line" \
-				"write socket=/ABSOLUTE/PATH or tcverify=/ABSOLUTE/PATH"
-			return 2
+			_tcdist_settings_error="$file: not a setting: $line"
+			return 1
 		fi
 	done <"$file"
+}
+
+# _tcdist_is_job_id VALUE: whether VALUE looks like a Buildkite job ID (a UUID: hex digits and
+# dashes, listed rather than ranged so no locale widens them).
+_tcdist_is_job_id() {
+	[[ -n $1 && ${#1} -le 64 && $1 != *[!0123456789abcdefABCDEF-]* ]]
+}
+
+# _tcdist_count VALUE: VALUE as a count (decimal digits, at most 9), else 0.
+_tcdist_count() {
+	if [[ -n $1 && ${#1} -le 9 && $1 != *[!0123456789]* ]]; then
+		printf '%d' "$((10#$1))"
+	else
+		printf '0'
+	fi
+}
+
+# tcdist_report_outcome --settings FILE: reports how this job ended to the build-host agent,
+# which records it with what it served the job's pull. Only a job the agent is waiting on is
+# recorded (`--if-served`): a job it served nothing, or whose outcome it has (reported by the
+# plugin's pre-exit hook), is left alone, quietly. Returns 0 whatever happens, with at most one
+# line on stderr.
+#
+# The result, from the variables the Buildkite agent sets before its pre-exit hooks:
+# - cancelled: BUILDKITE_JOB_CANCELLED=true (the job was cancelled, or timed out; agent
+#   v3.93.1 and later);
+# - passed: BUILDKITE_COMMAND_EXIT_STATUS=0;
+# - failed: any other exit status (-1: the command was killed by a signal), or none: the
+#   command never ran (a hook, the checkout or a plugin failed before it).
+tcdist_report_outcome() {
+	local settings="" id=${BUILDKITE_JOB_ID:-} pipeline=${BUILDKITE_PIPELINE_SLUG:-} status
+	local _tcdist_socket _tcdist_tcverify _tcdist_settings_error out rc=0 reason line
+	local -a flags=() limit=()
+	if [[ ${1:-} == --settings ]]; then settings=${2:-}; fi
+	# Not a Buildkite job, or not an ID its pull could have named: nothing to report.
+	_tcdist_is_job_id "$id" || return 0
+	if ! _tcdist_read_settings "$settings"; then
+		printf 'tcdist: outcome of job %s not reported: %s\n' "$id" "$_tcdist_settings_error" >&2
+		return 0
+	fi
+	status=${BUILDKITE_COMMAND_EXIT_STATUS:-}
+	if [[ ${status#-} != "$(_tcdist_count "${status#-}")" ]]; then
+		status=1
+	fi
+	if [[ ${BUILDKITE_JOB_CANCELLED:-} == true ]]; then flags+=(--cancelled); fi
+	[[ -n $pipeline ]] || pipeline="(unknown)"
+	# An agent that accepts but never answers must not hold the job's end.
+	if command -v timeout >/dev/null 2>&1; then limit=(timeout 10); fi
+	out=$("${limit[@]}" env -i PATH=/usr/bin:/bin "$_tcdist_tcverify" report --if-served --json \
+		--agent "$_tcdist_socket" --job-id "$id" --pipeline "$pipeline" --exit-status "$status" \
+		--retry "$(_tcdist_count "${BUILDKITE_RETRY_COUNT:-}")" "${flags[@]}" </dev/null 2>&1) &&
+		rc=0 || rc=$?
+	if ((rc == 0)); then
+		if [[ $out =~ \"recorded\":true.*\"result\":\"([a-z]+)\" ]]; then
+			printf 'tcdist: outcome of job %s reported to the tcdist agent: %s\n' "$id" \
+				"${BASH_REMATCH[1]}" >&2
+		elif [[ $out == *'"reason":"late"'* ]]; then
+			# The job ran past the agent's outcome_window: it was counted lost.
+			reason=$out
+			if [[ $out =~ \"message\":\"([^\"]*)\" ]]; then reason=${BASH_REMATCH[1]}; fi
+			printf 'tcdist: outcome of job %s not reported: %s\n' "$id" "$reason" >&2
+		fi
+		# Otherwise the agent served this job nothing, or has its outcome already (from the
+		# plugin's pre-exit hook, which runs first): nothing to say.
+		return 0
+	fi
+	reason=""
+	while IFS= read -r line; do
+		if [[ $line == "tcverify: error: "* && -z $reason ]]; then
+			reason=${line#tcverify: error: }
+		fi
+	done <<<"$out"
+	if ((rc == 124)); then reason="the agent at $_tcdist_socket did not answer within 10s"; fi
+	if ((rc == 126 || rc == 127)); then reason="cannot run $_tcdist_tcverify"; fi
+	[[ -n $reason ]] || reason=${out:-tcverify printed no message}
+	printf 'tcdist: outcome of job %s not reported (exit %d): %s\n' "$id" "$rc" "${reason//$'\n'/ }" >&2
+	return 0
 }
 
 # _tcdist_run PREFIX CMD...: runs CMD with stdout to PREFIX.out and stderr both to our
