@@ -287,9 +287,14 @@ impl Verifier {
         candidate: &Digest,
     ) -> Result<Verified<ResolvedRelease>> {
         let source = source.pinned(candidate);
-        let (index, index_digest) = resolve_index(&source).await?;
-        let referrers =
-            Referrers::sort(discover::list_bundles(&source, &index_digest).await?, None);
+        // Pinned: its referrers are listed while its index is fetched (and checked against
+        // the digest).
+        let (resolved, listed) = tokio::join!(
+            resolve_index(&source),
+            discover::list_bundles(&source, candidate)
+        );
+        let (index, index_digest) = resolved?;
+        let referrers = Referrers::sort(listed?, None);
         let asked = Asked {
             tag: None,
             waivers: Waivers::default(),
