@@ -25,6 +25,7 @@ def sh(cmd):
 
 def tree(path, version):
     os.makedirs(f"{path}/bin")
+    os.makedirs(f"{path}/pkg/tool/linux_amd64")
     with open(f"{path}/VERSION", "w") as f:
         f.write(f"{version}\ntime 2026-01-01T00:00:00Z\n")
     with open(f"{path}/bin/go", "w") as f:
