@@ -1,9 +1,10 @@
 //! Outcome reports → per-arm counts. The rules, in the order they apply:
 //!
-//! 1. **A job counts once, by its first attempt.** Reports are grouped by job ID; the report
-//!    with the lowest `retry` counts (the earliest of those on a tie, such as a report
-//!    delivered twice), and its host and arm are the job's. Retries are not new evidence: a
-//!    flaky job retried until it passes would otherwise count as a pass.
+//! 1. **A job counts once, by its first attempt.** Only reports of first attempts (`retry` 0)
+//!    count, grouped by job ID (the earliest on a tie, such as a report delivered twice); the
+//!    host and arm of that report are the job's. Retries are not new evidence: a flaky job
+//!    retried until it passes would otherwise count as a pass. Buildkite gives each retry a job
+//!    ID of its own, so a retry is recognised by its `retry`, never by its ID.
 //! 2. **No host counts for more than its share of an arm.** With `N` the stage's `min_hosts`
 //!    and `J` the arm's jobs after rule 1, each host of the arm keeps at most `K = ⌈J / N⌉`
 //!    jobs: its first `K` in report order (the order of the reports rule 1 counted); the rest
@@ -19,7 +20,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -163,15 +163,8 @@ pub fn tally(reports: &[Report<'_>], min_hosts: u64) -> Tally {
     // Rule 1: each job's counting report, by index.
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(reports.len());
     for (index, report) in reports.iter().enumerate() {
-        match first.entry(report.job.as_ref()) {
-            Entry::Vacant(slot) => {
-                slot.insert(index);
-            }
-            Entry::Occupied(mut slot) => {
-                if report.retry < reports[*slot.get()].retry {
-                    slot.insert(index);
-                }
-            }
+        if report.retry == 0 {
+            first.entry(report.job.as_ref()).or_insert(index);
         }
     }
     let mut counted = vec![false; reports.len()];
@@ -319,12 +312,13 @@ mod tests {
             report("h1", Arm::Candidate, "job", 0, Outcome::Failed),
             report("h1", Arm::Candidate, "job", 0, Outcome::Passed),
             report("h3", Arm::Control, "job", 2, Outcome::Passed),
-            // Only retries seen: the lowest counts.
+            // Only retries seen (each retry a job ID of its own, as Buildkite has them): none
+            // counts.
             report("h4", Arm::Control, "other", 3, Outcome::Cancelled),
-            report("h4", Arm::Control, "other", 2, Outcome::Failed),
+            report("h4", Arm::Control, "retry-of-x", 1, Outcome::Failed),
         ];
         let tally = tally(&reports, 1);
-        assert_eq!((tally.reports, tally.repeats), (6, 4));
+        assert_eq!((tally.reports, tally.repeats), (6, 5));
         assert_eq!((tally.candidate.jobs, tally.candidate.failed), (1, 1));
         assert_eq!(
             (
@@ -332,9 +326,9 @@ mod tests {
                 tally.control.failed,
                 tally.control.cancelled
             ),
-            (1, 1, 0)
+            (0, 0, 0)
         );
-        assert_eq!(tally.candidate.hosts + tally.control.hosts, 2);
+        assert_eq!(tally.candidate.hosts + tally.control.hosts, 1);
     }
 
     #[test]
