@@ -63,7 +63,9 @@ teardown() {
 
 pidfile_alive() {
 	local pid
-	pid=$(cat "$1" 2>/dev/null) && [[ -n $pid ]] && grep -q "$2" "/proc/$pid/cmdline" 2>/dev/null
+	# cmdline separates the arguments with NULs.
+	pid=$(cat "$1" 2>/dev/null) && [[ -n $pid ]] &&
+		tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$2"
 }
 
 # remove_agent_entry DIGEST: deletes the entry (as root), so the next pull downloads it.
