@@ -108,6 +108,7 @@ url = "$TCDIST_REKOR_TILES_URL"
 name = "toolchains/*"
 signers = { spiffe_id = "spiffe://tcdist.test/distd/signer" }
 promoters = { spiffe_id = "spiffe://tcdist.test/distd/promoter" }
+brakes = { spiffe_id = "spiffe://tcdist.test/distd/judge" }
 EOF
 	# The bundle holds the trust domain's CA: a CA certificate with the domain's SPIFFE ID.
 	run openssl x509 -in "$TCDIST_SPIRE_BUNDLE" -noout -ext basicConstraints,subjectAltName
