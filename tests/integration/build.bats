@@ -6,6 +6,11 @@
 # The first build is cached under ~/.cache/tcdist/distd (keyed by the build's input digest:
 # source, patches, config, bootstrap), so a second run of this suite does not run make.bash
 # for it. The reproducibility test always runs a full build (--no-cache).
+#
+# The two cross builds start with the suite, in the background and at the lowest priority,
+# and their tests wait for them: make.bash leaves a core idle at times (links, cmd/dist's
+# sequential steps, the script tests' runs), which they take, instead of running alone after
+# the host's build and the rebuild.
 
 bats_require_minimum_version 1.5.0
 
@@ -13,9 +18,19 @@ setup_file() {
 	load helpers
 	export WORK=$TCDIST_TEST_WORK/build
 	mkdir -p "$WORK"
-	export GO_SRC BUILD_CACHE TREE=$WORK/tree
+	export GO_SRC BUILD_CACHE TREE=$WORK/tree OTHER
 	GO_SRC=$(GOTOOLCHAIN=local go env GOROOT)
 	BUILD_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tcdist/distd
+	# The other linux architecture; none when this host is neither (its tests skip).
+	case $(uname -m) in
+	x86_64) OTHER=linux/arm64 ;;
+	aarch64) OTHER=linux/amd64 ;;
+	*) OTHER= ;;
+	esac
+	if [[ -n $OTHER ]]; then
+		start_build cross "$WORK/tree-other" --platform "$OTHER"
+		start_build darwin "$WORK/tree-darwin" --platform darwin/arm64
+	fi
 	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$TREE" --cache-dir "$BUILD_CACHE" \
 		>"$WORK/build1.out" 2>"$WORK/build1.log" || {
 		tail -n 50 "$WORK/build1.log" >&3
@@ -23,10 +38,56 @@ setup_file() {
 	}
 }
 
+# The background builds that still run (a test failed before it waited for them).
+teardown_file() {
+	local name pgid
+	for name in cross darwin; do
+		[[ -f $WORK/$name.pgid && ! -f $WORK/$name.status ]] || continue
+		pgid=$(cat "$WORK/$name.pgid")
+		kill -- "-$pgid" 2>/dev/null || true
+	done
+}
+
+# start_build NAME OUT ARGS...: distd build of this machine's Go source into OUT with ARGS, in
+# the background, at nice 19, in a process group of its own (its id in NAME.pgid). Its stdout
+# goes to NAME.out, its log to NAME.log, and its exit status to NAME.status when it ends.
+start_build() {
+	local name=$1 out=$2
+	shift 2
+	rm -f "$WORK/$name".{out,log,status,pgid}
+	(
+		setsid nice -n 19 "$DISTD" build --go-root "$GO_SRC" --out "$out" --cache-dir "$BUILD_CACHE" "$@" \
+			>"$WORK/$name.out" 2>"$WORK/$name.log" </dev/null &
+		echo $! >"$WORK/$name.pgid"
+		rc=0
+		wait $! || rc=$?
+		echo "$rc" >"$WORK/$name.status"
+	) >/dev/null 2>&1 3>&- &
+	echo $! >"$WORK/$name.waiter"
+}
+
+# wait_build NAME: wait until start_build NAME has ended; fail with its log's tail when the
+# build failed.
+wait_build() {
+	local name=$1 waiter
+	waiter=$(cat "$WORK/$name.waiter")
+	while [[ ! -f $WORK/$name.status ]] && kill -0 "$waiter" 2>/dev/null; do
+		sleep 1
+	done
+	if [[ ! -s $WORK/$name.status ]]; then
+		echo "the $name build ended without an exit status"
+		return 1
+	fi
+	if [[ $(cat "$WORK/$name.status") != 0 ]]; then
+		tail -n 50 "$WORK/$name.log"
+		return 1
+	fi
+}
+
 setup() {
 	load helpers
 	# The toolchain under test decides its own settings: nothing from the host's Go setup.
-	unset GOROOT GOPATH GOFLAGS GOEXPERIMENT X_GO_RUNTIME_ROOT
+	unset GOROOT GOPATH GOMODCACHE GOFLAGS GOEXPERIMENT X_GO_RUNTIME_ROOT
 	export GOTOOLCHAIN=local GOPROXY=off GOCACHE=$WORK/gocache GOPATH=$WORK/gopath
 }
 
@@ -224,18 +285,53 @@ make_module() {
 	[ "$("$root/bin/go" env GOROOT)" = "$root" ]
 }
 
-@test "expensive: a cross build has the target's binaries only; with the host's tree it is one release whose platforms each verify" {
-	case $(uname -m) in
-	x86_64) other=linux/arm64 ;;
-	aarch64) other=linux/amd64 ;;
-	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
-	esac
-	dir=${other/\//_}
-	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-other" --platform "$other" \
-		--cache-dir "$BUILD_CACHE" >"$WORK/cross.out" 2>"$WORK/cross.log" || {
-		tail -n 50 "$WORK/cross.log"
+@test "expensive: distd rebuild from nothing reproduces the release and co-signs it; a threshold of two then passes" {
+	# A repository of its own on every run: the stack's registry keeps earlier co-signatures.
+	ref=$TCDIST_REGISTRY/toolchains/rebuild-$(date +%s%N):v1
+	digest=$("$DISTD" publish "$TREE" --ref "$ref" 2>/dev/null | tail -n1)
+	# The builder and the rebuilder must both have signed.
+	sed "s|^signers = .*|signers = { any_of = [ { spiffe_id = \"$TCDIST_SIGNER_ID\" }, { spiffe_id = \"$TCDIST_REBUILDER_ID\" } ] }\nthreshold = 2|" \
+		"$STACK_POLICY" >"$WORK/two-signers.toml"
+	run --separate-stderr "$TCVERIFY" pull "$ref" --policy "$WORK/two-signers.toml" --store "$WORK/store2"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"[signature-threshold]"* ]]
+	[[ $stderr == *"requires signatures by 2 distinct signers"* ]]
+	# A rebuilder whose patch series is not the release's refuses before building.
+	cp -r "$TCDIST_TOP/distd/patches/go1.26" "$WORK/changed-patches"
+	first=$(find "$WORK/changed-patches" -name '*.patch' | sort | head -n1)
+	printf '\n' >>"$first"
+	run --separate-stderr "$DISTD" rebuild "$ref" --builder-id "$TCDIST_SIGNER_ID" \
+		--go-root "$GO_SRC" --patches "$WORK/changed-patches" --cache-dir "$WORK/cache2"
+	[ "$status" -eq 1 ]
+	[[ $stderr == *"the patch series $WORK/changed-patches is ["* ]]
+	[[ $stderr == *"not co-signing"* ]]
+	# From nothing, in another work dir: the same index digest, so it co-signs.
+	run --separate-stderr nice -n 10 "$DISTD" rebuild "$ref" --builder-id "$TCDIST_SIGNER_ID" \
+		--go-root "$GO_SRC" --no-cache --work-dir "$WORK/work2" --cache-dir "$WORK/cache2"
+	if [ "$status" -ne 0 ]; then
+		printf '%s\n' "${stderr_lines[@]: -30}"
 		false
-	}
+	fi
+	[ "${lines[-1]}" = "$digest" ]
+	[[ $stderr == *"[make.bash]"* ]]
+	[[ $stderr == *"the rebuild has the release's digest $digest; co-signing"* ]]
+	run --separate-stderr "$TCVERIFY" pull "$ref" --policy "$WORK/two-signers.toml" --store "$WORK/store2" --json
+	[ "$status" -eq 0 ]
+	python3 - "$output" "$TCDIST_SIGNER_ID" "$TCDIST_REBUILDER_ID" <<'PY'
+import json, sys
+out = json.loads(sys.argv[1])
+signers = [out["verified"]["signature"]["signer"]] + [c["signer"] for c in out["verified"]["cosignatures"]]
+assert sorted(signers) == sorted(sys.argv[2:]), signers
+PY
+	rm -rf "$WORK/work2"
+}
+
+@test "expensive: a cross build has the target's binaries only; with the host's tree it is one release whose platforms each verify" {
+	[[ -n $OTHER ]] || skip "cross builds are checked from linux/amd64 and linux/arm64 hosts"
+	other=$OTHER
+	dir=${other/\//_}
+	# Started by setup_file.
+	wait_build cross
 	grep -qF "go version $(head -n1 "$TREE/VERSION") $other" "$WORK/cross.log"
 	for f in bin/go bin/gofmt "pkg/tool/$dir/compile" "pkg/tool/$dir/link"; do
 		[ "$(binary_platform "$WORK/tree-other/$f")" = "$other" ]
@@ -264,15 +360,9 @@ PY
 }
 
 @test "expensive: a darwin/arm64 cross build has Mach-O arm64 binaries only" {
-	case $(uname -m) in
-	x86_64 | aarch64) ;;
-	*) skip "cross builds are checked from linux/amd64 and linux/arm64 hosts" ;;
-	esac
-	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-darwin" --platform darwin/arm64 \
-		--cache-dir "$BUILD_CACHE" >"$WORK/darwin.out" 2>"$WORK/darwin.log" || {
-		tail -n 50 "$WORK/darwin.log"
-		false
-	}
+	[[ -n $OTHER ]] || skip "cross builds are checked from linux/amd64 and linux/arm64 hosts"
+	# Started by setup_file.
+	wait_build darwin
 	grep -qF "go version $(head -n1 "$TREE/VERSION") darwin/arm64" "$WORK/darwin.log"
 	for f in bin/go bin/gofmt pkg/tool/darwin_arm64/compile pkg/tool/darwin_arm64/link; do
 		[ "$(binary_platform "$WORK/tree-darwin/$f")" = darwin/arm64 ]
@@ -328,45 +418,4 @@ EOF
 	run --separate-stderr "$DISTD" release nosuch --config "$WORK/lines.toml"
 	[ "$status" -eq 2 ]
 	[[ $stderr == *'has no line "nosuch" (it has: go1.26)'* ]]
-}
-
-@test "expensive: distd rebuild from nothing reproduces the release and co-signs it; a threshold of two then passes" {
-	# A repository of its own on every run: the stack's registry keeps earlier co-signatures.
-	ref=$TCDIST_REGISTRY/toolchains/rebuild-$(date +%s%N):v1
-	digest=$("$DISTD" publish "$TREE" --ref "$ref" 2>/dev/null | tail -n1)
-	# The builder and the rebuilder must both have signed.
-	sed "s|^signers = .*|signers = { any_of = [ { spiffe_id = \"$TCDIST_SIGNER_ID\" }, { spiffe_id = \"$TCDIST_REBUILDER_ID\" } ] }\nthreshold = 2|" \
-		"$STACK_POLICY" >"$WORK/two-signers.toml"
-	run --separate-stderr "$TCVERIFY" pull "$ref" --policy "$WORK/two-signers.toml" --store "$WORK/store2"
-	[ "$status" -eq 42 ]
-	[[ $stderr == *"[signature-threshold]"* ]]
-	[[ $stderr == *"requires signatures by 2 distinct signers"* ]]
-	# A rebuilder whose patch series is not the release's refuses before building.
-	cp -r "$TCDIST_TOP/distd/patches/go1.26" "$WORK/changed-patches"
-	first=$(find "$WORK/changed-patches" -name '*.patch' | sort | head -n1)
-	printf '\n' >>"$first"
-	run --separate-stderr "$DISTD" rebuild "$ref" --builder-id "$TCDIST_SIGNER_ID" \
-		--go-root "$GO_SRC" --patches "$WORK/changed-patches" --cache-dir "$WORK/cache2"
-	[ "$status" -eq 1 ]
-	[[ $stderr == *"the patch series $WORK/changed-patches is ["* ]]
-	[[ $stderr == *"not co-signing"* ]]
-	# From nothing, in another work dir: the same index digest, so it co-signs.
-	run --separate-stderr nice -n 10 "$DISTD" rebuild "$ref" --builder-id "$TCDIST_SIGNER_ID" \
-		--go-root "$GO_SRC" --no-cache --work-dir "$WORK/work2" --cache-dir "$WORK/cache2"
-	if [ "$status" -ne 0 ]; then
-		printf '%s\n' "${stderr_lines[@]: -30}"
-		false
-	fi
-	[ "${lines[-1]}" = "$digest" ]
-	[[ $stderr == *"[make.bash]"* ]]
-	[[ $stderr == *"the rebuild has the release's digest $digest; co-signing"* ]]
-	run --separate-stderr "$TCVERIFY" pull "$ref" --policy "$WORK/two-signers.toml" --store "$WORK/store2" --json
-	[ "$status" -eq 0 ]
-	python3 - "$output" "$TCDIST_SIGNER_ID" "$TCDIST_REBUILDER_ID" <<'PY'
-import json, sys
-out = json.loads(sys.argv[1])
-signers = [out["verified"]["signature"]["signer"]] + [c["signer"] for c in out["verified"]["cosignatures"]]
-assert sorted(signers) == sorted(sys.argv[2:]), signers
-PY
-	rm -rf "$WORK/work2"
 }
