@@ -7,12 +7,10 @@ import subprocess
 import sys
 import time
 
+from stackenv import stack_environment
+
 work, runs = sys.argv[1], int(sys.argv[2])
-env = dict(os.environ)
-for line in open(os.path.join(env["TCDIST_STACK_DIR"], "stack.env")):
-    if line.startswith("export "):
-        name, _, value = line[len("export "):].strip().partition("=")
-        env[name] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+env = stack_environment()
 # The direct-mode figures are tcverify's own; the agent's are measured on their own below.
 AGENT = env.pop("TCVERIFY_AGENT", None)
 BIN = env["TCDIST_BIN"]

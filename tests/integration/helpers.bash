@@ -59,6 +59,16 @@ echo small-go "$@"
 EOF
 }
 
+# registry_api METHOD PATH [CURL ARGS…]: the registry's HTTP API for the suite's $REPO,
+# authenticated, as anyone with push rights has it.
+registry_api() {
+	local method=$1 path=$2
+	shift 2
+	curl -fsS --cacert "$TCDIST_REGISTRY_CA" \
+		-u "$TCDIST_REGISTRY_USERNAME:$TCDIST_REGISTRY_PASSWORD" \
+		-X "$method" "$TCDIST_REGISTRY_URL/v2/${REPO#*/}/$path" "$@"
+}
+
 # The blob upload requests the registry logged so far (one access-log line per upload).
 count_blob_uploads() {
 	grep -cE '"PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/[0-9.]+" 201 ' "$TCDIST_REGISTRY_LOG" || true

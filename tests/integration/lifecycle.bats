@@ -36,15 +36,6 @@ pull() {
 	"$TCVERIFY" pull "$@" --store "$STORE"
 }
 
-# registry_api METHOD PATH [CURL ARGS…]: the registry's HTTP API, authenticated.
-registry_api() {
-	local method=$1 path=$2
-	shift 2
-	curl -fsS --cacert "$TCDIST_REGISTRY_CA" \
-		-u "$TCDIST_REGISTRY_USERNAME:$TCDIST_REGISTRY_PASSWORD" \
-		-X "$method" "$TCDIST_REGISTRY_URL/v2/${REPO#*/}/$path" "$@"
-}
-
 # move_tag TAG DIGEST: points TAG at the release DIGEST, as anyone with push rights can.
 move_tag() {
 	copy_image "$REPO@$2" "$REPO:$1"

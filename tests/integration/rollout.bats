@@ -44,15 +44,6 @@ as_judge() {
 	"$DISTD" "$@" --promoter-id "$TCDIST_JUDGE_ID"
 }
 
-# registry_api METHOD PATH [CURL ARGS…]: the registry's HTTP API, authenticated.
-registry_api() {
-	local method=$1 path=$2
-	shift 2
-	curl -fsS --cacert "$TCDIST_REGISTRY_CA" \
-		-u "$TCDIST_REGISTRY_USERNAME:$TCDIST_REGISTRY_PASSWORD" \
-		-X "$method" "$TCDIST_REGISTRY_URL/v2/${REPO#*/}/$path" "$@"
-}
-
 # arms CHANNEL N: "HOST ARM DIGEST" for hosts 0..N-1 of a fresh store each.
 arms() {
 	local channel=$1 n=$2 i out
