@@ -153,6 +153,16 @@ fn new_salt() -> Result<String> {
     Ok(salt.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The rollout of `channel` that still counts (newer than its head), or why there is none.
+fn live_rollout<'a>(state: &'a ChannelState, channel: &str) -> Result<&'a AcceptedRollout> {
+    state.live_rollout().with_context(|| {
+        format!(
+            "channel {channel:?} has no rollout newer than its head {}: start one first",
+            state.head.sequence
+        )
+    })
+}
+
 /// What to do to a running rollout.
 pub enum Move {
     /// To the next stage of the plan, or (a promoter only) to `share`: a later stage of the
@@ -180,12 +190,7 @@ pub async fn change(
 ) -> Result<u64> {
     let promoter = Promoter::start(repository, signing, registry_args).await?;
     let state = read_channel(&promoter, repository, channel).await?;
-    let Some(live) = state.live_rollout() else {
-        bail!(
-            "channel {channel:?} has no rollout newer than its head {}: start one first",
-            state.head.sequence
-        );
-    };
+    let live = live_rollout(&state, channel)?;
     let predicate = &live.predicate;
     let ended = !matches!(
         predicate.state,
@@ -438,9 +443,7 @@ pub async fn finish(
 ) -> Result<u64> {
     let promoter = Promoter::start(repository, signing, registry_args).await?;
     let state = read_channel(&promoter, repository, channel).await?;
-    let Some(live) = state.live_rollout() else {
-        bail!("channel {channel:?} has no rollout newer than its head: nothing to finish");
-    };
+    let live = live_rollout(&state, channel)?;
     if live.predicate.state != RolloutState::Running {
         bail!(
             "channel {channel:?}'s rollout is {}: only a running rollout is finished",
