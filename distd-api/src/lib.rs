@@ -4,5 +4,6 @@
 //! who may connect.
 
 pub mod client;
+pub mod outcome;
 pub mod tls;
 pub mod wire;

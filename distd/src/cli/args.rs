@@ -316,8 +316,8 @@ pub struct RolloutVerdictArgs {
     /// Distinct hosts with counted jobs in each arm, candidate first
     #[arg(long, value_name = "CANDIDATE,CONTROL", value_parser = parse_host_counts, requires = "candidate")]
     pub hosts: Option<(u64, u64)>,
-    /// Tally outcome reports, one JSON object a line: host, arm (candidate|control), job,
-    /// retry (0 for the first attempt), outcome (passed|failed|cancelled|lost)
+    /// Tally outcome records, one JSON object a line, as the daemon keeps them in its state
+    /// dir (docs/rollout.md): host_id, job_id, arm, retry, result, …
     #[arg(long, value_name = "FILE.jsonl")]
     pub reports: Option<PathBuf>,
     /// Recompute a verdict record (as --json prints it) from its own inputs and settings, and

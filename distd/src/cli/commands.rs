@@ -337,7 +337,7 @@ fn verdict_command(args: &RolloutVerdictArgs) -> anyhow::Result<()> {
     let (inputs, tallied) = match &args.reports {
         Some(path) => {
             let text = read(path)?;
-            let reports = tally::parse_reports(&text)
+            let reports = tally::parse_records(&text)
                 .map_err(|e| usage(format!("{}: {e}", path.display())))?;
             let tallied = tally::tally(&reports, args.min_hosts);
             (

@@ -15,68 +15,27 @@
 //!    of their own, which the verdict compares too (a toolchain that hangs shows as
 //!    cancellations).
 //!
-//! The tally borrows the reports' strings: one hash map of job IDs, one of hosts, and a flag
-//! per report are all it allocates.
+//! The tally borrows the records' strings: one hash map of job IDs, one of hosts, and a flag
+//! per record are all it allocates.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 
+use distd_api::outcome::{Arm, JobResult, OutcomeRecord};
 use serde::{Deserialize, Serialize};
 
-/// The two arms of a stage: the hosts served the candidate, and the others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Arm {
-    Candidate,
-    Control,
-}
-
-impl fmt::Display for Arm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Arm::Candidate => "candidate",
-            Arm::Control => "control",
-        })
-    }
-}
-
-/// How a job ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Passed,
-    Failed,
-    Cancelled,
-    /// Served a toolchain, never reported: counted as a failure.
-    Lost,
-}
-
-/// One outcome report: a job's attempt on a host of an arm. A JSON line reads
-/// `{"host":"spiffe://…/agent/b12","arm":"candidate","job":"ci-8812","retry":0,"outcome":"failed"}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Report<'a> {
-    /// The host ID (the agent's SPIFFE ID or configured `host_id`).
-    #[serde(borrow)]
-    pub host: Cow<'a, str>,
-    pub arm: Arm,
-    /// The CI system's job ID, the same for every attempt of the job.
-    #[serde(borrow)]
-    pub job: Cow<'a, str>,
-    /// 0 for the first attempt, `n` for the `n`-th retry.
-    #[serde(default)]
-    pub retry: u32,
-    pub outcome: Outcome,
-}
-
-/// Reads reports from JSON lines (blank lines skipped), borrowing from `text`.
-pub fn parse_reports(text: &str) -> Result<Vec<Report<'_>>, String> {
+/// Reads outcome records from JSON lines (blank lines skipped), as the daemon keeps them:
+/// each names its host.
+pub fn parse_records(text: &str) -> Result<Vec<OutcomeRecord>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| format!("line {}: not a report: {e}", i + 1))
+            let record: OutcomeRecord = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: not an outcome record: {e}", i + 1))?;
+            if record.host_id.is_none() {
+                return Err(format!("line {}: the record names no host", i + 1));
+            }
+            Ok(record)
         })
         .collect()
 }
@@ -159,12 +118,12 @@ impl Tally {
 
 /// Tallies `reports` (in the order they were received) for a stage whose `min_hosts` is
 /// `min_hosts`, by the rules of this module.
-pub fn tally(reports: &[Report<'_>], min_hosts: u64) -> Tally {
+pub fn tally(reports: &[OutcomeRecord], min_hosts: u64) -> Tally {
     // Rule 1: each job's counting report, by index.
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(reports.len());
     for (index, report) in reports.iter().enumerate() {
         if report.retry == 0 {
-            first.entry(report.job.as_ref()).or_insert(index);
+            first.entry(report.job_id.as_str()).or_insert(index);
         }
     }
     let mut counted = vec![false; reports.len()];
@@ -195,7 +154,7 @@ pub fn tally(reports: &[Report<'_>], min_hosts: u64) -> Tally {
             Arm::Control => tally.control_host_cap,
         };
         let seen = per_host
-            .entry((report.host.as_ref(), report.arm))
+            .entry((report.host_id.as_deref().unwrap_or_default(), report.arm))
             .or_insert(0);
         let counts = tally.arm_mut(report.arm);
         if *seen >= cap {
@@ -208,14 +167,14 @@ pub fn tally(reports: &[Report<'_>], min_hosts: u64) -> Tally {
         *seen += 1;
         // Rule 3.
         counts.jobs += 1;
-        match report.outcome {
-            Outcome::Passed => {}
-            Outcome::Failed => counts.failed += 1,
-            Outcome::Lost => {
+        match report.result {
+            JobResult::Passed => {}
+            JobResult::Failed => counts.failed += 1,
+            JobResult::Lost => {
                 counts.failed += 1;
                 counts.lost += 1;
             }
-            Outcome::Cancelled => counts.cancelled += 1,
+            JobResult::Cancelled => counts.cancelled += 1,
         }
     }
     tally
@@ -224,14 +183,25 @@ pub fn tally(reports: &[Report<'_>], min_hosts: u64) -> Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use distd_api::outcome::JobId;
+    use tcdist_core::Digest;
 
-    fn report(host: &str, arm: Arm, job: &str, retry: u32, outcome: Outcome) -> Report<'static> {
-        Report {
-            host: Cow::Owned(host.into()),
+    fn report(host: &str, arm: Arm, job: &str, retry: u32, result: JobResult) -> OutcomeRecord {
+        let at: jiff::Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        OutcomeRecord {
+            host_id: Some(host.into()),
+            job_id: JobId::parse(job).unwrap(),
+            pipeline: None,
             arm,
-            job: Cow::Owned(job.into()),
+            release: Digest::of(arm.to_string().as_bytes()),
+            channel: "stable".into(),
+            sequence: 1,
+            stage: 1,
+            result,
             retry,
-            outcome,
+            exit_status: None,
+            served_at: at,
+            time: at,
         }
     }
 
@@ -246,7 +216,7 @@ mod tests {
                 Arm::Candidate,
                 &format!("a{i}"),
                 0,
-                Outcome::Failed,
+                JobResult::Failed,
             ));
         }
         for i in 0..2 {
@@ -255,14 +225,14 @@ mod tests {
                 Arm::Candidate,
                 &format!("b{i}"),
                 0,
-                Outcome::Passed,
+                JobResult::Passed,
             ));
             reports.push(report(
                 "c",
                 Arm::Candidate,
                 &format!("c{i}"),
                 0,
-                Outcome::Passed,
+                JobResult::Passed,
             ));
         }
         for i in 4..8 {
@@ -271,7 +241,7 @@ mod tests {
                 Arm::Candidate,
                 &format!("a{i}"),
                 0,
-                Outcome::Passed,
+                JobResult::Passed,
             ));
         }
         let tally = tally(&reports, 3);
@@ -293,9 +263,9 @@ mod tests {
     fn tally_caps_each_arm_by_its_own_jobs() {
         // Control: 2 jobs, N = 2: K = 1, so host x keeps one.
         let reports = [
-            report("x", Arm::Control, "j1", 0, Outcome::Passed),
-            report("x", Arm::Control, "j2", 0, Outcome::Failed),
-            report("y", Arm::Candidate, "j3", 0, Outcome::Passed),
+            report("x", Arm::Control, "j1", 0, JobResult::Passed),
+            report("x", Arm::Control, "j2", 0, JobResult::Failed),
+            report("y", Arm::Candidate, "j3", 0, JobResult::Passed),
         ];
         let tally = tally(&reports, 2);
         assert_eq!((tally.control.jobs, tally.control.capped), (1, 1));
@@ -308,14 +278,14 @@ mod tests {
         let reports = [
             // The retry arrives first and passed; the first attempt failed on another host,
             // in the other arm: the job is the first attempt's.
-            report("h2", Arm::Control, "job", 1, Outcome::Passed),
-            report("h1", Arm::Candidate, "job", 0, Outcome::Failed),
-            report("h1", Arm::Candidate, "job", 0, Outcome::Passed),
-            report("h3", Arm::Control, "job", 2, Outcome::Passed),
+            report("h2", Arm::Control, "job", 1, JobResult::Passed),
+            report("h1", Arm::Candidate, "job", 0, JobResult::Failed),
+            report("h1", Arm::Candidate, "job", 0, JobResult::Passed),
+            report("h3", Arm::Control, "job", 2, JobResult::Passed),
             // Only retries seen (each retry a job ID of its own, as Buildkite has them): none
             // counts.
-            report("h4", Arm::Control, "other", 3, Outcome::Cancelled),
-            report("h4", Arm::Control, "retry-of-x", 1, Outcome::Failed),
+            report("h4", Arm::Control, "other", 3, JobResult::Cancelled),
+            report("h4", Arm::Control, "retry-of-x", 1, JobResult::Failed),
         ];
         let tally = tally(&reports, 1);
         assert_eq!((tally.reports, tally.repeats), (6, 5));
@@ -334,10 +304,10 @@ mod tests {
     #[test]
     fn tally_counts_cancelled_jobs_apart_from_failures() {
         let reports = [
-            report("h", Arm::Candidate, "1", 0, Outcome::Cancelled),
-            report("h", Arm::Candidate, "2", 0, Outcome::Cancelled),
-            report("h", Arm::Candidate, "3", 0, Outcome::Failed),
-            report("h", Arm::Candidate, "4", 0, Outcome::Passed),
+            report("h", Arm::Candidate, "1", 0, JobResult::Cancelled),
+            report("h", Arm::Candidate, "2", 0, JobResult::Cancelled),
+            report("h", Arm::Candidate, "3", 0, JobResult::Failed),
+            report("h", Arm::Candidate, "4", 0, JobResult::Passed),
         ];
         let counts = tally(&reports, 1).candidate;
         assert_eq!((counts.jobs, counts.cancelled, counts.failed), (4, 2, 1));
@@ -348,9 +318,9 @@ mod tests {
     #[test]
     fn tally_counts_lost_jobs_as_failed() {
         let reports = [
-            report("h", Arm::Control, "1", 0, Outcome::Lost),
-            report("h", Arm::Control, "2", 0, Outcome::Failed),
-            report("h", Arm::Control, "3", 0, Outcome::Passed),
+            report("h", Arm::Control, "1", 0, JobResult::Lost),
+            report("h", Arm::Control, "2", 0, JobResult::Failed),
+            report("h", Arm::Control, "3", 0, JobResult::Passed),
         ];
         let counts = tally(&reports, 1).control;
         assert_eq!((counts.jobs, counts.failed, counts.lost), (3, 2, 1));
@@ -358,17 +328,23 @@ mod tests {
     }
 
     #[test]
-    fn reports_parse_from_json_lines_borrowing_their_strings() {
-        let text = "{\"host\":\"h\",\"arm\":\"candidate\",\"job\":\"j\",\"retry\":1,\
-                    \"outcome\":\"lost\"}\n\n{\"host\":\"h\",\"arm\":\"control\",\"job\":\"k\",\
-                    \"outcome\":\"passed\"}\n";
-        let reports = parse_reports(text).unwrap();
-        assert_eq!(reports.len(), 2);
-        assert!(matches!(reports[0].host, Cow::Borrowed("h")));
-        assert_eq!((reports[0].retry, reports[0].outcome), (1, Outcome::Lost));
-        assert_eq!(reports[1].retry, 0);
-        let err = parse_reports("{\"host\":\"h\"}\n").unwrap_err();
-        assert!(err.starts_with("line 1: "), "{err}");
+    fn records_parse_from_json_lines_and_must_name_their_host() {
+        let records = [
+            report("h", Arm::Candidate, "j", 1, JobResult::Lost),
+            report("h", Arm::Control, "k", 0, JobResult::Passed),
+        ];
+        let text = format!(
+            "{}\n\n{}\n",
+            serde_json::to_string(&records[0]).unwrap(),
+            serde_json::to_string(&records[1]).unwrap()
+        );
+        assert_eq!(parse_records(&text).unwrap(), records);
+        let err = parse_records("{\"host_id\":\"h\"}\n").unwrap_err();
+        assert!(err.starts_with("line 1: not an outcome record"), "{err}");
+        let mut hostless = records[0].clone();
+        hostless.host_id = None;
+        let err = parse_records(&serde_json::to_string(&hostless).unwrap()).unwrap_err();
+        assert!(err.contains("names no host"), "{err}");
     }
 
     #[test]

@@ -23,7 +23,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::confidence::{ConfidenceSequence, DifferenceBounds, Proportion};
-use super::tally::{Arm, ArmCounts};
+use super::tally::ArmCounts;
+use distd_api::outcome::Arm;
 
 /// What the record's `method` says.
 pub const METHOD: &str = "normal-mixture confidence sequence in information time \

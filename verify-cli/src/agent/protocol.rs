@@ -8,7 +8,8 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::outcome::{JobAttempt, PipelineName};
+use super::outcome::JobAttempt;
+use distd_api::outcome::PipelineName;
 use tcdist_core::error::Error;
 
 /// Requests and answers are small; a longer line is not one of ours.

@@ -32,9 +32,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::metrics::Metrics;
-use super::outcome::{
-    Arm, JobAttempt, JobId, JobResult, OutcomeRecord, PipelineName, ServedRollout,
-};
+use super::outcome::{JobAttempt, ServedRollout};
+use distd_api::outcome::{Arm, JobId, JobResult, OutcomeRecord, PipelineName};
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
 

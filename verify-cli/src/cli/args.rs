@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use tcdist_core::Platform;
 use tcdist_oci::registry::RegistryArgs;
-use tcverify::agent::outcome::{JobId, PipelineName};
+use distd_api::outcome::{JobId, PipelineName};
 use tcverify::host_id::HostId;
 
 #[derive(Parser, Debug)]
