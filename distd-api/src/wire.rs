@@ -10,12 +10,17 @@
 //! | `POST /v1/jobs/{id}/cancel` | build | [`Job`] |
 //! | `POST /v1/lines/{line}/promote` | promote | [`PromoteRequest`] → [`LifecycleAnswer`] |
 //! | `POST /v1/lines/{line}/yank` | yank | [`YankRequest`] → [`LifecycleAnswer`] |
+//! | `POST /v1/outcomes` | report | [`OutcomeBatch`] → [`OutcomeAnswer`] |
 //!
 //! Every error is an [`ApiError`] with the HTTP status that fits it (403 for a caller the
 //! config does not allow).
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use crate::outcome::OutcomeRecord;
 
 /// What a caller may do, granted per line in the daemon's config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -29,10 +34,18 @@ pub enum Action {
     Promote,
     /// Yank a release of a line.
     Yank,
+    /// Send the outcomes of jobs a build host served during a rollout of a line.
+    Report,
 }
 
 impl Action {
-    pub const ALL: [Action; 4] = [Action::Read, Action::Build, Action::Promote, Action::Yank];
+    pub const ALL: [Action; 5] = [
+        Action::Read,
+        Action::Build,
+        Action::Promote,
+        Action::Yank,
+        Action::Report,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +53,7 @@ impl Action {
             Action::Build => "build",
             Action::Promote => "promote",
             Action::Yank => "yank",
+            Action::Report => "report",
         }
     }
 }
@@ -182,6 +196,28 @@ pub struct YankedRelease {
     pub release: String,
     pub reason: String,
     pub yanked_at: Timestamp,
+}
+
+/// The most records one [`OutcomeBatch`] may carry.
+pub const MAX_OUTCOME_BATCH: usize = 1000;
+
+/// Outcomes of jobs a build host served during rollouts, sent by its agent with the host's
+/// SVID. Each record's `host_id` must be the sender's SPIFFE ID; the daemon recomputes the
+/// arm from it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeBatch {
+    pub records: Vec<OutcomeRecord>,
+}
+
+/// What the daemon did with a batch: records it keeps for a stage's verdict, and records it
+/// dropped by reason (`not-in-rollout`, `stale-stage`, `host-mismatch`, `arm-mismatch`,
+/// `not-granted`). A dropped record is not an error: the agent sends it once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeAnswer {
+    pub accepted: u64,
+    #[serde(default)]
+    pub dropped: BTreeMap<String, u64>,
 }
 
 /// Every error answer's body.
