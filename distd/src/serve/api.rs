@@ -63,7 +63,7 @@ struct CachedCatalog {
 }
 
 /// An error answer: its status and reason.
-pub struct Failure(StatusCode, String);
+pub struct Failure(pub StatusCode, pub String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
@@ -72,16 +72,16 @@ impl IntoResponse for Failure {
 }
 
 impl Failure {
-    fn not_found(what: String) -> Self {
+    pub fn not_found(what: String) -> Self {
         Failure(StatusCode::NOT_FOUND, what)
     }
 
-    fn bad_request(what: String) -> Self {
+    pub fn bad_request(what: String) -> Self {
         Failure(StatusCode::BAD_REQUEST, what)
     }
 
     /// The status that fits an error of the work: the verifier's exit codes mapped to HTTP.
-    fn from_work(err: &anyhow::Error) -> Self {
+    pub fn from_work(err: &anyhow::Error) -> Self {
         let code = err
             .chain()
             .find_map(|cause| cause.downcast_ref::<tcdist_core::Error>())
@@ -97,7 +97,7 @@ impl Failure {
     }
 }
 
-type Shared = Arc<Daemon>;
+pub type Shared = Arc<Daemon>;
 
 impl Daemon {
     pub fn new(
@@ -121,7 +121,7 @@ impl Daemon {
     }
 
     /// Checks `caller` may do `action` on `line`; audits a refusal, and an allowed change.
-    fn authorize(
+    pub fn authorize(
         &self,
         caller: &Caller,
         action: Action,
@@ -147,7 +147,7 @@ impl Daemon {
         decision.map_err(|reason| Failure(StatusCode::FORBIDDEN, reason))
     }
 
-    fn line(&self, name: &str) -> Result<&ReleaseLine, Failure> {
+    pub fn line(&self, name: &str) -> Result<&ReleaseLine, Failure> {
         self.config
             .line(name)
             .ok_or_else(|| Failure::not_found(format!("there is no line {name:?}")))
@@ -322,6 +322,8 @@ pub fn router(daemon: Shared) -> Router {
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/log", get(job_log))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .merge(super::rollouts::routes())
+        .merge(super::outcomes::routes())
         .route_layer(middleware::from_fn_with_state(Arc::clone(&daemon), measure))
         .with_state(daemon)
 }

@@ -10,6 +10,8 @@ pub mod config;
 mod jobs;
 mod journal;
 mod metrics;
+mod outcomes;
+mod rollouts;
 
 use std::sync::Arc;
 use std::time::Duration;
