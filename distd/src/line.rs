@@ -44,6 +44,10 @@ struct RawLine {
     channels: Vec<String>,
     /// How long the channel heads it signs are valid (default 7 days).
     channel_expires: Option<String>,
+    /// Whether the daemon's judge advances a rollout of this line to the plan's next stage
+    /// after a pass (default: it waits for `distd ctl rollout advance`).
+    #[serde(default)]
+    auto_advance: bool,
 }
 
 /// One release line, checked.
@@ -58,6 +62,7 @@ pub struct ReleaseLine {
     pub platforms: Vec<Platform>,
     pub channels: Vec<String>,
     pub channel_expires: SignedDuration,
+    pub auto_advance: bool,
 }
 
 /// Reads the release lines of `path` (TOML); relative paths are relative to its directory.
@@ -81,6 +86,7 @@ pub fn load(path: &Path) -> Result<Vec<ReleaseLine>> {
 }
 
 fn check_line(line: RawLine, base: &Path) -> Result<ReleaseLine> {
+    check_name(&line.name)?;
     let repository = match ReleaseRef::parse(&format!("{}:latest", line.repository))? {
         ReleaseRef::Registry(reference) => RegistryRef {
             tag: None,
@@ -135,7 +141,21 @@ fn check_line(line: RawLine, base: &Path) -> Result<ReleaseLine> {
         platforms,
         channels: line.channels,
         channel_expires,
+        auto_advance: line.auto_advance,
     })
+}
+
+/// A line's name is a path segment of the API and of the daemon's state, and a metric label:
+/// letters, digits, `.`, `_` and `-`, not beginning with `.`, at most 128 bytes.
+fn check_name(name: &str) -> Result<()> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(allowed)
+    {
+        bail!(
+            "name {name:?}: use 1 to 128 letters, digits, '.', '_' and '-', not beginning with '.'"
+        );
+    }
+    Ok(())
 }
 
 /// Where and with what a line is built, besides the line itself.
@@ -281,6 +301,9 @@ channels = ["stable"]
         assert!(line.patches.is_absolute() && line.patches.ends_with("patches"));
         assert_eq!(line.platforms.len(), 2);
         assert_eq!(line.channel_expires, SignedDuration::from_hours(168));
+        assert!(!line.auto_advance);
+        let auto = load_text(&format!("{LINE}auto_advance = true\n")).unwrap();
+        assert!(auto[0].auto_advance);
     }
 
     #[test]
@@ -317,6 +340,9 @@ channels = ["stable"]
                 ("patches = \"patches\"", "patches = \"patches\"\ntypo = 1"),
                 "unknown field",
             ),
+            (("name = \"go1.26\"", "name = \"../go\""), "letters, digits"),
+            (("name = \"go1.26\"", "name = \".hidden\""), "not beginning"),
+            (("name = \"go1.26\"", "name = \"\""), "letters, digits"),
         ] {
             let text = LINE.replace(change.0, change.1);
             let err = format!("{:#}", load_text(&text).unwrap_err());

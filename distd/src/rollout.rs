@@ -26,6 +26,9 @@ use tcdist_verify::rollout::{self, AcceptedRollout};
 use crate::lifecycle::{HeadRequest, Promoter, next_sequence, now_in_seconds, sign_head};
 use crate::publish::Signing;
 
+mod judged;
+pub use judged::{JudgeMove, RunningStage, judge_move, running_stage};
+
 /// How long a running rollout statement is valid unless `--expires` says otherwise: a few of
 /// the judge's intervals, so a dead judge or an undone halt lapses to the current release.
 pub const DEFAULT_RUNNING_EXPIRY: SignedDuration = SignedDuration::from_mins(15);
@@ -62,9 +65,7 @@ pub(crate) async fn read_channel(
     repository: &RegistryRef,
     channel: &str,
 ) -> Result<ChannelState> {
-    let tagged = channel_ref(repository, channel);
-    let source = promoter.source(&tagged);
-    let (release, head) = current_head(&source, &promoter.policy)
+    read_promoted_channel(promoter, repository, channel)
         .await?
         .with_context(|| {
             format!(
@@ -72,13 +73,26 @@ pub(crate) async fn read_channel(
                  first",
                 repository.repository
             )
-        })?;
+        })
+}
+
+/// The channel, or `None` when it has no head that verifies (never promoted).
+async fn read_promoted_channel(
+    promoter: &Promoter<'_>,
+    repository: &RegistryRef,
+    channel: &str,
+) -> Result<Option<ChannelState>> {
+    let tagged = channel_ref(repository, channel);
+    let source = promoter.source(&tagged);
+    let Some((release, head)) = current_head(&source, &promoter.policy).await? else {
+        return Ok(None);
+    };
     let rollout = rollout::current(&source, &release, channel, &promoter.policy).await?;
-    Ok(ChannelState {
+    Ok(Some(ChannelState {
         release,
         head,
         rollout,
-    })
+    }))
 }
 
 /// What `distd rollout start` asks for.
@@ -190,7 +204,19 @@ pub async fn change(
 ) -> Result<u64> {
     let promoter = Promoter::start(repository, signing, registry_args).await?;
     let state = read_channel(&promoter, repository, channel).await?;
-    let live = live_rollout(&state, channel)?;
+    change_read(&promoter, repository, channel, &state, change, expires_in).await
+}
+
+/// [`change`] on the channel as read in `state`.
+async fn change_read(
+    promoter: &Promoter<'_>,
+    repository: &RegistryRef,
+    channel: &str,
+    state: &ChannelState,
+    change: Move,
+    expires_in: Option<SignedDuration>,
+) -> Result<u64> {
+    let live = live_rollout(state, channel)?;
     let predicate = &live.predicate;
     let ended = !matches!(
         predicate.state,
@@ -206,7 +232,7 @@ pub async fn change(
     let (plan, stage, new_state, reason) = match change {
         Move::Advance { share } => {
             let (plan, stage) = advanced_plan(predicate, share)?;
-            warn_if_unsoaked(&promoter, repository, live, stage).await?;
+            warn_if_unsoaked(promoter, repository, live, stage).await?;
             (plan, stage, RolloutState::Running, None)
         }
         Move::Halt { reason } => (
@@ -223,7 +249,7 @@ pub async fn change(
         ),
     };
     let provenance = if plan == predicate.plan {
-        Some(provenance_after(&promoter, repository, live).await?)
+        Some(provenance_after(promoter, repository, live).await?)
     } else {
         None
     };
@@ -232,10 +258,10 @@ pub async fn change(
         _ => DEFAULT_ENDED_EXPIRY,
     });
     let next = next_statement(
-        &promoter, repository, channel, plan, stage, new_state, reason, expires_in, provenance,
+        promoter, repository, channel, plan, stage, new_state, reason, expires_in, provenance,
     )
     .await?;
-    publish(&promoter, repository, &state, next).await
+    publish(promoter, repository, state, next).await
 }
 
 /// The plan and stage an advance leads to. Without a share: the plan's next stage below the
@@ -490,7 +516,6 @@ pub(crate) async fn resign_running(
     previous: &AcceptedRollout,
 ) -> Result<u64> {
     let predicate = &previous.predicate;
-    let lifetime = predicate.expires.duration_since(predicate.issued);
     let provenance = provenance_after(promoter, repository, previous).await?;
     let state = read_channel(promoter, repository, channel).await?;
     let next = next_statement(
@@ -501,11 +526,18 @@ pub(crate) async fn resign_running(
         predicate.stage,
         RolloutState::Running,
         None,
-        SignedDuration::from_secs(lifetime.as_secs().max(60)),
+        running_lifetime(predicate),
         Some(provenance),
     )
     .await?;
     publish(promoter, repository, &state, next).await
+}
+
+/// How long a running statement after `predicate` is valid: as long as `predicate` was (at
+/// least a minute), so re-signing keeps the lifetime its signer chose.
+fn running_lifetime(predicate: &RolloutPredicate) -> SignedDuration {
+    let lifetime = predicate.expires.duration_since(predicate.issued);
+    SignedDuration::from_secs(lifetime.as_secs().max(60))
 }
 
 /// A channel's rollout for `distd rollout status` (and the catalog).

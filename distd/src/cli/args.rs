@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// The SPIFFE ID that signs channel heads and yank lists
     #[arg(long, env = "TCDIST_PROMOTER_ID", value_name = "SPIFFE_ID")]
     pub promoter_id: String,
+    /// The SPIFFE ID the rollout judge signs halts, advances and re-signs with (a `brakes`
+    /// identity of the policy); needed with a `[judge]` table that is not a dry run
+    #[arg(long, env = "TCDIST_JUDGE_ID", value_name = "SPIFFE_ID")]
+    pub judge_id: Option<String>,
     #[command(flatten)]
     pub signing: SigningArgs,
     #[command(flatten)]

@@ -75,12 +75,31 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
             "the daemon serves with an SVID from the Workload API: set SPIFFE_ENDPOINT_SOCKET",
         )
     })?;
+    let judging = config.judge.as_ref().is_some_and(|judge| !judge.dry_run);
+    let brake = match (judging, args.judge_id) {
+        (true, Some(id)) => Some(
+            SigningArgs {
+                signer_id: Some(id),
+                ..args.signing.clone()
+            }
+            .into_signing()?,
+        ),
+        (true, None) => {
+            return Err(tcdist_core::Error::usage(
+                "the config's [judge] signs halts and advances: set TCDIST_JUDGE_ID (--judge-id) \
+                 to its brake identity, or set dry_run = true",
+            )
+            .into());
+        }
+        (false, _) => None,
+    };
     let promoter = SigningArgs {
         signer_id: Some(args.promoter_id),
         ..args.signing
     }
     .into_signing()?;
-    serve::serve(config, promoter, args.registry, &endpoint).await
+    let signers = serve::Signers { promoter, brake };
+    serve::serve(config, signers, args.registry, &endpoint).await
 }
 
 fn build_command(args: BuildArgs) -> anyhow::Result<()> {

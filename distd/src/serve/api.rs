@@ -27,13 +27,24 @@ use tcdist_verify::spiffe_id::SpiffeId;
 use super::audit::{Audit, AuditRecord};
 use super::config::ServeConfig;
 use super::jobs::{CancelError, Jobs, parse_id};
+use super::judge::Judge;
+use super::live::LiveRollouts;
 use super::metrics::Metrics;
+use super::rollout_journal::RolloutJournal;
 use crate::lifecycle::{self, HeadRequest};
 use crate::line::ReleaseLine;
 use crate::publish::Signing;
 
 /// How long a catalog read from the registry is served again, unless something changed it.
 const CATALOG_TTL: Duration = Duration::from_secs(10);
+
+/// The identities the daemon signs with: the promoter (channel heads, yank lists, rollouts
+/// through the API), and the judge's brake (halts, advances along a plan, re-signs), absent
+/// without a judge or in a dry run.
+pub struct Signers {
+    pub promoter: Signing,
+    pub brake: Option<Signing>,
+}
 
 /// The caller of a connection, from its client certificate.
 #[derive(Clone)]
@@ -53,6 +64,14 @@ pub struct Daemon {
     changes: AtomicU64,
     /// The last catalog: when it was read, what had changed by then, and it.
     catalog: tokio::sync::Mutex<Option<CachedCatalog>>,
+    /// The running rollouts of every line, as last read: what outcomes are taken for.
+    pub live: std::sync::RwLock<LiveRollouts>,
+    /// When the rollouts were last read.
+    pub rollouts_read: tokio::sync::Mutex<Option<Instant>>,
+    /// The stages' outcomes and the judge's verdicts.
+    pub journal: RolloutJournal,
+    /// The rollout judge, when the config has one.
+    pub judge: Option<Judge>,
 }
 
 /// A catalog as read at `read`, when the change counters were `seen`.
@@ -104,20 +123,33 @@ impl Daemon {
         config: ServeConfig,
         jobs: Arc<Jobs>,
         metrics: Arc<Metrics>,
-        promoter: Signing,
+        signers: Signers,
         registry: RegistryArgs,
-    ) -> Self {
-        Daemon {
+    ) -> anyhow::Result<Self> {
+        let judge = config.judge.clone().map(|settings| Judge {
+            settings,
+            brake: signers.brake,
+        });
+        Ok(Daemon {
             audit: Audit::new(&config.state_dir),
+            journal: RolloutJournal::open(&config.state_dir)?,
             config,
             jobs,
             metrics,
-            promoter,
+            promoter: signers.promoter,
             registry,
             lifecycle: tokio::sync::Mutex::new(()),
             changes: AtomicU64::new(0),
             catalog: tokio::sync::Mutex::new(None),
-        }
+            live: std::sync::RwLock::new(LiveRollouts::default()),
+            rollouts_read: tokio::sync::Mutex::new(None),
+            judge,
+        })
+    }
+
+    /// Says a channel changed, so the cached catalog is not served after it.
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Checks `caller` may do `action` on `line`; audits a refusal, and an allowed change.

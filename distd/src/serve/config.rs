@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tcdist_verify::policy::IdentityRule;
 use tcdist_verify::spiffe_id::{SpiffeId, TrustDomain};
 
+use crate::judge::verdict::{self, JudgeConfig};
 use crate::line::{self, ReleaseLine};
 
 #[derive(Deserialize)]
@@ -27,8 +28,20 @@ struct RawConfig {
     refresh_every: Option<String>,
     refresh_within: Option<String>,
     stop_grace: Option<String>,
+    judge: Option<RawJudge>,
     #[serde(default)]
     grant: Vec<RawGrant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    interval: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    alpha: Option<f64>,
+    allowed_increase: Option<f64>,
+    planning_rate: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +68,59 @@ pub struct ServeConfig {
     pub refresh_within: SignedDuration,
     /// How long a build job has to stop after SIGTERM before it is killed.
     pub stop_grace: SignedDuration,
+    /// The rollout judge, when the config has a `[judge]` table.
+    pub judge: Option<JudgeSettings>,
     pub grants: Grants,
+}
+
+/// The `[judge]` table: how often the daemon judges each running rollout, and by which test.
+#[derive(Clone, Debug)]
+pub struct JudgeSettings {
+    /// Between looks (default 1m; from 1s to 1h). Running rollout statements should live a
+    /// few intervals: a dead judge then lapses to the current release soon.
+    pub interval: SignedDuration,
+    /// Judge and record every verdict, sign nothing.
+    pub dry_run: bool,
+    pub alpha: f64,
+    pub allowed_increase: f64,
+    pub planning_rate: f64,
+}
+
+/// How often the daemon reads its lines' rollouts without a judge (to take outcomes).
+pub const DEFAULT_JUDGE_INTERVAL: SignedDuration = SignedDuration::from_mins(1);
+
+impl JudgeSettings {
+    /// The verdict settings for a plan of `judged_stages` stages below the whole channel.
+    pub fn config(&self, judged_stages: u32) -> JudgeConfig {
+        JudgeConfig {
+            alpha: self.alpha,
+            judged_stages: judged_stages.max(1),
+            allowed_increase: self.allowed_increase,
+            planning_rate: self.planning_rate,
+        }
+    }
+}
+
+fn check_judge(raw: RawJudge) -> Result<JudgeSettings> {
+    let interval = match raw.interval.as_deref() {
+        Some(text) => crate::cli::args::parse_duration(text)
+            .map_err(|e| anyhow::anyhow!("interval: {e}"))?,
+        None => DEFAULT_JUDGE_INTERVAL,
+    };
+    if interval < SignedDuration::from_secs(1) || interval > SignedDuration::from_hours(1) {
+        bail!("interval must be between 1s and 1h, not {interval:#}");
+    }
+    let settings = JudgeSettings {
+        interval,
+        dry_run: raw.dry_run,
+        alpha: raw.alpha.unwrap_or(verdict::DEFAULT_ALPHA),
+        allowed_increase: raw
+            .allowed_increase
+            .unwrap_or(verdict::DEFAULT_ALLOWED_INCREASE),
+        planning_rate: raw.planning_rate.unwrap_or(verdict::DEFAULT_PLANNING_RATE),
+    };
+    settings.config(1).check().map_err(anyhow::Error::msg)?;
+    Ok(settings)
 }
 
 impl ServeConfig {
@@ -104,6 +169,11 @@ fn parse(text: &str, base: &Path) -> Result<ServeConfig> {
         refresh_every: duration("refresh_every", raw.refresh_every, "1h")?,
         refresh_within: duration("refresh_within", raw.refresh_within, "2d")?,
         stop_grace: duration("stop_grace", raw.stop_grace, "30s")?,
+        judge: raw
+            .judge
+            .map(check_judge)
+            .transpose()
+            .context("[judge]")?,
         grants: Grants(grants),
     })
 }
@@ -218,7 +288,7 @@ platforms = ["linux/amd64"]
 [[grant]]
 spiffe_id = "spiffe://td/release/manager"
 lines = ["*"]
-actions = ["read", "build", "promote", "yank"]
+actions = ["read", "build", "promote", "yank", "report"]
 
 [[grant]]
 path_prefix = "spiffe://td/ci"
@@ -281,6 +351,25 @@ actions = ["read"]
             ),
         ] {
             let err = format!("{:#}", config(grant).err().unwrap());
+            assert!(err.contains(why), "{why}: {err}");
+        }
+    }
+
+    #[test]
+    fn judge_settings_default_and_are_checked() {
+        let judge = config("[judge]\n").unwrap().judge.unwrap();
+        assert_eq!(judge.interval, DEFAULT_JUDGE_INTERVAL);
+        assert!(!judge.dry_run);
+        assert_eq!(judge.config(3).judged_stages, 3);
+        assert!(config("").unwrap().judge.is_none());
+        for (table, why) in [
+            ("[judge]\ninterval = \"0s\"\n", "positive"),
+            ("[judge]\ninterval = \"2h\"\n", "between 1s and 1h"),
+            ("[judge]\nalpha = 1.5\n", "alpha must be between 0 and 1"),
+            ("[judge]\nallowed_increase = 0.0\n", "allowed increase"),
+            ("[judge]\ndryrun = true\n", "unknown field"),
+        ] {
+            let err = format!("{:#}", config(table).err().unwrap());
             assert!(err.contains(why), "{why}: {err}");
         }
     }

@@ -1,6 +1,7 @@
 //! The daemon's Prometheus metrics (`GET /metrics` on the ops listener): builds and their
 //! durations per platform, jobs by outcome, signatures, timestamp authority and log latency,
-//! SVID and channel head expiry, queue depth, and the API's requests.
+//! SVID and channel head expiry, queue depth, the API's requests, and rollouts: each channel's
+//! stage and share, the outcomes taken and dropped, the judge's verdicts, halts and alerts.
 
 use std::sync::Mutex;
 
@@ -45,6 +46,13 @@ pub struct Metrics {
     channel_expiry: Family<Labels, Gauge<i64>>,
     queue_depth: Gauge<i64>,
     requests: Histograms,
+    rollout_stage: Family<Labels, Gauge<i64>>,
+    rollout_share: Family<Labels, Gauge<i64>>,
+    rollout_outcomes: Family<Labels, Counter>,
+    rollout_dropped: Family<Labels, Counter>,
+    rollout_verdicts: Family<Labels, Counter>,
+    rollout_halts: Family<Labels, Counter>,
+    rollout_alerts: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -60,6 +68,13 @@ impl Metrics {
             channel_expiry: Family::default(),
             queue_depth: Gauge::default(),
             requests: Family::new_with_constructor(request_buckets),
+            rollout_stage: Family::default(),
+            rollout_share: Family::default(),
+            rollout_outcomes: Family::default(),
+            rollout_dropped: Family::default(),
+            rollout_verdicts: Family::default(),
+            rollout_halts: Family::default(),
+            rollout_alerts: Family::default(),
         };
         {
             let mut registry = metrics.registry.lock().expect("metrics registry");
@@ -108,6 +123,49 @@ impl Metrics {
                 "API requests by route and status",
                 metrics.requests.clone(),
             );
+            for (name, help, family) in [
+                (
+                    "rollout_stage",
+                    "Each channel's running rollout stage (1-based; 0 without one)",
+                    metrics.rollout_stage.clone(),
+                ),
+                (
+                    "rollout_share_basis_points",
+                    "The share of hosts in each channel's candidate arm (10000 is all)",
+                    metrics.rollout_share.clone(),
+                ),
+            ] {
+                registry.register(name, help, family);
+            }
+            for (name, help, family) in [
+                (
+                    "rollout_outcomes",
+                    "Job outcomes taken for a rollout stage, by arm and result",
+                    metrics.rollout_outcomes.clone(),
+                ),
+                (
+                    "rollout_outcomes_dropped",
+                    "Job outcomes not counted, by reason",
+                    metrics.rollout_dropped.clone(),
+                ),
+                (
+                    "rollout_verdicts",
+                    "The judge's verdicts, by channel and verdict",
+                    metrics.rollout_verdicts.clone(),
+                ),
+                (
+                    "rollout_halts",
+                    "Rollouts the judge halted",
+                    metrics.rollout_halts.clone(),
+                ),
+                (
+                    "rollout_alerts",
+                    "The judge's alerts, by reason",
+                    metrics.rollout_alerts.clone(),
+                ),
+            ] {
+                registry.register(name, help, family);
+            }
         }
         metrics
     }
@@ -171,6 +229,59 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// A channel's rollout stage (1-based) and share; `None` when it runs none.
+    pub fn set_rollout_stage(&self, line: &str, channel: &str, stage: Option<(usize, u32)>) {
+        let key = labels([("line", line), ("channel", channel)]);
+        let (stage, share) = stage.unwrap_or((0, 0));
+        self.rollout_stage
+            .get_or_create(&key)
+            .set(i64::try_from(stage).unwrap_or(i64::MAX));
+        self.rollout_share.get_or_create(&key).set(i64::from(share));
+    }
+
+    pub fn rollout_outcome(&self, line: &str, channel: &str, arm: &str, result: &str) {
+        self.rollout_outcomes
+            .get_or_create(&labels([
+                ("line", line),
+                ("channel", channel),
+                ("arm", arm),
+                ("result", result),
+            ]))
+            .inc();
+    }
+
+    pub fn rollout_dropped(&self, reason: &str, count: u64) {
+        self.rollout_dropped
+            .get_or_create(&labels([("reason", reason)]))
+            .inc_by(count);
+    }
+
+    pub fn rollout_verdict(&self, line: &str, channel: &str, verdict: &str) {
+        self.rollout_verdicts
+            .get_or_create(&labels([
+                ("line", line),
+                ("channel", channel),
+                ("verdict", verdict),
+            ]))
+            .inc();
+    }
+
+    pub fn rollout_halt(&self, line: &str, channel: &str) {
+        self.rollout_halts
+            .get_or_create(&labels([("line", line), ("channel", channel)]))
+            .inc();
+    }
+
+    pub fn rollout_alert(&self, line: &str, channel: &str, reason: &str) {
+        self.rollout_alerts
+            .get_or_create(&labels([
+                ("line", line),
+                ("channel", channel),
+                ("reason", reason),
+            ]))
+            .inc();
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -197,7 +308,14 @@ mod tests {
             signer: "spiffe://td/distd/signer".into(),
         });
         metrics.set_queue_depth(2);
+        metrics.set_rollout_stage("go1.26", "stable", Some((2, 2500)));
+        metrics.rollout_dropped("arm-mismatch", 3);
         let text = metrics.encode();
+        assert!(text.contains("distd_rollout_stage{line=\"go1.26\",channel=\"stable\"} 2"));
+        assert!(text.contains(
+            "distd_rollout_share_basis_points{line=\"go1.26\",channel=\"stable\"} 2500"
+        ));
+        assert!(text.contains("distd_rollout_outcomes_dropped_total{reason=\"arm-mismatch\"} 3"));
         assert!(
             text.contains(
                 "distd_build_duration_seconds_count{platform=\"linux/arm64\",cached=\"false\"} 1"

@@ -9,8 +9,11 @@ mod audit;
 pub mod config;
 mod jobs;
 mod journal;
+mod judge;
+mod live;
 mod metrics;
 mod outcomes;
+mod rollout_journal;
 mod rollouts;
 
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::events;
-use crate::publish::Signing;
+pub use api::Signers;
 use api::{Caller, Daemon};
 use config::ServeConfig;
 use jobs::{Jobs, Runner};
@@ -42,7 +45,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn serve(
     config: ServeConfig,
-    promoter: Signing,
+    signers: Signers,
     registry: RegistryArgs,
     workload_api: &str,
 ) -> Result<()> {
@@ -86,11 +89,12 @@ pub async fn serve(
         config,
         Arc::clone(&jobs),
         Arc::clone(&metrics),
-        promoter,
+        signers,
         registry,
-    ));
+    )?);
     let worker = tokio::spawn(Arc::clone(&jobs).work(stopping.clone()));
     tokio::spawn(refresh_channels(Arc::clone(&daemon), stopping.clone()));
+    tokio::spawn(judge::watch_rollouts(Arc::clone(&daemon), stopping.clone()));
     if let Some(ops_listener) = ops_listener {
         let ops = Ops {
             source: source.clone(),

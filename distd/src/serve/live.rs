@@ -1,0 +1,328 @@
+//! The rollouts the daemon takes outcomes for: each line's channels with a running rollout, as
+//! the judge last read them from the registry, and the checks a host's outcome record must pass
+//! to count for a stage (docs/rollout.md, "Outcomes"). The checks use only what the daemon
+//! knows itself: the caller's SPIFFE ID from its client certificate, and the signed plan.
+
+use jiff::{SignedDuration, Timestamp};
+use tcdist_core::Digest;
+use tcdist_oci::attachments::rollout::Stage;
+use tcdist_verify::rollout::in_candidate_arm;
+
+use crate::rollout::RunningStage;
+use distd_api::outcome::{Arm, OutcomeRecord};
+
+/// One channel's running rollout stage.
+#[derive(Clone, Debug)]
+pub struct LiveStage {
+    pub line: String,
+    pub channel: String,
+    pub current: Digest,
+    pub candidate: Digest,
+    /// The plan's digest: a new plan (a new salt, or a promoter's new stage) is a new stage.
+    pub plan: Digest,
+    salt: Vec<u8>,
+    /// 0-based.
+    pub stage: usize,
+    pub spec: Stage,
+    pub judged_stages: u32,
+    /// The statement that entered the stage: its sequence (hosts served from it on were served
+    /// this stage) and its proven signing time (the soak's start).
+    pub entry_sequence: u64,
+    pub entered_at: Timestamp,
+    /// The newest statement.
+    pub sequence: u64,
+    pub issued: Timestamp,
+    pub expires: Timestamp,
+}
+
+impl LiveStage {
+    pub fn of(line: &str, running: &RunningStage) -> Self {
+        let predicate = running.predicate();
+        let plan = &predicate.plan;
+        LiveStage {
+            line: line.to_owned(),
+            channel: predicate.channel.clone(),
+            current: plan.current.clone(),
+            candidate: plan.candidate.clone(),
+            plan: plan.digest(),
+            // A verified plan's salt is 64 hex digits (RolloutPlan::check).
+            salt: hex::decode(&plan.salt).unwrap_or_default(),
+            stage: predicate.stage,
+            spec: running.stage().clone(),
+            judged_stages: u32::try_from(plan.judged_stages()).unwrap_or(u32::MAX),
+            entry_sequence: running.entry.predicate.sequence,
+            entered_at: running.entry.signed_at,
+            sequence: predicate.sequence,
+            issued: predicate.issued,
+            expires: predicate.expires,
+        }
+    }
+
+    /// The arm `host`'s agent serves from, by the plan's salt and the stage's share.
+    pub fn arm_of(&self, host: &str) -> Arm {
+        if in_candidate_arm(&self.salt, host, self.spec.share) {
+            Arm::Candidate
+        } else {
+            Arm::Control
+        }
+    }
+
+    pub fn release_of(&self, arm: Arm) -> &Digest {
+        match arm {
+            Arm::Candidate => &self.candidate,
+            Arm::Control => &self.current,
+        }
+    }
+
+    /// Where the stage's outcomes are kept and its looks counted.
+    pub fn key(&self) -> StageKey {
+        StageKey {
+            line: self.line.clone(),
+            channel: self.channel.clone(),
+            plan: self.plan.clone(),
+            stage: self.stage + 1,
+        }
+    }
+
+    /// How long the stage has soaked at `now`.
+    pub fn soaked(&self, now: Timestamp) -> SignedDuration {
+        now.duration_since(self.entered_at)
+    }
+}
+
+/// A stage of a plan of a line's channel; `stage` is 1-based.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StageKey {
+    pub line: String,
+    pub channel: String,
+    pub plan: Digest,
+    pub stage: usize,
+}
+
+/// Why an outcome record does not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dropped {
+    /// Its release is neither arm of a running rollout of its channel.
+    NotInRollout,
+    /// It was served in another stage, or by an earlier rollout.
+    StaleStage,
+    /// It names another host than the SVID it came with.
+    HostMismatch,
+    /// Its arm or release is not the one the plan gives its host.
+    ArmMismatch,
+    /// Its host may not report on the rollout's line.
+    NotGranted,
+}
+
+impl Dropped {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dropped::NotInRollout => "not-in-rollout",
+            Dropped::StaleStage => "stale-stage",
+            Dropped::HostMismatch => "host-mismatch",
+            Dropped::ArmMismatch => "arm-mismatch",
+            Dropped::NotGranted => "not-granted",
+        }
+    }
+}
+
+/// The running stages of every line, as last read.
+#[derive(Default)]
+pub struct LiveRollouts {
+    stages: Vec<LiveStage>,
+    /// Whether every line has been read once: before, no record can be judged a stray.
+    read: bool,
+}
+
+impl LiveRollouts {
+    /// Sets what the registry says of every line.
+    pub fn replace(&mut self, stages: Vec<LiveStage>) {
+        self.stages = stages;
+        self.read = true;
+    }
+
+    pub fn is_read(&self) -> bool {
+        self.read
+    }
+
+    pub fn stages(&self) -> &[LiveStage] {
+        &self.stages
+    }
+
+    /// Whether `record` names a statement newer than the daemon read for its channel: then the
+    /// daemon reads the registry again before it drops the record.
+    pub fn is_behind(&self, record: &OutcomeRecord) -> bool {
+        self.stages
+            .iter()
+            .filter(|stage| stage.channel == record.channel)
+            .all(|stage| stage.sequence < record.sequence)
+    }
+
+    /// The stage `record`, sent by the host `caller`, counts for, or why it does not.
+    pub fn classify(&self, caller: &str, record: &OutcomeRecord) -> Result<&LiveStage, Dropped> {
+        if record.host_id.as_deref() != Some(caller) {
+            return Err(Dropped::HostMismatch);
+        }
+        let stage = self
+            .stages
+            .iter()
+            .find(|stage| {
+                stage.channel == record.channel
+                    && (record.release == stage.current || record.release == stage.candidate)
+            })
+            .ok_or(Dropped::NotInRollout)?;
+        let this_stage = usize::try_from(record.stage).is_ok_and(|s| s == stage.stage + 1)
+            && record.sequence >= stage.entry_sequence;
+        if !this_stage {
+            return Err(Dropped::StaleStage);
+        }
+        let arm = stage.arm_of(caller);
+        if record.arm != arm || &record.release != stage.release_of(arm) {
+            return Err(Dropped::ArmMismatch);
+        }
+        Ok(stage)
+    }
+}
+
+#[cfg(test)]
+impl LiveStage {
+    /// Stage `stage` (0-based) at `share` of a plan with `judged_stages` stages below the whole
+    /// channel, entered and issued at 2030-01-01T00:00:00Z, expiring 15 minutes later.
+    pub fn example(stage: usize, share: &str, judged_stages: u32) -> Self {
+        let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        LiveStage {
+            line: "go1.26".into(),
+            channel: "stable".into(),
+            current: Digest::of(b"current"),
+            candidate: Digest::of(b"candidate"),
+            plan: Digest::of(b"plan"),
+            salt: [9; 32].to_vec(),
+            stage,
+            spec: Stage::with_defaults(share.parse().unwrap()),
+            judged_stages,
+            entry_sequence: 10,
+            entered_at: at,
+            sequence: 12,
+            issued: at,
+            expires: at + SignedDuration::from_mins(15),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use distd_api::outcome::{JobId, JobResult};
+
+    fn stage() -> LiveStage {
+        LiveStage::example(1, "50%", 2)
+    }
+
+    /// A host of each arm at 50% with this salt.
+    fn host_in(arm: Arm) -> String {
+        (0..)
+            .map(|i| format!("spiffe://tcdist.test/host/{i}"))
+            .find(|host| stage().arm_of(host) == arm)
+            .unwrap()
+    }
+
+    fn record(host: &str, arm: Arm) -> OutcomeRecord {
+        let stage = stage();
+        let at: Timestamp = "2030-01-01T00:05:00Z".parse().unwrap();
+        OutcomeRecord {
+            host_id: Some(host.into()),
+            job_id: JobId::parse("j-1").unwrap(),
+            pipeline: None,
+            arm,
+            release: stage.release_of(arm).clone(),
+            channel: "stable".into(),
+            sequence: 11,
+            stage: 2,
+            result: JobResult::Passed,
+            retry: 0,
+            exit_status: Some(0),
+            served_at: at,
+            time: at,
+        }
+    }
+
+    fn live() -> LiveRollouts {
+        let mut live = LiveRollouts::default();
+        live.replace(vec![stage()]);
+        live
+    }
+
+    #[test]
+    fn a_record_of_the_hosts_own_arm_counts_for_the_stage() {
+        for arm in [Arm::Candidate, Arm::Control] {
+            let host = host_in(arm);
+            let counted = live().classify(&host, &record(&host, arm)).map(|s| s.key());
+            assert_eq!(counted, Ok(stage().key()), "{arm}");
+        }
+    }
+
+    #[test]
+    fn a_host_cannot_report_for_another_host_or_claim_another_arm_or_release() {
+        let (candidate, control) = (host_in(Arm::Candidate), host_in(Arm::Control));
+        let live = live();
+        let other = record(&candidate, Arm::Candidate);
+        assert_eq!(
+            live.classify(&control, &other).unwrap_err(),
+            Dropped::HostMismatch
+        );
+        // A control host claiming the candidate's arm, with its release or with its own.
+        let claimed = record(&control, Arm::Candidate);
+        assert_eq!(
+            live.classify(&control, &claimed).unwrap_err(),
+            Dropped::ArmMismatch
+        );
+        let mut forged = record(&control, Arm::Control);
+        forged.release = stage().candidate;
+        assert_eq!(
+            live.classify(&control, &forged).unwrap_err(),
+            Dropped::ArmMismatch
+        );
+    }
+
+    #[test]
+    fn records_of_other_releases_and_other_stages_are_dropped() {
+        let host = host_in(Arm::Control);
+        let live = live();
+        let mut other_release = record(&host, Arm::Control);
+        other_release.release = Digest::of(b"another");
+        assert_eq!(
+            live.classify(&host, &other_release).unwrap_err(),
+            Dropped::NotInRollout
+        );
+        let mut other_channel = record(&host, Arm::Control);
+        other_channel.channel = "beta".into();
+        assert_eq!(
+            live.classify(&host, &other_channel).unwrap_err(),
+            Dropped::NotInRollout
+        );
+        let mut earlier_stage = record(&host, Arm::Control);
+        earlier_stage.stage = 1;
+        assert_eq!(
+            live.classify(&host, &earlier_stage).unwrap_err(),
+            Dropped::StaleStage
+        );
+        // Stage 2 of an earlier rollout: served before this stage's first statement.
+        let mut earlier_rollout = record(&host, Arm::Control);
+        earlier_rollout.sequence = 9;
+        assert_eq!(
+            live.classify(&host, &earlier_rollout).unwrap_err(),
+            Dropped::StaleStage
+        );
+    }
+
+    #[test]
+    fn a_record_newer_than_every_statement_read_means_the_daemon_is_behind() {
+        let host = host_in(Arm::Control);
+        let live = live();
+        let mut newer = record(&host, Arm::Control);
+        assert!(!live.is_behind(&newer));
+        newer.sequence = 13;
+        assert!(live.is_behind(&newer));
+        assert!(!LiveRollouts::default().is_read());
+    }
+}
