@@ -14,3 +14,4 @@ pub mod outcome;
 pub mod protocol;
 pub mod served;
 pub mod server;
+pub mod spool;

@@ -16,15 +16,13 @@
 //!   goes first, then the oldest waiting one, forgotten without an outcome (counted in
 //!   `tcdist_agent_served_jobs_dropped_total`): a flood of pulls under made-up job IDs cannot
 //!   turn real jobs into `lost` ones;
-//! - the spool only grows, up to its size cap; beyond it outcomes are counted and not written.
+//! - the spool grows up to its size cap; beyond it outcomes are counted and not written. With
+//!   `report_to` the sender empties it once the daemon has answered for all of it (`outbox.rs`).
 //!
 //! Time is an argument of every call, so tests move the clock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +31,7 @@ use serde::Serialize;
 
 use super::metrics::Metrics;
 use super::outcome::{JobAttempt, ServedRollout};
+use super::spool::{Spool, SpoolError};
 use distd_api::outcome::{Arm, JobId, JobResult, OutcomeRecord, PipelineName};
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
@@ -206,6 +205,8 @@ pub struct ServedJobs {
     host_id: Option<String>,
     metrics: Arc<Metrics>,
     inner: Mutex<Inner>,
+    /// Locked after `inner` when both are.
+    spool: Arc<Mutex<Spool>>,
 }
 
 struct Inner {
@@ -216,7 +217,6 @@ struct Inner {
     closed: BTreeMap<(Timestamp, u64), JobId>,
     next: u64,
     dropped: u64,
-    spool: Spool,
 }
 
 struct Job {
@@ -254,9 +254,17 @@ impl ServedJobs {
                 closed: BTreeMap::new(),
                 next: 0,
                 dropped: 0,
-                spool: Spool::open(&settings.spool, settings.spool_max_bytes)?,
             }),
+            spool: Arc::new(Mutex::new(Spool::open(
+                &settings.spool,
+                settings.spool_max_bytes,
+            )?)),
         })
+    }
+
+    /// The spool the outcomes go to, for the sender.
+    pub fn spool(&self) -> Arc<Mutex<Spool>> {
+        Arc::clone(&self.spool)
     }
 
     pub fn window(&self) -> Duration {
@@ -463,7 +471,8 @@ impl ServedJobs {
                 served_at: served.at,
                 time: at,
             };
-            if let Err(problem) = inner.spool.append(&record) {
+            let mut spool = self.spool.lock().expect("spool lock");
+            if let Err(problem) = spool.append(&record) {
                 let reason = match &problem {
                     SpoolError::Full => "full",
                     SpoolError::Io(_) => "error",
@@ -473,10 +482,10 @@ impl ServedJobs {
                     &[("reason", reason)],
                     1.0,
                 );
-                if inner.spool.should_log(&problem) {
+                if spool.should_log(&problem) {
                     eprintln!(
                         "tcverify agent: outcome of job {id} not written to the spool {}: {problem}",
-                        inner.spool.path.display()
+                        spool.path().display()
                     );
                 }
             }
@@ -516,101 +525,10 @@ impl Inner {
     }
 }
 
-/// The append-only spool of outcome records, one JSON line each, capped in size.
-struct Spool {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    max_bytes: u64,
-    /// Whether a full spool was logged already (logged once until it has room again).
-    full_logged: bool,
-}
-
-#[derive(Debug)]
-enum SpoolError {
-    Full,
-    Io(std::io::Error),
-}
-
-impl std::fmt::Display for SpoolError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SpoolError::Full => f.write_str(
-                "it has reached outcome_spool_max_bytes; further outcomes are counted in \
-                 tcdist_agent_outcomes_unspooled_total and not written",
-            ),
-            SpoolError::Io(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl Spool {
-    /// Opens `path` for appending, creating it (0640) and its directory (0750) if needed. A
-    /// last line cut short (the agent died mid-write) is ended, so the next record starts a
-    /// line of its own; readers skip the line that does not parse.
-    fn open(path: &Path, max_bytes: u64) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(dir)
-                .map_err(|e| Error::store("creating the outcome spool's directory", dir, e))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o640)
-            .open(path)
-            .map_err(|e| Error::store("opening the outcome spool", path, e))?;
-        let mut size = file
-            .metadata()
-            .map_err(|e| Error::store("reading the outcome spool", path, e))?
-            .len();
-        if size > 0 {
-            let mut last = [0u8; 1];
-            file.seek(SeekFrom::End(-1))
-                .and_then(|_| file.read_exact(&mut last))
-                .map_err(|e| Error::store("reading the outcome spool", path, e))?;
-            if last[0] != b'\n' {
-                file.write_all(b"\n")
-                    .map_err(|e| Error::store("writing the outcome spool", path, e))?;
-                size += 1;
-            }
-        }
-        Ok(Self {
-            path: path.to_owned(),
-            file,
-            size,
-            max_bytes,
-            full_logged: false,
-        })
-    }
-
-    fn append(&mut self, record: &OutcomeRecord) -> std::result::Result<(), SpoolError> {
-        let mut line = serde_json::to_vec(record).expect("records serialise");
-        line.push(b'\n');
-        if self.size + line.len() as u64 > self.max_bytes {
-            return Err(SpoolError::Full);
-        }
-        self.full_logged = false;
-        // One write of the whole line: a reader never sees two records interleaved.
-        self.file.write_all(&line).map_err(SpoolError::Io)?;
-        self.size += line.len() as u64;
-        Ok(())
-    }
-
-    /// Every I/O error is logged; a full spool once until it has room again.
-    fn should_log(&mut self, problem: &SpoolError) -> bool {
-        match problem {
-            SpoolError::Full => !std::mem::replace(&mut self.full_logged, true),
-            SpoolError::Io(_) => true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     const WINDOW: Duration = Duration::from_secs(2 * 3600);
