@@ -8,7 +8,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use jiff::SignedDuration;
 use tcdist_core::Platform;
 use tcdist_oci::attachments::rollout::{
-    DEFAULT_MIN_HOSTS, DEFAULT_MIN_JOBS, Share, Stage, WHOLE_CHANNEL, parse_stages,
+    DEFAULT_MIN_HOSTS, DEFAULT_MIN_JOBS, Share, Stage, parse_stages, plan_stages,
 };
 use tcdist_oci::reference::{RegistryRef, ReleaseRef};
 use tcdist_oci::registry::RegistryArgs;
@@ -195,26 +195,9 @@ pub struct RolloutStartArgs {
 impl RolloutStartArgs {
     /// The plan's stages from --share and --stages.
     pub fn stages(&self) -> anyhow::Result<Vec<Stage>> {
-        match (&self.stages, self.share) {
-            (None, None) => anyhow::bail!("give --share (e.g. 5%) or --stages"),
-            (None, Some(share)) => Ok(vec![
-                Stage::with_defaults(share),
-                Stage::with_defaults(
-                    Share::from_basis_points(WHOLE_CHANNEL).map_err(anyhow::Error::msg)?,
-                ),
-            ]),
-            (Some(Plan(stages)), share) => {
-                if let (Some(share), Some(first)) = (share, stages.first())
-                    && first.share != share
-                {
-                    anyhow::bail!(
-                        "--share {share} is not the first stage of --stages ({})",
-                        first.share
-                    );
-                }
-                Ok(stages.clone())
-            }
-        }
+        let stages = self.stages.clone().map(|Plan(stages)| stages);
+        plan_stages(self.share, stages)
+            .map_err(|e| tcdist_core::Error::usage(format!("--share, --stages: {e}")).into())
     }
 }
 

@@ -416,9 +416,8 @@ async fn rollout_change(
 }
 
 fn stated_reason(reason: String) -> anyhow::Result<String> {
-    if reason.trim().is_empty() {
-        anyhow::bail!("give a --reason: the status and every host's pull report it");
-    }
+    tcdist_oci::attachments::rollout::check_reason(&reason)
+        .map_err(|e| tcdist_core::Error::usage(format!("--reason: {e}")))?;
     Ok(reason)
 }
 

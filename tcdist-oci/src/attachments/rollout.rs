@@ -185,6 +185,58 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
     text.split(',').map(|stage| stage.trim().parse()).collect()
 }
 
+/// A new plan's stages as a promoter gives them: `stages`, or `first` (with the default soak
+/// and minimums) then the whole channel. A `first` given with `stages` must be their first
+/// share. The stages meet a plan's rules ([`RolloutPlan::check`]).
+pub fn plan_stages(first: Option<Share>, stages: Option<Vec<Stage>>) -> Result<Vec<Stage>, String> {
+    let stages = match (stages, first) {
+        (None, None) => return Err("give a first share (e.g. 5%) or the stages".to_owned()),
+        (None, Some(share)) => vec![
+            Stage::with_defaults(share),
+            Stage::with_defaults(Share(WHOLE_CHANNEL)),
+        ],
+        (Some(stages), Some(share)) if stages.first().is_some_and(|s| s.share != share) => {
+            return Err(format!(
+                "the share {share} is not the first of the stages ({})",
+                stages[0].share
+            ));
+        }
+        (Some(stages), _) => stages,
+    };
+    check_stages(&stages)?;
+    Ok(stages)
+}
+
+/// 1 to [`MAX_STAGES`] stages with strictly growing shares.
+fn check_stages(stages: &[Stage]) -> Result<(), String> {
+    if stages.is_empty() || stages.len() > MAX_STAGES {
+        return Err(format!(
+            "a plan has 1 to {MAX_STAGES} stages, this one {}",
+            stages.len()
+        ));
+    }
+    for pair in stages.windows(2) {
+        if pair[0].share >= pair[1].share {
+            return Err(format!(
+                "stage shares must grow: {} then {}",
+                pair[0].share, pair[1].share
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a rollout is halted or aborted, as given: not blank, since the status and every host's
+/// pull report it.
+pub fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.trim().is_empty() {
+        return Err(
+            "a halt or abort needs a reason: the status and every host's pull report it".to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// What promoters sign when they start a rollout: which release to bring to which hosts, in
 /// which stages. Its digest is what a brake's statements name, so a brake can only follow it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,20 +262,7 @@ impl RolloutPlan {
     /// only the last of which may be the whole channel; a 32-byte hex salt; a candidate that
     /// is not the current release.
     pub fn check(&self) -> Result<(), String> {
-        if self.stages.is_empty() || self.stages.len() > MAX_STAGES {
-            return Err(format!(
-                "a plan has 1 to {MAX_STAGES} stages, this one {}",
-                self.stages.len()
-            ));
-        }
-        for pair in self.stages.windows(2) {
-            if pair[0].share >= pair[1].share {
-                return Err(format!(
-                    "stage shares must grow: {} then {}",
-                    pair[0].share, pair[1].share
-                ));
-            }
-        }
+        check_stages(&self.stages)?;
         if self.salt.len() != SALT_HEX_LEN
             || !self
                 .salt
@@ -403,6 +442,43 @@ mod tests {
     fn stage_rejected_if_malformed() {
         for text in ["5%:1x", "5%:1h:many", "5%:1h:1:2:3", "five", "5%:-1h"] {
             assert!(text.parse::<Stage>().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn plan_stages_are_the_stages_given_or_the_first_share_then_the_whole_channel() {
+        let five: Share = "5%".parse().unwrap();
+        let stages = plan_stages(Some(five), None).unwrap();
+        assert_eq!(
+            stages,
+            [Stage::with_defaults(five), "100%".parse().unwrap()]
+        );
+        let given = parse_stages("5%:1h:400:20,100%").unwrap();
+        assert_eq!(plan_stages(None, Some(given.clone())).unwrap(), given);
+        assert_eq!(plan_stages(Some(five), Some(given.clone())).unwrap(), given);
+    }
+
+    #[test]
+    fn plan_stages_rejected_if_missing_mismatched_or_not_growing() {
+        let err = plan_stages(None, None).unwrap_err();
+        assert!(err.contains("give a first share"), "{err}");
+        let given = parse_stages("5%,100%").unwrap();
+        let err = plan_stages(Some("10%".parse().unwrap()), Some(given)).unwrap_err();
+        assert!(
+            err.contains("10% is not the first of the stages (5%)"),
+            "{err}"
+        );
+        let err = plan_stages(None, Some(parse_stages("25%,5%").unwrap())).unwrap_err();
+        assert!(err.contains("must grow: 25% then 5%"), "{err}");
+        let err = plan_stages(Some("100%".parse().unwrap()), None).unwrap_err();
+        assert!(err.contains("must grow: 100% then 100%"), "{err}");
+    }
+
+    #[test]
+    fn reason_rejected_if_blank() {
+        assert!(check_reason("failures 14% against 5%").is_ok());
+        for blank in ["", "  ", "\n"] {
+            assert!(check_reason(blank).unwrap_err().contains("needs a reason"));
         }
     }
 
