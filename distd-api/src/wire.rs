@@ -10,6 +10,11 @@
 //! | `POST /v1/jobs/{id}/cancel` | build | [`Job`] |
 //! | `POST /v1/lines/{line}/promote` | promote | [`PromoteRequest`] → [`LifecycleAnswer`] |
 //! | `POST /v1/lines/{line}/yank` | yank | [`YankRequest`] → [`LifecycleAnswer`] |
+//! | `POST /v1/lines/{line}/rollouts` | promote | [`RolloutStartRequest`] → [`RolloutAnswer`] |
+//! | `POST /v1/lines/{line}/rollouts/{channel}/advance` | promote | [`RolloutMoveRequest`] (`share`) → [`RolloutAnswer`] |
+//! | `POST /v1/lines/{line}/rollouts/{channel}/halt` | promote | [`RolloutMoveRequest`] (`reason`) → [`RolloutAnswer`] |
+//! | `POST /v1/lines/{line}/rollouts/{channel}/abort` | promote | [`RolloutMoveRequest`] (`reason`) → [`RolloutAnswer`] |
+//! | `POST /v1/lines/{line}/rollouts/{channel}/finish` | promote | no body → [`RolloutAnswer`] (the new head's sequence) |
 //! | `POST /v1/outcomes` | report | [`OutcomeBatch`] → [`OutcomeAnswer`] |
 //!
 //! Every error is an [`ApiError`] with the HTTP status that fits it (403 for a caller the
@@ -134,6 +139,49 @@ pub struct LifecycleAnswer {
     pub sequence: u64,
 }
 
+/// Starts a rollout of `release` on `channel`: the plan is `stages`, or `share` then `100%`
+/// (docs/rollout.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStartRequest {
+    /// The candidate's index digest (`sha256:…`).
+    pub release: String,
+    pub channel: String,
+    /// The first stage's share of hosts (`5%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// The plan's stages, each `SHARE[:SOAK[:MIN_JOBS[:MIN_HOSTS]]]`, the last `100%`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<String>,
+    /// How long the running statement is valid (`15m` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// Moves a channel's rollout: an advance takes an optional `share` (a later stage, or a new
+/// one), a halt or an abort a `reason`; finish takes no body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutMoveRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a channel's rollout stands after a start or a move, as read back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutAnswer {
+    pub channel: String,
+    /// The new rollout statement's sequence; after a finish, the new head's.
+    pub sequence: u64,
+    /// running, halted, aborted or finished.
+    pub state: String,
+    /// 1-based, of the plan's stages.
+    pub stage: usize,
+    pub share: String,
+}
+
 /// What the registry and the signed statements say about every line.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Catalog {
@@ -243,5 +291,21 @@ mod tests {
             "\"interrupted\""
         );
         assert!(JobState::Cancelled.is_final() && !JobState::Interrupted.is_final());
+    }
+
+    #[test]
+    fn rollout_requests_leave_out_what_is_absent_and_refuse_unknown_fields() {
+        let start: RolloutStartRequest =
+            serde_json::from_str(r#"{"release":"sha256:ab","channel":"stable","share":"5%"}"#)
+                .unwrap();
+        assert!(start.stages.is_empty() && start.expires.is_none());
+        let typo = r#"{"release":"sha256:ab","channel":"stable","stage":"5%"}"#;
+        let err = serde_json::from_str::<RolloutStartRequest>(typo).unwrap_err();
+        assert!(err.to_string().contains("unknown field `stage`"), "{err}");
+        assert_eq!(
+            serde_json::to_string(&RolloutMoveRequest::default()).unwrap(),
+            "{}"
+        );
+        assert!(serde_json::from_str::<RolloutMoveRequest>(r#"{"why":"x"}"#).is_err());
     }
 }

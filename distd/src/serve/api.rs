@@ -321,7 +321,7 @@ impl Daemon {
 
     /// Runs a promote or a yank: one at a time (each takes the next sequence from the
     /// registry), and the cached catalog is not served after it.
-    async fn change_lifecycle(
+    pub(super) async fn change_lifecycle(
         &self,
         work: impl Future<Output = anyhow::Result<u64>>,
     ) -> Result<u64, Failure> {
@@ -332,7 +332,7 @@ impl Daemon {
     }
 
     /// The release `digest` of `line`, pinned.
-    fn release_of(line: &ReleaseLine, digest: &str) -> Result<RegistryRef, Failure> {
+    pub(super) fn release_of(line: &ReleaseLine, digest: &str) -> Result<RegistryRef, Failure> {
         let digest: Digest = digest
             .parse()
             .map_err(|e| Failure::bad_request(format!("release {digest:?}: {e}")))?;
