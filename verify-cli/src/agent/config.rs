@@ -12,6 +12,7 @@ use super::served::OutcomeSettings;
 use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::registry::RegistryArgs;
+use tcdist_verify::spiffe_id::SpiffeId;
 
 /// The longest a verification may be reused: a yank or a moved tag must reach agents soon.
 pub const MAX_VERIFICATION_CACHE: Duration = Duration::from_secs(3600);
@@ -51,6 +52,9 @@ pub struct AgentConfig {
     /// The SPIRE agent's Workload API, for policies with `workload_api = true`; also where
     /// the host ID comes from without `host_id` (the SPIFFE ID of the agent's own SVID).
     pub spiffe_endpoint_socket: Option<String>,
+    /// Which of the Workload API's SVIDs is this host's: its SPIFFE ID is the host ID.
+    /// Default: the Workload API's first.
+    pub spiffe_id: Option<String>,
     /// This host's ID, which decides its arm in a channel's rollout (printable ASCII, at most
     /// 255 bytes). Default: the SPIFFE ID of the agent's SVID when `spiffe_endpoint_socket`
     /// is set, else none (the host is in no rollout's candidate arm).
@@ -150,6 +154,7 @@ impl AgentConfig {
             return Err(invalid("jobs must be at least 1".into()));
         }
         config.host_id().map_err(invalid)?;
+        config.spiffe_id().map_err(invalid)?;
         Ok(config)
     }
 
@@ -182,6 +187,24 @@ impl AgentConfig {
             .as_deref()
             .map(|value| HostId::parse(value).map_err(|e| format!("host_id {value:?}: {e}")))
             .transpose()
+    }
+
+    /// The SVID the config picks as this host's, if any. It names one of the Workload API's
+    /// SVIDs, so it needs one; and it is the host ID, so it excludes `host_id`.
+    pub fn spiffe_id(&self) -> std::result::Result<Option<SpiffeId>, String> {
+        let Some(value) = self.spiffe_id.as_deref() else {
+            return Ok(None);
+        };
+        let id = SpiffeId::parse(value).map_err(|e| format!("spiffe_id {value:?}: {e}"))?;
+        if self.spiffe_endpoint_socket.is_none() {
+            return Err("spiffe_id picks one of the Workload API's SVIDs: it needs \
+                        spiffe_endpoint_socket"
+                .into());
+        }
+        if self.host_id.is_some() {
+            return Err("host_id and spiffe_id both name this host's ID: set one".into());
+        }
+        Ok(Some(id))
     }
 
     pub fn outcome_window(&self) -> std::result::Result<Duration, String> {
@@ -342,6 +365,42 @@ mod tests {
         }
         let err = load(&format!("{MINIMAL}host_id = 17\n")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    const WORKLOAD_API: &str = "spiffe_endpoint_socket = \"unix:///run/spire/agent.sock\"\n";
+
+    #[test]
+    fn spiffe_id_key_is_read_and_validated() {
+        assert_eq!(load(MINIMAL).unwrap().spiffe_id().unwrap(), None);
+        let config = load(&format!(
+            "{MINIMAL}{WORKLOAD_API}spiffe_id = \"spiffe://ci.example/host/build-017\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.spiffe_id().unwrap().unwrap().as_str(),
+            "spiffe://ci.example/host/build-017"
+        );
+        for (extra, want) in [
+            (
+                "spiffe_id = \"spiffe://ci.example/host/b-1\"\n".to_owned(),
+                "spiffe_id picks one of the Workload API's SVIDs: it needs spiffe_endpoint_socket",
+            ),
+            (
+                format!(
+                    "{WORKLOAD_API}spiffe_id = \"spiffe://ci.example/host/b-1\"\n\
+                     host_id = \"b-1\"\n"
+                ),
+                "host_id and spiffe_id both name this host's ID",
+            ),
+            (
+                format!("{WORKLOAD_API}spiffe_id = \"build-017\"\n"),
+                "spiffe_id \"build-017\"",
+            ),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The agent's host ID, decided once at start: the config's `host_id`; else, when the config
 //! names a Workload API (`spiffe_endpoint_socket`), the SPIFFE ID of the agent's own
-//! X.509-SVID; else none, and the host is in no rollout's candidate arm. Never from a client.
+//! X.509-SVID (the one `spiffe_id` names, else the Workload API's first); else none, and the
+//! host is in no rollout's candidate arm. Never from a client.
 
 use spiffe::WorkloadApiClient;
 use spiffe::transport::Endpoint;
@@ -9,6 +10,7 @@ use super::config::AgentConfig;
 use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::registry::error_chain;
+use tcdist_verify::spiffe_id::SpiffeId;
 use tcdist_verify::trust::WORKLOAD_API_TIMEOUT;
 
 /// Where the agent's host ID came from, for its start-up line.
@@ -27,6 +29,14 @@ impl HostIdentity {
         }
     }
 
+    /// The SPIFFE ID of the SVID the host ID came from, if it came from one.
+    pub fn spiffe_id(&self) -> Option<SpiffeId> {
+        match self {
+            HostIdentity::Svid { id, .. } => SpiffeId::parse(id.as_str()).ok(),
+            HostIdentity::Configured(_) | HostIdentity::None => None,
+        }
+    }
+
     /// One line for the agent's log.
     pub fn describe(&self) -> String {
         match self {
@@ -42,30 +52,39 @@ impl HostIdentity {
 }
 
 /// The host ID the config gives, or the one its Workload API gives the agent. A Workload API
-/// that does not answer with an SVID within [`WORKLOAD_API_TIMEOUT`] is a configuration error
-/// (exit 2): the agent does not start with a host ID other than the one it was set up for.
+/// that does not answer with the SVID wanted within [`WORKLOAD_API_TIMEOUT`] is a
+/// configuration error (exit 2): the agent does not start with a host ID other than the one it
+/// was set up for.
 pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity> {
-    if let Some(id) = config
-        .host_id()
-        .map_err(|e| Error::usage(format!("agent config: {e}")))?
-    {
+    let usage = |e: String| Error::usage(format!("agent config: {e}"));
+    if let Some(id) = config.host_id().map_err(usage)? {
         return Ok(HostIdentity::Configured(id));
     }
     let Some(endpoint) = &config.spiffe_endpoint_socket else {
         return Ok(HostIdentity::None);
     };
-    let hint = "set host_id in the agent config to name this host, or give the agent's user an \
-                SVID (spire-config/README.md); the host ID decides this host's arm in channel \
-                rollouts";
-    let spiffe_id = svid_spiffe_id(endpoint).await.map_err(|detail| {
-        Error::usage_with_hint(
-            format!(
-                "agent config: no host ID: the agent's SVID could not be fetched from the \
-                 Workload API at {endpoint}: {detail}"
-            ),
-            hint,
-        )
-    })?;
+    let wanted = config.spiffe_id().map_err(usage)?;
+    let hint = match &wanted {
+        Some(wanted) => format!(
+            "give the agent (its user and binary) a registration entry for {wanted} \
+             (spire-config/README.md), or set spiffe_id to an SVID the Workload API gives it"
+        ),
+        None => "set host_id in the agent config to name this host, or give the agent's \
+                         user an SVID (spire-config/README.md); the host ID decides this host's \
+                         arm in channel rollouts"
+            .to_owned(),
+    };
+    let spiffe_id = svid_spiffe_id(endpoint, wanted.as_ref())
+        .await
+        .map_err(|detail| {
+            Error::usage_with_hint(
+                format!(
+                    "agent config: no host ID: the agent's SVID could not be fetched from the \
+                     Workload API at {endpoint}: {detail}"
+                ),
+                hint.clone(),
+            )
+        })?;
     let id = HostId::parse(&spiffe_id).map_err(|e| {
         Error::usage_with_hint(
             format!(
@@ -81,22 +100,49 @@ pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity> {
     })
 }
 
-/// The SPIFFE ID of the default X.509-SVID the Workload API at `endpoint`
-/// (`unix:///path/api.sock` or `tcp://IP:PORT`) gives this process.
-async fn svid_spiffe_id(endpoint: &str) -> std::result::Result<String, String> {
+/// The SPIFFE ID of the X.509-SVID the Workload API at `endpoint` (`unix:///path/api.sock` or
+/// `tcp://IP:PORT`) gives this process: the one for `wanted`, else its first (the default).
+async fn svid_spiffe_id(
+    endpoint: &str,
+    wanted: Option<&SpiffeId>,
+) -> std::result::Result<String, String> {
     let parsed =
         Endpoint::parse(endpoint).map_err(|e| format!("not a Workload API address: {e}"))?;
     let fetch = async {
         let client = WorkloadApiClient::connect(parsed).await?;
-        client.fetch_x509_svid().await
+        client.fetch_all_x509_svids().await
     };
-    match tokio::time::timeout(WORKLOAD_API_TIMEOUT, fetch).await {
-        Err(_) => Err(format!(
-            "no answer within {}s",
-            WORKLOAD_API_TIMEOUT.as_secs()
+    let offered: Vec<String> = match tokio::time::timeout(WORKLOAD_API_TIMEOUT, fetch).await {
+        Err(_) => {
+            return Err(format!(
+                "no answer within {}s",
+                WORKLOAD_API_TIMEOUT.as_secs()
+            ));
+        }
+        Ok(Err(e)) => return Err(error_chain(&e)),
+        Ok(Ok(svids)) => svids.iter().map(|s| s.spiffe_id().to_string()).collect(),
+    };
+    pick(offered, wanted)
+}
+
+/// The SVID wanted among those offered, else the first.
+fn pick(offered: Vec<String>, wanted: Option<&SpiffeId>) -> std::result::Result<String, String> {
+    match wanted {
+        Some(wanted) if offered.iter().any(|id| id == wanted.as_str()) => {
+            Ok(wanted.as_str().to_owned())
+        }
+        Some(wanted) => Err(format!(
+            "it gives no SVID for spiffe_id {wanted}, only: {}",
+            if offered.is_empty() {
+                "none".to_owned()
+            } else {
+                offered.join(", ")
+            }
         )),
-        Ok(Err(e)) => Err(error_chain(&e)),
-        Ok(Ok(svid)) => Ok(svid.spiffe_id().to_string()),
+        None => offered
+            .into_iter()
+            .next()
+            .ok_or_else(|| "it gives no SVID".to_owned()),
     }
 }
 
@@ -138,6 +184,49 @@ mod tests {
         assert_eq!(
             identity,
             HostIdentity::Configured(HostId::parse("build-017").unwrap())
+        );
+    }
+
+    #[test]
+    fn svid_named_by_spiffe_id_is_picked_else_the_first() {
+        let offered = || {
+            vec![
+                "spiffe://tcdist.test/ci/job".to_owned(),
+                "spiffe://tcdist.test/buildkite/agent".to_owned(),
+            ]
+        };
+        let agent = SpiffeId::parse("spiffe://tcdist.test/buildkite/agent").unwrap();
+        assert_eq!(pick(offered(), Some(&agent)).unwrap(), agent.as_str());
+        assert_eq!(
+            pick(offered(), None).unwrap(),
+            "spiffe://tcdist.test/ci/job"
+        );
+        let other = SpiffeId::parse("spiffe://tcdist.test/host/b-1").unwrap();
+        assert_eq!(
+            pick(offered(), Some(&other)).unwrap_err(),
+            "it gives no SVID for spiffe_id spiffe://tcdist.test/host/b-1, only: \
+             spiffe://tcdist.test/ci/job, spiffe://tcdist.test/buildkite/agent"
+        );
+        assert_eq!(pick(Vec::new(), None).unwrap_err(), "it gives no SVID");
+    }
+
+    #[tokio::test]
+    async fn host_id_refused_if_the_workload_api_gives_no_svid_for_spiffe_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("unix://{}/api.sock", dir.path().display());
+        let err = resolve(&config(&format!(
+            "spiffe_endpoint_socket = \"{endpoint}\"\n\
+             spiffe_id = \"spiffe://tcdist.test/buildkite/agent\"\n"
+        )))
+        .await
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains(&endpoint), "{err}");
+        assert!(
+            err.hint()
+                .unwrap()
+                .contains("registration entry for spiffe://tcdist.test/buildkite/agent"),
+            "{err:?}"
         );
     }
 
