@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use super::sender::ReportSettings;
 use super::served::OutcomeSettings;
 use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
@@ -52,8 +53,8 @@ pub struct AgentConfig {
     /// The SPIRE agent's Workload API, for policies with `workload_api = true`; also where
     /// the host ID comes from without `host_id` (the SPIFFE ID of the agent's own SVID).
     pub spiffe_endpoint_socket: Option<String>,
-    /// Which of the Workload API's SVIDs is this host's: its SPIFFE ID is the host ID.
-    /// Default: the Workload API's first.
+    /// Which of the Workload API's SVIDs is this host's: its SPIFFE ID is the host ID, and
+    /// outcomes are sent with it. Default: the Workload API's first.
     pub spiffe_id: Option<String>,
     /// This host's ID, which decides its arm in a channel's rollout (printable ASCII, at most
     /// 255 bytes). Default: the SPIFFE ID of the agent's SVID when `spiffe_endpoint_socket`
@@ -71,6 +72,14 @@ pub struct AgentConfig {
     /// The spool's size cap in bytes (default 64 MiB).
     #[serde(default = "default_outcome_spool_max_bytes")]
     pub outcome_spool_max_bytes: u64,
+    /// The daemon the spooled outcomes are sent to (`https://HOST:PORT`); without it they are
+    /// only spooled.
+    pub report_to: Option<String>,
+    /// The daemon's SPIFFE ID: a server presenting another SVID is refused.
+    pub report_server_id: Option<String>,
+    /// How often the outcomes not yet sent are sent (default "30s"; between 1s and 1h).
+    #[serde(default = "default_report_every")]
+    pub report_every: String,
     #[serde(default)]
     pub registry: RegistryConfig,
 }
@@ -113,8 +122,15 @@ fn default_outcome_spool_max_bytes() -> u64 {
     64 << 20
 }
 
+fn default_report_every() -> String {
+    "30s".into()
+}
+
 /// The longest outcome window: a job that runs longer is beyond what a rollout stage waits for.
 pub const MAX_OUTCOME_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The longest time between two rounds of sending outcomes: a stage's verdict waits for them.
+pub const MAX_REPORT_EVERY: Duration = Duration::from_secs(3600);
 
 impl AgentConfig {
     pub fn load(path: &Path) -> Result<Self> {
@@ -155,6 +171,7 @@ impl AgentConfig {
         }
         config.host_id().map_err(invalid)?;
         config.spiffe_id().map_err(invalid)?;
+        config.report_settings().map_err(invalid)?;
         Ok(config)
     }
 
@@ -205,6 +222,52 @@ impl AgentConfig {
             return Err("host_id and spiffe_id both name this host's ID: set one".into());
         }
         Ok(Some(id))
+    }
+
+    /// Where and how often outcomes are sent; none without `report_to`. The daemon takes a
+    /// host's outcomes only under the SPIFFE ID of the SVID they come with, so the host ID
+    /// must be that ID: `report_to` needs the Workload API and excludes `host_id`.
+    pub fn report_settings(&self) -> std::result::Result<Option<ReportSettings>, String> {
+        let every = duration("report_every", &self.report_every)?;
+        if every < Duration::from_secs(1) || every > MAX_REPORT_EVERY {
+            return Err(format!(
+                "report_every {:?} is not between 1s and 1h",
+                self.report_every
+            ));
+        }
+        let Some(to) = &self.report_to else {
+            if self.report_server_id.is_some() {
+                return Err("report_server_id is used only with report_to".into());
+            }
+            return Ok(None);
+        };
+        if !is_daemon_address(to) {
+            return Err(format!("report_to {to:?} is not https://HOST:PORT"));
+        }
+        let server_id = self
+            .report_server_id
+            .as_deref()
+            .ok_or("report_to needs report_server_id, the daemon's SPIFFE ID")?;
+        let server_id = SpiffeId::parse(server_id)
+            .map_err(|e| format!("report_server_id {server_id:?}: {e}"))?;
+        let endpoint = self.spiffe_endpoint_socket.clone().ok_or(
+            "report_to needs spiffe_endpoint_socket: outcomes are sent with this host's SVID",
+        )?;
+        if self.host_id.is_some() {
+            return Err(
+                "report_to and host_id cannot both be set: the daemon accepts a host's \
+                        outcomes only under the SPIFFE ID of the SVID they come with, so the \
+                        host ID must be that ID; remove host_id (and set spiffe_id if the \
+                        Workload API gives the agent several SVIDs)"
+                    .into(),
+            );
+        }
+        Ok(Some(ReportSettings {
+            to: to.clone(),
+            server_id,
+            every,
+            endpoint,
+        }))
     }
 
     pub fn outcome_window(&self) -> std::result::Result<Duration, String> {
@@ -272,6 +335,21 @@ impl AgentConfig {
             }
         }
     }
+}
+
+/// Whether `value` is `https://HOST:PORT` (a trailing `/` allowed), as the daemon's clients
+/// take it.
+fn is_daemon_address(value: &str) -> bool {
+    let Some(address) = value.strip_prefix("https://") else {
+        return false;
+    };
+    let address = address.strip_suffix('/').unwrap_or(address);
+    address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(['/', '@', '?', '#'])
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|port| port > 0)
+    })
 }
 
 /// A non-negative duration such as `"5m"`, `"90s"` or `"0s"` (zero turns a cache off).
@@ -400,6 +478,92 @@ mod tests {
             let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
+    }
+
+    const REPORT_TO: &str = "report_to = \"https://distd.ci.example:8443\"\n\
+                             report_server_id = \"spiffe://ci.example/distd/server\"\n";
+
+    #[test]
+    fn report_keys_are_read_with_their_defaults() {
+        assert!(load(MINIMAL).unwrap().report_settings().unwrap().is_none());
+        let config = load(&format!("{MINIMAL}{WORKLOAD_API}{REPORT_TO}")).unwrap();
+        let report = config.report_settings().unwrap().unwrap();
+        assert_eq!(report.to, "https://distd.ci.example:8443");
+        assert_eq!(
+            report.server_id.as_str(),
+            "spiffe://ci.example/distd/server"
+        );
+        assert_eq!(report.every, Duration::from_secs(30));
+        assert_eq!(report.endpoint, "unix:///run/spire/agent.sock");
+        let config = load(&format!(
+            "{MINIMAL}{WORKLOAD_API}{REPORT_TO}report_every = \"2s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.report_settings().unwrap().unwrap().every,
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn report_keys_refused_if_inconsistent_or_wrong() {
+        let report_to = "report_to = \"https://distd.ci.example:8443\"\n";
+        let server_id = "report_server_id = \"spiffe://ci.example/distd/server\"\n";
+        for (extra, want) in [
+            (
+                format!("{WORKLOAD_API}{report_to}"),
+                "report_to needs report_server_id",
+            ),
+            (
+                REPORT_TO.to_owned(),
+                "report_to needs spiffe_endpoint_socket",
+            ),
+            (
+                format!("{WORKLOAD_API}{REPORT_TO}host_id = \"build-017\"\n"),
+                "report_to and host_id cannot both be set: the daemon accepts a host's outcomes \
+                 only under the SPIFFE ID of the SVID they come with",
+            ),
+            (
+                server_id.to_owned(),
+                "report_server_id is used only with report_to",
+            ),
+            (
+                format!("{WORKLOAD_API}{report_to}report_server_id = \"distd\"\n"),
+                "report_server_id \"distd\"",
+            ),
+            ("report_every = \"0s\"\n".to_owned(), "between 1s and 1h"),
+            ("report_every = \"2h\"\n".to_owned(), "between 1s and 1h"),
+            ("report_every = \"often\"\n".to_owned(), "not a duration"),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(want), "{extra}: {err}");
+        }
+        for address in [
+            "http://distd.ci.example:8443",
+            "https://distd.ci.example",
+            "https://distd.ci.example:8443/v1",
+            "https://:8443",
+            "https://distd.ci.example:0",
+            "https://distd.ci.example:+8443",
+            "https://user@distd.ci.example:8443",
+        ] {
+            let err = load(&format!(
+                "{MINIMAL}{WORKLOAD_API}{server_id}report_to = \"{address}\"\n"
+            ))
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("is not https://HOST:PORT"),
+                "{address}: {err}"
+            );
+        }
+        for address in ["https://127.0.0.1:8443/", "https://[::1]:8443"] {
+            let config = load(&format!(
+                "{MINIMAL}{WORKLOAD_API}{server_id}report_to = \"{address}\"\n"
+            ))
+            .unwrap();
+            assert_eq!(config.report_settings().unwrap().unwrap().to, address);
         }
     }
 

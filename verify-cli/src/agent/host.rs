@@ -64,12 +64,16 @@ pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity> {
         return Ok(HostIdentity::None);
     };
     let wanted = config.spiffe_id().map_err(usage)?;
-    let hint = match &wanted {
-        Some(wanted) => format!(
+    let hint = match (&wanted, &config.report_to) {
+        (Some(wanted), _) => format!(
             "give the agent (its user and binary) a registration entry for {wanted} \
              (spire-config/README.md), or set spiffe_id to an SVID the Workload API gives it"
         ),
-        None => "set host_id in the agent config to name this host, or give the agent's \
+        (None, Some(_)) => "give the agent (its user and binary) an SVID \
+                            (spire-config/README.md): with report_to, its SPIFFE ID is the \
+                            host ID"
+            .to_owned(),
+        (None, None) => "set host_id in the agent config to name this host, or give the agent's \
                          user an SVID (spire-config/README.md); the host ID decides this host's \
                          arm in channel rollouts"
             .to_owned(),

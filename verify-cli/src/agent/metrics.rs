@@ -1,7 +1,8 @@
 //! What the agent counts, served in the Prometheus text format on a loopback TCP port:
 //! requests by command and outcome, refusals by rule, verification cache hits and misses,
 //! pulls during a channel's rollout by channel and arm, bytes downloaded, installs, request
-//! durations, and the outcomes jobs report (`served.rs`).
+//! durations, the outcomes jobs report (`served.rs`), and how sending them to the daemon goes
+//! (`sender.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -81,6 +82,26 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Outcomes not written to the spool, by reason (full, error).",
     ),
     (
+        "tcdist_agent_outcomes_sent_total",
+        "counter",
+        "Outcome records the daemon answered for (accepted or dropped).",
+    ),
+    (
+        "tcdist_agent_outcome_send_failures_total",
+        "counter",
+        "Rounds of sending outcomes to the daemon that failed (no answer, or one that is not 2xx); their records are sent again at the next round.",
+    ),
+    (
+        "tcdist_agent_outcomes_dropped_by_daemon_total",
+        "counter",
+        "Outcome records the daemon answered for and dropped, by its reason (not-in-rollout, stale-stage, host-mismatch, arm-mismatch, not-granted).",
+    ),
+    (
+        "tcdist_agent_outcomes_waiting",
+        "gauge",
+        "Outcome records in the spool the daemon has not answered for yet.",
+    ),
+    (
         "tcdist_agent_request_duration_seconds",
         "summary",
         "Time to answer a request, by command.",
@@ -116,21 +137,20 @@ impl Metrics {
 
     /// Adds `value` to the series `name{labels}`.
     pub fn add(&self, name: &str, labels: &[(&str, &str)], value: f64) {
-        let labels: Vec<String> = labels
-            .iter()
-            .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
-            .collect();
-        let series = if labels.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{name}{{{}}}", labels.join(","))
-        };
         *self
             .series
             .lock()
             .expect("metrics lock")
-            .entry(series)
+            .entry(series(name, labels))
             .or_default() += value;
+    }
+
+    /// Sets the gauge `name{labels}` to `value`.
+    pub fn set(&self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.series
+            .lock()
+            .expect("metrics lock")
+            .insert(series(name, labels), value);
     }
 
     /// The text exposition: each family's help and type, then its series.
@@ -200,6 +220,19 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener> {
     })
 }
 
+/// A series' name with its labels: `name{key="value",…}`.
+fn series(name: &str, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+        .collect();
+    if labels.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}{{{}}}", labels.join(","))
+    }
+}
+
 fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -225,6 +258,8 @@ mod tests {
             1.0,
         );
         metrics.add("tcdist_agent_refusals_total", &[("rule", "a\"b")], 1.0);
+        metrics.set("tcdist_agent_outcomes_waiting", &[], 7.0);
+        metrics.set("tcdist_agent_outcomes_waiting", &[], 3.0);
         metrics.add(
             "tcdist_agent_request_duration_seconds_sum",
             &[("command", "pull")],
@@ -241,6 +276,9 @@ mod tests {
              tcdist_agent_requests_total{command=\"pull\",outcome=\"ok\"} 2\n"
         ));
         assert!(text.contains("tcdist_agent_refusals_total{rule=\"a\\\"b\"} 1\n"));
+        assert!(text.contains(
+            "# TYPE tcdist_agent_outcomes_waiting gauge\ntcdist_agent_outcomes_waiting 3\n"
+        ));
         assert!(text.contains(
             "# TYPE tcdist_agent_request_duration_seconds summary\n\
              tcdist_agent_request_duration_seconds_count{command=\"pull\"} 1\n\

@@ -3,15 +3,18 @@
 //! build jobs on a unix socket. Jobs choose which release and platform, nothing else: not
 //! the host ID that decides this host's arm in a channel's rollout (`host.rs`). Jobs report how
 //! they ended (`report`); the agent records the outcome with what it served them
-//! (`served.rs`, records in `outcome.rs`), for the daemon's rollout judge.
+//! (`served.rs`, records in `outcome.rs`) in a spool (`spool.rs`), and with `report_to` sends
+//! them to the daemon's rollout judge (`sender.rs`, `outbox.rs`).
 
 pub mod cache;
 pub mod client;
 pub mod config;
 pub mod host;
 pub mod metrics;
+pub mod outbox;
 pub mod outcome;
 pub mod protocol;
+pub mod sender;
 pub mod served;
 pub mod server;
 pub mod spool;

@@ -2,7 +2,8 @@
 //! answer each connection's request with the same core direct mode uses, and check the store
 //! on a schedule. Requests for one release share the store's per-entry lock, so concurrent
 //! pulls download it once; verifications are reused for a bounded time (`cache.rs`). A pull
-//! that names its job is recorded, and the job's report closes the record (`served.rs`).
+//! that names its job is recorded, and the job's report closes the record (`served.rs`); with
+//! `report_to`, a task sends the outcomes to the daemon (`sender.rs`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -19,8 +20,10 @@ use super::cache::{CacheKey, VerificationCache};
 use super::config::AgentConfig;
 use super::host::HostIdentity;
 use super::metrics::{self, Metrics};
+use super::outbox::Outbox;
 use super::outcome::ServedRollout;
 use super::protocol::{Reply, Request, receive, send};
+use super::sender::Sender;
 use super::served::{JobReport, ServedJobs};
 use crate::audit::AuditLog;
 use crate::jobenv::environment_for;
@@ -58,6 +61,8 @@ pub struct Agent {
     metrics: Arc<Metrics>,
     /// The jobs served a pull, waiting for their outcome.
     served: ServedJobs,
+    /// What sends their outcomes to the daemon (`report_to`), until `serve` starts it.
+    sender: Mutex<Option<Sender>>,
 }
 
 impl Agent {
@@ -100,13 +105,23 @@ impl Agent {
             verifier
         };
         let metrics = Arc::<Metrics>::default();
+        let usage = |e: String| Error::usage(format!("agent config: {e}"));
         let served = ServedJobs::new(
-            &config
-                .outcome_settings()
-                .map_err(|e| Error::usage(format!("agent config: {e}")))?,
+            &config.outcome_settings().map_err(usage)?,
             host.host_id().map(|id| id.as_str().to_owned()),
             Arc::clone(&metrics),
         )?;
+        let sender = match config.report_settings().map_err(usage)? {
+            Some(settings) => {
+                // The config makes the host ID the SVID's with report_to; the daemon checks it.
+                let id = host.spiffe_id().ok_or_else(|| {
+                    usage("report_to needs the host ID from the agent's SVID".into())
+                })?;
+                let outbox = Outbox::open(served.spool())?;
+                Some(Sender::new(settings, id, outbox, Arc::clone(&metrics)))
+            }
+            None => None,
+        };
         Ok(Self {
             registry_args: config.registry_args(),
             store: Store::open(&config.store)?,
@@ -118,6 +133,7 @@ impl Agent {
             registries: Mutex::new(HashMap::new()),
             metrics,
             served,
+            sender: Mutex::new(sender),
             config,
         })
     }
@@ -150,6 +166,15 @@ impl Agent {
             tokio::spawn(agent.check_store_every(every))
         });
         let lost = Some(tokio::spawn(Arc::clone(&self).sweep_outcomes()));
+        let sender = self
+            .sender
+            .lock()
+            .expect("sender lock")
+            .take()
+            .map(|sender| {
+                eprintln!("tcverify agent: {}", sender.describe());
+                tokio::spawn(sender.run())
+            });
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -168,7 +193,7 @@ impl Agent {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        for task in [fsck, metrics, lost].into_iter().flatten() {
+        for task in [fsck, metrics, lost, sender].into_iter().flatten() {
             task.abort();
         }
         drop(listener);
