@@ -287,6 +287,129 @@ mod tests {
         .into()
     }
 
+    /// What the loopback daemon saw of one request.
+    struct Seen {
+        method: http::Method,
+        path: String,
+        batch: OutcomeBatch,
+    }
+
+    /// A daemon on a loopback port speaking HTTP/1 over TLS, as the API does (without the
+    /// client certificate: SVIDs need a Workload API): it gives each connection the next
+    /// answer, and a client that trusts its certificate.
+    async fn loopback_daemon(
+        answers: Vec<(http::StatusCode, String)>,
+    ) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+        use http_body_util::{BodyExt as _, Full};
+        use hyper::body::Incoming;
+        use hyper_util::rt::TokioIo;
+
+        let certified = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()]).unwrap();
+        let certificate = certified.cert.der().clone();
+        let key =
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.clone()], key.into())
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(certificate).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::clone(&seen);
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let tls = acceptor.accept(tcp).await.unwrap();
+                let requests = Arc::clone(&requests);
+                let service =
+                    hyper::service::service_fn(move |request: http::Request<Incoming>| {
+                        let (requests, body) = (Arc::clone(&requests), body.clone());
+                        async move {
+                            let method = request.method().clone();
+                            let path = request.uri().path().to_owned();
+                            let bytes = request.into_body().collect().await?.to_bytes();
+                            requests.lock().unwrap().push(Seen {
+                                method,
+                                path,
+                                batch: serde_json::from_slice(&bytes).unwrap(),
+                            });
+                            let answer = http::Response::builder()
+                                .status(status)
+                                .body(Full::new(bytes::Bytes::from(body)))
+                                .unwrap();
+                            Ok::<_, hyper::Error>(answer)
+                        }
+                    });
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await
+                    .unwrap();
+            }
+        });
+        let client = Client::new(&format!("https://{address}"), client).unwrap();
+        (client, seen)
+    }
+
+    #[tokio::test]
+    async fn round_posts_the_batch_to_the_api_and_reads_its_answer_or_its_refusal() {
+        let f = Fixture::new();
+        f.append("j-1");
+        f.append("j-2");
+        let (client, seen) = loopback_daemon(vec![
+            (
+                http::StatusCode::FORBIDDEN,
+                r#"{"error":"spiffe://tcdist.test/buildkite/agent may not report"}"#.into(),
+            ),
+            (
+                http::StatusCode::OK,
+                r#"{"accepted":1,"dropped":{"not-in-rollout":1}}"#.into(),
+            ),
+        ])
+        .await;
+        let mut sender = sender(&f);
+        let result = sender.round(&client).await;
+        let line = sender.settle(result).unwrap();
+        assert!(
+            line.contains("403 Forbidden: spiffe://tcdist.test/buildkite/agent may not report"),
+            "{line}"
+        );
+        sender.round(&client).await.unwrap();
+        let seen = std::mem::take(&mut *seen.lock().unwrap());
+        assert_eq!(seen.len(), 2);
+        for request in &seen {
+            assert_eq!(
+                (&request.method, request.path.as_str()),
+                (&http::Method::POST, "/v1/outcomes")
+            );
+            let jobs: Vec<&str> = request
+                .batch
+                .records
+                .iter()
+                .map(|r| r.job_id.as_str())
+                .collect();
+            assert_eq!(jobs, ["j-1", "j-2"]);
+        }
+        assert_eq!(
+            metric(
+                &sender,
+                "tcdist_agent_outcomes_dropped_by_daemon_total{reason=\"not-in-rollout\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(f.spool_len(), 0);
+    }
+
     #[tokio::test]
     async fn batches_split_at_the_max_and_the_spool_is_emptied_once_all_were_answered() {
         let f = Fixture::new();
