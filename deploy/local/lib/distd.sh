@@ -13,7 +13,8 @@
 # distd/patches/goX.Y, linux/amd64 and linux/arm64 (the host's first; cross-built),
 # channel stable. Grants: spiffe://tcdist.test/release/manager may read, build,
 # promote and yank; spiffe://tcdist.test/ci/job (every process of the stack's user)
-# may read.
+# may read; spiffe://tcdist.test/buildkite/agent (the build-host agent's SVID) may
+# report job outcomes on the line.
 #
 # Its environment is what stack.env gives clients of the components before it
 # (registry credentials, SPIFFE socket, signer and promoter IDs, TSA, Rekor, policy),
@@ -36,6 +37,7 @@
 DISTD_SERVER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/server
 DISTD_MANAGER_ID=spiffe://$SPIRE_TRUST_DOMAIN/release/manager
 DISTD_READER_ID=spiffe://$SPIRE_TRUST_DOMAIN/ci/job
+DISTD_REPORTER_ID=spiffe://$SPIRE_TRUST_DOMAIN/buildkite/agent
 DISTD_REPOSITORY=toolchains/go
 DISTD_CHANNEL=stable
 # /readyz needs the server's SVID: the agent serves it once it synced the entries.
@@ -124,6 +126,12 @@ _distd_config() {
 		printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_READER_ID")"
 		printf 'lines = ["*"]\n'
 		printf 'actions = ["read"]\n'
+		if [[ -n $DISTD_LINE ]]; then
+			printf '\n[[grant]]\n'
+			printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_REPORTER_ID")"
+			printf 'lines = [%s]\n' "$(_policy_toml_str "$DISTD_LINE")"
+			printf 'actions = ["report"]\n'
+		fi
 	} | write_file_atomic "$DISTD_CONFIG" 644
 	# What stack.env gives clients of the components before this one.
 	local c
