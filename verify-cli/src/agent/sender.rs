@@ -100,8 +100,8 @@ impl Sender {
         }
     }
 
-    /// A round with the client made by an earlier one, or a new one: the client follows the
-    /// Workload API's SVID as it is renewed, so it is made once it could be.
+    /// One round, with the client an earlier round made, else a new one: its SVID source
+    /// follows renewals, so a client is made once, as soon as the Workload API gives the SVID.
     async fn attempt(&mut self, client: &mut Option<Client>) -> anyhow::Result<()> {
         let daemon = match client.take() {
             Some(daemon) => daemon,
