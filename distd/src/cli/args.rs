@@ -205,7 +205,7 @@ impl RolloutStartArgs {
 #[derive(Clone, Debug)]
 pub struct Plan(pub Vec<Stage>);
 
-fn parse_plan(text: &str) -> Result<Plan, String> {
+pub fn parse_plan(text: &str) -> Result<Plan, String> {
     parse_stages(text).map(Plan)
 }
 

@@ -3,15 +3,16 @@
 //! presenting `--server-id`'s SVID. Answers are printed as JSON on stdout; a followed log
 //! goes to stderr as it comes.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use distd_api::client::{Answer, Client, ok};
-use distd_api::wire::{Catalog, Job, JobState, LifecycleAnswer, PromoteRequest, YankRequest};
+use distd_api::client::{Answer, Client};
+use distd_api::wire::{Catalog, LifecycleAnswer, PromoteRequest, YankRequest};
 use http::Method;
-use http_body_util::BodyExt as _;
 use serde::Serialize;
 use tcdist_verify::spiffe_id::SpiffeId;
-use tokio::io::AsyncWriteExt as _;
+
+mod jobs;
+mod rollout;
 
 #[derive(Args, Debug)]
 pub struct CtlArgs {
@@ -69,9 +70,14 @@ enum CtlCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Start, advance, halt, abort or finish a channel's rollout, signed by the daemon; or
+    /// show a line's rollouts
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
-/// The exit code for an error of `distd ctl`: refused or unknown (2), unreachable (3), else 1.
+/// The exit code for an error of `distd ctl`: refused or unknown (2), unreachable (3), else 1;
+/// an error found before an answer has its own code (a bad flag: 2).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     if let Some(answer) = err.chain().find_map(|c| c.downcast_ref::<Answer>()) {
         return match answer.status.as_u16() {
@@ -79,6 +85,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             502 | 503 => 3,
             _ => 1,
         };
+    }
+    if let Some(error) = err
+        .chain()
+        .find_map(|c| c.downcast_ref::<tcdist_core::Error>())
+    {
+        return error.exit_code();
     }
     let unreachable = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().is_some() || c.downcast_ref::<hyper::Error>().is_some()
@@ -108,43 +120,16 @@ pub async fn run(args: CtlArgs) -> Result<()> {
 }
 
 async fn command(client: &Client, command: CtlCommand) -> Result<()> {
-    let none = None::<&()>;
     match command {
         CtlCommand::Catalog => print(
             &client
-                .call::<Catalog>(Method::GET, "/v1/catalog", none)
+                .call::<Catalog>(Method::GET, "/v1/catalog", None::<&()>)
                 .await?,
         ),
-        CtlCommand::Build { line, follow } => {
-            let job: Job = client
-                .call(Method::POST, &format!("/v1/lines/{line}/builds"), none)
-                .await?;
-            eprintln!("distd ctl: job {} queued for line {line:?}", job.id);
-            if follow {
-                return follow_job(client, job.id).await;
-            }
-            print(&job)
-        }
-        CtlCommand::Jobs => print(
-            &client
-                .call::<Vec<Job>>(Method::GET, "/v1/jobs", none)
-                .await?,
-        ),
-        CtlCommand::Job { id, follow } => {
-            if follow {
-                return follow_job(client, id).await;
-            }
-            print(
-                &client
-                    .call::<Job>(Method::GET, &format!("/v1/jobs/{id}"), none)
-                    .await?,
-            )
-        }
-        CtlCommand::Cancel { id } => print(
-            &client
-                .call::<Job>(Method::POST, &format!("/v1/jobs/{id}/cancel"), none)
-                .await?,
-        ),
+        CtlCommand::Build { line, follow } => jobs::build(client, &line, follow).await,
+        CtlCommand::Jobs => jobs::list(client).await,
+        CtlCommand::Job { id, follow } => jobs::show(client, id, follow).await,
+        CtlCommand::Cancel { id } => jobs::cancel(client, id).await,
         CtlCommand::Promote {
             line,
             release,
@@ -171,33 +156,7 @@ async fn command(client: &Client, command: CtlCommand) -> Result<()> {
                 )
                 .await?,
         ),
-    }
-}
-
-/// Streams the job's log to stderr until it ends, prints the job, and fails unless it
-/// succeeded.
-async fn follow_job(client: &Client, id: u64) -> Result<()> {
-    let response = ok(client
-        .send(Method::GET, &format!("/v1/jobs/{id}/log?follow=true"), None)
-        .await?)
-    .await?;
-    let mut body = response.into_body();
-    let mut stderr = tokio::io::stderr();
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame.context("reading the job's log")?.into_data() {
-            stderr.write_all(&data).await?;
-        }
-    }
-    let job: Job = client
-        .call(Method::GET, &format!("/v1/jobs/{id}"), None::<&()>)
-        .await?;
-    print(&job)?;
-    match job.state {
-        JobState::Succeeded => Ok(()),
-        state => anyhow::bail!(
-            "job {id} ended {state:?}{}",
-            job.error.map(|e| format!(": {e}")).unwrap_or_default()
-        ),
+        CtlCommand::Rollout(command) => rollout::run(client, command).await,
     }
 }
 
