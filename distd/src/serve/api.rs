@@ -66,8 +66,9 @@ pub struct Daemon {
     catalog: tokio::sync::Mutex<Option<CachedCatalog>>,
     /// The running rollouts of every line, as last read: what outcomes are taken for.
     pub live: std::sync::RwLock<LiveRollouts>,
-    /// When the rollouts were last read.
-    pub rollouts_read: tokio::sync::Mutex<Option<Instant>>,
+    /// When the last read of the rollouts began; held while one reads, so reads are one at a
+    /// time.
+    pub rollouts_read: tokio::sync::Mutex<Option<(jiff::Timestamp, Instant)>>,
     /// The stages' outcomes and the judge's verdicts.
     pub journal: RolloutJournal,
     /// The rollout judge, when the config has one.

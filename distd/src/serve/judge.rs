@@ -30,9 +30,9 @@ use crate::judge::verdict::{self, Inputs, Verdict, VerdictRecord};
 use crate::publish::Signing;
 use crate::rollout::{JudgeMove, judge_move, running_stage};
 
-/// How soon the outcome route may read the registry again when a record names a statement
-/// newer than the daemon read.
-const REREAD_AFTER: Duration = Duration::from_secs(2);
+/// How soon the outcome route may read the registry again for a batch served after the last
+/// read began.
+const REREAD_AFTER: Duration = Duration::from_secs(1);
 
 /// The judge: its settings and its brake identity (`None` in a dry run).
 pub struct Judge {
@@ -43,6 +43,38 @@ pub struct Judge {
 /// Reads every line's running rollouts into the daemon's view. A line that cannot be read
 /// keeps what was read of it before.
 pub async fn read_rollouts(daemon: &Daemon) -> Result<()> {
+    let mut last = daemon.rollouts_read.lock().await;
+    read_rollouts_locked(daemon, &mut last).await
+}
+
+/// Makes sure a read that began after `since` is in: reads the rollouts when the last read
+/// began before it, at most once every [`REREAD_AFTER`] (a caller within that waits for the
+/// next read, so hosts reporting often cannot keep the daemon reading the registry). `since`
+/// is taken no later than now: a host's clock running ahead changes nothing.
+pub async fn read_rollouts_since(daemon: &Daemon, since: Timestamp) -> Result<()> {
+    let since = since.min(Timestamp::now());
+    loop {
+        let mut last = daemon.rollouts_read.lock().await;
+        let wait = match *last {
+            Some((began, _)) if began > since => return Ok(()),
+            Some((_, at)) => REREAD_AFTER.saturating_sub(at.elapsed()),
+            None => Duration::ZERO,
+        };
+        if wait.is_zero() {
+            return read_rollouts_locked(daemon, &mut last).await;
+        }
+        drop(last);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The read, with the lock that makes reads one at a time held: `last` is when the last read
+/// began (wall clock, and monotonic for the rate limit).
+async fn read_rollouts_locked(
+    daemon: &Daemon,
+    last: &mut Option<(Timestamp, Instant)>,
+) -> Result<()> {
+    let began = (Timestamp::now(), Instant::now());
     let mut stages = Vec::new();
     let mut failed = Vec::new();
     for line in &daemon.config.lines {
@@ -74,23 +106,13 @@ pub async fn read_rollouts(daemon: &Daemon) -> Result<()> {
                 .cloned(),
         );
     }
-    live.replace(stages);
+    live.replace(stages, began.0);
     drop(live);
+    *last = Some(began);
     match failed.into_iter().next() {
         Some((_, _, e)) => Err(e),
         None => Ok(()),
     }
-}
-
-/// [`read_rollouts`], unless it ran within [`REREAD_AFTER`].
-pub async fn reread_rollouts(daemon: &Daemon) -> Result<()> {
-    let mut last = daemon.rollouts_read.lock().await;
-    if last.is_some_and(|at| at.elapsed() < REREAD_AFTER) {
-        return Ok(());
-    }
-    let read = read_rollouts(daemon).await;
-    *last = Some(Instant::now());
-    read
 }
 
 /// Reads and judges the rollouts every interval until the daemon stops.
@@ -101,7 +123,7 @@ pub async fn watch_rollouts(daemon: Arc<Daemon>, mut stopping: watch::Receiver<b
         .map_or(super::config::DEFAULT_JUDGE_INTERVAL, |j| j.settings.interval)
         .unsigned_abs();
     loop {
-        if let Err(e) = reread_rollouts(&daemon).await {
+        if let Err(e) = read_rollouts(&daemon).await {
             eprintln!("distd: {e:#}");
         }
         if let Some(judge) = &daemon.judge {

@@ -130,32 +130,29 @@ impl Dropped {
 #[derive(Default)]
 pub struct LiveRollouts {
     stages: Vec<LiveStage>,
-    /// Whether every line has been read once: before, no record can be judged a stray.
-    read: bool,
+    /// When the read that found them began: it saw every statement published before then.
+    read_at: Option<Timestamp>,
 }
 
 impl LiveRollouts {
-    /// Sets what the registry says of every line.
-    pub fn replace(&mut self, stages: Vec<LiveStage>) {
+    /// Sets what the registry said of every line in a read that began at `read_at`.
+    pub fn replace(&mut self, stages: Vec<LiveStage>, read_at: Timestamp) {
         self.stages = stages;
-        self.read = true;
-    }
-
-    pub fn is_read(&self) -> bool {
-        self.read
+        self.read_at = Some(read_at);
     }
 
     pub fn stages(&self) -> &[LiveStage] {
         &self.stages
     }
 
-    /// Whether `record` names a statement newer than the daemon read for its channel: then the
-    /// daemon reads the registry again before it drops the record.
-    pub fn is_behind(&self, record: &OutcomeRecord) -> bool {
-        self.stages
-            .iter()
-            .filter(|stage| stage.channel == record.channel)
-            .all(|stage| stage.sequence < record.sequence)
+    /// Whether a pull served at `served_at` may have met a statement this read did not see:
+    /// then the daemon reads the registry again before it judges the record.
+    pub fn older_than(&self, served_at: Timestamp) -> bool {
+        self.read_at.is_none_or(|read_at| read_at <= served_at)
+    }
+
+    pub fn is_read(&self) -> bool {
+        self.read_at.is_some()
     }
 
     /// The stage `record`, sent by the host `caller`, counts for, or why it does not.
@@ -248,7 +245,7 @@ mod tests {
 
     fn live() -> LiveRollouts {
         let mut live = LiveRollouts::default();
-        live.replace(vec![stage()]);
+        live.replace(vec![stage()], Timestamp::now());
         live
     }
 
@@ -316,13 +313,13 @@ mod tests {
     }
 
     #[test]
-    fn a_record_newer_than_every_statement_read_means_the_daemon_is_behind() {
-        let host = host_in(Arm::Control);
-        let live = live();
-        let mut newer = record(&host, Arm::Control);
-        assert!(!live.is_behind(&newer));
-        newer.sequence = 13;
-        assert!(live.is_behind(&newer));
-        assert!(!LiveRollouts::default().is_read());
+    fn a_read_is_older_than_a_pull_served_after_it_began() {
+        let mut live = LiveRollouts::default();
+        let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
+        assert!(!live.is_read() && live.older_than(at));
+        live.replace(vec![stage()], at);
+        assert!(live.is_read());
+        assert!(live.older_than(at));
+        assert!(!live.older_than(at - SignedDuration::from_secs(1)));
     }
 }

@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use distd_api::wire::{Action, MAX_OUTCOME_BATCH, OutcomeAnswer, OutcomeBatch};
 
 use super::api::{Caller, Failure, Shared};
-use super::judge::reread_rollouts;
+use super::judge::read_rollouts_since;
 use super::live::{Dropped, StageKey};
 use distd_api::outcome::OutcomeRecord;
 
@@ -42,11 +42,15 @@ async fn receive(
             batch.records.len()
         )));
     }
+    // The pulls were served by then: a read that began later saw what they met.
+    let served = batch.records.iter().map(|r| r.served_at).max();
     let behind = {
         let live = daemon.live.read().unwrap_or_else(|e| e.into_inner());
-        !live.is_read() || batch.records.iter().any(|r| live.is_behind(r))
+        served.is_some_and(|at| live.older_than(at))
     };
-    if behind && let Err(e) = reread_rollouts(&daemon).await {
+    if let (true, Some(at)) = (behind, served)
+        && let Err(e) = read_rollouts_since(&daemon, at).await
+    {
         eprintln!("distd: {e:#}");
     }
     let caller_id = caller.0.as_str();
