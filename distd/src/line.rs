@@ -149,8 +149,7 @@ fn check_line(line: RawLine, base: &Path) -> Result<ReleaseLine> {
 /// letters, digits, `.`, `_` and `-`, not beginning with `.`, at most 128 bytes.
 fn check_name(name: &str) -> Result<()> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(allowed)
-    {
+    if name.is_empty() || name.len() > 128 || name.starts_with('.') || !name.chars().all(allowed) {
         bail!(
             "name {name:?}: use 1 to 128 letters, digits, '.', '_' and '-', not beginning with '.'"
         );

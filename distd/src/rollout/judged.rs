@@ -11,8 +11,8 @@ use tcdist_oci::registry::RegistryArgs;
 use tcdist_verify::rollout::AcceptedRollout;
 
 use super::{
-    Move, change_read, live_rollout, read_channel, read_promoted_channel,
-    resign_running, running_lifetime, stage_entry,
+    Move, change_read, live_rollout, read_channel, read_promoted_channel, resign_running,
+    running_lifetime, stage_entry,
 };
 use crate::lifecycle::Promoter;
 use crate::publish::Signing;

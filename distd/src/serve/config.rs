@@ -103,8 +103,9 @@ impl JudgeSettings {
 
 fn check_judge(raw: RawJudge) -> Result<JudgeSettings> {
     let interval = match raw.interval.as_deref() {
-        Some(text) => crate::cli::args::parse_duration(text)
-            .map_err(|e| anyhow::anyhow!("interval: {e}"))?,
+        Some(text) => {
+            crate::cli::args::parse_duration(text).map_err(|e| anyhow::anyhow!("interval: {e}"))?
+        }
         None => DEFAULT_JUDGE_INTERVAL,
     };
     if interval < SignedDuration::from_secs(1) || interval > SignedDuration::from_hours(1) {
@@ -169,11 +170,7 @@ fn parse(text: &str, base: &Path) -> Result<ServeConfig> {
         refresh_every: duration("refresh_every", raw.refresh_every, "1h")?,
         refresh_within: duration("refresh_within", raw.refresh_within, "2d")?,
         stop_grace: duration("stop_grace", raw.stop_grace, "30s")?,
-        judge: raw
-            .judge
-            .map(check_judge)
-            .transpose()
-            .context("[judge]")?,
+        judge: raw.judge.map(check_judge).transpose().context("[judge]")?,
         grants: Grants(grants),
     })
 }

@@ -79,9 +79,14 @@ async fn read_rollouts_locked(
     let mut failed = Vec::new();
     for line in &daemon.config.lines {
         for channel in &line.channels {
-            let read = running_stage(&line.repository, channel, &daemon.promoter, &daemon.registry)
-                .await
-                .with_context(|| format!("reading the rollout of {}/{channel}", line.name));
+            let read = running_stage(
+                &line.repository,
+                channel,
+                &daemon.promoter,
+                &daemon.registry,
+            )
+            .await
+            .with_context(|| format!("reading the rollout of {}/{channel}", line.name));
             match read {
                 Ok(running) => {
                     let live = running.map(|running| LiveStage::of(&line.name, &running));
@@ -120,7 +125,9 @@ pub async fn watch_rollouts(daemon: Arc<Daemon>, mut stopping: watch::Receiver<b
     let interval = daemon
         .judge
         .as_ref()
-        .map_or(super::config::DEFAULT_JUDGE_INTERVAL, |j| j.settings.interval)
+        .map_or(super::config::DEFAULT_JUDGE_INTERVAL, |j| {
+            j.settings.interval
+        })
         .unsigned_abs();
     loop {
         if let Err(e) = read_rollouts(&daemon).await {
@@ -190,7 +197,11 @@ pub fn decide(
     auto_advance: bool,
 ) -> Result<Look, String> {
     let resign_due = resign_due(stage, now, settings.interval);
-    let keep = if resign_due { Act::Resign } else { Act::Nothing };
+    let keep = if resign_due {
+        Act::Resign
+    } else {
+        Act::Nothing
+    };
     if stage.spec.share.is_whole_channel() {
         return Ok(Look {
             record: None,
@@ -218,7 +229,10 @@ pub fn decide(
         ),
         Verdict::Pass if auto_advance && stage.stage + 1 < judged(stage) => (Act::Advance, None),
         Verdict::Pass => (keep, Some("awaiting-advance")),
-        Verdict::Hold => (keep, (record.alert && soaked).then_some("insufficient-data")),
+        Verdict::Hold => (
+            keep,
+            (record.alert && soaked).then_some("insufficient-data"),
+        ),
     };
     Ok(Look {
         record: Some(record),
@@ -241,10 +255,7 @@ fn resign_due(stage: &LiveStage, now: Timestamp, interval: SignedDuration) -> bo
 }
 
 fn halt_reason(stage: &LiveStage, record: &VerdictRecord) -> String {
-    let (what, bounds) = if record
-        .reasons
-        .contains(&verdict::Reason::FailuresWorse)
-    {
+    let (what, bounds) = if record.reasons.contains(&verdict::Reason::FailuresWorse) {
         ("failure", &record.failures)
     } else {
         ("cancellation", &record.cancellations)
@@ -287,7 +298,11 @@ async fn look(daemon: &Daemon, judge: &Judge, stage: &LiveStage, now: Timestamp)
             stage.stage + 1,
             look.record
                 .as_ref()
-                .map(|r| r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map(|r| r
+                    .reasons
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>())
                 .unwrap_or_default()
                 .join("; ")
         );

@@ -312,9 +312,11 @@ mod tests {
         metrics.rollout_dropped("arm-mismatch", 3);
         let text = metrics.encode();
         assert!(text.contains("distd_rollout_stage{line=\"go1.26\",channel=\"stable\"} 2"));
-        assert!(text.contains(
-            "distd_rollout_share_basis_points{line=\"go1.26\",channel=\"stable\"} 2500"
-        ));
+        assert!(
+            text.contains(
+                "distd_rollout_share_basis_points{line=\"go1.26\",channel=\"stable\"} 2500"
+            )
+        );
         assert!(text.contains("distd_rollout_outcomes_dropped_total{reason=\"arm-mismatch\"} 3"));
         assert!(
             text.contains(

@@ -253,6 +253,9 @@ mod tests {
         append(&path, b"{\"host_id\":\"spiffe://tc").unwrap();
         assert_eq!(journal.outcomes(&key(1)).unwrap(), [a]);
         append(&dir.path().join("rollouts/verdicts.jsonl"), b"{\"time\":").unwrap();
-        assert_eq!(RolloutJournal::open(dir.path()).unwrap().next_look(&key(1)), 1);
+        assert_eq!(
+            RolloutJournal::open(dir.path()).unwrap().next_look(&key(1)),
+            1
+        );
     }
 }

@@ -43,7 +43,6 @@ impl ServedRollout {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

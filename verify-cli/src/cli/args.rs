@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use distd_api::outcome::{JobId, PipelineName};
 use tcdist_core::Platform;
 use tcdist_oci::registry::RegistryArgs;
-use distd_api::outcome::{JobId, PipelineName};
 use tcverify::host_id::HostId;
 
 #[derive(Parser, Debug)]

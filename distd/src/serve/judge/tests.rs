@@ -145,7 +145,15 @@ fn the_statement_is_re_signed_once_half_its_lifetime_is_gone() {
 fn a_stage_of_the_whole_channel_is_not_judged() {
     let mut whole = stage();
     whole.spec = tcdist_oci::attachments::rollout::Stage::with_defaults("100%".parse().unwrap());
-    let look = decide(&whole, &both((50, 25), (0, 0)), 1, early(), &settings(), true).unwrap();
+    let look = decide(
+        &whole,
+        &both((50, 25), (0, 0)),
+        1,
+        early(),
+        &settings(),
+        true,
+    )
+    .unwrap();
     assert!(look.record.is_none());
     assert_eq!((look.act, look.alert), (Act::Nothing, None));
 }
