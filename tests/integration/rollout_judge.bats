@@ -25,7 +25,7 @@ setup_file() {
 		digest=$("$DISTD" publish "$WORK/tree$n" --ref "$REPO:v$n" 2>/dev/null)
 		export "D$n=${digest##*$'\n'}"
 	done
-	for channel in c-halt c-drop c-dry c-resume; do
+	for channel in c-halt c-drop c-dry c-resume c-ctl; do
 		"$DISTD" promote "$REPO@$D1" --channel "$channel" 2>/dev/null
 	done
 	export PORT OPS_PORT
@@ -42,7 +42,7 @@ go_source = "$WORK/no-source"
 go_source_digest = "sha256:$(printf '0%.0s' {1..64})"
 patches = "$WORK/no-patches"
 platforms = ["linux/amd64"]
-channels = ["c-halt", "c-drop", "c-dry", "c-resume"]
+channels = ["c-halt", "c-drop", "c-dry", "c-resume", "c-ctl"]
 EOF
 	write_config judging false
 	write_config dry true
@@ -57,7 +57,9 @@ teardown_file() {
 	stop_daemon
 	local pid_file
 	for pid_file in "$WORK"/h*/pid; do
-		[ -f "$pid_file" ] && kill "$(cat "$pid_file")" 2>/dev/null || true
+		if [ -f "$pid_file" ]; then
+			kill "$(cat "$pid_file")" 2>/dev/null || true
+		fi
 	done
 }
 
@@ -407,4 +409,36 @@ assert a["candidate"]["jobs"] + a["control"]["jobs"] >= b["candidate"]["jobs"] +
 assert after["record"]["verdict"] == "hold", after["record"]
 PY
 	"$DISTD" rollout abort "$REPO" --channel c-resume --reason "test over" 2>/dev/null
+}
+
+# ctl ARGS…: distd ctl against this suite's daemon.
+ctl() {
+	"$DISTD" ctl --server "https://127.0.0.1:$PORT" --server-id spiffe://tcdist.test/distd/server "$@"
+}
+
+@test "operators start, read and halt a rollout through the daemon; a host may report but not move it" {
+	manager=spiffe://tcdist.test/release/manager
+	run --separate-stderr ctl --as "$manager" rollout start judged "$D2" --channel c-ctl --share 25%
+	[ "$status" -eq 0 ]
+	python3 -c '
+import json, sys
+a = json.loads(sys.argv[1])
+assert (a["channel"], a["state"], a["stage"], a["share"]) == ("c-ctl", "running", 1, "25%"), a' "$output"
+	[ "$(rollout_field c-ctl signer)" = "$TCDIST_PROMOTER_ID" ]
+	run --separate-stderr ctl --as "$manager" rollout status judged
+	[ "$status" -eq 0 ]
+	python3 -c '
+import json, sys
+s = json.loads(sys.argv[1])
+c = next(c for c in s["channels"] if c["channel"] == "c-ctl")
+assert c["rollout"]["state"] == "running" and c["rollout"]["candidate"] == sys.argv[2], c' "$output" "$D2"
+	# The job identity may report outcomes here, not move rollouts.
+	run --separate-stderr ctl --as spiffe://tcdist.test/ci/job rollout halt judged --channel c-ctl --reason no
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"may not promote"* ]]
+	run --separate-stderr ctl --as "$manager" rollout halt judged --channel c-ctl --reason "by hand"
+	[ "$status" -eq 0 ]
+	[ "$(rollout_field c-ctl state)" = halted ]
+	[ "$(rollout_field c-ctl reason)" = "by hand" ]
+	grep -q '"action":"promote","line":"judged","target":"c-ctl rollout halt' "$WORK/state-judging/audit.log"
 }
