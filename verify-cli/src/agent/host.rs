@@ -3,8 +3,10 @@
 //! X.509-SVID (the one `spiffe_id` names, else the Workload API's first); else none, and the
 //! host is in no rollout's candidate arm. Never from a client.
 
-use spiffe::WorkloadApiClient;
+use std::time::Duration;
+
 use spiffe::transport::Endpoint;
+use spiffe::{WorkloadApiClient, WorkloadApiError};
 
 use super::config::AgentConfig;
 use crate::host_id::HostId;
@@ -106,28 +108,45 @@ pub async fn resolve(config: &AgentConfig) -> Result<HostIdentity> {
 
 /// The SPIFFE ID of the X.509-SVID the Workload API at `endpoint` (`unix:///path/api.sock` or
 /// `tcp://IP:PORT`) gives this process: the one for `wanted`, else its first (the default).
+/// A Workload API that answers without it is asked again until [`WORKLOAD_API_TIMEOUT`] has
+/// passed: a SPIRE agent serves a new registration entry only from its next sync with the
+/// server (every few seconds), and until then answers "no identity issued".
 async fn svid_spiffe_id(
     endpoint: &str,
     wanted: Option<&SpiffeId>,
 ) -> std::result::Result<String, String> {
     let parsed =
         Endpoint::parse(endpoint).map_err(|e| format!("not a Workload API address: {e}"))?;
-    let fetch = async {
-        let client = WorkloadApiClient::connect(parsed).await?;
-        client.fetch_all_x509_svids().await
-    };
-    let offered: Vec<String> = match tokio::time::timeout(WORKLOAD_API_TIMEOUT, fetch).await {
-        Err(_) => {
-            return Err(format!(
-                "no answer within {}s",
-                WORKLOAD_API_TIMEOUT.as_secs()
-            ));
+    let deadline = tokio::time::Instant::now() + WORKLOAD_API_TIMEOUT;
+    let secs = WORKLOAD_API_TIMEOUT.as_secs();
+    loop {
+        let fetch = async {
+            let client = WorkloadApiClient::connect(parsed.clone()).await?;
+            client.fetch_all_x509_svids().await
+        };
+        let why = match tokio::time::timeout_at(deadline, fetch).await {
+            Err(_) => return Err(format!("no answer within {secs}s")),
+            Ok(Err(WorkloadApiError::NoIdentityIssued)) => "it gives no SVID".to_owned(),
+            Ok(Err(e)) => return Err(error_chain(&e)),
+            Ok(Ok(svids)) => {
+                match pick(
+                    svids.iter().map(|s| s.spiffe_id().to_string()).collect(),
+                    wanted,
+                ) {
+                    Ok(id) => return Ok(id),
+                    Err(why) => why,
+                }
+            }
+        };
+        if tokio::time::Instant::now() + SVID_RETRY >= deadline {
+            return Err(format!("{why} (asked for {secs}s)"));
         }
-        Ok(Err(e)) => return Err(error_chain(&e)),
-        Ok(Ok(svids)) => svids.iter().map(|s| s.spiffe_id().to_string()).collect(),
-    };
-    pick(offered, wanted)
+        tokio::time::sleep(SVID_RETRY).await;
+    }
 }
+
+/// How long to wait before asking a Workload API that gave no SVID again.
+const SVID_RETRY: Duration = Duration::from_millis(500);
 
 /// The SVID wanted among those offered, else the first.
 fn pick(offered: Vec<String>, wanted: Option<&SpiffeId>) -> std::result::Result<String, String> {
