@@ -4,6 +4,7 @@
 # release signer's identity is the point: only the registered distd binaries, never another
 # process of the same user. (That distd itself obtains it is tested on the Rust side.)
 
+# shellcheck disable=SC2154 # run --separate-stderr sets $stderr
 bats_require_minimum_version 1.5.0
 
 BUILD_AGENT=spiffe://tcdist.test/buildkite/agent
@@ -12,10 +13,14 @@ AGENT_ALIAS=spiffe://tcdist.test/agent/local
 setup() {
 	load helpers
 	load spire_helpers
+	# Where another user may run a program from (the test's own temp dir is private).
+	PUBLIC_DIR=$(mktemp -d /tmp/tcdist-spire.XXXXXX)
+	chmod 755 "$PUBLIC_DIR"
 }
 
 teardown() {
 	restore_entries
+	rm -rf "$PUBLIC_DIR"
 }
 
 # fetch_ids EXE: the SPIFFE IDs the Workload API gives to a process running EXE (a copy of
@@ -179,6 +184,74 @@ EOF
 	[ "$output" = "[{\"parent\": \"$AGENT_ALIAS\", \"selectors\": [\"unix:uid:$(id -u)\"], \"ttl\": 3600}]" ]
 }
 
+# as_user USER CMD...: CMD as USER (root only), with a clean environment.
+as_user() {
+	local user=$1
+	shift
+	setpriv --reuid "$user" --regid "$(id -g "$user")" --clear-groups env -i PATH=/usr/bin:/bin "$@"
+}
+
+@test "the Workload API socket is alone in a directory every user may traverse; the rest of SPIRE's state is not" {
+	[ "$WORKLOAD_SOCKET" = "$TCDIST_STACK_DIR/spire-public/workload.sock" ]
+	[ "$(stat -c %a "$TCDIST_STACK_DIR/spire-public")" = 755 ]
+	[ "$(ls -A "$TCDIST_STACK_DIR/spire-public")" = workload.sock ]
+	[ "$(stat -c %a "$TCDIST_STACK_DIR/spire")" = 700 ]
+	[ "$(dirname "$TCDIST_SPIRE_SERVER_SOCKET")" = "$TCDIST_STACK_DIR/spire" ]
+	((EUID == 0)) || skip "needs root, to ask as another user"
+	as_user nobody test -x "$TCDIST_STACK_DIR" ||
+		skip "a directory above $TCDIST_STACK_DIR is not searchable by others"
+	# Another user reaches the Workload API (and gets no identity from it), not the server's
+	# API socket nor SPIRE's keys.
+	as_user nobody test -w "$WORKLOAD_SOCKET"
+	run as_user nobody test -e "$TCDIST_SPIRE_SERVER_SOCKET"
+	[ "$status" -ne 0 ]
+	run as_user nobody test -e "$TCDIST_STACK_DIR/spire/server/data/keys.json"
+	[ "$status" -ne 0 ]
+	cp "$SPIRE_AGENT" "$PUBLIC_DIR/spire-agent"
+	run as_user nobody "$PUBLIC_DIR/spire-agent" api fetch x509 -socketPath "$WORKLOAD_SOCKET"
+	[ "$status" -ne 0 ]
+	[[ $output == *"no identity issued"* ]]
+}
+
+@test "the build-host agent's SVID goes to its copy of tcverify run as its user, and to no other process of either" {
+	[ "$TCDIST_SPIRE_BUILD_AGENT_PATH" = "$TCDIST_AGENT_BIN" ]
+	pid=$(cat "$TCDIST_AGENT_PIDFILE")
+	# The running agent is that process: its copy of tcverify, the uid the entry names.
+	[ "$(readlink "/proc/$pid/exe")" = "$TCDIST_AGENT_BIN" ]
+	[ "$(stat -c %u "/proc/$pid")" = "$TCDIST_SPIRE_BUILD_AGENT_UID" ]
+	[ "$TCDIST_SPIRE_BUILD_AGENT_UID" = "$(cat "$TCDIST_STACK_DIR/agent/uid")" ]
+	run entries_json "$BUILD_AGENT"
+	python3 - "$output" "$TCDIST_SPIRE_TCVERIFY_PATHS" "$(id -u)" "$TCDIST_AGENT_BIN" "$TCDIST_SPIRE_BUILD_AGENT_UID" <<'PY'
+import json, sys
+entries, paths, uid, agent_bin, agent_uid = json.loads(sys.argv[1]), sys.argv[2].split(":"), *sys.argv[3:]
+want = [sorted([f"unix:path:{p}", f"unix:uid:{uid}"]) for p in paths]
+want.append(sorted([f"unix:path:{agent_bin}", f"unix:uid:{agent_uid}"]))
+assert sorted(e["selectors"] for e in entries) == sorted(want), entries
+PY
+	if ((EUID != 0)) || [[ $TCDIST_SPIRE_BUILD_AGENT_UID == "$(id -u)" ]]; then
+		skip "the agent runs as the stack's user (see the stack's warning)"
+	fi
+	# Another program of the agent's user gets nothing.
+	cp "$SPIRE_AGENT" "$PUBLIC_DIR/spire-agent"
+	run as_user "$TCDIST_AGENT_USER" "$PUBLIC_DIR/spire-agent" api fetch x509 -socketPath "$WORKLOAD_SOCKET"
+	[ "$status" -ne 0 ]
+	[[ $output == *"no identity issued"* ]]
+	# The agent's tcverify run by the stack's user gets the job's identity only: an agent so
+	# started waits for the agent's SVID (10 s), then names what it was given.
+	mkdir -p "$BATS_TEST_TMPDIR/agent"
+	cat >"$BATS_TEST_TMPDIR/agent/agent.toml" <<EOF
+socket = "$BATS_TEST_TMPDIR/agent/agent.sock"
+store = "$BATS_TEST_TMPDIR/agent/store"
+policy = "$TCDIST_STACK_DIR/policy.toml"
+spiffe_endpoint_socket = "$SPIFFE_ENDPOINT_SOCKET"
+spiffe_id = "$BUILD_AGENT"
+EOF
+	run --separate-stderr "$TCDIST_AGENT_BIN" agent --config "$BATS_TEST_TMPDIR/agent/agent.toml"
+	[ "$status" -eq 2 ]
+	[[ $stderr == *"it gives no SVID for spiffe_id $BUILD_AGENT, only: $JOB (asked for 10s)"* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/agent/agent.sock" ]
+}
+
 @test "the executable at a registered path gets distd's identities (and only it gets them)" {
 	# Register one more distd path, in a temp dir, for this test; teardown restores the
 	# stack's declaration.
@@ -330,6 +403,8 @@ PY
 	[ "$status" -eq 0 ]
 	[ "$output" = "$TCDIST_STACK_DIR/stack.env" ]
 	[[ $stderr == *"spire: entries: 0 created, 0 updated, 0 deleted"* ]]
+	# Nor does the agent's step apply them again: its user is the one the entries name.
+	[ "$(grep -c 'spire: entries: ' <<<"$stderr")" -eq 1 ]
 	[[ $stderr != *"join token"* ]]
 	[ "$(pids)" = "$before_pids" ]
 	[ "$(agents)" = "$before_agents" ]

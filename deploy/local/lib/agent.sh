@@ -16,6 +16,10 @@
 #   pid agent.log args pidfile, log, last command line and config digest
 #   metrics-port       the Prometheus metrics port on 127.0.0.1 (TCDIST_AGENT_METRICS_URL)
 #   host-id            the agent's host ID, when it has one (TCDIST_AGENT_HOST_ID)
+#   uid                the uid it runs as, which its SPIRE entry names
+#
+# Identity: SPIRE gives the agent's process (its user, running bin/tcverify) the
+# SVID spiffe://tcdist.test/buildkite/agent (spire-config/entries.json).
 #
 # Host ID: none by default (the agent is then in no rollout's candidate arm);
 # TCDIST_AGENT_HOST_ID set when `stack up` runs becomes the config's host_id
@@ -38,6 +42,7 @@ _agent_paths() {
 	AGENT_ARGS_FILE=$AGENT_DIR/args
 	AGENT_METRICS_PORT_FILE=$AGENT_DIR/metrics-port
 	AGENT_HOST_ID_FILE=$AGENT_DIR/host-id
+	AGENT_UID_FILE=$AGENT_DIR/uid
 	AGENT_MATCH="tcverify agent --config $AGENT_CONFIG"
 }
 
@@ -78,6 +83,34 @@ _agent_users() {
 		return 0
 	fi
 	AGENT_RUN_AS=$AGENT_USER
+}
+
+# _agent_entry_uid: the uid the agent's SPIRE entry names: the one it ran as at
+# the last up, else the stack's user's.
+_agent_entry_uid() {
+	if [[ -s $AGENT_UID_FILE ]]; then
+		cat -- "$AGENT_UID_FILE"
+	else
+		id -u
+	fi
+}
+
+# _agent_entry: the agent's SPIRE entry names the user it runs as. spire.sh
+# applied the entries with the last up's (_agent_entry_uid); when the agent runs
+# as another (the first up as root, which created its user), apply them again.
+# The agent waits for SPIRE's next sync at its start (docs/agent.md, host_id).
+_agent_entry() {
+	local uid
+	if [[ -n $AGENT_RUN_AS ]]; then
+		uid=$(id -u "$AGENT_RUN_AS")
+	else
+		uid=$(id -u)
+	fi
+	if [[ $uid != "$(_agent_entry_uid)" ]]; then
+		_spire_paths
+		_spire_apply_entries "$uid"
+	fi
+	printf '%s\n' "$uid" >"$AGENT_UID_FILE"
 }
 
 # _agent_files: the root-owned config and what it names; the agent's own dirs.
@@ -154,6 +187,7 @@ agent_up() {
 	mkdir -p "$AGENT_DIR"
 	AGENT_METRICS_PORT=$(owned_port agent "$AGENT_METRICS_PORT_FILE" "$AGENT_PIDFILE" "$AGENT_MATCH")
 	_agent_users
+	_agent_entry
 	_agent_files
 	if pidfile_alive "$AGENT_PIDFILE" "$AGENT_MATCH"; then
 		if ((AGENT_RESTART == 0)) && _agent_answers; then
@@ -198,6 +232,10 @@ agent_env() {
 	export_line TCDIST_AGENT_METRICS_URL "http://127.0.0.1:$(<"$AGENT_METRICS_PORT_FILE")/metrics"
 	export_line TCDIST_AGENT_USER "$AGENT_USER"
 	export_line TCDIST_AGENT_GROUP "$AGENT_GROUP"
+	export_line TCDIST_AGENT_BIN "$AGENT_BIN"
+	# The values of the agent's SPIRE entry, for spire-config/apply-entries.
+	export_line TCDIST_SPIRE_BUILD_AGENT_UID "$(_agent_entry_uid)"
+	export_line TCDIST_SPIRE_BUILD_AGENT_PATH "$AGENT_BIN"
 	if [[ -s $AGENT_HOST_ID_FILE ]]; then
 		export_line TCDIST_AGENT_HOST_ID "$(<"$AGENT_HOST_ID_FILE")"
 	fi

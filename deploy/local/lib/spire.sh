@@ -5,7 +5,10 @@
 # its unix workload attestor discovers the caller's executable path, so the
 # release signer's identity goes to the registered distd binaries only. The
 # registration entries come from spire-config/entries.json through
-# spire-config/apply-entries (idempotent; re-run by every `up`). The server
+# spire-config/apply-entries (idempotent; re-run by every `up`). The build-host
+# agent's entry names the agent's user and its copy of tcverify (lib/agent.sh):
+# the user is the one the agent ran as at the last `up` (the stack's before the
+# first); when it runs as another, agent.sh applies the entries again. The server
 # loads one external plugin, the CredentialComposer in
 # spire-config/credentialcomposer-codesigning (built per source digest and
 # cached, ensure_go_tool --src), which adds the codeSigning extended key usage
@@ -16,10 +19,13 @@
 #   server/data/ agent/data/             SQLite datastore, CA keys; agent SVID and keys
 #   server/server.log agent/agent.log    logs (appended across restarts)
 #   server.sock                          server API (spire-server CLI)
-#   workload.sock                        Workload API (SPIFFE_ENDPOINT_SOCKET)
 #   *-port, */pid, */cmd                 persisted ports, pidfiles, last command lines
 #   bootstrap-bundle.pem                 the server CA the agent trusts at its first start
-# and $STACK_DIR/trust/tcdist.test.bundle.pem (the trust domain's CAs, PEM).
+# all private (the directory is 0700); $STACK_DIR/spire-public/workload.sock, the
+# Workload API (SPIFFE_ENDPOINT_SOCKET), alone in a directory every user may
+# traverse (0755), as SPIRE means it: any workload may ask, and the attestation
+# decides what it gets (the build-host agent runs as another user); and
+# $STACK_DIR/trust/tcdist.test.bundle.pem (the trust domain's CAs, PEM).
 
 SPIRE_VERSION=v1.13.3
 SPIRE_TRUST_DOMAIN=tcdist.test
@@ -59,7 +65,8 @@ _spire_paths() {
 	SPIRE_AGENT_CMDFILE=$SPIRE_AGENT_DIR/cmd
 	SPIRE_AGENT_TOKEN_FILE=$SPIRE_AGENT_DIR/join-token
 	SPIRE_AGENT_HEALTH_PORT_FILE=$SPIRE_DIR/agent-health-port
-	SPIRE_WORKLOAD_SOCKET=$SPIRE_DIR/workload.sock
+	SPIRE_WORKLOAD_DIR=$STACK_DIR/spire-public
+	SPIRE_WORKLOAD_SOCKET=$SPIRE_WORKLOAD_DIR/workload.sock
 	SPIRE_BOOTSTRAP_BUNDLE=$SPIRE_DIR/bootstrap-bundle.pem
 	SPIRE_BUNDLE=$STACK_DIR/trust/$SPIRE_TRUST_DOMAIN.bundle.pem
 	# What /proc/<pid>/cmdline of *our* server and agent contains.
@@ -295,8 +302,10 @@ spire_up() {
 	for s in "$SPIRE_SERVER_SOCKET" "$SPIRE_WORKLOAD_SOCKET"; do
 		((${#s} < 108)) || die "spire: socket path too long for a Unix socket (${#s} bytes): $s; use a shorter TCDIST_STACK_DIR"
 	done
-	mkdir -p "$SPIRE_SERVER_DIR" "$SPIRE_AGENT_DIR" "$SPIRE_SERVER_DATA" "$SPIRE_AGENT_DATA"
+	mkdir -p "$SPIRE_SERVER_DIR" "$SPIRE_AGENT_DIR" "$SPIRE_SERVER_DATA" "$SPIRE_AGENT_DATA" \
+		"$SPIRE_WORKLOAD_DIR"
 	chmod 700 "$SPIRE_DIR"
+	chmod 755 "$SPIRE_WORKLOAD_DIR"
 
 	local port health_server health_agent
 	port=$(owned_port spire "$SPIRE_SERVER_PORT_FILE" "$SPIRE_SERVER_PIDFILE" "$SPIRE_SERVER_MATCH")
@@ -305,19 +314,25 @@ spire_up() {
 
 	_spire_server_up "$port" "$health_server"
 	_spire_write_bundles
-	_spire_apply_entries
+	_agent_paths
+	_spire_apply_entries "$(_agent_entry_uid)"
 	_spire_agent_up "$port" "$health_agent"
 	_spire_wait_identity
 	log "spire: Workload API at unix://$SPIRE_WORKLOAD_SOCKET; signer $SPIRE_SIGNER_ID"
 }
 
-# _spire_apply_entries: spire-config/entries.json, for this stack's binaries.
+# _spire_apply_entries BUILD_AGENT_UID: spire-config/entries.json, for this
+# stack's binaries and its build-host agent: the agent's copy of tcverify, run
+# as BUILD_AGENT_UID.
 _spire_apply_entries() {
 	local out
+	_agent_paths
 	out=$(TCDIST_SPIRE_BIN_DIR=$SPIRE_BIN_DIR \
 		TCDIST_SPIRE_SERVER_SOCKET=$SPIRE_SERVER_SOCKET \
 		TCDIST_SPIRE_DISTD_PATHS=$(_spire_binary_paths distd "${TCDIST_DISTD_BIN:-}") \
 		TCDIST_SPIRE_TCVERIFY_PATHS=$(_spire_binary_paths tcverify "${TCVERIFY_BIN:-}") \
+		TCDIST_SPIRE_BUILD_AGENT_UID=$1 \
+		TCDIST_SPIRE_BUILD_AGENT_PATH=$AGENT_BIN \
 		"$SPIRE_CONFIG_DIR/apply-entries" 2>&1) || {
 		printf '%s\n' "$out" >&2
 		die "spire: applying spire-config/entries.json failed"
