@@ -54,10 +54,15 @@ as_job() {
 		env -i PATH=/usr/bin:/bin HOME="$JOB_HOME" TCVERIFY_AGENT="$STACK_AGENT" "$@"
 }
 
-# A test that stops the agent restarts it, whatever happened.
+# A test that stops the agent restarts it, whatever happened. A test that started a rollout on
+# the stack daemon's channel (which other suites use) sets ABORT_ROLLOUT; it is aborted.
 teardown() {
 	if ((EUID == 0)) && ! pidfile_alive "$TCDIST_AGENT_PIDFILE" "tcverify agent"; then
 		"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+	fi
+	if [[ -n ${ABORT_ROLLOUT:-} ]]; then
+		TCVERIFY_POLICY=$STACK_POLICY "$DISTD" rollout abort "$ABORT_ROLLOUT" --channel "$SERVER_CHANNEL" \
+			--reason "agent.bats: test over" >/dev/null 2>&1 || true
 	fi
 }
 
@@ -413,7 +418,37 @@ report_as_job() {
 	done
 }
 
-@test "an outcome of a job served during a running rollout is spooled with the arm and stage the agent served" {
+# metric_at URL NAME [LABEL=VALUE...]: the value at URL (Prometheus text) of NAME with exactly
+# these labels, in any order; 0 when there is none.
+metric_at() {
+	curl -fsS "$1" | python3 -c '
+import re, sys
+name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+for line in sys.stdin:
+    m = re.fullmatch(r"([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})? (\S+)", line.strip())
+    if m and m[1] == name and dict(re.findall(r"(\w+)=\"([^\"]*)\"", m[2] or "")) == want:
+        print(int(float(m[3])))
+        break
+else:
+    print(0)' "${@:2}"
+}
+
+# wait_for_metric SECONDS WANT URL NAME [LABEL=VALUE...]: until `metric_at URL NAME…` is at
+# least WANT, for at most SECONDS.
+wait_for_metric() {
+	local seconds=$1 want=$2 got i
+	shift 2
+	for ((i = 0; i < seconds * 5; i++)); do
+		got=$(metric_at "$@")
+		((got >= want)) && return 0
+		sleep 0.2
+	done
+	echo "$*: $got, not $want or more" >&2
+	tail -n 5 "$TCDIST_AGENT_LOG" >&2
+	return 1
+}
+
+@test "an outcome of a job served during a running rollout is spooled and sent with the agent's SVID; the daemon drops it when the rollout is not on its lines" {
 	channel=c-outcome-$(date +%s%N)
 	make_job_tree "$WORK/tree2" go1.26.8-agent-candidate
 	candidate=$("$DISTD" publish "$WORK/tree2" --ref "${REF%:v1}:v2")
@@ -423,8 +458,9 @@ report_as_job() {
 	id=$(new_job_id)
 	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "${REF%:v1}:$channel" --job-id "$id" --json
 	[ "$status" -eq 0 ]
-	arm=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rollout"]["arm"])' "$output")
-	served=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["digest"])' "$output")
+	sent=$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_outcomes_sent_total)
+	dropped=$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_outcomes_dropped_by_daemon_total reason=not-in-rollout)
+	daemon_dropped=$(metric_at "$TCDIST_SERVER_OPS/metrics" distd_rollout_outcomes_dropped_total reason=not-in-rollout)
 	run --separate-stderr report_as_job "$id" --exit-status 3
 	[ "$status" -eq 0 ]
 	[[ $output == "job $id: failed, recorded ("*" arm of channel \"$channel\" rollout "*", stage 1)" ]]
@@ -433,18 +469,66 @@ report_as_job() {
 	# The job cannot write the spool.
 	run as_job sh -c "printf '{}\n' >>'$spool'"
 	[ "$status" -ne 0 ]
-	grep -F "\"job_id\":\"$id\"" "$spool" | python3 -c '
+	# Within a round (2 s) the agent sends it to the stack's daemon, which has no rollout of this
+	# repository's channel to count it for: dropped, and said so to the agent.
+	wait_for_metric 20 $((sent + 1)) "$TCDIST_AGENT_METRICS_URL" tcdist_agent_outcomes_sent_total
+	wait_for_metric 5 $((dropped + 1)) "$TCDIST_AGENT_METRICS_URL" tcdist_agent_outcomes_dropped_by_daemon_total reason=not-in-rollout
+	wait_for_metric 5 $((daemon_dropped + 1)) "$TCDIST_SERVER_OPS/metrics" distd_rollout_outcomes_dropped_total reason=not-in-rollout
+	# Answered for, it is not sent again: the spool no longer holds it.
+	for _ in $(seq 50); do
+		grep -qF "\"job_id\":\"$id\"" "$spool" || break
+		sleep 0.2
+	done
+	run grep -qF "\"job_id\":\"$id\"" "$spool"
+	[ "$status" -ne 0 ]
+}
+
+@test "a job served during a rollout on the stack daemon's line reaches the daemon, which keeps its outcome for the agent's arm and stage" {
+	[[ -n ${TCDIST_SERVER_LINE:-} ]] || skip "the stack's daemon has no release line (no Go source found)"
+	# The daemon takes outcomes for its line's channel only: a small current release and a
+	# candidate of its repository, and a rollout that teardown aborts.
+	repo=$TCDIST_SERVER_REPOSITORY
+	# shellcheck disable=SC2153 # stack.env sets TCDIST_SERVER_LINES
+	SERVER_CHANNEL=$(sed -n 's/^channels = \["\([^"]*\)".*/\1/p' "$TCDIST_SERVER_LINES")
+	[ -n "$SERVER_CHANNEL" ]
+	make_job_tree "$WORK/line-current" go1.26.8-agent-line-current
+	make_job_tree "$WORK/line-candidate" go1.26.8-agent-line-candidate
+	current=$("$DISTD" publish "$WORK/line-current" --ref "$repo:agent-current")
+	current=${current##*$'\n'}
+	candidate=$("$DISTD" publish "$WORK/line-candidate" --ref "$repo:agent-candidate")
+	candidate=${candidate##*$'\n'}
+	TCVERIFY_POLICY=$STACK_POLICY "$DISTD" promote "$repo@$current" --channel "$SERVER_CHANNEL" 2>/dev/null
+	ABORT_ROLLOUT=$repo
+	TCVERIFY_POLICY=$STACK_POLICY "$DISTD" rollout start "$repo@$candidate" --channel "$SERVER_CHANNEL" --share 50% 2>/dev/null
+	id=$(new_job_id)
+	run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$repo:$SERVER_CHANNEL" --job-id "$id" --json
+	[ "$status" -eq 0 ]
+	arm=$(python3 -c 'import json,sys; print({"candidate": "candidate", "current": "control"}[json.loads(sys.argv[1])["rollout"]["arm"]])' "$output")
+	served=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["digest"])' "$output")
+	want=$current
+	[ "$arm" = control ] || want=$candidate
+	[ "$served" = "$want" ]
+	labels=(line="$TCDIST_SERVER_LINE" channel="$SERVER_CHANNEL" arm="$arm" result=failed)
+	counted=$(metric_at "$TCDIST_SERVER_OPS/metrics" distd_rollout_outcomes_total "${labels[@]}")
+	run --separate-stderr report_as_job "$id" --exit-status 3
+	[ "$status" -eq 0 ]
+	# Within a round (2 s) the agent sends it with its SVID; the daemon counts it for the arm the
+	# plan gives the agent's SPIFFE ID.
+	wait_for_metric 20 $((counted + 1)) "$TCDIST_SERVER_OPS/metrics" distd_rollout_outcomes_total "${labels[@]}"
+	# It keeps the agent's record for the stage: what the agent served the job, and how it ended.
+	cat "$TCDIST_SERVER_STATE/rollouts/$TCDIST_SERVER_LINE/$SERVER_CHANNEL"/*/stage-1.jsonl |
+		grep -F "\"job_id\":\"$id\"" | python3 -c '
 import json, sys
 lines = sys.stdin.read().splitlines()
 assert len(lines) == 1, lines
 record = json.loads(lines[0])
-channel, served, arm, host = sys.argv[1:5]
-assert record["channel"] == channel and record["release"] == served, record
-assert record["arm"] == {"candidate": "candidate", "current": "control"}[arm], record
+channel, served, arm = sys.argv[1:4]
+assert record["host_id"] == "spiffe://tcdist.test/buildkite/agent", record
+assert record["channel"] == channel and record["release"] == served and record["arm"] == arm, record
 assert record["stage"] == 1 and record["sequence"] >= 2, record
 assert record["result"] == "failed" and record["exit_status"] == 3 and record["retry"] == 0, record
-assert record["pipeline"] == "app" and record["host_id"] == (host or None), record
-' "$channel" "$served" "$arm" "${TCDIST_AGENT_HOST_ID:-}"
+assert record["pipeline"] == "app", record
+' "$SERVER_CHANNEL" "$served" "$arm"
 }
 
 @test "pre-exit hook: reports the job's outcome once; with the agent down or its socket dead it exits 0 with one line" {

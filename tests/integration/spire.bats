@@ -228,6 +228,9 @@ want = [sorted([f"unix:path:{p}", f"unix:uid:{uid}"]) for p in paths]
 want.append(sorted([f"unix:path:{agent_bin}", f"unix:uid:{agent_uid}"]))
 assert sorted(e["selectors"] for e in entries) == sorted(want), entries
 PY
+	# It started with that SVID: its host ID is the SVID's SPIFFE ID.
+	[ "$(grep 'tcverify agent: host ID ' "$TCDIST_AGENT_LOG" | tail -n 1)" = \
+		"tcverify agent: host ID $BUILD_AGENT (the SPIFFE ID of its SVID from $SPIFFE_ENDPOINT_SOCKET)" ]
 	if ((EUID != 0)) || [[ $TCDIST_SPIRE_BUILD_AGENT_UID == "$(id -u)" ]]; then
 		skip "the agent runs as the stack's user (see the stack's warning)"
 	fi
