@@ -68,6 +68,15 @@ setup() {
 	export TCVERIFY_POLICY=$STACK_POLICY
 }
 
+teardown() {
+	# A test that swapped in another daemon (the dry run) gives the judging one back, also when
+	# it failed: the next tests need it.
+	if [ "$(cat "$WORK/daemon.name" 2>/dev/null)" != judging ]; then
+		stop_daemon
+		start_daemon judging
+	fi
+}
+
 # write_config NAME DRY_RUN: serve-NAME.toml, a daemon for the line "judged" that judges every
 # second; the fleet's hosts and the stack user's job identity may report.
 write_config() {
@@ -101,6 +110,7 @@ EOF
 
 # start_daemon NAME: distd serve with serve-NAME.toml, ready.
 start_daemon() {
+	echo "$1" >"$WORK/daemon.name"
 	("$DISTD" serve --config "$WORK/serve-$1.toml" >>"$WORK/daemon.log" 2>&1 &
 		echo $! >"$WORK/daemon.pid") 3>&-
 	for _ in $(seq 150); do
@@ -172,7 +182,11 @@ start_balanced() {
 	local channel=$1 stages=$2 try i
 	shift 2
 	for try in 1 2 3 4 5; do
-		"$DISTD" rollout start "$REPO@$D2" --channel "$channel" --stages "$stages" "$@" 2>/dev/null >/dev/null
+		"$DISTD" rollout start "$REPO@$D2" --channel "$channel" --stages "$stages" "$@" \
+			2>"$WORK/start.err" >/dev/null || {
+			cat "$WORK/start.err" >&3
+			return 1
+		}
 		CANDIDATES=() CONTROLS=()
 		for ((i = 1; i <= HOSTS; i++)); do
 			case $(arm_of "$i" "$channel") in
@@ -309,9 +323,12 @@ print("candidate" if r["arm"] == "candidate" else "control", o["digest"], r["seq
 	other=$([ "$release" = "$D1" ] && echo "$D2" || echo "$D1")
 	other_arm=$([ "$arm" = candidate ] && echo control || echo candidate)
 	python3 - "$me" "$arm" "$release" "$sequence" "$other" "$other_arm" "$D1" >"$WORK/batch.json" <<'PY'
-import json, sys, time
+import json, sys
+from datetime import datetime, timedelta, timezone
 me, arm, release, sequence, other, other_arm, d1 = sys.argv[1:]
-now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+# The host's clock 10 minutes behind the daemon's: its pull looks older than the daemon's last
+# read of the rollouts, and still counts (the statement's sequence is newer than that read).
+now = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 def record(job, **changes):
     r = {"host_id": me, "job_id": job, "pipeline": "app", "arm": arm, "release": release,
          "channel": "c-drop", "sequence": int(sequence), "stage": 1, "result": "failed",
@@ -376,8 +393,6 @@ assert (counts['jobs'], counts['hosts'], counts['capped']) == (15, 1, 15), count
 	[ "$(rollout_field c-dry state)" = running ]
 	[ "$(rollout_field c-dry signer)" = "$TCDIST_PROMOTER_ID" ]
 	[ -z "$(metric 'distd_rollout_halts_total{line="judged",channel="c-dry"}')" ]
-	stop_daemon
-	start_daemon judging
 	"$DISTD" rollout abort "$REPO" --channel c-dry --reason "test over" 2>/dev/null
 }
 

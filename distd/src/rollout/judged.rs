@@ -37,31 +37,52 @@ impl RunningStage {
     }
 }
 
-/// The running rollout of `channel`, if it has one that counts now.
+/// What the judge read of a channel.
+#[derive(Default)]
+pub struct ChannelRead {
+    /// The newest sequence the channel's head and rollout carry: a host served from a later
+    /// statement met one this read did not see.
+    pub newest_sequence: u64,
+    /// Its rollout, if one is running and counts now.
+    pub running: Option<RunningStage>,
+}
+
+/// What `channel` holds now: its newest sequence and its running rollout.
 pub async fn running_stage(
     repository: &RegistryRef,
     channel: &str,
     signing: &Signing,
     registry_args: &RegistryArgs,
-) -> Result<Option<RunningStage>> {
+) -> Result<ChannelRead> {
     let promoter = Promoter::start(repository, signing, registry_args).await?;
     let Some(state) = read_promoted_channel(&promoter, repository, channel).await? else {
-        return Ok(None);
+        return Ok(ChannelRead::default());
     };
+    let newest_sequence = state
+        .rollout
+        .as_ref()
+        .map_or(0, |r| r.predicate.sequence)
+        .max(state.head.sequence);
     let Some(live) = state.live_rollout().filter(|live| {
         live.predicate.state == RolloutState::Running && Timestamp::now() <= live.predicate.expires
     }) else {
-        return Ok(None);
+        return Ok(ChannelRead {
+            newest_sequence,
+            running: None,
+        });
     };
     let entry = match &live.predicate.provenance {
         Some(named) => stage_entry(&promoter, repository, live, named).await?,
         // A statement without provenance set its plan, and so entered its stage.
         None => live.clone(),
     };
-    Ok(Some(RunningStage {
-        statement: live.clone(),
-        entry,
-    }))
+    Ok(ChannelRead {
+        newest_sequence,
+        running: Some(RunningStage {
+            statement: live.clone(),
+            entry,
+        }),
+    })
 }
 
 /// What the judge signs after a verdict.

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::api::Daemon;
 use super::config::JudgeSettings;
-use super::live::LiveStage;
+use super::live::{ChannelView, LiveStage};
 use super::rollout_journal::VerdictEntry;
 use crate::judge::tally;
 use crate::judge::verdict::{self, Inputs, Verdict, VerdictRecord};
@@ -75,11 +75,11 @@ async fn read_rollouts_locked(
     last: &mut Option<(Timestamp, Instant)>,
 ) -> Result<()> {
     let began = (Timestamp::now(), Instant::now());
-    let mut stages = Vec::new();
+    let mut read = Vec::new();
     let mut failed = Vec::new();
     for line in &daemon.config.lines {
         for channel in &line.channels {
-            let read = running_stage(
+            let got = running_stage(
                 &line.repository,
                 channel,
                 &daemon.promoter,
@@ -87,35 +87,34 @@ async fn read_rollouts_locked(
             )
             .await
             .with_context(|| format!("reading the rollout of {}/{channel}", line.name));
-            match read {
-                Ok(running) => {
-                    let live = running.map(|running| LiveStage::of(&line.name, &running));
+            match got {
+                Ok(got) => {
+                    let running = got.running.map(|r| LiveStage::of(&line.name, &r));
                     daemon.metrics.set_rollout_stage(
                         &line.name,
                         channel,
-                        live.as_ref()
+                        running
+                            .as_ref()
                             .map(|s| (s.stage + 1, s.spec.share.basis_points())),
                     );
-                    stages.extend(live);
+                    read.push(ChannelView {
+                        line: line.name.clone(),
+                        channel: channel.clone(),
+                        newest_sequence: got.newest_sequence,
+                        running,
+                    });
                 }
-                Err(e) => failed.push((line.name.clone(), channel.clone(), e)),
+                Err(e) => failed.push(((line.name.clone(), channel.clone()), e)),
             }
         }
     }
+    let unread: Vec<_> = failed.iter().map(|(at, _)| at.clone()).collect();
     let mut live = daemon.live.write().unwrap_or_else(|e| e.into_inner());
-    for (line, channel, _) in &failed {
-        stages.extend(
-            live.stages()
-                .iter()
-                .filter(|s| &s.line == line && &s.channel == channel)
-                .cloned(),
-        );
-    }
-    live.replace(stages, began.0);
+    live.replace(read, &unread, began.0);
     drop(live);
     *last = Some(began);
     match failed.into_iter().next() {
-        Some((_, _, e)) => Err(e),
+        Some((_, e)) => Err(e),
         None => Ok(()),
     }
 }
@@ -138,8 +137,7 @@ pub async fn watch_rollouts(daemon: Arc<Daemon>, mut stopping: watch::Receiver<b
                 .live
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .stages()
-                .to_vec();
+                .stages();
             for stage in stages {
                 if let Err(e) = look(&daemon, judge, &stage, Timestamp::now()).await {
                     eprintln!(

@@ -126,29 +126,69 @@ impl Dropped {
     }
 }
 
-/// The running stages of every line, as last read.
+/// What a read found of one line's channel.
+#[derive(Clone, Debug)]
+pub struct ChannelView {
+    pub line: String,
+    pub channel: String,
+    /// The newest sequence of its head and rollout.
+    pub newest_sequence: u64,
+    pub running: Option<LiveStage>,
+}
+
+/// Every line's channels, as last read.
 #[derive(Default)]
 pub struct LiveRollouts {
-    stages: Vec<LiveStage>,
+    channels: Vec<ChannelView>,
     /// When the read that found them began: it saw every statement published before then.
     read_at: Option<Timestamp>,
 }
 
 impl LiveRollouts {
-    /// Sets what the registry said of every line in a read that began at `read_at`.
-    pub fn replace(&mut self, stages: Vec<LiveStage>, read_at: Timestamp) {
-        self.stages = stages;
+    /// Sets what a read that began at `read_at` found. A channel it could not read (in
+    /// `unread`, as line and channel) keeps what was read of it before.
+    pub fn replace(
+        &mut self,
+        mut read: Vec<ChannelView>,
+        unread: &[(String, String)],
+        read_at: Timestamp,
+    ) {
+        for (line, channel) in unread {
+            read.extend(
+                self.channels
+                    .iter()
+                    .filter(|c| &c.line == line && &c.channel == channel)
+                    .cloned(),
+            );
+        }
+        self.channels = read;
         self.read_at = Some(read_at);
     }
 
-    pub fn stages(&self) -> &[LiveStage] {
-        &self.stages
+    /// The running stages.
+    pub fn stages(&self) -> Vec<LiveStage> {
+        self.channels
+            .iter()
+            .filter_map(|c| c.running.clone())
+            .collect()
     }
 
     /// Whether a pull served at `served_at` may have met a statement this read did not see:
     /// then the daemon reads the registry again before it judges the record.
     pub fn older_than(&self, served_at: Timestamp) -> bool {
         self.read_at.is_none_or(|read_at| read_at <= served_at)
+    }
+
+    /// Whether `record` was served from a statement of its channel newer than any this read
+    /// saw. Its host's clock may run behind the daemon's, so that `older_than` its serving
+    /// time misses the statement: the sequence does not.
+    pub fn unseen(&self, record: &OutcomeRecord) -> bool {
+        self.channels
+            .iter()
+            .filter(|c| c.channel == record.channel)
+            .map(|c| c.newest_sequence)
+            .max()
+            .is_some_and(|newest| record.sequence > newest)
     }
 
     pub fn is_read(&self) -> bool {
@@ -161,8 +201,9 @@ impl LiveRollouts {
             return Err(Dropped::HostMismatch);
         }
         let stage = self
-            .stages
+            .channels
             .iter()
+            .filter_map(|c| c.running.as_ref())
             .find(|stage| {
                 stage.channel == record.channel
                     && (record.release == stage.current || record.release == stage.candidate)
@@ -243,9 +284,19 @@ mod tests {
         }
     }
 
+    /// The example's channel, its rollout at its newest statement.
+    fn view(running: Option<LiveStage>) -> ChannelView {
+        ChannelView {
+            line: "go1.26".into(),
+            channel: "stable".into(),
+            newest_sequence: 12,
+            running,
+        }
+    }
+
     fn live() -> LiveRollouts {
         let mut live = LiveRollouts::default();
-        live.replace(vec![stage()], Timestamp::now());
+        live.replace(vec![view(Some(stage()))], &[], Timestamp::now());
         live
     }
 
@@ -317,9 +368,36 @@ mod tests {
         let mut live = LiveRollouts::default();
         let at: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
         assert!(!live.is_read() && live.older_than(at));
-        live.replace(vec![stage()], at);
+        live.replace(vec![view(Some(stage()))], &[], at);
         assert!(live.is_read());
         assert!(live.older_than(at));
         assert!(!live.older_than(at - SignedDuration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_record_from_a_statement_newer_than_the_read_is_unseen_whatever_its_time() {
+        let host = host_in(Arm::Control);
+        let mut live = LiveRollouts::default();
+        live.replace(vec![view(None)], &[], Timestamp::now());
+        // Its host's clock behind the daemon's: served "before" the read, of a later statement.
+        let mut later = record(&host, Arm::Control);
+        later.sequence = 13;
+        assert!(live.unseen(&later));
+        later.sequence = 12;
+        assert!(!live.unseen(&later));
+        // A channel none of the daemon's lines serves: no read would tell more.
+        later.sequence = 13;
+        later.channel = "beta".into();
+        assert!(!live.unseen(&later));
+    }
+
+    #[test]
+    fn a_channel_a_read_could_not_read_keeps_what_was_read_of_it_before() {
+        let mut live = live();
+        let unread = [("go1.26".to_owned(), "stable".to_owned())];
+        live.replace(Vec::new(), &unread, Timestamp::now());
+        assert_eq!(live.stages().len(), 1);
+        live.replace(Vec::new(), &[], Timestamp::now());
+        assert!(live.stages().is_empty());
     }
 }

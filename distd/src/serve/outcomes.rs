@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use distd_api::wire::{Action, MAX_OUTCOME_BATCH, OutcomeAnswer, OutcomeBatch};
+use jiff::Timestamp;
 
 use super::api::{Caller, Failure, Shared};
 use super::judge::read_rollouts_since;
@@ -42,14 +43,8 @@ async fn receive(
             batch.records.len()
         )));
     }
-    // The pulls were served by then: a read that began later saw what they met.
-    let served = batch.records.iter().map(|r| r.served_at).max();
-    let behind = {
-        let live = daemon.live.read().unwrap_or_else(|e| e.into_inner());
-        served.is_some_and(|at| live.older_than(at))
-    };
-    if let (true, Some(at)) = (behind, served)
-        && let Err(e) = read_rollouts_since(&daemon, at).await
+    if let Some(since) = read_needed(&daemon, &batch)
+        && let Err(e) = read_rollouts_since(&daemon, since).await
     {
         eprintln!("distd: {e:#}");
     }
@@ -102,4 +97,16 @@ async fn receive(
         answer.dropped.insert(why.as_str().to_owned(), count);
     }
     Ok(Json(answer))
+}
+
+/// Since when the daemon must have read the rollouts to judge `batch`: its latest serving time
+/// when the last read began before it, now when a record names a statement the last read did
+/// not see (its host's clock behind the daemon's), else nothing.
+fn read_needed(daemon: &Shared, batch: &OutcomeBatch) -> Option<Timestamp> {
+    let live = daemon.live.read().unwrap_or_else(|e| e.into_inner());
+    if batch.records.iter().any(|r| live.unseen(r)) {
+        return Some(Timestamp::now());
+    }
+    let served = batch.records.iter().map(|r| r.served_at).max()?;
+    live.older_than(served).then_some(served)
 }
