@@ -3,9 +3,9 @@
 # (version, X_GO_RUNTIME_ROOT, TOOLCHAIN.json), publish and pull it, and rebuild it from
 # nothing (distd rebuild) to check that the release is reproducible and co-signed.
 #
-# The first build is cached under ~/.cache/tcdist/distd (keyed by the build's input digest:
-# source, patches, config, bootstrap), so a second run of this suite does not run make.bash
-# for it. The reproducibility test always runs a full build (--no-cache).
+# The first build is cached under ~/.cache/tcdist/distd (keyed by what make.bash compiles:
+# source, patches, config without go.env, bootstrap), so a second run of this suite does not
+# run make.bash for it. The reproducibility test always runs a full build (--no-cache).
 #
 # The two cross builds start with the suite, in the background and at the lowest priority,
 # and their tests wait for them: make.bash leaves a core idle at times (links, cmd/dist's
@@ -141,6 +141,37 @@ make_module() {
 	unset GOTOOLCHAIN GOPROXY
 	[ "$(GOENV=off "$TREE/bin/go" env GOTOOLCHAIN)" = local ]
 	[ "$(GOENV=off "$TREE/bin/go" env GOPROXY)" = "$(GOENV=off GOTOOLCHAIN=local go env GOPROXY)" ]
+}
+
+# tree_state DIR: every path of DIR with its type, mode, size and mtime (a symlink: its target),
+# then every file's digest.
+tree_state() {
+	(cd "$1" && {
+		find . ! -type l -printf '%p %y %m %s %T@\n'
+		find . -type l -printf '%p %y %l\n'
+	} | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+}
+
+@test "a build that differs only in go.env defaults copies the compiled tree and bakes its own go.env" {
+	printf 'GOFLAGS=-buildvcs=false\nGOPROXY=off\n' >"$WORK/env-only.env"
+	run --separate-stderr "$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-env" \
+		--cache-dir "$BUILD_CACHE" --config "$WORK/env-only.env"
+	[ "$status" -eq 0 ]
+	[[ $stderr == *"reusing the tree built before"* ]]
+	[[ $stderr != *"running make.bash"* ]]
+	unset GOFLAGS GOPROXY
+	[ "$(GOENV=off "$WORK/tree-env/bin/go" env GOFLAGS)" = -buildvcs=false ]
+	[ "$(GOENV=off "$WORK/tree-env/bin/go" env GOPROXY)" = off ]
+	python3 -c '
+import json, sys
+env = json.load(open(sys.argv[1]))["go_env"]
+assert env["GOFLAGS"] == "-buildvcs=false" and env["GOPROXY"] == "off", env' "$WORK/tree-env/TOOLCHAIN.json"
+	# Everything else is the first build's tree; and baking its defaults again gives that tree
+	# back, modes and mtimes included.
+	diff <(tree_state "$TREE" | grep -v -e ' \./go\.env$' -e ' \./TOOLCHAIN\.json$' -e '^\./go\.env ' -e '^\./TOOLCHAIN\.json ') \
+		<(tree_state "$WORK/tree-env" | grep -v -e ' \./go\.env$' -e ' \./TOOLCHAIN\.json$' -e '^\./go\.env ' -e '^\./TOOLCHAIN\.json ')
+	"$DISTD" build --go-root "$GO_SRC" --out "$WORK/tree-back" --cache-dir "$BUILD_CACHE" 2>/dev/null
+	diff <(tree_state "$TREE") <(tree_state "$WORK/tree-back")
 }
 
 @test "go env GOROOT follows a valid X_GO_RUNTIME_ROOT and warns once about an invalid one" {

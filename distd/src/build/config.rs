@@ -114,6 +114,14 @@ impl BuildConfig {
         Ok(config)
     }
 
+    /// The settings make.bash compiles in: these without the `go.env` defaults.
+    pub fn without_go_env(&self) -> BuildConfig {
+        BuildConfig {
+            go_env: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
     /// A canonical text of every setting, for the build's input digest.
     pub fn canonical(&self) -> String {
         let mut text = format!(

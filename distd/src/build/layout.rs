@@ -160,12 +160,24 @@ pub fn write_tree(
         }
         files += 1;
     }
+    write_settings(dest, go_env, metadata, time)?;
+    Ok(files + 2)
+}
+
+/// Writes the tree's `go.env` and `TOOLCHAIN.json`, then gives the whole tree the mtime
+/// `time`: the last step of laying out a tree, and all of baking other `go.env` defaults into
+/// a finished one.
+pub fn write_settings(
+    dest: &Path,
+    go_env: &str,
+    metadata: &ToolchainMetadata,
+    time: SystemTime,
+) -> Result<()> {
     std::fs::write(dest.join("go.env"), go_env)?;
     let mut json = serde_json::to_vec_pretty(metadata)?;
     json.push(b'\n');
     std::fs::write(dest.join(TOOLCHAIN_METADATA_FILE), json)?;
-    set_times(dest, time)?;
-    Ok(files + 2)
+    set_times(dest, time)
 }
 
 /// Gives every file and directory under `root` (and `root`) the mtime `time`. Symlinks keep

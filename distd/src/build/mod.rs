@@ -7,8 +7,11 @@
 //! 5. lay out the release tree the way cmd/distpack selects files, with the baked `go.env`
 //!    and `TOOLCHAIN.json`.
 //!
-//! The finished tree is cached under its input digest (source digest, patch digests, config,
-//! bootstrap toolchain), so building the same inputs again copies it instead of rebuilding.
+//! The finished tree is cached under the digest of what make.bash compiles (source digest,
+//! patch digests, version suffix, GOEXPERIMENT, name, bootstrap toolchain), so building the
+//! same inputs again copies it instead of rebuilding. `go.env` defaults are not compiled in:
+//! a build that differs only in them copies the cached tree and bakes its own `go.env` and
+//! `TOOLCHAIN.json` into the copy, giving the tree a fresh build would.
 //! Nothing in the tree depends on the work dir or the wall clock: the release build uses
 //! `-trimpath` and every mtime is the VERSION time.
 
@@ -121,6 +124,13 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
         )
     })?;
     let source_digest = source::source_digest(go_root)?;
+    let compiled = input_digest(
+        &source_digest,
+        &series,
+        &config.without_go_env(),
+        &bootstrap_version,
+        request.target.as_ref(),
+    );
     let input_digest = input_digest(
         &source_digest,
         &series,
@@ -134,13 +144,21 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
     let cached_tree = request
         .cache_dir
         .as_ref()
-        .map(|c| c.join("build/trees").join(input_digest.file_name()));
-    if let Some(cached) = cached_tree.as_ref().filter(|p| p.is_dir()) {
+        .map(|c| c.join("build/trees").join(compiled.file_name()));
+    let cached_upstream_env = cached_tree
+        .as_ref()
+        .filter(|p| p.is_dir())
+        .and_then(|p| std::fs::read_to_string(upstream_env_file(p)).ok());
+    if let (Some(cached), Some(upstream_env)) = (&cached_tree, cached_upstream_env) {
         step(
             6,
             &format!("reusing the tree built before ({})", cached.display()),
         );
-        install_tree(out, |staging| copy_tree(cached, staging))?;
+        let time = tree_time(version_time.as_deref())?;
+        install_tree(out, |staging| {
+            copy_tree(cached, staging)?;
+            bake_go_env(staging, &upstream_env, config, time)
+        })?;
         let go_version_line = tree_version_line(out)?;
         return Ok(BuildOutcome {
             input_digest,
@@ -267,6 +285,13 @@ fn build_in(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).context("reading go.env"),
     };
+    if let Some(cached) = cached_tree {
+        // Beside the tree, before it: a cached tree is reused only with what its go.env was
+        // rendered from.
+        std::fs::create_dir_all(cached.parent().expect("cache path has a parent"))?;
+        std::fs::write(upstream_env_file(cached), &upstream_env)
+            .with_context(|| format!("storing {}", upstream_env_file(cached).display()))?;
+    }
     let go_env = config::render_go_env(&upstream_env, config);
     let metadata = ToolchainMetadata {
         name: config.name.clone(),
@@ -279,10 +304,7 @@ fn build_in(
         goexperiment: config.goexperiment.clone(),
         go_env: config::parse_go_env(&go_env),
     };
-    let time = match version_time {
-        Some(t) => layout::parse_version_time(t)?,
-        None => SystemTime::UNIX_EPOCH,
-    };
+    let time = tree_time(version_time)?;
     let selection = layout::Selection {
         goos_goarch: format!("{goos}_{goarch}"),
         cross: request.target.is_some(),
@@ -314,7 +336,40 @@ fn build_in(
     Ok(go_version_line)
 }
 
-/// The digest that names a build's inputs in the cache.
+/// Every file's mtime in a tree: the source's VERSION time, or the epoch without one.
+fn tree_time(version_time: Option<&str>) -> Result<SystemTime> {
+    match version_time {
+        Some(t) => layout::parse_version_time(t),
+        None => Ok(SystemTime::UNIX_EPOCH),
+    }
+}
+
+/// The patched source's `go.env` a cached tree was laid out from, kept beside it.
+fn upstream_env_file(cached_tree: &Path) -> PathBuf {
+    let mut name = cached_tree.as_os_str().to_owned();
+    name.push(".upstream-go.env");
+    PathBuf::from(name)
+}
+
+/// Bakes `config`'s `go.env` defaults into a copy of a cached tree: its `go.env` rendered from
+/// `upstream_env`, and `TOOLCHAIN.json` naming them, as a fresh build writes them.
+fn bake_go_env(
+    tree: &Path,
+    upstream_env: &str,
+    config: &BuildConfig,
+    time: SystemTime,
+) -> Result<()> {
+    let go_env = config::render_go_env(upstream_env, config);
+    let path = tree.join(TOOLCHAIN_METADATA_FILE);
+    let mut metadata: ToolchainMetadata = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not valid", path.display()))?;
+    metadata.go_env = config::parse_go_env(&go_env);
+    layout::write_settings(tree, &go_env, &metadata, time)
+}
+
+/// The digest that names a build's inputs.
 fn input_digest(
     source: &Digest,
     series: &[patches::Patch],
