@@ -15,8 +15,8 @@ use serde::Serialize;
 use tcdist_core::Digest;
 use tcdist_oci::attachments::lifecycle::{ANNOTATION_CHANNEL, ANNOTATION_SEQUENCE};
 use tcdist_oci::attachments::rollout::{
-    Provenance, ROLLOUT_PREDICATE_TYPE, RolloutPlan, RolloutPredicate, RolloutState,
-    RolloutStatement, Share, Stage,
+    HINT_CANDIDATE, HINT_SALT, HINT_SHARE, Provenance, ROLLOUT_PREDICATE_TYPE, RolloutPlan,
+    RolloutPredicate, RolloutState, RolloutStatement, Share, Stage,
 };
 use tcdist_oci::reference::RegistryRef;
 use tcdist_oci::registry::RegistryArgs;
@@ -421,10 +421,21 @@ async fn publish(
     };
     let (release, _) = promoter.release(&pinned).await?;
     let statement = RolloutStatement::about(&repository.repository, &release.digest, predicate);
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (ANNOTATION_CHANNEL.to_owned(), channel.clone()),
         (ANNOTATION_SEQUENCE.to_owned(), sequence.to_string()),
     ]);
+    let p = &statement.predicate;
+    if p.state == RolloutState::Running {
+        annotations.extend([
+            (HINT_CANDIDATE.to_owned(), p.plan.candidate.to_string()),
+            (HINT_SALT.to_owned(), p.plan.salt.clone()),
+            (
+                HINT_SHARE.to_owned(),
+                p.current_stage().share.basis_points().to_string(),
+            ),
+        ]);
+    }
     promoter
         .attach(
             &pinned,
@@ -443,7 +454,6 @@ async fn publish(
             other.map(|r| r.predicate.sequence)
         ),
     }
-    let p = &statement.predicate;
     eprintln!(
         "distd: channel {channel:?} rollout statement {sequence}: {} stage {} of {} ({}) of {} \
          until {} (signed by {})",

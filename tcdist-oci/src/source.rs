@@ -1,6 +1,7 @@
 //! Where a release comes from: a registry or an OCI image layout directory. Both hand out raw
 //! bytes and blob streams; every digest is checked by the caller, so neither is trusted.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 
 use crate::checked::CheckedBytes;
@@ -25,8 +27,24 @@ pub enum ReleaseSource {
         /// Shared: a long-running process keeps one client (and its tokens) per registry.
         registry: Arc<Registry>,
         reference: RegistryRef,
+        /// Tags already read, when the source reads each tag once ([`ReleaseSource::reading_once`]).
+        tags: Option<Arc<TagsRead>>,
     },
     Layout(LayoutRef),
+}
+
+/// The tags a source read, each read once however many stages ask (concurrent askers wait for
+/// the first read): one verification sees one state of the repository's tags (its yank list,
+/// its referrers tags), and a pull in a rollout's candidate arm, which reads the yank list for
+/// both releases, reads it once.
+#[derive(Default)]
+pub struct TagsRead(std::sync::Mutex<HashMap<String, Arc<OnceCell<Option<CheckedBytes>>>>>);
+
+impl TagsRead {
+    fn cell(&self, tag: &str) -> Arc<OnceCell<Option<CheckedBytes>>> {
+        let mut tags = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(tags.entry(tag.to_owned()).or_default())
+    }
 }
 
 impl ReleaseSource {
@@ -37,6 +55,24 @@ impl ReleaseSource {
         ReleaseSource::Registry {
             registry,
             reference: reference.clone(),
+            tags: None,
+        }
+    }
+
+    /// This source, reading each tag once from now on (a verification's view; see
+    /// [`TagsRead`]). Sources [`pinned`](Self::pinned) from it share what it read.
+    pub fn reading_once(&self) -> ReleaseSource {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+                ..
+            } => ReleaseSource::Registry {
+                registry: Arc::clone(registry),
+                reference: reference.clone(),
+                tags: Some(Arc::default()),
+            },
+            ReleaseSource::Layout(layout) => ReleaseSource::Layout(layout.clone()),
         }
     }
 
@@ -45,6 +81,7 @@ impl ReleaseSource {
             ReleaseRef::Registry(r) => ReleaseSource::Registry {
                 registry: Arc::new(Registry::connect(registry_args, &r.registry).await?),
                 reference: r.clone(),
+                tags: None,
             },
             ReleaseRef::Layout(l) => ReleaseSource::Layout(l.clone()),
         })
@@ -57,6 +94,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                tags,
             } => ReleaseSource::Registry {
                 registry: Arc::clone(registry),
                 reference: RegistryRef {
@@ -64,6 +102,7 @@ impl ReleaseSource {
                     digest: Some(digest.clone()),
                     ..reference.clone()
                 },
+                tags: tags.clone(),
             },
             ReleaseSource::Layout(layout) => ReleaseSource::Layout(LayoutRef {
                 tag: None,
@@ -81,6 +120,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                ..
             } => {
                 let (bytes, _) = registry.manifest(&reference.to_oci()).await?;
                 Ok(match &reference.digest {
@@ -120,6 +160,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                ..
             } => match registry
                 .optional_manifest(&reference.with_digest(digest))
                 .await?
@@ -155,6 +196,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                ..
             } if listed.is_empty() => {
                 registry
                     .referrers(&reference.with_digest(subject), artifact_type)
@@ -171,10 +213,21 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
-            } => Ok(registry
-                .optional_manifest(&reference.with_tag(tag))
-                .await?
-                .map(|(bytes, _)| CheckedBytes::named_by_content(bytes))),
+                tags,
+            } => {
+                let read = || async {
+                    Ok::<_, Error>(
+                        registry
+                            .optional_manifest(&reference.with_tag(tag))
+                            .await?
+                            .map(|(bytes, _)| CheckedBytes::named_by_content(bytes)),
+                    )
+                };
+                match tags {
+                    Some(tags) => tags.cell(tag).get_or_try_init(read).await.cloned(),
+                    None => read().await,
+                }
+            }
             ReleaseSource::Layout(layout) => {
                 let tagged = LayoutRef {
                     path: layout.path.clone(),
@@ -216,6 +269,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                ..
             } => {
                 let at = reference.with_digest(&descriptor.digest);
                 let bytes = if is_manifest(&descriptor.media_type) {
@@ -247,6 +301,7 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                ..
             } => Ok(
                 match registry
                     .open_blob(

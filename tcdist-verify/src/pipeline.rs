@@ -137,6 +137,7 @@ impl Verifier {
         reference: &str,
         platform: &Platform,
     ) -> Result<Verified<ResolvedRelease>> {
+        let source = &source.reading_once();
         let (index, index_digest) = resolve_index(source).await?;
         let tag = source.named_tag();
         let referrers = Referrers::sort(discover::list_bundles(source, &index_digest).await?, tag);
@@ -166,26 +167,47 @@ impl Verifier {
             referrers.rollouts(),
         );
         tokio::pin!(full, examine);
-        // The rollout's statements (a few small documents) are usually read first. A host they
-        // put in the candidate's arm needs only the current release's head and yank list, so
-        // the rest of its verification waits, and runs only if the judge decides otherwise.
-        let (examined, mut current) = tokio::select! {
-            examined = &mut examine => (examined?, None),
-            current = &mut full => (examine.await?, Some(current?)),
-        };
-        let provisional = examined
-            .provisional_candidate(self.host_id.as_deref())
-            .cloned();
+        let mut current = None;
+        // The newest statement's unsigned hints may already put this host in the candidate's
+        // arm; else the rollout's statements (a few small documents, usually read before the
+        // current release) tell. A host in the candidate's arm needs only the current release's
+        // head and yank list, so the rest of its verification waits, and runs only if the
+        // verified statement decides otherwise (below).
+        let mut examined = None;
+        let candidate =
+            match rollout::hinted_candidate(referrers.rollouts(), self.host_id.as_deref()) {
+                Some(hinted) if source.repository().is_some() => Some(hinted),
+                _ => {
+                    let read = tokio::select! {
+                        read = &mut examine => read?,
+                        verified = &mut full => {
+                            current = Some(verified?);
+                            examine.as_mut().await?
+                        }
+                    };
+                    let provisional = read.provisional_candidate(self.host_id.as_deref()).cloned();
+                    examined = Some(read);
+                    provisional
+                }
+            };
         let mut early = None;
-        let lifecycle = match (&current, provisional, source.repository()) {
+        let lifecycle = match (&current, candidate, source.repository()) {
             (Some(current), _, _) => current.report.lifecycle.clone(),
             (None, Some(candidate), Some(repository)) => {
+                let rest = async {
+                    match examined.take() {
+                        Some(read) => Ok(read),
+                        None => examine.as_mut().await,
+                    }
+                };
                 let head =
                     self.channel_lifecycle(source, &index_digest, repository, &referrers, asked);
-                let (lifecycle, verified) = tokio::join!(
+                let (read, lifecycle, verified) = tokio::join!(
+                    rest,
                     head,
                     self.verify_candidate(source, reference, platform, &candidate)
                 );
+                examined = Some(read?);
                 early = Some((candidate, verified));
                 lifecycle?
             }
@@ -195,6 +217,10 @@ impl Verifier {
                 current = Some(verified);
                 lifecycle
             }
+        };
+        let examined = match examined {
+            Some(read) => read,
+            None => examine.await?,
         };
         let repository = source
             .repository()

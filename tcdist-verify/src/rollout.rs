@@ -31,7 +31,9 @@ use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Rejection, Result};
 use tcdist_core::rules::{Rule, SignatureFailure};
 use tcdist_oci::attachments::lifecycle::{ANNOTATION_SEQUENCE, YankListPredicate};
-use tcdist_oci::attachments::rollout::{RolloutPredicate, RolloutState, RolloutStatement};
+use tcdist_oci::attachments::rollout::{
+    HINT_CANDIDATE, HINT_SALT, HINT_SHARE, RolloutPredicate, RolloutState, RolloutStatement, Share,
+};
 use tcdist_oci::release::Descriptor;
 use tcdist_oci::source::ReleaseSource;
 
@@ -91,6 +93,18 @@ impl Examined {
         (running && !refused && in_candidate_arm(&salt, host_id?, predicate.current_stage().share))
             .then_some(&predicate.plan.candidate)
     }
+}
+
+/// The candidate the newest listed rollout statement's hints (its referrer manifest's
+/// annotations, unsigned) put `host_id` in the arm of: a pull may start verifying it while the
+/// statement is fetched and verified. A registry can make this guess wrong, which costs that
+/// pull time, never what it is served: [`judge`] decides on the verified statement alone.
+pub fn hinted_candidate(listed: &[Descriptor], host_id: Option<&str>) -> Option<Digest> {
+    let hints = &listed.first()?.annotations;
+    let candidate = hints.get(HINT_CANDIDATE)?.parse().ok()?;
+    let salt = hex::decode(hints.get(HINT_SALT)?).ok()?;
+    let share = Share::from_basis_points(hints.get(HINT_SHARE)?.parse().ok()?).ok()?;
+    in_candidate_arm(&salt, host_id?, share).then_some(candidate)
 }
 
 /// Which release this host gets.

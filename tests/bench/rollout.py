@@ -88,6 +88,22 @@ for _ in range(runs):
             shutil.rmtree(cold)
         results.setdefault(f"cold: {name}", []).append(pull(channel, host, cold))
 
+# The registry's access log (one line a request): what each case asks of the registry.
+ACCESS_LOG = os.path.join(os.environ["TCDIST_STACK_DIR"], "registry", "registry.log")
+
+
+def requests(channel, host, store):
+    def count():
+        with open(ACCESS_LOG, errors="replace") as f:
+            return sum(line.startswith("127.0.0.1 - ") for line in f)
+    before = count()
+    pull(channel, host, store)
+    return count() - before
+
+
+print("registry requests of one warm pull:",
+      ", ".join(f"{name}: {requests(channel, host, warm_stores[name])}"
+                for name, (channel, host) in CASES.items()))
 print(f"pull by channel, direct mode, {runs} interleaved runs each (median, min-max ms)")
 for name, values in results.items():
     print(f"  {name:32} {statistics.median(values):8.1f}   {min(values):.1f}-{max(values):.1f}")

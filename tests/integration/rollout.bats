@@ -171,6 +171,36 @@ PY
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
 }
 
+@test "a registry that rewrites the statements' unsigned hints changes no host's arm" {
+	"$DISTD" promote "$REPO@$D1" --channel c-hints 2>/dev/null
+	"$DISTD" rollout start "$REPO@$D2" --channel c-hints --stages 50%,100% 2>/dev/null
+	arms c-hints 8 >"$WORK/hints.honest"
+	grep -q " candidate $D2\$" "$WORK/hints.honest"
+	grep -q " current $D1\$" "$WORK/hints.honest"
+	# The referrer manifest's annotations repeat the candidate, salt and share, so a pull can
+	# start on the candidate early. Rewritten: every host is hinted into the candidate's arm
+	# (100%), with another salt, then hinted a release that is no candidate at all.
+	accept='Accept: application/vnd.oci.image.index.v1+json'
+	registry_api GET "manifests/sha256-${D1#sha256:}" -H "$accept" >"$WORK/hints.json"
+	for lie in "10000 $D2" "10000 $D3"; do
+		read -r share candidate <<<"$lie"
+		python3 - "$WORK/hints.json" "$share" "$candidate" >"$WORK/hints-lie.json" <<'PY'
+import json, sys
+index = json.load(open(sys.argv[1]))
+for m in index["manifests"]:
+    a = m.get("annotations") or {}
+    if "dev.tcdist.rollout.share" in a:
+        a.update({"dev.tcdist.rollout.share": sys.argv[2], "dev.tcdist.rollout.candidate": sys.argv[3],
+                  "dev.tcdist.rollout.salt": "ab" * 32})
+print(json.dumps(index))
+PY
+		registry_api PUT "manifests/sha256-${D1#sha256:}" \
+			-H 'Content-Type: application/vnd.oci.image.index.v1+json' --data-binary "@$WORK/hints-lie.json"
+		arms c-hints 8 >"$WORK/hints.lied"
+		diff "$WORK/hints.honest" "$WORK/hints.lied"
+	done
+}
+
 @test "a rollout signed by an identity that is neither promoter nor brake does not count" {
 	"$DISTD" promote "$REPO@$D1" --channel c-signer 2>/dev/null
 	run --separate-stderr "$DISTD" rollout start "$REPO@$D2" --channel c-signer --share 99% \

@@ -24,6 +24,14 @@ pub const MAX_STAGES: usize = 10;
 /// The salt is 32 random bytes, hex-encoded.
 const SALT_HEX_LEN: usize = 64;
 
+/// Annotations of a running statement's referrer manifest that repeat, unsigned, what a host
+/// needs to guess its arm before it has fetched and verified the statement: the candidate, the
+/// salt and the stage's share in basis points. A verifier may start fetching the candidate on
+/// them; only the verified statement decides what it is served.
+pub const HINT_CANDIDATE: &str = "dev.tcdist.rollout.candidate";
+pub const HINT_SALT: &str = "dev.tcdist.rollout.salt";
+pub const HINT_SHARE: &str = "dev.tcdist.rollout.share";
+
 /// A share of a channel's hosts, in basis points: `5%` is 500, `2.5%` is 250.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

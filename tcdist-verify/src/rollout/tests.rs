@@ -464,3 +464,32 @@ fn replayed_running_statement_serves_a_fresh_host_only_until_it_expires() {
     let verdict = decide(&LifecycleMemory::new(store.path()), replayed, 1, &inside).unwrap();
     assert_eq!(verdict.arm, Arm::Current);
 }
+
+#[test]
+fn hints_name_the_candidate_only_for_a_host_they_put_in_its_arm() {
+    let (inside, outside) = hosts();
+    let hinted = |annotations: &[(&str, &str)], host: Option<&str>| {
+        let mut listed = Descriptor::new(MEDIA_TYPE_MANIFEST, Digest::of(b"statement"), 1);
+        listed.annotations = annotations
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        hinted_candidate(&[listed], host)
+    };
+    let candidate = plan().candidate.to_string();
+    let salt = plan().salt;
+    let hints = [
+        (HINT_CANDIDATE, candidate.as_str()),
+        (HINT_SALT, salt.as_str()),
+        (HINT_SHARE, "500"),
+    ];
+    assert_eq!(hinted(&hints, Some(&inside)), Some(plan().candidate));
+    assert_eq!(hinted(&hints, Some(&outside)), None);
+    assert_eq!(hinted(&hints, None), None);
+    // Missing or malformed hints guess nothing.
+    assert_eq!(hinted(&hints[..2], Some(&inside)), None);
+    let bad_share = [hints[0], hints[1], (HINT_SHARE, "20000")];
+    assert_eq!(hinted(&bad_share, Some(&inside)), None);
+    let bad_salt = [hints[0], (HINT_SALT, "not hex"), hints[2]];
+    assert_eq!(hinted(&bad_salt, Some(&inside)), None);
+}
