@@ -131,7 +131,16 @@ _distd_config() {
 			printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_REPORTER_ID")"
 			printf 'lines = [%s]\n' "$(_policy_toml_str "$DISTD_LINE")"
 			printf 'actions = ["report"]\n'
+			# The demo's simulated fleet (spire-config/entries.json: fleet/host-1 … host-8).
+			printf '\n[[grant]]\n'
+			printf 'path_prefix = %s\n' "$(_policy_toml_str "spiffe://$SPIRE_TRUST_DOMAIN/fleet")"
+			printf 'lines = [%s]\n' "$(_policy_toml_str "$DISTD_LINE")"
+			printf 'actions = ["report"]\n'
 		fi
+		# The judge halts a rollout that does worse with the stack's brake identity
+		# (TCDIST_JUDGE_ID); every 5 s, so the demo's halt shows within seconds.
+		printf '\n[judge]\n'
+		printf 'interval = "5s"\n'
 	} | write_file_atomic "$DISTD_CONFIG" 644
 	# What stack.env gives clients of the components before this one.
 	local c
