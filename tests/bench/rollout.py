@@ -88,14 +88,16 @@ for _ in range(runs):
             shutil.rmtree(cold)
         results.setdefault(f"cold: {name}", []).append(pull(channel, host, cold))
 
-# The registry's access log (one line a request): what each case asks of the registry.
+# The registry's access log (one line a request): what each case asks of this repository
+# (the stack's daemon reads its own line's meanwhile).
 ACCESS_LOG = os.path.join(os.environ["TCDIST_STACK_DIR"], "registry", "registry.log")
+REPO_PATH = f" /v2/{REPO.split('/', 1)[1]}/"
 
 
 def requests(channel, host, store):
     def count():
         with open(ACCESS_LOG, errors="replace") as f:
-            return sum(line.startswith("127.0.0.1 - ") for line in f)
+            return sum(line.startswith("127.0.0.1 - ") and REPO_PATH in line for line in f)
     before = count()
     pull(channel, host, store)
     return count() - before
