@@ -3,9 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use tcdist_core::{Digest, Platform};
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_verify::spiffe_id::{SpiffeId, TrustDomain};
-use tcverify::{Digest, Platform};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -7,10 +7,8 @@ use std::io;
 
 use libfuzzer_sys::fuzz_target;
 use tcdist_core::Digest;
+use tcdist_store::extract::{BudgetUse, BudgetedReader, LayerExtractor, create_hard_links};
 use tcdist_verify::structure::ExtractBudget;
-use tcdist_store::extract::{
-    BudgetUse, BudgetedReader, LayerExtractor, create_hard_links,
-};
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("a temporary directory");
