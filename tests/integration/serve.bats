@@ -1,13 +1,14 @@
 #!/usr/bin/env bats
 # distd serve, attacked and driven as its users would: a release manager builds a line for
-# linux/amd64, linux/arm64 and darwin/arm64, promotes and yanks through the API with the SVID
+# linux/amd64 and linux/arm64 (and darwin/arm64), promotes and yanks through the API with the SVID
 # SPIRE gives distd ctl; a reader's SVID is refused (403, audited); a client without an SVID of
 # the trust domain never completes the handshake; the daemon follows its own SVID's rotation
 # and re-signs channel heads before they expire; kill -9 and SIGTERM in the middle of a build leave the job interrupted and resumed, and no
 # tag on anything unsigned.
 #
-# The line's platforms are those build.bats built (the host, the other linux architecture and
-# darwin/arm64, from the cache under ~/.cache/tcdist/distd); the interruption tests use a line
+# The line's platforms are those build.bats built (the host and the other linux architecture,
+# and darwin/arm64 with TCDIST_TEST_DARWIN=1, from the cache under ~/.cache/tcdist/distd); the
+# interruption tests use a line
 # with its own version suffix, so make.bash really runs when they stop it.
 
 bats_require_minimum_version 1.5.0
@@ -19,8 +20,10 @@ setup_file() {
 	aarch64) OTHER=linux/amd64 ;;
 	*) skip "the daemon's line cross-builds from linux/amd64 and linux/arm64 hosts" ;;
 	esac
-	export WORK=$TCDIST_TEST_WORK/serve OTHER HOST
+	export WORK=$TCDIST_TEST_WORK/serve OTHER HOST PLATFORMS
 	HOST=$(go env GOOS)/$(go env GOARCH)
+	# The main line's platforms, space-separated.
+	PLATFORMS="$HOST $OTHER${TCDIST_TEST_DARWIN:+ darwin/arm64}"
 	mkdir -p "$WORK"
 	export BUILD_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/tcdist/distd
 	local go_src digest
@@ -40,7 +43,7 @@ repository = "$REPO"
 go_source = "$go_src"
 go_source_digest = "$digest"
 patches = "$TCDIST_TOP/distd/patches/go1.26"
-platforms = ["$HOST", "$OTHER", "darwin/arm64"]
+platforms = [$(printf '"%s", ' $PLATFORMS | sed 's/, $//')]
 channels = ["stable"]
 
 [[line]]
@@ -183,7 +186,7 @@ live_in_group() {
 	ps -eo pid=,pgid=,stat= | awk -v g="$1" '$2 == g && $3 !~ /^Z/ { print $1 }'
 }
 
-@test "a release manager builds linux/amd64, linux/arm64 and darwin/arm64 through the API, promotes and yanks; the catalog shows it; metrics parse" {
+@test "a release manager builds the line's platforms through the API, promotes and yanks; the catalog shows it; metrics parse" {
 	run --separate-stderr ctl --as "$MANAGER" build go1.26 --follow
 	[ "$status" -eq 0 ]
 	[ "$(json 'j["state"]' <<<"$output")" = succeeded ]
@@ -192,7 +195,7 @@ live_in_group() {
 	[[ $stderr == *"attempt 1: distd release go1.26"* ]]
 	[[ $stderr == *"channel \"stable\" head 1: $digest"* ]]
 	# Each platform verifies on its own, and its binaries are built for it.
-	for platform in "$HOST" "$OTHER" darwin/arm64; do
+	for platform in $PLATFORMS; do
 		run --separate-stderr "$TCVERIFY" verify "$REPO:stable" --platform "$platform" --store "$WORK/store" --json
 		[ "$status" -eq 0 ]
 		[ "$(json 'j["index_digest"]' <<<"$output")" = "$digest" ]
@@ -234,9 +237,9 @@ PY
 	[[ $stderr == *"409 Conflict"*"is yanked (bad build)"* ]]
 	# Metrics: the text format parses, and the build, signing, log, TSA and SVID series are there.
 	curl -sf "http://127.0.0.1:$OPS_PORT/metrics" >"$WORK/metrics.txt"
-	python3 - "$WORK/metrics.txt" "$HOST" "$OTHER" <<'PY'
+	python3 - "$WORK/metrics.txt" "$PLATFORMS" <<'PY'
 import re, sys
-text, host, other = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
+text, platforms = open(sys.argv[1]).read(), sys.argv[2].split()
 sample = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (?P<value>-?[0-9.e+-]+|NaN|[+-]Inf)$')
 series = {}
 for line in text.splitlines():
@@ -247,7 +250,7 @@ for line in text.splitlines():
     series.setdefault(m.group("name"), []).append((line, float(m.group("value"))))
 def value(prefix):
     return [v for l, v in sum(series.values(), []) if l.startswith(prefix)]
-for platform in (host, other, "darwin/arm64"):
+for platform in platforms:
     assert value(f'distd_build_duration_seconds_count{{platform="{platform}"'), platform
 assert value('distd_jobs_total{line="go1.26",state="succeeded"}') == [1.0]
 assert value('distd_signatures_total{signer="spiffe://tcdist.test/distd/signer"}') == [1.0]
