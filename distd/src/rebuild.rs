@@ -76,6 +76,7 @@ pub async fn rebuild(request: RebuildRequest) -> Result<Digest> {
             &reference,
             &PullOptions {
                 registry: &request.registry,
+                mirrors: None,
                 platform: platform.clone(),
                 jobs: 4,
             },

@@ -17,14 +17,28 @@ pub struct ConfigFile<'a> {
 /// clap printed help, a version or a usage error (clap's own codes: 0 for help, 2 for usage
 /// errors), or after a config file error (2).
 pub fn parse_args<C: clap::Parser>(program: &str, config: &ConfigFile<'_>) -> Result<C, ExitCode> {
+    parse_args_with_matches(program, config).map(|(cli, _)| cli)
+}
+
+/// [`parse_args`], with clap's matches beside the settings: they tell a setting given by a
+/// flag or a variable from one left at its default.
+pub fn parse_args_with_matches<C: clap::Parser>(
+    program: &str,
+    config: &ConfigFile<'_>,
+) -> Result<(C, clap::ArgMatches), ExitCode> {
     if let Err(message) = apply_config_file(&C::command(), config) {
         eprintln!("{program}: error: {message}");
         return Err(ExitCode::from(2));
     }
-    C::try_parse().map_err(|err| {
+    let usage_error = |err: clap::Error| {
         let _ = err.print();
         ExitCode::from(err.exit_code() as u8)
-    })
+    };
+    // Built again: clap reads each argument's variable when the command is built, and the
+    // config file has just set some.
+    let matches = C::command().try_get_matches().map_err(usage_error)?;
+    let cli = C::from_arg_matches(&matches).map_err(usage_error)?;
+    Ok((cli, matches))
 }
 
 /// The multi-threaded runtime; when it cannot start (no threads, no file descriptors), a message
@@ -151,8 +165,8 @@ mod tests {
         assert_eq!(
             settings,
             [
-                ("T_JOBS".to_owned(), "8".to_owned()),
-                ("T_POLICY".to_owned(), "/etc/p.toml".to_owned())
+                ("T_POLICY".to_owned(), "/etc/p.toml".to_owned()),
+                ("T_JOBS".to_owned(), "8".to_owned())
             ]
         );
     }

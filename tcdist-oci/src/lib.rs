@@ -6,6 +6,7 @@ pub mod attachments;
 pub mod bundle;
 pub mod checked;
 pub mod credentials;
+pub mod mirrors;
 pub mod reference;
 pub mod registry;
 pub mod release;

@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 use tokio_util::io::ReaderStream;
 
 use crate::checked::CheckedBytes;
+use crate::mirrors::{Mirror, MirrorSkip, Mirrors};
 use crate::reference::{LayoutRef, RegistryRef, ReleaseRef};
 use crate::registry::{BlobBody, BlobStream, Registry, RegistryArgs};
 use crate::release::{
@@ -29,6 +30,8 @@ pub enum ReleaseSource {
         reference: RegistryRef,
         /// Tags already read, when the source reads each tag once ([`ReleaseSource::reading_once`]).
         tags: Option<Arc<TagsRead>>,
+        /// Mirrors tried before the registry itself (`mirrors.rs`).
+        mirrors: Mirrors,
     },
     Layout(LayoutRef),
 }
@@ -56,7 +59,95 @@ impl ReleaseSource {
             registry,
             reference: reference.clone(),
             tags: None,
+            mirrors: Mirrors::default(),
         }
+    }
+
+    /// This source, trying `mirrors` (clients of the reference's registry's mirrors, in order)
+    /// before the registry.
+    pub fn with_mirrors(self, mirrors: Vec<Mirror>) -> Self {
+        match self {
+            ReleaseSource::Registry {
+                registry,
+                reference,
+                tags,
+                ..
+            } => ReleaseSource::Registry {
+                registry,
+                reference,
+                tags,
+                mirrors: Mirrors::new(mirrors),
+            },
+            layout => layout,
+        }
+    }
+
+    /// What mirrors failed to serve so far (each then skipped for that object).
+    pub fn mirror_skips(&self) -> Vec<MirrorSkip> {
+        match self {
+            ReleaseSource::Registry { mirrors, .. } => mirrors.skips(),
+            ReleaseSource::Layout(_) => Vec::new(),
+        }
+    }
+
+    /// Where a blob is read from, in the order to try: the mirrors, then the source itself.
+    pub fn blob_hosts(&self) -> Vec<BlobHost<'_>> {
+        let mut hosts: Vec<BlobHost<'_>> = match self {
+            ReleaseSource::Registry { mirrors, .. } => mirrors
+                .hosts
+                .iter()
+                .map(|mirror| BlobHost {
+                    source: self,
+                    mirror: Some(mirror),
+                })
+                .collect(),
+            ReleaseSource::Layout(_) => Vec::new(),
+        };
+        hosts.push(BlobHost {
+            source: self,
+            mirror: None,
+        });
+        hosts
+    }
+
+    /// Notes that `mirror` did not serve `object`, and why: it is skipped for that object.
+    pub fn mirror_skipped(&self, mirror: &str, object: &str, reason: &Error) {
+        if let ReleaseSource::Registry { mirrors, .. } = self {
+            mirrors.skipped(mirror, object, reason);
+        }
+    }
+
+    /// `read` from each mirror (only those that resolve tags, for a tag) until one has the
+    /// object, then from the registry: a mirror's error or `None` is noted and skipped.
+    async fn read_from_hosts(&self, read: HostRead<'_>) -> Result<Option<CheckedBytes>> {
+        let ReleaseSource::Registry {
+            registry,
+            reference,
+            mirrors,
+            ..
+        } = self
+        else {
+            unreachable!("only a registry source has hosts");
+        };
+        let by_tag = read.by_tag(reference);
+        for mirror in mirrors
+            .hosts
+            .iter()
+            .filter(|m| !by_tag || m.resolves_tags())
+        {
+            let at = mirror.rehost(reference);
+            let failure = match read.read_at(mirror.registry(), &at).await {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => Error::NotFound {
+                    object: read.object(reference),
+                    source_name: mirror.url().to_owned(),
+                    detail: "the mirror does not have it".into(),
+                },
+                Err(e) => e,
+            };
+            mirrors.skipped(mirror.url(), &read.object(reference), &failure);
+        }
+        read.read_at(registry, reference).await
     }
 
     /// This source, reading each tag once from now on (a verification's view; see
@@ -66,11 +157,13 @@ impl ReleaseSource {
             ReleaseSource::Registry {
                 registry,
                 reference,
+                mirrors,
                 ..
             } => ReleaseSource::Registry {
                 registry: Arc::clone(registry),
                 reference: reference.clone(),
                 tags: Some(Arc::default()),
+                mirrors: mirrors.clone(),
             },
             ReleaseSource::Layout(layout) => ReleaseSource::Layout(layout.clone()),
         }
@@ -82,6 +175,7 @@ impl ReleaseSource {
                 registry: Arc::new(Registry::connect(registry_args, &r.registry).await?),
                 reference: r.clone(),
                 tags: None,
+                mirrors: Mirrors::default(),
             },
             ReleaseRef::Layout(l) => ReleaseSource::Layout(l.clone()),
         })
@@ -95,6 +189,7 @@ impl ReleaseSource {
                 registry,
                 reference,
                 tags,
+                mirrors,
             } => ReleaseSource::Registry {
                 registry: Arc::clone(registry),
                 reference: RegistryRef {
@@ -103,6 +198,7 @@ impl ReleaseSource {
                     ..reference.clone()
                 },
                 tags: tags.clone(),
+                mirrors: mirrors.clone(),
             },
             ReleaseSource::Layout(layout) => ReleaseSource::Layout(LayoutRef {
                 tag: None,
@@ -117,17 +213,10 @@ impl ReleaseSource {
     /// digest, which the signature stage then judges.
     pub async fn resolve_top(&self) -> Result<CheckedBytes> {
         match self {
-            ReleaseSource::Registry {
-                registry,
-                reference,
-                ..
-            } => {
-                let (bytes, _) = registry.manifest(&reference.to_oci()).await?;
-                Ok(match &reference.digest {
-                    Some(pinned) => CheckedBytes::against_digest("release index", pinned, bytes)?,
-                    None => CheckedBytes::named_by_content(bytes),
-                })
-            }
+            ReleaseSource::Registry { .. } => Ok(self
+                .read_from_hosts(HostRead::Top)
+                .await?
+                .expect("the registry's answer is never None")),
             ReleaseSource::Layout(layout) => {
                 let (digest, size) = layout_top(layout)?;
                 layout_document(layout, "release index", &digest, size)
@@ -157,17 +246,10 @@ impl ReleaseSource {
     /// none.
     pub async fn manifest(&self, what: &str, digest: &Digest) -> Result<Option<CheckedBytes>> {
         match self {
-            ReleaseSource::Registry {
-                registry,
-                reference,
-                ..
-            } => match registry
-                .optional_manifest(&reference.with_digest(digest))
-                .await?
-            {
-                Some((bytes, _)) => Ok(Some(CheckedBytes::against_digest(what, digest, bytes)?)),
-                None => Ok(None),
-            },
+            ReleaseSource::Registry { .. } => {
+                self.read_from_hosts(HostRead::Manifest { what, digest })
+                    .await
+            }
             ReleaseSource::Layout(layout) => match layout_document(layout, what, digest, None) {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(Error::NotFound { .. }) => Ok(None),
@@ -210,19 +292,8 @@ impl ReleaseSource {
     /// such tag.
     pub async fn tagged(&self, tag: &str) -> Result<Option<CheckedBytes>> {
         match self {
-            ReleaseSource::Registry {
-                registry,
-                reference,
-                tags,
-            } => {
-                let read = || async {
-                    Ok::<_, Error>(
-                        registry
-                            .optional_manifest(&reference.with_tag(tag))
-                            .await?
-                            .map(|(bytes, _)| CheckedBytes::named_by_content(bytes)),
-                    )
-                };
+            ReleaseSource::Registry { tags, .. } => {
+                let read = || self.read_from_hosts(HostRead::Tag(tag));
                 match tags {
                     Some(tags) => tags.cell(tag).get_or_try_init(read).await.cloned(),
                     None => read().await,
@@ -266,24 +337,10 @@ impl ReleaseSource {
             .into());
         }
         match self {
-            ReleaseSource::Registry {
-                registry,
-                reference,
-                ..
-            } => {
-                let at = reference.with_digest(&descriptor.digest);
-                let bytes = if is_manifest(&descriptor.media_type) {
-                    registry.document(&at, what, descriptor).await?
-                } else {
-                    read_capped_stream(
-                        registry.open_blob(&at, descriptor, 0).await?,
-                        what,
-                        descriptor,
-                    )
-                    .await?
-                };
-                Ok(CheckedBytes::against(what, descriptor, bytes)?)
-            }
+            ReleaseSource::Registry { .. } => Ok(self
+                .read_from_hosts(HostRead::Document { what, descriptor })
+                .await?
+                .expect("the registry's answer is never None")),
             ReleaseSource::Layout(layout) => {
                 layout_document(layout, what, &descriptor.digest, Some(descriptor.size))
             }
@@ -302,27 +359,29 @@ impl ReleaseSource {
                 registry,
                 reference,
                 ..
-            } => Ok(
-                match registry
-                    .open_blob(
-                        &reference.with_digest(&descriptor.digest),
-                        descriptor,
-                        offset,
-                    )
-                    .await?
-                {
-                    BlobBody::FromOffset(stream) => (stream, 0),
-                    BlobBody::Whole(stream) => (stream, offset),
-                },
-            ),
+            } => registry_blob(registry, reference, descriptor, offset).await,
             ReleaseSource::Layout(layout) => {
                 use std::io::Seek;
                 use tokio::io::AsyncReadExt;
                 let path = blob_path(layout, &descriptor.digest);
                 let mut file = open_regular(&path).map_err(|e| layout_error(layout, &path, e))?;
+                // A local file that is not the descriptor's size is wrong content, not a
+                // stream that broke: refused before a byte is read, never retried.
+                let actual = file
+                    .metadata()
+                    .map_err(|e| layout_error(layout, &path, e))?
+                    .len();
+                if actual != descriptor.size {
+                    return Err(Rejection::SizeMismatch {
+                        object: format!("blob {} ({})", descriptor.digest, path.display()),
+                        expected: descriptor.size,
+                        actual,
+                    }
+                    .into());
+                }
                 file.seek(std::io::SeekFrom::Start(offset))
                     .map_err(|e| layout_error(layout, &path, e))?;
-                // One byte past the descriptor's size is enough to tell a longer blob.
+                // One byte past the descriptor's size still tells a file that grew meanwhile.
                 let remaining = descriptor.size.saturating_sub(offset) + 1;
                 let file = tokio::fs::File::from_std(file);
                 Ok((
@@ -337,6 +396,125 @@ impl ReleaseSource {
         match self {
             ReleaseSource::Registry { registry, .. } => format!("registry {}", registry.host()),
             ReleaseSource::Layout(layout) => format!("OCI layout {}", layout.path.display()),
+        }
+    }
+}
+
+/// What a registry source reads from one of its hosts (a mirror, or the registry).
+enum HostRead<'a> {
+    /// The document the reference names, by its tag or its digest.
+    Top,
+    /// A manifest by digest; `None` when the host has none.
+    Manifest { what: &'a str, digest: &'a Digest },
+    /// The manifest a tag names; `None` when there is no such tag.
+    Tag(&'a str),
+    /// A manifest or config named by a descriptor.
+    Document {
+        what: &'a str,
+        descriptor: &'a Descriptor,
+    },
+}
+
+impl HostRead<'_> {
+    /// Whether a tag is read: only a mirror that resolves tags is asked.
+    fn by_tag(&self, reference: &RegistryRef) -> bool {
+        match self {
+            HostRead::Top => reference.digest.is_none(),
+            HostRead::Tag(_) => true,
+            HostRead::Manifest { .. } | HostRead::Document { .. } => false,
+        }
+    }
+
+    /// The object, for a mirror's skip.
+    fn object(&self, reference: &RegistryRef) -> String {
+        match self {
+            HostRead::Top => format!("release index {}", reference.to_oci().whole()),
+            HostRead::Manifest { what, digest } => format!("{what} {digest}"),
+            HostRead::Tag(tag) => format!("tag {tag}"),
+            HostRead::Document { what, descriptor } => format!("{what} {}", descriptor.digest),
+        }
+    }
+
+    /// The object from `registry`, as `at` (the reference on that host) names it, checked
+    /// against its digest wherever it has one.
+    async fn read_at(&self, registry: &Registry, at: &RegistryRef) -> Result<Option<CheckedBytes>> {
+        Ok(match self {
+            HostRead::Top => {
+                let (bytes, _) = registry.manifest(&at.to_oci()).await?;
+                Some(match &at.digest {
+                    Some(pinned) => CheckedBytes::against_digest("release index", pinned, bytes)?,
+                    None => CheckedBytes::named_by_content(bytes),
+                })
+            }
+            HostRead::Manifest { what, digest } => {
+                match registry.optional_manifest(&at.with_digest(digest)).await? {
+                    Some((bytes, _)) => Some(CheckedBytes::against_digest(what, digest, bytes)?),
+                    None => None,
+                }
+            }
+            HostRead::Tag(tag) => registry
+                .optional_manifest(&at.with_tag(tag))
+                .await?
+                .map(|(bytes, _)| CheckedBytes::named_by_content(bytes)),
+            HostRead::Document { what, descriptor } => {
+                let named = at.with_digest(&descriptor.digest);
+                let bytes = if is_manifest(&descriptor.media_type) {
+                    registry.document(&named, what, descriptor).await?
+                } else {
+                    read_capped_stream(
+                        registry.open_blob(&named, descriptor, 0).await?,
+                        what,
+                        descriptor,
+                    )
+                    .await?
+                };
+                Some(CheckedBytes::against(what, descriptor, bytes)?)
+            }
+        })
+    }
+}
+
+/// A blob from a registry (the source's or a mirror's), from `offset` on, and how many leading
+/// bytes to skip.
+async fn registry_blob(
+    registry: &Registry,
+    reference: &RegistryRef,
+    descriptor: &Descriptor,
+    offset: u64,
+) -> Result<(BlobStream, u64)> {
+    let at = reference.with_digest(&descriptor.digest);
+    Ok(match registry.open_blob(&at, descriptor, offset).await? {
+        BlobBody::FromOffset(stream) => (stream, 0),
+        BlobBody::Whole(stream) => (stream, offset),
+    })
+}
+
+/// One place a blob can be read from: a mirror, or the source itself.
+pub struct BlobHost<'a> {
+    source: &'a ReleaseSource,
+    mirror: Option<&'a Mirror>,
+}
+
+impl BlobHost<'_> {
+    /// The mirror's URL; `None` for the source itself, whose failures are the pull's.
+    pub fn mirror(&self) -> Option<&str> {
+        self.mirror.map(Mirror::url)
+    }
+
+    /// The blob from `offset` on, and how many leading bytes to skip (as
+    /// [`ReleaseSource::open_blob`]).
+    pub async fn open(&self, descriptor: &Descriptor, offset: u64) -> Result<(BlobStream, u64)> {
+        match (self.mirror, self.source) {
+            (Some(mirror), ReleaseSource::Registry { reference, .. }) => {
+                registry_blob(
+                    mirror.registry(),
+                    &mirror.rehost(reference),
+                    descriptor,
+                    offset,
+                )
+                .await
+            }
+            _ => self.source.open_blob(descriptor, offset).await,
         }
     }
 }
@@ -539,6 +717,35 @@ mod tests {
             referrers_of_type("sha256-x", &document, MEDIA_TYPE_BUNDLE).unwrap(),
             vec![bundle]
         );
+    }
+
+    #[tokio::test]
+    async fn layout_blob_of_another_size_is_wrong_content_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = LayoutRef {
+            path: dir.path().to_owned(),
+            tag: None,
+            digest: None,
+        };
+        let content = b"twelve bytes";
+        let descriptor = Descriptor::of_document(MEDIA_TYPE_MANIFEST, content);
+        let path = blob_path(&layout, &descriptor.digest);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let source = ReleaseSource::Layout(layout);
+        for (stored, actual) in [(&content[..5], 5), (&b"twelve bytes and more"[..], 21)] {
+            std::fs::write(&path, stored).unwrap();
+            let Err(err) = source.open_blob(&descriptor, 0).await else {
+                panic!("a {actual}-byte file opened as a 12-byte blob");
+            };
+            assert!(
+                matches!(&err, Error::Rejected(Rejection::SizeMismatch { object, expected: 12, actual: a })
+                    if object.contains(&path.display().to_string()) && *a == actual),
+                "{err}"
+            );
+            assert_eq!(err.exit_code(), 42, "{err}");
+        }
+        std::fs::write(&path, content).unwrap();
+        assert!(source.open_blob(&descriptor, 0).await.is_ok());
     }
 
     #[test]

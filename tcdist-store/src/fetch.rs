@@ -21,13 +21,15 @@ use tcdist_core::error::{Error, Result};
 use tcdist_oci::checked::{BlobSpool, CheckedBlob};
 use tcdist_oci::release::{Compression, Descriptor};
 use tcdist_oci::resolve::ResolvedRelease;
-use tcdist_oci::source::ReleaseSource;
+use tcdist_oci::source::{BlobHost, ReleaseSource};
 use tcdist_verify::Verified;
 use tcdist_verify::structure::ExtractBudget;
 
 /// zstd frames may ask for a window of up to 2 GiB; distd's levels use at most 8 MiB. A
 /// larger window is refused rather than allocated.
 const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+/// Broken streams from a mirror resumed before the next host is tried.
+const MIRROR_RESUMES: u32 = 1;
 /// Read buffer between a spool file and its decompressor.
 const SPOOL_READ_BUFFER: usize = 256 << 10;
 
@@ -111,20 +113,52 @@ impl LayerFetch<'_> {
         .map_err(into_error)
     }
 
-    /// Downloads the blob into a spool file while checking its size and digest. Returns
-    /// `None` when cancelled because another layer failed. A digest or size mismatch is a
-    /// verification failure, reported once and never retried.
+    /// Downloads the blob from the first host that serves it whole and right: each mirror in
+    /// turn (one that fails, or serves other bytes, is noted and skipped for this layer), then
+    /// the source itself, whose failure is the pull's. Returns `None` when cancelled because
+    /// another layer failed.
     async fn download(
         &self,
         layer: &Descriptor,
         cancel: &AtomicBool,
+    ) -> Result<Option<CheckedBlob>> {
+        let hosts = self.source.blob_hosts();
+        let (source, mirrors) = hosts
+            .split_last()
+            .expect("the source itself is always a blob host");
+        for host in mirrors {
+            match self
+                .download_from(host, layer, cancel, MIRROR_RESUMES)
+                .await
+            {
+                Err(e) => self.source.mirror_skipped(
+                    host.mirror().unwrap_or_default(),
+                    &format!("layer {}", layer.digest),
+                    &e,
+                ),
+                done => return done,
+            }
+        }
+        self.download_from(source, layer, cancel, self.retries)
+            .await
+    }
+
+    /// Downloads the blob from `host` into a spool file while checking its size and digest,
+    /// resuming after up to `retries` broken streams. A digest or size mismatch is a
+    /// verification failure, never retried.
+    async fn download_from(
+        &self,
+        host: &BlobHost<'_>,
+        layer: &Descriptor,
+        cancel: &AtomicBool,
+        retries: u32,
     ) -> Result<Option<CheckedBlob>> {
         let id = self.reporter.layer_started(&layer.digest, layer.size);
         let spool_dir = self.staging.spool_dir();
         let mut spool = BlobSpool::create(spool_dir, &format!("layer {}", layer.digest), layer)?;
         let mut failures = 0;
         'attempts: loop {
-            let (mut stream, mut skip) = self.source.open_blob(layer, spool.received()).await?;
+            let (mut stream, mut skip) = host.open(layer, spool.received()).await?;
             loop {
                 if cancel.load(Ordering::Relaxed) {
                     return Ok(None);
@@ -144,7 +178,7 @@ impl LayerFetch<'_> {
                     None => break 'attempts,
                 };
                 failures += 1;
-                if failures > self.retries {
+                if failures > retries {
                     return Err(Error::Unavailable {
                         operation: format!("downloading layer {}", layer.digest),
                         attempts: failures,

@@ -9,6 +9,7 @@ use crate::report::Reporter;
 use crate::{Entry, EntryRecord, Store};
 use tcdist_core::error::Result;
 use tcdist_core::platform::Platform;
+use tcdist_oci::mirrors::{MirrorConfig, MirrorSkip};
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_oci::registry::RegistryArgs;
 use tcdist_oci::resolve::ResolvedRelease;
@@ -17,6 +18,9 @@ use tcdist_verify::{VerificationReport, Verified, Verifier};
 
 pub struct PullOptions<'a> {
     pub registry: &'a RegistryArgs,
+    /// Mirrors tried before a registry, for manifests by digest and blobs (tags too where a
+    /// mirror resolves them).
+    pub mirrors: Option<&'a MirrorConfig>,
     pub platform: Platform,
     /// Layers fetched at once.
     pub jobs: usize,
@@ -28,6 +32,8 @@ pub struct PullOutcome {
     pub report: VerificationReport,
     /// False when the entry was already in the store (no layer was fetched).
     pub downloaded: bool,
+    /// Objects a mirror did not serve (or served wrong), each then read from the next host.
+    pub mirror_skips: Vec<MirrorSkip>,
 }
 
 /// Resolves and verifies a release without fetching its layers.
@@ -38,7 +44,10 @@ pub async fn verify_release(
     reporter: &dyn Reporter,
 ) -> Result<(ReleaseSource, Verified<ResolvedRelease>)> {
     reporter.step(&format!("resolving {reference}"));
-    let source = ReleaseSource::open(reference, options.registry).await?;
+    let mut source = ReleaseSource::open(reference, options.registry).await?;
+    if let (Some(mirrors), ReleaseRef::Registry(at)) = (options.mirrors, reference) {
+        source = source.with_mirrors(mirrors.connect(&at.registry, options.registry).await?);
+    }
     reporter.step(&format!("verifying {reference}"));
     let verified = verifier
         .verify(&source, &reference.to_string(), &options.platform)
@@ -83,6 +92,7 @@ pub async fn install(
             entry,
             report,
             downloaded: false,
+            mirror_skips: source.mirror_skips(),
         });
     }
     let lock = store.lock(&release.index_digest, &release.platform).await?;
@@ -93,6 +103,7 @@ pub async fn install(
             entry,
             report,
             downloaded: false,
+            mirror_skips: source.mirror_skips(),
         });
     }
     let staging = store.stage(&verified, &lock)?;
@@ -124,5 +135,6 @@ pub async fn install(
         entry,
         report,
         downloaded: true,
+        mirror_skips: source.mirror_skips(),
     })
 }

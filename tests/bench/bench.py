@@ -11,8 +11,10 @@ from stackenv import stack_environment
 
 work, runs = sys.argv[1], int(sys.argv[2])
 env = stack_environment()
-# The direct-mode figures are tcverify's own; the agent's are measured on their own below.
-AGENT = env.pop("TCVERIFY_AGENT", None)
+# The direct-mode figures are tcverify's own; the agent's are measured on their own below, as a
+# job pulls: with an environment of its own (the agent refuses direct-mode settings).
+AGENT = env.get("TCDIST_AGENT_SOCKET")
+JOB_ENV = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), "TCVERIFY_AGENT": AGENT or ""}
 BIN = env["TCDIST_BIN"]
 REG = env["TCDIST_REGISTRY"]
 GOROOT = subprocess.run(["go", "env", "GOROOT"], capture_output=True, text=True, check=True).stdout.strip()
@@ -100,7 +102,7 @@ cosign = env.get("TCDIST_COSIGN")
 cosign_verify = [cosign, "verify", "--trusted-root", env["TCVERIFY_TRUST"],
                  "--certificate-identity", env["TCDIST_SIGNER_ID"],
                  "--certificate-oidc-issuer-regexp", ".*", "--insecure-ignore-sct",
-                 "--output", "text", f"{REG}/toolchains/bench-go@{report['index_digest']}"]
+                 "--output", "text", f"{REG}/toolchains/bench-go@{report['digest']}"]
 cosign_env = dict(env, SSL_CERT_FILE=env["TCDIST_REGISTRY_CA"])
 
 # Cold: a process's first verification with a store that remembers no checkpoint of the log
@@ -164,19 +166,20 @@ def restart_agent(digest):
 
 
 if AGENT:
-    agent_pull = [f"{BIN}/tcverify", "pull", ref, "--agent", AGENT]
+    agent_pull = [f"{BIN}/tcverify", "pull", ref]
     for i in range(runs):
-        restart_agent(report["index_digest"])
-        record("agent: cold pull (tcverify pull --agent)", timed(agent_pull))
+        restart_agent(report["digest"])
+        record("agent: cold pull (tcverify pull --agent)", timed(agent_pull, run_env=JOB_ENV))
         for _ in range(10):
-            record("agent: warm pull (tcverify pull --agent)", timed(agent_pull))
+            record("agent: warm pull (tcverify pull --agent)", timed(agent_pull, run_env=JOB_ENV))
         # The same conditions as the agent's cold pull: a store whose entry was just removed.
         store = f"{work}/tcbench-direct"
-        remove_entry(store, report["index_digest"])
+        remove_entry(store, report["digest"])
         record("agent: cold pull, direct mode in the same run (tcverify pull)",
                timed([f"{BIN}/tcverify", "pull", ref, "--store", store]))
-        restart_agent(report["index_digest"])
-        clients = " & ".join(f"{' '.join(agent_pull)} >/dev/null" for _ in range(16))
+        restart_agent(report["digest"])
+        job = f"env -i PATH=\"$PATH\" TCVERIFY_AGENT={AGENT} {' '.join(agent_pull)}"
+        clients = " & ".join(f"{job} >/dev/null" for _ in range(16))
         record("agent: 16 concurrent cold pulls of one release (all done)",
                timed_shell(f"set -o pipefail; {clients} & wait"))
     fresh(f"{work}/tcbench-direct")

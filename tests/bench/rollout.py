@@ -12,7 +12,6 @@ from stackenv import stack_environment
 
 work, runs = sys.argv[1], int(sys.argv[2])
 env = stack_environment()
-env.pop("TCVERIFY_AGENT", None)
 BIN, REG = env["TCDIST_BIN"], env["TCDIST_REGISTRY"]
 REPO = f"{REG}/toolchains/bench-rollout-{int(time.time())}"
 

@@ -104,7 +104,7 @@ agent_store_snapshot() {
 import json, sys
 out = json.loads(sys.argv[1])
 assert out["root"] == sys.argv[2] and out["downloaded"] is False, out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
+assert out["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
 PY
 	run --separate-stderr as_job "$JOB_HOME/tcverify" env "$REF"
 	[ "$status" -eq 0 ]
@@ -186,6 +186,8 @@ PY
 	printf 'version = 1\n[trust_domains."tcdist.test"]\nbundle = "/dev/null"\n[[repository]]\nname = "**"\nsigners = { spiffe_id = "spiffe://tcdist.test/someone-else" }\n' >"$JOB_HOME/policy.toml"
 	printf 'policy = "%s"\nstore = "%s"\n' "$JOB_HOME/policy.toml" "$JOB_HOME/store" >"$JOB_HOME/tcverify.toml"
 	chown -R "$JOB_USER" "$JOB_HOME"
+	# tcverify's own settings the agent would not honour: refused (exit 2), naming the setting,
+	# before the agent is asked.
 	for setting in \
 		TCVERIFY_POLICY="$JOB_HOME/policy.toml" \
 		TCVERIFY_TRUST=/dev/null \
@@ -194,9 +196,24 @@ PY
 		TCVERIFY_CONFIG="$JOB_HOME/tcverify.toml" \
 		TCDIST_REGISTRY_CA=/dev/null \
 		TCDIST_REGISTRY_PLAIN_HTTP=true \
-		SPIFFE_ENDPOINT_SOCKET=unix://"$JOB_HOME/spire.sock" \
-		DOCKER_CONFIG="$JOB_HOME" \
 		TCVERIFY_MAX_UNPACKED_BYTES=1; do
+		run --separate-stderr as_job env "$setting" "$JOB_HOME/tcverify" pull "$REF" --json
+		echo "$setting: $status $stderr"
+		[ "$status" -eq 2 ]
+		[ -z "$output" ]
+		[[ $stderr == *"is not honoured through the agent"* || $stderr == *"are not honoured through the agent"* ]]
+		[[ $stderr == *"hint: "*"direct mode"* ]]
+	done
+	for flags in "--policy $JOB_HOME/policy.toml" "--trust /dev/null" "--store $JOB_HOME/store" \
+		"--offline" "--registry-ca /dev/null" "--max-unpacked-bytes 1"; do
+		# shellcheck disable=SC2086 # one flag and its value per entry
+		run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" $flags
+		echo "$flags: $status $stderr"
+		[ "$status" -eq 2 ]
+		[[ $stderr == *"error: ${flags%% *} is not honoured through the agent"* ]]
+	done
+	# Other processes' variables are not tcverify's settings: ignored, as before.
+	for setting in SPIFFE_ENDPOINT_SOCKET=unix://"$JOB_HOME/spire.sock" DOCKER_CONFIG="$JOB_HOME"; do
 		run --separate-stderr as_job env "$setting" "$JOB_HOME/tcverify" pull "$REF" --json
 		echo "$setting: $status $stderr"
 		[ "$status" -eq 0 ]
@@ -204,14 +221,6 @@ PY
 			"$output" "$TCDIST_AGENT_STORE/"
 		run --separate-stderr as_job env "$setting" "$JOB_HOME/tcverify" pull "$UNSIGNED"
 		[ "$status" -eq 42 ]
-	done
-	for flags in "--policy $JOB_HOME/policy.toml" "--trust /dev/null" "--store $JOB_HOME/store" \
-		"--offline" "--registry-ca /dev/null" "--max-unpacked-bytes 1"; do
-		# shellcheck disable=SC2086 # one flag and its value per entry
-		run --separate-stderr as_job "$JOB_HOME/tcverify" pull "$REF" $flags
-		echo "$flags: $status $stderr"
-		[ "$status" -eq 0 ]
-		[ "$output" = "$ENTRY/toolchain" ]
 	done
 	[ ! -e "$JOB_HOME/store/sha256-${DIGEST#sha256:}" ]
 }
@@ -221,7 +230,8 @@ PY
 	[ "${#layers[@]}" -ge 3 ]
 	remove_agent_entry "$GO_DIGEST"
 	declare -A before
-	for l in "${layers[@]}"; do before[$l]=$(count_blob_gets "$l"); done
+	# The agent reads blobs through the stack's pull-through cache, its mirror.
+	for l in "${layers[@]}"; do before[$l]=$(count_blob_gets "$l" "$TCDIST_CACHE_LOG"); done
 	for i in $(seq 16); do
 		as_job "$JOB_HOME/tcverify" pull "$GO_REF" >"$WORK/out.$i" 2>"$WORK/err.$i" &
 	done
@@ -232,9 +242,36 @@ PY
 		[ "$(cat "$WORK/out.$i")" = "$(cat "$WORK/out.1")" ]
 	done
 	for l in "${layers[@]}"; do
-		[ "$(($(count_blob_gets "$l") - ${before[$l]}))" -eq 1 ]
+		[ "$(($(count_blob_gets "$l" "$TCDIST_CACHE_LOG") - ${before[$l]}))" -eq 1 ]
 	done
 	as_job "$(cat "$WORK/out.1")/bin/go" version
+}
+
+@test "attack: a job holding 4000 idle connections to the socket does not stall another user's pulls" {
+	job_tcverify "$STACK_AGENT" pull "$REF" >/dev/null
+	limited=$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_connections_refused_total reason=per-peer-limit)
+	timed_out=$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_connections_refused_total reason=request-timeout)
+	coproc FLOOD { as_job python3 "$TCDIST_TOP/tests/lib/socket_flood.py" "$STACK_AGENT" 4000; }
+	read -r -t 60 opened <&"${FLOOD[0]}"
+	[ "$opened" = "open 4000" ]
+	# Another user's warm pulls while the flood holds its connections: each answered, well
+	# within the 5 s bound (docs/benchmarks.md has the figure).
+	for i in 1 2 3; do
+		start=$(date +%s%N)
+		run --separate-stderr timeout 5 env -i PATH=/usr/bin:/bin TCVERIFY_AGENT="$STACK_AGENT" "$TCVERIFY" pull "$REF"
+		echo "warm pull $i during the flood: status $status, $((($(date +%s%N) - start) / 1000000)) ms; $stderr"
+		[ "$status" -eq 0 ]
+		[[ $output == "$TCDIST_AGENT_STORE/"* ]]
+	done
+	# The job's connections beyond its cap were refused at once, and the ones it was let open
+	# are closed once they have sent no request for request_timeout (5 s).
+	[ "$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_connections_refused_total reason=per-peer-limit)" -ge $((limited + 4000 - 64)) ]
+	wait_for_metric 15 $((timed_out + 64)) "$TCDIST_AGENT_METRICS_URL" tcdist_agent_connections_refused_total reason=request-timeout
+	exec {FLOOD[1]}>&-
+	read -r -t 30 summary <&"${FLOOD[0]}"
+	echo "flood: $summary"
+	[ "$summary" = "refused 3936 closed 64 idle 0" ]
+	[ "$(metric_at "$TCDIST_AGENT_METRICS_URL" tcdist_agent_connections_open)" -eq 0 ]
 }
 
 @test "the agent killed with SIGKILL mid-pull restarts cleanly: no partial entry, the next pull installs it" {
@@ -300,7 +337,7 @@ EOF
 	"$TCVERIFY" agent --config "$dir/agent.toml" 2>"$dir/agent.log" &
 	agent=$!
 	for _ in $(seq 100); do [[ -S $dir/agent.sock ]] && break; sleep 0.05; done
-	root=$("$TCVERIFY" pull "$REF" --agent "$dir/agent.sock" 2>/dev/null)
+	root=$(job_tcverify "$dir/agent.sock" pull "$REF" 2>/dev/null)
 	chmod u+w "$root/bin/go"
 	printf '#!/bin/sh\necho planted\n' >"$root/bin/go"
 	for _ in $(seq 100); do [[ -e $root ]] || break; sleep 0.05; done

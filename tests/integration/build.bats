@@ -352,7 +352,7 @@ assert env["GOFLAGS"] == "-buildvcs=false" and env["GOPROXY"] == "off", env' "$W
 	python3 - "$output" "$TCDIST_SIGNER_ID" "$TCDIST_REBUILDER_ID" <<'PY'
 import json, sys
 out = json.loads(sys.argv[1])
-signers = [out["verified"]["signature"]["signer"]] + [c["signer"] for c in out["verified"]["cosignatures"]]
+signers = [out["signature"]["signer"]] + [c["signer"] for c in out["cosignatures"]]
 assert sorted(signers) == sorted(sys.argv[2:]), signers
 PY
 	rm -rf "$WORK/work2"
@@ -439,7 +439,7 @@ EOF
 		for platform in "$host" "$other"; do
 			run --separate-stderr "$TCVERIFY" verify "$ref" --platform "$platform" --store "$WORK/store-line" --json
 			[ "$status" -eq 0 ]
-			[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["index_digest"])' "$output")" = "$digest" ]
+			[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["digest"])' "$output")" = "$digest" ]
 		done
 	done
 	# A source that is not the pinned one is refused before anything is built.

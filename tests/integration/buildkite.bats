@@ -314,7 +314,7 @@ if [ "\$1" = pull ]; then
 	# The hook runs tcverify with an empty environment; publishing needs the stack's.
 	. "$TCDIST_STACK_DIR/stack.env"
 	"$DISTD" publish "$WORK/other" --ref "$moving" >/dev/null 2>&1 &&
-	"$TCVERIFY" pull "$moving" --agent "$STACK_AGENT" >/dev/null 2>&1
+	env -i PATH=/usr/bin:/bin TCVERIFY_AGENT="$STACK_AGENT" "$TCVERIFY" pull "$moving" >/dev/null 2>&1
 fi
 EOF
 	chmod 755 "$BATS_TEST_TMPDIR/tcverify"
@@ -324,7 +324,7 @@ EOF
 	[ "$status" -eq 0 ]
 	assert_job_env "$(root_of "$SMALL_DIGEST")"
 	# The tag did move: unpinned, tcverify env would now give the other release.
-	run --separate-stderr "$TCVERIFY" env "$moving" --agent "$STACK_AGENT"
+	run --separate-stderr job_tcverify "$STACK_AGENT" env "$moving"
 	[ "$status" -eq 0 ]
 	[[ $output == *"${OTHER_DIGEST/:/-}"* ]]
 }
@@ -410,7 +410,7 @@ job_to_end() {
 	[ "$(grep -c '^tcdist: outcome' <<<"$stderr")" -eq 1 ]
 	[[ $stderr == *"tcdist: outcome of job $id reported to the tcdist agent: failed"* ]]
 	# The job was recorded when its toolchain was pulled: a report now is a second one.
-	run --separate-stderr "$TCVERIFY" report --agent "$STACK_AGENT" --job-id "$id" --pipeline app --exit-status 0
+	run --separate-stderr job_tcverify "$STACK_AGENT" report --job-id "$id" --pipeline app --exit-status 0
 	[ "$status" -eq 2 ]
 	[[ $stderr == *"recorded already (failed)"* ]]
 	[ "$(agent_calls)" -eq 0 ]

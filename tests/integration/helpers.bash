@@ -27,9 +27,17 @@ export TCVERIFY_POLICY
 STACK_TRUST=$TCVERIFY_TRUST
 unset TCVERIFY_TRUST
 # Suites run tcverify in direct mode unless they ask the stack's agent (agent.bats, the
-# Buildkite suite) through STACK_AGENT.
-STACK_AGENT=$TCVERIFY_AGENT
-unset TCVERIFY_AGENT
+# Buildkite suite) through STACK_AGENT, as a job does: with job_tcverify.
+STACK_AGENT=$TCDIST_AGENT_SOCKET
+
+# job_tcverify SOCKET ARGS…: tcverify ARGS… through the agent at SOCKET, in an environment of
+# its own like a job's: this shell's direct-mode settings (TCVERIFY_POLICY, the registry's) are
+# refused through the agent.
+job_tcverify() {
+	local socket=$1
+	shift
+	env -i PATH=/usr/bin:/bin HOME="$HOME" TCVERIFY_AGENT="$socket" "$TCVERIFY" "$@"
+}
 
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {
@@ -74,9 +82,10 @@ count_blob_uploads() {
 	grep -cE '"PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/[0-9.]+" 201 ' "$TCDIST_REGISTRY_LOG" || true
 }
 
-# Blob downloads of one digest logged so far.
+# count_blob_gets DIGEST [LOG]: downloads of one blob logged so far by the registry (or the
+# registry whose access log is LOG: the stack's pull-through cache's, $TCDIST_CACHE_LOG).
 count_blob_gets() {
-	grep -cE "\"GET /v2/[^ ]+/blobs/$1 HTTP/[0-9.]+\" 20[06] " "$TCDIST_REGISTRY_LOG" || true
+	grep -cE "\"GET /v2/[^ ]+/blobs/$1 HTTP/[0-9.]+\" 20[06] " "${2:-$TCDIST_REGISTRY_LOG}" || true
 }
 
 # Everything in a store except bookkeeping, with content hashes and modes. Bookkeeping is the

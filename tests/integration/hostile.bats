@@ -213,6 +213,21 @@ PY
 	assert_layout_refused "layer $layer: digest mismatch"
 }
 
+@test "layout: a layer blob shorter or longer than its descriptor is wrong content, not retried" {
+	make_layouts
+	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' "$(layout_manifest_file "$WORK/layout-good")")
+	file=$WORK/layout-good/blobs/sha256/${layer#sha256:}
+	size=$(stat -c %s "$file")
+	cp "$file" "$WORK/layer.orig"
+	truncate -s $((size - 7)) "$file"
+	assert_layout_refused "blob $layer ($file): size mismatch: descriptor says $size bytes, got $((size - 7))"
+	[[ $stderr != *attempt* ]]
+	cp "$WORK/layer.orig" "$file"
+	printf 'trailing' >>"$file"
+	assert_layout_refused "blob $layer ($file): size mismatch: descriptor says $size bytes, got $((size + 8))"
+	[[ $stderr != *attempt* ]]
+}
+
 @test "layout: a blob that is a FIFO or a link to /dev/zero is refused" {
 	make_layouts
 	layer=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][0]["digest"])' "$(layout_manifest_file "$WORK/layout-good")")

@@ -76,7 +76,7 @@ move_tag() {
 import json, sys
 out = json.loads(sys.argv[1])
 assert out["digest"] == sys.argv[2], out
-head = out["verified"]["lifecycle"]["channel"]
+head = out["lifecycle"]["channel"]
 assert head["channel"] == "stable" and head["sequence"] == int(sys.argv[3]), head
 assert head["promoter"] == sys.argv[4], head
 PY
@@ -91,7 +91,7 @@ PY
 	"$DISTD" promote "$REPO@$D2" --channel replay 2>/dev/null
 	run --separate-stderr pull "$REPO:replay" --json
 	[ "$status" -eq 0 ]
-	newest=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["verified"]["lifecycle"]["channel"]["sequence"])' "$output")
+	newest=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["lifecycle"]["channel"]["sequence"])' "$output")
 	# The tag moved back to the old release, whose old head is still attached to it.
 	move_tag replay "$D1"
 	before=$(store_snapshot "$STORE")
@@ -141,8 +141,9 @@ PY
 	[[ $stderr == *"waived by the caller: allow-expired: channel \"edge\""* ]]
 	grep -q '"waived":\["allow-expired: ' "$WORK/audit.jsonl"
 	# Not through the agent: it takes no waivers from jobs.
-	run --separate-stderr "$TCVERIFY" verify "$REPO:edge" --agent "$STACK_AGENT" --allow-expired
+	run --separate-stderr job_tcverify "$STACK_AGENT" verify "$REPO:edge" --allow-expired
 	[ "$status" -eq 2 ]
+	[[ $stderr == *"error: --allow-expired is not honoured through the agent"* ]]
 	run --separate-stderr "$DISTD" refresh "$REPO" --channel edge --within 1h
 	[ "$status" -eq 0 ]
 	run --separate-stderr pull "$REPO:edge"

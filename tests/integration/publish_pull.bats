@@ -85,7 +85,7 @@ setup() {
 	[[ $output == *"[signature-present]"* ]]
 	"$DISTD" sign "oci-layout:$WORK/skopeo-copy:a" --repository toolchains/small >/dev/null
 	digest=$("$TCVERIFY" pull "oci-layout:$WORK/skopeo-copy:a" --store "$WORK/store" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
-	expected=$("$TCVERIFY" verify "$ref" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["index_digest"])')
+	expected=$("$TCVERIFY" verify "$ref" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])')
 	[ "$digest" = "$expected" ]
 }
 
@@ -118,12 +118,30 @@ import json, sys
 out = json.loads(sys.argv[1])
 assert out["digest"].startswith("sha256:"), out
 assert out["root"].endswith("/toolchain"), out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
-assert isinstance(out["log_index"], int), out
-assert out["signer"] == "spiffe://tcdist.test/distd/signer", out
-assert out["signed_at"].endswith("Z"), out
-assert out["verified"]["signature"]["timestamp_authority"] == "stack", out
+assert out["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
+assert isinstance(out["signature"]["log"]["log_index"], int), out
+assert out["signature"]["signer"] == "spiffe://tcdist.test/distd/signer", out
+assert out["signature"]["signed_at"].endswith("Z"), out
+assert out["signature"]["timestamp_authority"] == "stack", out
 assert out["downloaded"] is False, out
+PY
+}
+
+@test "pull --json and verify --json describe the release in one schema, version 1" {
+	ref=$TCDIST_REGISTRY/toolchains/small:a
+	pull=$("$TCVERIFY" pull "$ref" --store "$WORK/store" --json)
+	verify=$("$TCVERIFY" verify "$ref" --store "$WORK/store" --json)
+	python3 - "$pull" "$verify" <<'PY'
+import json, sys
+pull, verify = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+common = {"version", "reference", "digest", "manifest_digest", "platform", "checks", "signature",
+          "cosignatures", "log_freshness", "lifecycle", "rollout"}
+assert set(verify) == common, sorted(verify)
+assert set(pull) == common | {"root", "downloaded"}, sorted(pull)
+assert pull["version"] == 1, pull
+for key in common - {"log_freshness"}:
+    assert pull[key] == verify[key], (key, pull[key], verify[key])
+assert pull["log_freshness"]["status"] == verify["log_freshness"]["status"] == "checked", (pull, verify)
 PY
 }
 

@@ -50,7 +50,7 @@ arms() {
 	for ((i = 0; i < n; i++)); do
 		STORE=$(mktemp -d "$WORK/store.XXXXXX")
 		out=$(pull_as "spiffe://tcdist.test/host/h$i" "$REPO:$channel" 2>/dev/null) || return 1
-		printf 'h%s %s %s\n' "$i" "$(field "$out" '["verified"]["rollout"]["arm"]')" \
+		printf 'h%s %s %s\n' "$i" "$(field "$out" '["rollout"]["arm"]')" \
 			"$(field "$out" '["digest"]')"
 	done
 }
@@ -75,12 +75,12 @@ arms() {
 	python3 - "$output" "$sequence" "$D1" "$D2" <<'PY'
 import json, sys
 out = json.loads(sys.argv[1])
-r = out["verified"]["rollout"]
+r = out["rollout"]
 assert r["sequence"] == int(sys.argv[2]) and r["state"] == "running", r
 assert (r["stage"], r["stages"], r["share"], r["arm"]) == (1, 3, "50%", "candidate"), r
 assert r["current"] == sys.argv[3] and r["candidate"] == sys.argv[4], r
 assert "below 5000 (50%)" in r["reason"], r
-assert out["verified"]["lifecycle"]["channel"]["channel"] == "c-cohort", out
+assert out["lifecycle"]["channel"]["channel"] == "c-cohort", out
 PY
 	# Widening keeps every host that was in: a host in at 50% is in at 75%.
 	run --separate-stderr "$DISTD" rollout advance "$REPO" --channel c-cohort
@@ -94,7 +94,7 @@ PY
 	run --separate-stderr "$TCVERIFY" pull "$REPO:c-cohort" --store "$STORE" --json
 	[ "$status" -eq 0 ]
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
-	[[ $(field "$output" '["verified"]["rollout"]["reason"]') == *"no host ID"* ]]
+	[[ $(field "$output" '["rollout"]["reason"]') == *"no host ID"* ]]
 }
 
 @test "a halt sends every host back; a registry that undoes it is refused where the halt was seen, and a fresh host gets the candidate only until the statement expires" {
@@ -115,7 +115,7 @@ PY
 	STORE=$seen run --separate-stderr pull_as "spiffe://tcdist.test/host/$host" "$REPO:c-halt"
 	[ "$status" -eq 0 ]
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
-	[ "$(field "$output" '["verified"]["rollout"]["reason"]')" = "the rollout is halted: failures 14% against 5%" ]
+	[ "$(field "$output" '["rollout"]["reason"]')" = "the rollout is halted: failures 14% against 5%" ]
 	# The registry puts the referrers back as they were before the halt.
 	registry_api PUT "manifests/sha256-${D1#sha256:}" \
 		-H 'Content-Type: application/vnd.oci.image.index.v1+json' --data-binary "@$WORK/before-halt.json"
@@ -135,7 +135,7 @@ PY
 		pull_as "spiffe://tcdist.test/host/$host" "$REPO:c-halt"
 	[ "$status" -eq 0 ]
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
-	[[ $(field "$output" '["verified"]["rollout"]["reason"]') == *"expired"* ]]
+	[[ $(field "$output" '["rollout"]["reason"]') == *"expired"* ]]
 }
 
 @test "the judge advances along the plan after the stage's soak, and a widening it signs otherwise is refused (rollout-brake-widening)" {
@@ -146,8 +146,8 @@ PY
 	[ "$status" -eq 0 ]
 	run --separate-stderr pull_as spiffe://tcdist.test/host/any "$REPO:c-brake"
 	[ "$status" -eq 0 ]
-	[ "$(field "$output" '["verified"]["rollout"]["share"]')" = "25%" ]
-	[ "$(field "$output" '["verified"]["rollout"]["authority"]')" = "brake" ]
+	[ "$(field "$output" '["rollout"]["share"]')" = "25%" ]
+	[ "$(field "$output" '["rollout"]["authority"]')" = "brake" ]
 	# Before stage 2's hour has passed, the judge's next advance is refused by every host.
 	run --separate-stderr as_judge rollout advance "$REPO" --channel c-brake
 	[ "$status" -eq 0 ]
@@ -211,7 +211,7 @@ PY
 		[ "$status" -eq 0 ]
 		[ "$(field "$output" '["digest"]')" = "$D1" ]
 	done
-	[[ $(field "$output" '["verified"]["lifecycle"]["ignored"]') == *"[rollout-signer-allowed]"* ]]
+	[[ $(field "$output" '["lifecycle"]["ignored"]') == *"[rollout-signer-allowed]"* ]]
 }
 
 @test "a yanked candidate is never served, and never rolled out" {
@@ -224,7 +224,7 @@ PY
 	run --separate-stderr pull_as spiffe://tcdist.test/host/y "$REPO:c-yank"
 	[ "$status" -eq 0 ]
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
-	[[ $(field "$output" '["verified"]["rollout"]["reason"]') == *"miscompiles crypto/sha256"* ]]
+	[[ $(field "$output" '["rollout"]["reason"]') == *"miscompiles crypto/sha256"* ]]
 	run --separate-stderr "$DISTD" rollout start "$REPO@$D4" --channel c-yank2 --share 5%
 	[ "$status" -ne 0 ]
 	[[ $stderr == *"is yanked"* ]]
@@ -244,7 +244,7 @@ PY
 	run --separate-stderr pull_as spiffe://tcdist.test/host/l "$REPO:c-life"
 	[ "$status" -eq 0 ]
 	[ "$(field "$output" '["digest"]')" = "$D1" ]
-	[[ $(field "$output" '["verified"]["rollout"]["reason"]') == *"older than channel head"* ]]
+	[[ $(field "$output" '["rollout"]["reason"]') == *"older than channel head"* ]]
 	# Refresh re-signs the head and, after it, the running rollout.
 	"$DISTD" rollout start "$REPO@$D2" --channel c-life --stages 99.99%,100% 2>/dev/null
 	run --separate-stderr "$DISTD" refresh "$REPO" --channel c-life --within 30d
@@ -273,11 +273,11 @@ PY
 }
 
 @test "a job cannot choose its arm through the build-host agent" {
-	run --separate-stderr "$TCVERIFY" pull "$REPO:v1" --agent "$STACK_AGENT" --host-id spiffe://tcdist.test/host/mine
+	run --separate-stderr job_tcverify "$STACK_AGENT" pull "$REPO:v1" --host-id spiffe://tcdist.test/host/mine
 	[ "$status" -eq 2 ]
-	[[ $stderr == *"--host-id"* ]]
-	TCVERIFY_HOST_ID=spiffe://tcdist.test/host/mine run --separate-stderr \
-		"$TCVERIFY" pull "$REPO:v1" --agent "$STACK_AGENT"
+	[[ $stderr == *"error: --host-id is not honoured through the agent"* ]]
+	run --separate-stderr env -i PATH=/usr/bin:/bin TCVERIFY_AGENT="$STACK_AGENT" \
+		TCVERIFY_HOST_ID=spiffe://tcdist.test/host/mine "$TCVERIFY" pull "$REPO:v1"
 	[ "$status" -eq 2 ]
-	[[ $stderr == *"TCVERIFY_HOST_ID"* ]]
+	[[ $stderr == *"error: TCVERIFY_HOST_ID (--host-id) is not honoured through the agent"* ]]
 }

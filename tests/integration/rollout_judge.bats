@@ -164,14 +164,14 @@ EOF
 on_host() {
 	local n=$1
 	shift
-	TCVERIFY_AGENT=$WORK/h$n/agent.sock "$TCVERIFY" "$@"
+	job_tcverify "$WORK/h$n/agent.sock" "$@"
 }
 
 # arm_of N CHANNEL: host N's arm for a pull of CHANNEL (candidate, current or none).
 arm_of() {
 	on_host "$1" pull "$REPO:$2" --json 2>/dev/null | python3 -c '
 import json, sys
-r = json.load(sys.stdin)["verified"].get("rollout")
+r = json.load(sys.stdin).get("rollout")
 print(r["arm"] if r else "none")'
 }
 
@@ -318,7 +318,7 @@ PY
 	out=$("$TCVERIFY" pull "$REPO:c-drop" --store "$WORK/drop-store" --host-id "$me" --json 2>/dev/null)
 	read -r arm release sequence < <(python3 -c '
 import json, sys
-o = json.loads(sys.argv[1]); r = o["verified"]["rollout"]
+o = json.loads(sys.argv[1]); r = o["rollout"]
 print("candidate" if r["arm"] == "candidate" else "control", o["digest"], r["sequence"])' "$out")
 	other=$([ "$release" = "$D1" ] && echo "$D2" || echo "$D1")
 	other_arm=$([ "$arm" = candidate ] && echo control || echo candidate)

@@ -198,7 +198,7 @@ live_in_group() {
 	for platform in $PLATFORMS; do
 		run --separate-stderr "$TCVERIFY" verify "$REPO:stable" --platform "$platform" --store "$WORK/store" --json
 		[ "$status" -eq 0 ]
-		[ "$(json 'j["index_digest"]' <<<"$output")" = "$digest" ]
+		[ "$(json 'j["digest"]' <<<"$output")" = "$digest" ]
 		run --separate-stderr "$TCVERIFY" pull "$REPO@$digest" --platform "$platform" --store "$WORK/store" --json
 		[ "$status" -eq 0 ]
 		root=$(json 'j["root"]' <<<"$output")
@@ -271,7 +271,7 @@ PY
 	[[ $stderr == *"channel \"edge\" head 1: $digest"* ]]
 	run --separate-stderr "$TCVERIFY" pull "$EDGE_REPO:edge" --store "$WORK/store-edge" --json
 	[ "$status" -eq 0 ]
-	first_expiry=$(json 'j["verified"]["lifecycle"]["channel"]["expires"]' <<<"$output")
+	first_expiry=$(json 'j["lifecycle"]["channel"]["expires"]' <<<"$output")
 	# The head expires within refresh_within (1h): the next round (every 5 s) signs head 2.
 	for _ in $(seq 60); do
 		sequence=$(ctl --as "$READER" catalog | json '[l for l in j["lines"] if l["name"] == "edge"][0]["channels"][0]["sequence"]')
@@ -283,9 +283,9 @@ PY
 	run --separate-stderr "$TCVERIFY" pull "$EDGE_REPO:edge" --store "$WORK/store-edge" --json
 	[ "$status" -eq 0 ]
 	[ "$(json 'j["digest"]' <<<"$output")" = "$digest" ]
-	(($(json 'j["verified"]["lifecycle"]["channel"]["sequence"]' <<<"$output") >= 2))
+	(($(json 'j["lifecycle"]["channel"]["sequence"]' <<<"$output") >= 2))
 	# Signed later, so valid at least as long (RFC 3339 UTC times compare as text).
-	[[ ! $(json 'j["verified"]["lifecycle"]["channel"]["expires"]' <<<"$output") < "$first_expiry" ]]
+	[[ ! $(json 'j["lifecycle"]["channel"]["expires"]' <<<"$output") < "$first_expiry" ]]
 	grep -q "distd: channel \"edge\" head 2: $digest" "$WORK/daemon.log"
 	curl -sf "http://127.0.0.1:$OPS_PORT/metrics" | grep -q '^distd_channel_head_expiry_timestamp_seconds{line="edge",channel="edge"} '
 }

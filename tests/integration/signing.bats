@@ -83,9 +83,9 @@ mint() {
 import json, sys
 out, digest, signer = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 assert out["digest"] == digest, out
-assert out["signer"] == signer, out
-assert out["verified"]["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
-sig = out["verified"]["signature"]
+assert out["signature"]["signer"] == signer, out
+assert out["checks"] == ["digest-binding", "structure", "signature", "transparency-log", "lifecycle"], out
+sig = out["signature"]
 assert sig["encoding"] == "bundle" and sig["repository"] == "toolchains/signed", sig
 assert sig["timestamp_authority"] == "stack", sig
 PY

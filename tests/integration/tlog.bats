@@ -40,7 +40,7 @@ log_size() {
 # digest_of REPO: the index digest the repository's v1 tag names.
 digest_of() {
 	"$TCVERIFY" verify "$TCDIST_REGISTRY/$1:v1" --json --store "$WORK/verify-store" |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["index_digest"])'
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["digest"])'
 }
 
 # copy_unsigned FROM TO: the release copied to another repository without its signatures.
@@ -86,9 +86,9 @@ tampered() {
 	python3 - "$output" "$before" <<'PY'
 import json, sys
 out, index = json.loads(sys.argv[1]), int(sys.argv[2])
-assert out["log_index"] == index, out
-assert "transparency-log" in out["verified"]["checks"], out
-assert out["verified"]["signature"]["log"]["log"] == "stack", out
+assert out["signature"]["log"]["log_index"] == index, out
+assert "transparency-log" in out["checks"], out
+assert out["signature"]["log"]["log"] == "stack", out
 assert out["log_freshness"]["status"] == "checked", out
 PY
 	# The newest checkpoint seen is remembered in the store.
@@ -285,9 +285,9 @@ PY
 	python3 - "$output" <<'PY'
 import json, sys
 out = json.loads(sys.argv[1])
-assert out["verified"]["signature"]["log"]["log"] == "stack", out
+assert out["signature"]["log"]["log"] == "stack", out
 assert out["log_freshness"]["status"] == "checked", out
-assert isinstance(out["log_index"], int), out
+assert isinstance(out["signature"]["log"]["log_index"], int), out
 PY
 	# policy check shows what the trusted root brought.
 	run "$TCVERIFY" policy check "$WORK/signers-only.toml" --trust "$STACK_TRUST"

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::output::RolloutSummary;
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
+use tcdist_oci::mirrors::MirrorSkip;
 use tcdist_verify::VerificationReport;
 
 /// Where records go: nowhere, stderr (`-`), or appended to a file.
@@ -35,11 +36,13 @@ impl AuditLog {
         }
     }
 
-    /// Records the outcome of verifying `reference`.
+    /// Records the outcome of verifying (and installing) `reference`, with the objects
+    /// mirrors did not serve on the way.
     pub fn record(
         &self,
         reference: &str,
         outcome: std::result::Result<&VerificationReport, &Error>,
+        mirror_skips: &[MirrorSkip],
     ) -> Result<()> {
         if matches!(self, AuditLog::Off) {
             return Ok(());
@@ -56,6 +59,7 @@ impl AuditLog {
                 reason: format!("passed: {}", report.checks.join(", ")),
                 waived: &report.lifecycle.waived,
                 rollout: report.rollout.as_ref().map(RolloutSummary::of),
+                mirrors_skipped: mirror_skips,
             },
             Err(Error::Rejected(rejection)) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -71,6 +75,7 @@ impl AuditLog {
                 reason: rejection.to_string(),
                 waived: &[],
                 rollout: None,
+                mirrors_skipped: mirror_skips,
             },
             Err(error) => AuditRecord {
                 time: jiff::Timestamp::now().to_string(),
@@ -83,6 +88,7 @@ impl AuditLog {
                 reason: error.to_string(),
                 waived: &[],
                 rollout: None,
+                mirrors_skipped: mirror_skips,
             },
         };
         match self {
@@ -117,6 +123,10 @@ struct AuditRecord<'a> {
     /// arm's release), the statement's sequence and stage, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
     rollout: Option<RolloutSummary<'a>>,
+    /// Objects a mirror failed to serve (an error, nothing, or other bytes), each then read
+    /// from the next mirror or the registry.
+    #[serde(skip_serializing_if = "<[MirrorSkip]>::is_empty")]
+    mirrors_skipped: &'a [MirrorSkip],
 }
 
 #[cfg(test)]
@@ -128,7 +138,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.log");
         AuditLog::File(path.clone())
-            .record("r.example/toolchains/go:stable", Ok(report))
+            .record("r.example/toolchains/go:stable", Ok(report), &[])
             .unwrap();
         serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim_end()).unwrap()
     }

@@ -4,6 +4,7 @@ mod cli;
 
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use cli::args::{Cli, Command};
 use tcdist_core::program;
 
@@ -12,10 +13,13 @@ fn main() -> ExitCode {
         variable: "TCVERIFY_CONFIG",
         default: std::path::Path::new("/etc/tcdist/tcverify.toml"),
     };
-    let cli: Cli = match program::parse_args("tcverify", &config) {
-        Ok(cli) => cli,
+    let (cli, matches): (Cli, _) = match program::parse_args_with_matches("tcverify", &config) {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    if let Err(err) = cli::agent_mode::refuse_unsent_settings(&Cli::command(), &matches) {
+        return cli::exit_with(Err(err));
+    }
     if let Command::Agent(args) = &cli.command {
         return run_agent(&args.config);
     }

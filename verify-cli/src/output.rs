@@ -1,48 +1,95 @@
 //! What `pull`, `verify` and `env` print: stdout, and the warnings for stderr. Direct mode and
 //! the agent's answers use the same rendering, so a client prints exactly the same either way.
 
+use std::path::Path;
+
 use serde::Serialize;
-use serde_json::json;
 
 use crate::jobenv::JobEnvironment;
+use tcdist_core::digest::Digest;
 use tcdist_oci::attachments::rollout::RolloutState;
+use tcdist_oci::mirrors::MirrorSkip;
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_store::pull::PullOutcome;
 use tcdist_verify::VerificationReport;
 use tcdist_verify::freshness::Freshness;
+use tcdist_verify::lifecycle::LifecycleVerdict;
 use tcdist_verify::rollout::{Arm, RolloutVerdict};
+use tcdist_verify::signature::SignatureVerdict;
 
-/// The toolchain root, or with `json` one object with what was verified.
+/// The version of [`ReleaseJson`]; raised when a field changes meaning or goes away.
+pub const RELEASE_JSON_VERSION: u32 = 1;
+
+/// `pull --json` and `verify --json`: one description of a verified release in one vocabulary
+/// (docs/cli.md), `pull` adding where it is installed.
+#[derive(Serialize)]
+struct ReleaseJson<'a> {
+    version: u32,
+    reference: String,
+    /// The release's index digest.
+    digest: &'a Digest,
+    manifest_digest: &'a Digest,
+    platform: String,
+    checks: &'a [&'static str],
+    signature: &'a SignatureVerdict,
+    cosignatures: &'a [SignatureVerdict],
+    log_freshness: Option<&'a Freshness>,
+    lifecycle: &'a LifecycleVerdict,
+    rollout: Option<&'a RolloutVerdict>,
+    #[serde(flatten)]
+    installed: Option<Installed<'a>>,
+}
+
+/// Where `pull` installed the release.
+#[derive(Serialize)]
+struct Installed<'a> {
+    root: &'a Path,
+    downloaded: bool,
+}
+
+impl<'a> ReleaseJson<'a> {
+    fn new(report: &'a VerificationReport, reference: &ReleaseRef) -> Self {
+        Self {
+            version: RELEASE_JSON_VERSION,
+            reference: reference.to_string(),
+            digest: &report.index_digest,
+            manifest_digest: &report.manifest_digest,
+            platform: report.platform.to_string(),
+            checks: &report.checks,
+            signature: &report.signature,
+            cosignatures: &report.cosignatures,
+            log_freshness: report.log_freshness.as_ref(),
+            lifecycle: &report.lifecycle,
+            rollout: report.rollout.as_ref(),
+            installed: None,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "{}\n",
+            serde_json::to_string(self).expect("release descriptions serialise")
+        )
+    }
+}
+
+/// The toolchain root, or with `json` the release's description and where it is installed.
 pub fn pull_stdout(outcome: &PullOutcome, reference: &ReleaseRef, json: bool) -> String {
     if !json {
         return format!("{}\n", outcome.entry.root.display());
     }
-    let signature = &outcome.report.signature;
-    let output = json!({
-        "digest": outcome.report.index_digest,
-        "root": outcome.entry.root,
-        "reference": reference.to_string(),
-        "manifest_digest": outcome.report.manifest_digest,
-        "platform": outcome.report.platform.to_string(),
-        "downloaded": outcome.downloaded,
-        "signer": signature.signer,
-        "signed_at": signature.signed_at,
-        "log_index": signature.log.as_ref().map(|log| log.log_index),
-        "log_freshness": outcome.report.log_freshness,
-        "rollout": outcome.report.rollout.as_ref().map(RolloutSummary::of),
-        "verified": {
-            "checks": outcome.report.checks,
-            "signature": signature,
-            "cosignatures": outcome.report.cosignatures,
-            "lifecycle": outcome.report.lifecycle,
-            "rollout": outcome.report.rollout,
-        },
-    });
-    format!("{output}\n")
+    ReleaseJson {
+        installed: Some(Installed {
+            root: &outcome.entry.root,
+            downloaded: outcome.downloaded,
+        }),
+        ..ReleaseJson::new(&outcome.report, reference)
+    }
+    .line()
 }
 
-/// What a channel's rollout decided for this host, in brief: `pull --json`'s top-level
-/// `rollout` and the audit record's. The whole verdict is the report's `rollout`.
+/// What a channel's rollout decided for this host, in brief: the audit record's `rollout`.
+/// `--json` output carries the whole verdict.
 #[derive(Debug, Serialize)]
 pub struct RolloutSummary<'a> {
     pub channel: &'a str,
@@ -104,13 +151,10 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// One line naming what passed and who signed when, or with `json` the whole report.
-pub fn verify_stdout(report: &VerificationReport, json: bool) -> String {
+/// One line naming what passed and who signed when, or with `json` the release's description.
+pub fn verify_stdout(report: &VerificationReport, reference: &ReleaseRef, json: bool) -> String {
     if json {
-        return format!(
-            "{}\n",
-            serde_json::to_string(report).expect("reports serialise")
-        );
+        return ReleaseJson::new(report, reference).line();
     }
     let mut line = format!(
         "{} {} verified: {}; signed by {} at {}",
@@ -149,10 +193,19 @@ pub fn env_stdout(environment: &JobEnvironment, format: &str) -> String {
 }
 
 /// What `pull` and `verify` print on stderr after a verification, with `--json` too: the
-/// rollout line when a channel's rollout decided this host's arm, then the warnings.
-pub fn stderr_lines(report: &VerificationReport) -> Vec<String> {
+/// rollout line when a channel's rollout decided this host's arm, then the warnings, then one
+/// line per object a mirror did not serve.
+pub fn stderr_lines(report: &VerificationReport, mirror_skips: &[MirrorSkip]) -> Vec<String> {
     let mut lines: Vec<String> = report.rollout.iter().map(rollout_line).collect();
     lines.extend(warnings(report));
+    lines.extend(mirror_skips.iter().map(|skip| {
+        format!(
+            "tcverify: warning: mirror {} skipped for {}: {}",
+            skip.mirror,
+            skip.object,
+            one_line(&skip.reason)
+        )
+    }));
     lines
 }
 
@@ -185,11 +238,9 @@ pub fn warnings(report: &VerificationReport) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use tcdist_core::digest::Digest;
+    use serde_json::json;
     use tcdist_verify::discover::Encoding;
-    use tcdist_verify::lifecycle::LifecycleVerdict;
     use tcdist_verify::rollout::Authority;
-    use tcdist_verify::signature::SignatureVerdict;
 
     /// A rollout verdict as the verifier makes one for a host in the candidate arm.
     pub(crate) fn candidate_verdict() -> RolloutVerdict {
@@ -260,10 +311,10 @@ pub(crate) mod tests {
 
     #[test]
     fn stderr_lines_carry_the_rollout_line_first_and_only_with_a_rollout() {
-        assert!(stderr_lines(&report(None)).is_empty());
+        assert!(stderr_lines(&report(None), &[]).is_empty());
         let mut verdict = candidate_verdict();
         verdict.ignored = vec!["rollout statement sha256:…: [rollout-binding] …".into()];
-        let lines = stderr_lines(&report(Some(verdict)));
+        let lines = stderr_lines(&report(Some(verdict)), &[]);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("tcverify: channel \"stable\" rollout 7 "));
         assert!(
@@ -312,11 +363,12 @@ pub(crate) mod tests {
             },
             report,
             downloaded: true,
+            mirror_skips: Vec::new(),
         }
     }
 
     #[test]
-    fn pull_json_has_a_top_level_rollout_summary_and_the_whole_verdict() {
+    fn pull_json_carries_the_whole_rollout_verdict() {
         let reference = ReleaseRef::parse("r.example/toolchains/go:stable").unwrap();
         let out: serde_json::Value = serde_json::from_str(&pull_stdout(
             &outcome(Some(candidate_verdict())),
@@ -324,20 +376,66 @@ pub(crate) mod tests {
             true,
         ))
         .unwrap();
+        assert_eq!(out["version"], 1);
         assert_eq!(out["digest"], json!(Digest::of(b"candidate")));
-        let summary = &out["rollout"];
-        assert_eq!(summary["arm"], "candidate");
-        assert_eq!(summary["sequence"], 7);
-        assert_eq!(summary["stage"], 1);
-        assert_eq!(summary["share"], "5%");
-        let verdict = &out["verified"]["rollout"];
+        let verdict = &out["rollout"];
+        assert_eq!(verdict["arm"], "candidate");
+        assert_eq!(verdict["sequence"], 7);
+        assert_eq!(verdict["stage"], 1);
+        assert_eq!(verdict["share"], "5%");
         assert_eq!(verdict["current"], json!(Digest::of(b"current")));
         assert_eq!(verdict["candidate"], json!(Digest::of(b"candidate")));
         assert_eq!(verdict["authority"], "promoter");
     }
 
+    /// The fields of schema version 1 (docs/cli.md): a field added, removed or renamed must be
+    /// a decision, with the version and the docs to match.
     #[test]
-    fn pull_output_without_a_rollout_is_unchanged_but_for_a_null_rollout() {
+    fn pull_and_verify_json_describe_a_release_in_one_schema() {
+        let reference = ReleaseRef::parse("r.example/toolchains/go:stable").unwrap();
+        let pulled = outcome(None);
+        let pull: serde_json::Value =
+            serde_json::from_str(&pull_stdout(&pulled, &reference, true)).unwrap();
+        let verify: serde_json::Value =
+            serde_json::from_str(&verify_stdout(&pulled.report, &reference, true)).unwrap();
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let common = [
+            "version",
+            "reference",
+            "digest",
+            "manifest_digest",
+            "platform",
+            "checks",
+            "signature",
+            "cosignatures",
+            "log_freshness",
+            "lifecycle",
+            "rollout",
+        ];
+        let mut expected: Vec<String> = common.iter().map(|k| k.to_string()).collect();
+        expected.sort();
+        assert_eq!(keys(&verify), expected);
+        expected.extend(["downloaded".to_owned(), "root".to_owned()]);
+        expected.sort();
+        assert_eq!(keys(&pull), expected);
+        for key in common {
+            assert_eq!(pull[key], verify[key], "{key}");
+        }
+        assert_eq!(pull["reference"], "r.example/toolchains/go:stable");
+        assert_eq!(pull["platform"], "linux/amd64");
+        assert_eq!(
+            pull["signature"]["signer"],
+            "spiffe://tcdist.test/distd/signer"
+        );
+        assert_eq!(pull["root"], "/store/sha256-x/linux-amd64/toolchain");
+        assert_eq!(pull["downloaded"], true);
+        assert!(pull["rollout"].is_null() && pull["log_freshness"].is_null());
+    }
+
+    #[test]
+    fn text_output_is_the_root_and_one_line() {
         let reference = ReleaseRef::parse("r.example/toolchains/go:a").unwrap();
         assert_eq!(
             pull_stdout(&outcome(None), &reference, false),
@@ -348,9 +446,10 @@ pub(crate) mod tests {
             pull_stdout(&outcome(Some(candidate_verdict())), &reference, false),
             "/store/sha256-x/linux-amd64/toolchain\n"
         );
-        let out: serde_json::Value =
-            serde_json::from_str(&pull_stdout(&outcome(None), &reference, true)).unwrap();
-        assert!(out["rollout"].is_null());
-        assert!(out["verified"]["rollout"].is_null());
+        let line = verify_stdout(&outcome(None).report, &reference, false);
+        assert!(
+            line.contains(" linux/amd64 verified: digest-binding, "),
+            "{line}"
+        );
     }
 }

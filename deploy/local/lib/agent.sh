@@ -2,8 +2,9 @@
 # Component "agent": the build-host agent service (`tcverify agent`), run as its
 # own unix user as on a build host, with a root-owned config that names the
 # stack's policy, trusted root, registry CA and credentials. Clients (the demo,
-# the Buildkite hooks) reach it through TCVERIFY_AGENT. Comes after "distd", to
-# which it sends its jobs' outcomes.
+# the Buildkite hooks) reach it as jobs do: TCVERIFY_AGENT=$TCDIST_AGENT_SOCKET in
+# an environment without stack.env's direct-mode settings, which tcverify refuses
+# through the agent. Comes after "distd", to which it sends its jobs' outcomes.
 #
 # Users (created when missing; needs root, else the agent runs as the stack's
 # user and says so): tcdist-agent (the service), group tcdist-clients (may
@@ -49,20 +50,32 @@ _agent_paths() {
 	AGENT_MATCH="tcverify agent --config $AGENT_CONFIG"
 }
 
-# _agent_tcverify: the tcverify to install for the agent: the tests' build, else
-# the dev build (built when missing).
+# _agent_tcverify: the tcverify to install for the agent: TCVERIFY_BIN when set,
+# else the tests' and the demo's build ($TCDIST_BIN), else the newer of the dev and
+# release builds; built (dev) only when there is none.
 _agent_tcverify() {
-	local target=${CARGO_TARGET_DIR:-$STACK_HOME/../../target}
-	if [[ -n ${TCDIST_BIN:-} && -x $TCDIST_BIN/tcverify ]]; then
-		printf '%s\n' "$TCDIST_BIN/tcverify"
+	local target=${CARGO_TARGET_DIR:-$STACK_HOME/../../target} candidate newest=
+	if [[ -n ${TCVERIFY_BIN:-} ]]; then
+		[[ -x $TCVERIFY_BIN ]] || die "agent: TCVERIFY_BIN=$TCVERIFY_BIN is not an executable"
+		realpath -- "$TCVERIFY_BIN"
 		return 0
 	fi
-	if [[ ! -x $target/debug/tcverify ]]; then
+	if [[ -n ${TCDIST_BIN:-} && -x $TCDIST_BIN/tcverify ]]; then
+		realpath -- "$TCDIST_BIN/tcverify"
+		return 0
+	fi
+	for candidate in "$target/debug/tcverify" "$target/release/tcverify"; do
+		if [[ -x $candidate && (-z $newest || $candidate -nt $newest) ]]; then
+			newest=$candidate
+		fi
+	done
+	if [[ -z $newest ]]; then
 		log "agent: no tcverify built yet; building it"
 		(cd "$STACK_HOME/../.." && cargo build --quiet -p tcverify --bin tcverify) >&2 ||
 			die "agent: building tcverify failed"
+		newest=$target/debug/tcverify
 	fi
-	realpath -- "$target/debug/tcverify"
+	realpath -- "$newest"
 }
 
 # _agent_users: the service user and the clients' group, when we may create them.
@@ -144,6 +157,16 @@ _agent_files() {
 	else
 		rm -f -- "$AGENT_HOST_ID_FILE"
 	fi
+	# The pull-through cache as the registry's mirror, with the registry's CA from the
+	# agent's own copy ([registry] ca), since the stack's directory is not the agent's to read.
+	_cache_paths
+	mkdir -p "$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT"
+	chmod 755 "$AGENT_ETC/mirrors" "$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT"
+	grep -v '^  ca = ' "$CACHE_MIRRORS/127.0.0.1:$REG_PORT/hosts.toml" \
+		>"$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT/hosts.toml.new"
+	chmod 644 "$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT/hosts.toml.new"
+	replace_if_changed "$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT/hosts.toml.new" \
+		"$AGENT_ETC/mirrors/127.0.0.1:$REG_PORT/hosts.toml" && AGENT_RESTART=1
 	cp "$(_agent_tcverify)" "$AGENT_BIN.new"
 	chmod 755 "$AGENT_BIN.new"
 	replace_if_changed "$AGENT_BIN.new" "$AGENT_BIN" && AGENT_RESTART=1
@@ -166,6 +189,7 @@ _agent_files() {
 		printf 'trust = %s\n' "$(_policy_toml_str "$POLICY_TRUSTED_ROOT")"
 		printf 'audit_log = %s\n' "$(_policy_toml_str "$AGENT_AUDIT")"
 		printf 'fsck_interval = "1h"\n'
+		printf 'mirrors = %s\n' "$(_policy_toml_str "$AGENT_ETC/mirrors")"
 		[[ -n ${TCDIST_AGENT_HOST_ID:-} ]] && printf 'host_id = %s\n' "$(_policy_toml_str "$TCDIST_AGENT_HOST_ID")"
 		if [[ -n $report_to ]]; then
 			printf 'spiffe_endpoint_socket = %s\n' "$(_policy_toml_str "unix://$SPIRE_WORKLOAD_SOCKET")"
@@ -241,7 +265,7 @@ agent_down() {
 
 agent_env() {
 	_agent_paths
-	export_line TCVERIFY_AGENT "$AGENT_SOCKET"
+	export_line TCDIST_AGENT_SOCKET "$AGENT_SOCKET"
 	export_line TCDIST_AGENT_CONFIG "$AGENT_CONFIG"
 	export_line TCDIST_AGENT_STORE "$AGENT_STORE"
 	export_line TCDIST_AGENT_AUDIT_LOG "$AGENT_AUDIT"

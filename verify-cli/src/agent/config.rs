@@ -8,6 +8,7 @@ use std::time::Duration;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use super::admission::ConnectionLimits;
 use super::sender::ReportSettings;
 use super::served::OutcomeSettings;
 use crate::host_id::HostId;
@@ -28,6 +29,13 @@ pub struct AgentConfig {
     pub socket_mode: String,
     /// The group that may connect (the build agent's); default: the service user's group.
     pub socket_group: Option<String>,
+    /// Connections one user (by uid) may hold open at once (default 64); more are refused.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// How long a connection may take to send its request (default "5s"; between 100ms and
+    /// 60s); then it is closed.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: String,
     /// The store the agent owns.
     pub store: PathBuf,
     /// The policy file, and optionally a Sigstore trusted root.
@@ -42,6 +50,9 @@ pub struct AgentConfig {
     #[serde(default = "default_jobs")]
     pub jobs: usize,
     pub max_unpacked_bytes: Option<u64>,
+    /// Mirrors of the registries: a `certs.d`-style directory of containerd `hosts.toml`
+    /// files, or one such file (docs/mirrors.md).
+    pub mirrors: Option<PathBuf>,
     /// How long a verification of one index digest is reused (default 5m, at most 1h); the
     /// tag is still resolved on every request.
     #[serde(default = "default_cache")]
@@ -102,6 +113,14 @@ fn default_socket_mode() -> String {
     "0660".into()
 }
 
+fn default_max_connections_per_peer() -> usize {
+    64
+}
+
+fn default_request_timeout() -> String {
+    "5s".into()
+}
+
 fn default_jobs() -> usize {
     4
 }
@@ -156,6 +175,13 @@ impl AgentConfig {
             .is_some_and(|path| !path.is_absolute())
         {
             return Err(invalid("outcome_spool must be an absolute path".into()));
+        }
+        if config
+            .mirrors
+            .as_ref()
+            .is_some_and(|path| !path.is_absolute())
+        {
+            return Err(invalid("mirrors must be an absolute path".into()));
         }
         for (key, value) in [
             ("socket", &config.socket),
@@ -270,6 +296,24 @@ impl AgentConfig {
         }))
     }
 
+    pub fn connection_limits(&self) -> std::result::Result<ConnectionLimits, String> {
+        let request_timeout = duration("request_timeout", &self.request_timeout)?;
+        if request_timeout < Duration::from_millis(100) || request_timeout > Duration::from_secs(60)
+        {
+            return Err(format!(
+                "request_timeout {:?} is not between 100ms and 60s",
+                self.request_timeout
+            ));
+        }
+        if self.max_connections_per_peer == 0 {
+            return Err("max_connections_per_peer must be at least 1".into());
+        }
+        Ok(ConnectionLimits {
+            max_per_peer: self.max_connections_per_peer,
+            request_timeout,
+        })
+    }
+
     pub fn outcome_window(&self) -> std::result::Result<Duration, String> {
         let window = duration("outcome_window", &self.outcome_window)?;
         if window < Duration::from_secs(1) || window > MAX_OUTCOME_WINDOW {
@@ -375,6 +419,31 @@ mod tests {
     const MINIMAL: &str = "socket = \"/run/tcdist/agent.sock\"\nstore = \"/var/lib/tcdist/store\"\npolicy = \"/etc/tcdist/policy.toml\"\n";
 
     #[test]
+    fn connection_limits_are_read_and_bounded() {
+        let config = load(&format!(
+            "{MINIMAL}max_connections_per_peer = 8\nrequest_timeout = \"500ms\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.connection_limits().unwrap(),
+            ConnectionLimits {
+                max_per_peer: 8,
+                request_timeout: Duration::from_millis(500)
+            }
+        );
+        for (extra, error) in [
+            ("max_connections_per_peer = 0", "at least 1"),
+            ("request_timeout = \"10ms\"", "not between 100ms and 60s"),
+            ("request_timeout = \"2m\"", "not between 100ms and 60s"),
+            ("request_timeout = \"soon\"", "not a duration"),
+        ] {
+            let config = load(&format!("{MINIMAL}{extra}\n")).unwrap();
+            let err = config.connection_limits().unwrap_err();
+            assert!(err.contains(error), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn minimal_config_gets_the_defaults() {
         let config = load(MINIMAL).unwrap();
         assert_eq!(config.socket_mode().unwrap(), 0o660);
@@ -385,6 +454,13 @@ mod tests {
         assert_eq!(config.fsck_interval().unwrap(), None);
         assert_eq!(config.registry_args().registry_retries, 4);
         assert_eq!(config.host_id().unwrap(), None);
+        assert_eq!(
+            config.connection_limits().unwrap(),
+            ConnectionLimits {
+                max_per_peer: 64,
+                request_timeout: Duration::from_secs(5)
+            }
+        );
         let outcomes = config.outcome_settings().unwrap();
         assert_eq!(outcomes.window, Duration::from_secs(2 * 3600));
         assert_eq!(outcomes.max_jobs, 10_000);

@@ -102,6 +102,21 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "Outcome records in the spool the daemon has not answered for yet.",
     ),
     (
+        "tcdist_agent_mirror_skips_total",
+        "counter",
+        "Objects a mirror did not serve (an error, nothing, or other bytes than their digest names), by mirror; each was then read from the next mirror or the registry.",
+    ),
+    (
+        "tcdist_agent_connections_open",
+        "gauge",
+        "Client connections open, all users together.",
+    ),
+    (
+        "tcdist_agent_connections_refused_total",
+        "counter",
+        "Client connections closed unanswered, by reason (per-peer-limit: the user held max_connections_per_peer already; request-timeout: no request within request_timeout).",
+    ),
+    (
         "tcdist_agent_request_duration_seconds",
         "summary",
         "Time to answer a request, by command.",

@@ -4,8 +4,10 @@
 //! the host ID that decides this host's arm in a channel's rollout (`host.rs`). Jobs report how
 //! they ended (`report`); the agent records the outcome with what it served them
 //! (`served.rs`, records in `outcome.rs`) in a spool (`spool.rs`), and with `report_to` sends
-//! them to the daemon's rollout judge (`sender.rs`, `outbox.rs`).
+//! them to the daemon's rollout judge (`sender.rs`, `outbox.rs`). Each user holds a bounded
+//! number of connections, each of which must send its request soon (`admission.rs`).
 
+pub mod admission;
 pub mod cache;
 pub mod client;
 pub mod config;

@@ -16,6 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::admission::{ConnectionLimits, PeerConnections};
 use super::cache::{CacheKey, VerificationCache};
 use super::config::AgentConfig;
 use super::host::HostIdentity;
@@ -31,6 +32,7 @@ use crate::output;
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
 use tcdist_core::platform::Platform;
+use tcdist_oci::mirrors::{Mirror, MirrorConfig, MirrorSkip};
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_oci::registry::{Registry, RegistryArgs};
 use tcdist_oci::resolve::ResolvedRelease;
@@ -58,11 +60,17 @@ pub struct Agent {
     host: HostIdentity,
     /// One client per registry host, so connections and tokens are reused across requests.
     registries: Mutex<HashMap<String, Arc<Registry>>>,
+    /// The mirrors the config names (`mirrors`), and their clients per origin registry.
+    mirrors: Option<MirrorConfig>,
+    mirror_clients: Mutex<HashMap<String, Vec<Mirror>>>,
     metrics: Arc<Metrics>,
     /// The jobs served a pull, waiting for their outcome.
     served: ServedJobs,
     /// What sends their outcomes to the daemon (`report_to`), until `serve` starts it.
     sender: Mutex<Option<Sender>>,
+    limits: ConnectionLimits,
+    /// The connections open, per user.
+    peers: Arc<PeerConnections>,
 }
 
 impl Agent {
@@ -122,7 +130,17 @@ impl Agent {
             }
             None => None,
         };
+        let limits = config.connection_limits().map_err(usage)?;
+        let mirrors = config
+            .mirrors
+            .as_deref()
+            .map(MirrorConfig::load)
+            .transpose()?;
         Ok(Self {
+            mirrors,
+            mirror_clients: Mutex::new(HashMap::new()),
+            peers: PeerConnections::new(limits.max_per_peer),
+            limits,
             registry_args: config.registry_args(),
             store: Store::open(&config.store)?,
             audit: AuditLog::from_setting(config.audit_log.as_deref()),
@@ -179,14 +197,14 @@ impl Agent {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        // A request runs on its own blocking thread, driven by the runtime:
-                        // the pull's layer streams borrow across awaits in ways the compiler
-                        // cannot prove `Send`, and a thread per request is cheap at this scale.
-                        let agent = Arc::clone(&self);
-                        let runtime = tokio::runtime::Handle::current();
-                        requests.spawn_blocking(move || runtime.block_on(agent.handle(stream)));
+                        requests.spawn(Arc::clone(&self).admit(stream));
                     }
-                    Err(e) => eprintln!("tcverify agent: accepting a connection failed: {e}"),
+                    Err(e) => {
+                        eprintln!("tcverify agent: accepting a connection failed: {e}");
+                        // Out of file descriptors, say: give connections time to close
+                        // instead of spinning on the same error.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 },
                 Some(_) = requests.join_next(), if !requests.is_empty() => {}
                 _ = terminate.recv() => break,
@@ -245,22 +263,114 @@ impl Agent {
         Ok(listener)
     }
 
-    /// One connection: one request, progress while it runs, one final answer.
-    async fn handle(self: Arc<Self>, stream: UnixStream) {
-        let peer = stream
-            .peer_cred()
+    /// One connection, up to its request: a slot of its user's, then the request line within
+    /// the deadline, on the runtime (no thread is held for a connection that has not asked
+    /// yet); then the request is answered on a thread of its own.
+    async fn admit(self: Arc<Self>, stream: UnixStream) {
+        let credentials = stream.peer_cred().ok();
+        let peer = credentials
             .map(|c| format!("uid {} pid {}", c.uid(), c.pid().unwrap_or(0)))
-            .unwrap_or_else(|_| "unknown peer".into());
+            .unwrap_or_else(|| "unknown peer".into());
         let (read, mut write) = stream.into_split();
-        let request: Request = match receive(&mut BufReader::new(read)).await {
-            Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(e) => {
-                let error = Error::usage(format!("the agent could not read the request: {e}"));
+        let admitted = match credentials {
+            Some(c) => self.peers.admit(c.uid()).ok_or_else(|| {
+                format!(
+                    "{peer} has {} connections open, the most the agent takes from one user",
+                    self.peers.max_per_peer()
+                )
+            }),
+            // Without a uid the connection cannot be counted against anyone's cap.
+            None => Err("the connection's peer credentials cannot be read".to_owned()),
+        };
+        let slot = match admitted {
+            Ok(slot) => slot,
+            Err(detail) => {
+                self.metrics.add(
+                    "tcdist_agent_connections_refused_total",
+                    &[("reason", "per-peer-limit")],
+                    1.0,
+                );
+                let error = Error::Unavailable {
+                    operation: "connecting to the agent".into(),
+                    attempts: 1,
+                    detail,
+                };
                 let _ = send(&mut write, &Reply::failed(&error)).await;
                 return;
             }
         };
+        self.count_open_connections();
+        Arc::clone(&self).converse(read, write, peer).await;
+        drop(slot);
+        self.count_open_connections();
+    }
+
+    /// Counts each skipped mirror in the metrics, and hands the skips on.
+    fn counted(&self, skips: Vec<MirrorSkip>) -> Vec<MirrorSkip> {
+        for skip in &skips {
+            self.metrics.add(
+                "tcdist_agent_mirror_skips_total",
+                &[("mirror", &skip.mirror)],
+                1.0,
+            );
+        }
+        skips
+    }
+
+    fn count_open_connections(&self) {
+        self.metrics.set(
+            "tcdist_agent_connections_open",
+            &[],
+            self.peers.open() as f64,
+        );
+    }
+
+    /// An admitted connection: its request line within the deadline, then its answer.
+    async fn converse(
+        self: Arc<Self>,
+        read: tokio::net::unix::OwnedReadHalf,
+        mut write: tokio::net::unix::OwnedWriteHalf,
+        peer: String,
+    ) {
+        let received = tokio::time::timeout(
+            self.limits.request_timeout,
+            receive(&mut BufReader::new(read)),
+        )
+        .await;
+        let request: Request = match received {
+            Ok(Ok(Some(request))) => request,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                let error = Error::usage(format!("the agent could not read the request: {e}"));
+                let _ = send(&mut write, &Reply::failed(&error)).await;
+                return;
+            }
+            Err(_) => {
+                self.metrics.add(
+                    "tcdist_agent_connections_refused_total",
+                    &[("reason", "request-timeout")],
+                    1.0,
+                );
+                return;
+            }
+        };
+        // A request runs on its own blocking thread, driven by the runtime: the pull's layer
+        // streams borrow across awaits in ways the compiler cannot prove `Send`, and a thread
+        // per request is cheap at this scale.
+        let runtime = tokio::runtime::Handle::current();
+        let _ = tokio::task::spawn_blocking(move || {
+            runtime.block_on(self.handle(request, write, peer))
+        })
+        .await;
+    }
+
+    /// One request: progress while it runs, one final answer.
+    async fn handle(
+        self: Arc<Self>,
+        request: Request,
+        mut write: tokio::net::unix::OwnedWriteHalf,
+        peer: String,
+    ) {
         let (replies, mut outgoing) = mpsc::unbounded_channel();
         let writer = tokio::spawn(async move {
             while let Some(reply) = outgoing.recv().await {
@@ -335,6 +445,7 @@ impl Agent {
                     self.verify(reference, platform, reporter).await?;
                 let options = PullOptions {
                     registry: &self.registry_args,
+                    mirrors: self.mirrors.as_ref(),
                     platform: verified.get().platform.clone(),
                     jobs: self.config.jobs,
                 };
@@ -364,7 +475,7 @@ impl Agent {
                 }
                 Ok((
                     output::pull_stdout(&outcome, &reference, *json),
-                    output::stderr_lines(&outcome.report),
+                    output::stderr_lines(&outcome.report, &self.counted(outcome.mirror_skips)),
                 ))
             }
             Request::Verify {
@@ -372,10 +483,12 @@ impl Agent {
                 platform,
                 json,
             } => {
-                let (_, _, verified) = self.verify(reference, platform, reporter).await?;
+                let (reference, source, verified) =
+                    self.verify(reference, platform, reporter).await?;
+                let skips = self.counted(source.mirror_skips());
                 Ok((
-                    output::verify_stdout(verified.report(), *json),
-                    output::stderr_lines(verified.report()),
+                    output::verify_stdout(verified.report(), &reference, *json),
+                    output::stderr_lines(verified.report(), &skips),
                 ))
             }
             Request::Env {
@@ -438,8 +551,11 @@ impl Agent {
         let source = self.source(&reference).await?;
         reporter.step(&format!("verifying {reference}"));
         let outcome = self.verified(&source, &reference, &platform).await;
-        self.audit
-            .record(&reference.to_string(), outcome.as_ref().map(|v| v.report()))?;
+        self.audit.record(
+            &reference.to_string(),
+            outcome.as_ref().map(|v| v.report()),
+            &source.mirror_skips(),
+        )?;
         Ok((reference, source, outcome?))
     }
 
@@ -470,7 +586,36 @@ impl Agent {
                     .clone()
             }
         };
-        Ok(ReleaseSource::through(registry_ref, registry))
+        let source = ReleaseSource::through(registry_ref, registry);
+        Ok(match &self.mirrors {
+            Some(mirrors) => source.with_mirrors(self.mirror_clients(mirrors, registry_ref).await?),
+            None => source,
+        })
+    }
+
+    /// Clients of the mirrors of the reference's registry, connected once and then shared.
+    async fn mirror_clients(
+        &self,
+        mirrors: &MirrorConfig,
+        registry_ref: &tcdist_oci::reference::RegistryRef,
+    ) -> Result<Vec<Mirror>> {
+        let origin = &registry_ref.registry;
+        if let Some(clients) = self
+            .mirror_clients
+            .lock()
+            .expect("mirror map lock")
+            .get(origin)
+        {
+            return Ok(clients.clone());
+        }
+        let clients = mirrors.connect(origin, &self.registry_args).await?;
+        Ok(self
+            .mirror_clients
+            .lock()
+            .expect("mirror map lock")
+            .entry(origin.clone())
+            .or_insert(clients)
+            .clone())
     }
 
     async fn verified(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use distd_api::outcome::{JobId, PipelineName};
 use tcdist_core::Platform;
+use tcdist_oci::mirrors::MirrorConfig;
 use tcdist_oci::registry::RegistryArgs;
 use tcverify::host_id::HostId;
 
@@ -181,6 +182,11 @@ pub struct ReleaseArgs {
     pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Mirrors of the registries, tried before them for content named by digest: a
+    /// containerd `certs.d`-style directory of `HOST/hosts.toml` files, or one `hosts.toml`
+    /// (docs/mirrors.md)
+    #[arg(long, env = "TCVERIFY_MIRRORS", value_name = "DIR|FILE")]
+    pub mirrors: Option<PathBuf>,
     /// Append one JSON audit record per decision to FILE (`-` for stderr)
     #[arg(long, env = "TCVERIFY_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
@@ -205,33 +211,9 @@ pub struct ReleaseArgs {
 }
 
 impl ReleaseArgs {
-    /// Refuses what the agent does not take from a caller.
-    pub fn for_agent(&self) -> Result<(), tcdist_core::Error> {
-        for (set, flag) in [
-            (self.allow_expired, "--allow-expired"),
-            (self.allow_yanked, "--allow-yanked"),
-        ] {
-            if set {
-                return Err(tcdist_core::Error::usage_with_hint(
-                    format!("{flag} is not accepted through the agent"),
-                    "the agent decides trust from its own config, never from a job; an operator \
-                     runs tcverify directly (without --agent) with its own store to waive a check",
-                ));
-            }
-        }
-        if let Some(host_id) = &self.host_id {
-            return Err(tcdist_core::Error::usage_with_hint(
-                format!(
-                    "--host-id / TCVERIFY_HOST_ID ({:?}) is not accepted through the agent",
-                    host_id.as_str()
-                ),
-                "the agent decides this host's arm in a channel's rollout (its config's host_id, \
-                 else its SVID's SPIFFE ID), never a job; unset TCVERIFY_HOST_ID, or choose an \
-                 arm in direct mode: tcverify without --agent and TCVERIFY_AGENT, with its own \
-                 store",
-            ));
-        }
-        Ok(())
+    /// The mirrors `--mirrors` names, read and checked.
+    pub fn mirror_config(&self) -> Result<Option<MirrorConfig>, tcdist_core::Error> {
+        self.mirrors.as_deref().map(MirrorConfig::load).transpose()
     }
 }
 
@@ -337,31 +319,6 @@ mod tests {
                 Some("build-017")
             );
             assert!(release.agent.socket.is_none());
-        }
-    }
-
-    #[test]
-    fn host_id_refused_through_the_agent_with_a_hint_naming_flag_and_variable() {
-        for command in ["pull", "verify"] {
-            let cli = parse(&[
-                command,
-                "r.example/t/go:stable",
-                "--agent",
-                "/run/tcdist/agent.sock",
-                "--host-id",
-                "build-017",
-            ])
-            .unwrap();
-            let err = release(cli).for_agent().unwrap_err();
-            assert_eq!(err.exit_code(), 2);
-            let message = err.to_string();
-            assert!(
-                message.contains("--host-id") && message.contains("TCVERIFY_HOST_ID"),
-                "{message}"
-            );
-            let hint = err.hint().unwrap();
-            assert!(hint.contains("the agent decides this host's arm"), "{hint}");
-            assert!(hint.contains("direct mode"), "{hint}");
         }
     }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tcdist_core::error::{Error, Rejection, Result};
+use tcdist_oci::mirrors::MirrorSkip;
 use tcdist_oci::reference::ReleaseRef;
 use tcdist_store::Store;
 use tcdist_store::pull::{PullOptions, pull, verify_release};
@@ -31,7 +32,6 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         retry: args.job.retry.unwrap_or(0),
     });
     if let Some(socket) = &args.release.agent.socket {
-        args.release.for_agent()?;
         let request = |job| Request::Pull {
             reference: args.release.reference.clone(),
             platform: args.release.platform.to_string(),
@@ -69,8 +69,10 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
     if let Some(max) = args.max_unpacked_bytes {
         budget.max_unpacked_bytes = max;
     }
+    let mirrors = args.release.mirror_config()?;
     let options = PullOptions {
         registry: &args.release.registry,
+        mirrors: mirrors.as_ref(),
         platform: args.release.platform.clone(),
         jobs: args.jobs,
     };
@@ -83,13 +85,18 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         &Progress::for_stderr(),
     )
     .await;
+    let skips = outcome
+        .as_ref()
+        .map(|o| o.mirror_skips.clone())
+        .unwrap_or_default();
     audit(
         &args.release,
         &reference,
         outcome.as_ref().map(|o| &o.report),
+        &skips,
     )?;
     let outcome = outcome?;
-    warn(&outcome.report);
+    warn(&outcome.report, &skips);
     print!(
         "{}",
         output::pull_stdout(&outcome, &reference, args.store.json)
@@ -99,7 +106,6 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
 
 pub async fn verify_command(args: VerifyArgs) -> Result<()> {
     if let Some(socket) = &args.release.agent.socket {
-        args.release.for_agent()?;
         let request = Request::Verify {
             reference: args.release.reference.clone(),
             platform: args.release.platform.to_string(),
@@ -108,21 +114,31 @@ pub async fn verify_command(args: VerifyArgs) -> Result<()> {
         return through_agent(socket, &request).await;
     }
     let reference = ReleaseRef::parse(&args.release.reference)?;
+    let mirrors = args.release.mirror_config()?;
     let options = PullOptions {
         registry: &args.release.registry,
+        mirrors: mirrors.as_ref(),
         platform: args.release.platform.clone(),
         jobs: 1,
     };
     let verifier = verifier(&args.release, ExtractBudget::default(), &args.store)?;
     let outcome = verify_release(&reference, &options, &verifier, &Progress::for_stderr()).await;
+    let skips = outcome
+        .as_ref()
+        .map(|(source, _)| source.mirror_skips())
+        .unwrap_or_default();
     audit(
         &args.release,
         &reference,
         outcome.as_ref().map(|(_, verified)| verified.report()),
+        &skips,
     )?;
     let (_, verified) = outcome?;
-    warn(verified.report());
-    print!("{}", output::verify_stdout(verified.report(), args.json));
+    warn(verified.report(), &skips);
+    print!(
+        "{}",
+        output::verify_stdout(verified.report(), &reference, args.json)
+    );
     Ok(())
 }
 
@@ -342,8 +358,8 @@ async fn through_agent(socket: &std::path::Path, request: &Request) -> Result<()
     Ok(())
 }
 
-fn warn(report: &tcdist_verify::VerificationReport) {
-    for line in output::stderr_lines(report) {
+fn warn(report: &tcdist_verify::VerificationReport, mirror_skips: &[MirrorSkip]) {
+    for line in output::stderr_lines(report, mirror_skips) {
         eprintln!("{line}");
     }
 }
@@ -370,6 +386,11 @@ fn audit(
     args: &ReleaseArgs,
     reference: &ReleaseRef,
     outcome: std::result::Result<&tcdist_verify::VerificationReport, &Error>,
+    mirror_skips: &[MirrorSkip],
 ) -> Result<()> {
-    AuditLog::from_setting(args.audit_log.as_deref()).record(&reference.to_string(), outcome)
+    AuditLog::from_setting(args.audit_log.as_deref()).record(
+        &reference.to_string(),
+        outcome,
+        mirror_skips,
+    )
 }

@@ -1,5 +1,6 @@
 //! The `tcverify` command line: flags → settings, commands, output, exit codes.
 
+pub mod agent_mode;
 pub mod args;
 pub mod commands;
 pub mod printer;
