@@ -429,9 +429,9 @@ impl HostRead<'_> {
     fn object(&self, reference: &RegistryRef) -> String {
         match self {
             HostRead::Top => format!("release index {}", reference.to_oci().whole()),
-            HostRead::Manifest { what, digest } => format!("{what} {digest}"),
+            // The callers' names say which object (and digest) it is.
+            HostRead::Manifest { what, .. } | HostRead::Document { what, .. } => (*what).to_owned(),
             HostRead::Tag(tag) => format!("tag {tag}"),
-            HostRead::Document { what, descriptor } => format!("{what} {}", descriptor.digest),
         }
     }
 

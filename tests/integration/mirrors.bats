@@ -34,8 +34,9 @@ setup() {
 # stack's pull-through cache; prints its port. Its log is $WORK/proxy-NAME.log.
 start_proxy() {
 	local mode=$1 name=$2
+	# Its output is not ours: the caller's command substitution would wait for it to end.
 	TCDIST_REGISTRY=$TCDIST_CACHE python3 "$TCDIST_TOP/tests/lib/registry_proxy.py" "$mode" \
-		"$WORK/proxy-$name.port" "$WORK/proxy-$name.log" 3>&- &
+		"$WORK/proxy-$name.port" "$WORK/proxy-$name.log" >/dev/null 2>"$WORK/proxy-$name.err" 3>&- &
 	echo $! >"$WORK/proxy-$name.pid"
 	for _ in $(seq 100); do [ -s "$WORK/proxy-$name.port" ] && break; sleep 0.05; done
 	cat "$WORK/proxy-$name.port"
@@ -53,10 +54,9 @@ mirrors_dir() {
 
 @test "cold and warm pulls through the pull-through cache: layers come from the cache, every byte checked" {
 	mapfile -t layers < <(layer_digests "$REPO:v1")
-	declare -A cache_before origin_before
+	declare -A cache_before origin_after_first
 	for l in "${layers[@]}"; do
 		cache_before[$l]=$(count_blob_gets "$l" "$TCDIST_CACHE_LOG")
-		origin_before[$l]=$(count_blob_gets "$l")
 	done
 	run --separate-stderr "$TCVERIFY" pull "$REPO:v1" --mirrors "$TCDIST_CACHE_MIRRORS" --store "$WORK/cold" --json
 	echo "$stderr"
@@ -66,16 +66,17 @@ mirrors_dir() {
 	diff -r -x TOOLCHAIN.json "$WORK/tree1" "$root"
 	for l in "${layers[@]}"; do
 		[ "$(($(count_blob_gets "$l" "$TCDIST_CACHE_LOG") - ${cache_before[$l]}))" -eq 1 ]
+		origin_after_first[$l]=$(count_blob_gets "$l")
 	done
 	# Warm: nothing is fetched again.
 	run --separate-stderr "$TCVERIFY" pull "$REPO:v1" --mirrors "$TCDIST_CACHE_MIRRORS" --store "$WORK/cold" --json
 	[ "$status" -eq 0 ]
 	[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["downloaded"])' "$output")" = False ]
-	# A second host's cold pull is served by the cache alone: the origin served each layer once.
+	# A second host's cold pull is served by the cache alone: the origin is not asked again.
 	TCVERIFY_MIRRORS=$TCDIST_CACHE_MIRRORS "$TCVERIFY" pull "$REPO:v1" --store "$WORK/cold2" >/dev/null
 	for l in "${layers[@]}"; do
 		[ "$(($(count_blob_gets "$l" "$TCDIST_CACHE_LOG") - ${cache_before[$l]}))" -eq 2 ]
-		[ "$(($(count_blob_gets "$l") - ${origin_before[$l]}))" -le 1 ]
+		[ "$(count_blob_gets "$l")" -eq "${origin_after_first[$l]}" ]
 	done
 }
 
@@ -95,7 +96,8 @@ record = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 assert record["decision"] == "accept", record
 skips = record["mirrors_skipped"]
 assert skips and all(s["mirror"] == sys.argv[2] for s in skips), skips
-assert all(s["object"].startswith("layer sha256:") and "digest mismatch" in s["reason"] for s in skips), skips
+assert all("digest mismatch" in s["reason"] for s in skips), skips
+assert any(s["object"].startswith("layer sha256:") for s in skips), skips
 PY
 }
 

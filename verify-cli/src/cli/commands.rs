@@ -64,12 +64,13 @@ pub async fn pull_command(args: PullArgs) -> Result<()> {
         ));
     }
     let reference = ReleaseRef::parse(&args.release.reference)?;
+    // Before the store: a setting refused leaves nothing behind.
+    let mirrors = args.release.mirror_config()?;
     let store = Store::open(&args.store.store)?;
     let mut budget = ExtractBudget::default();
     if let Some(max) = args.max_unpacked_bytes {
         budget.max_unpacked_bytes = max;
     }
-    let mirrors = args.release.mirror_config()?;
     let options = PullOptions {
         registry: &args.release.registry,
         mirrors: mirrors.as_ref(),
