@@ -131,6 +131,9 @@ impl LayerFetch<'_> {
                 .download_from(host, layer, cancel, MIRROR_RESUMES)
                 .await
             {
+                // The local store failing (a full disk) is not the mirror's fault: the next
+                // host would fail the same way, after downloading the layer again.
+                Err(e @ Error::Store { .. }) => return Err(e),
                 Err(e) => self.source.mirror_skipped(
                     host.mirror().unwrap_or_default(),
                     &format!("layer {}", layer.digest),

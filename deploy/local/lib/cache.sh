@@ -67,13 +67,7 @@ _cache_upstream_conf() {
 		error_log "$CACHE_UP_LOG" warn;
 		events { worker_connections 256; }
 		http {
-		    access_log "$d/access.log";
-		    client_body_temp_path "$d/temp/body";
-		    proxy_temp_path "$d/temp/proxy";
-		    fastcgi_temp_path "$d/temp/fastcgi";
-		    uwsgi_temp_path "$d/temp/uwsgi";
-		    scgi_temp_path "$d/temp/scgi";
-		    server_tokens off;
+		$(nginx_http_prelude "$d")
 		    server {
 		        listen 127.0.0.1:$CACHE_UP_PORT;
 		        location /v2/ {

@@ -314,3 +314,18 @@ stop_pidfile() {
 	done
 	rm -f "$pidfile"
 }
+
+# nginx_http_prelude DIR: the lines an nginx `http {}` block of the stack's starts with: its
+# access log and temp paths under DIR, no server version in answers.
+nginx_http_prelude() {
+	local d=$1
+	cat <<-CONF
+		    access_log "$d/access.log";
+		    client_body_temp_path "$d/temp/body";
+		    proxy_temp_path "$d/temp/proxy";
+		    fastcgi_temp_path "$d/temp/fastcgi";
+		    uwsgi_temp_path "$d/temp/uwsgi";
+		    scgi_temp_path "$d/temp/scgi";
+		    server_tokens off;
+	CONF
+}

@@ -188,13 +188,7 @@ _rekor_nginx_conf() {
 		error_log "$REKOR_TILES_LOG" warn;
 		events { worker_connections 256; }
 		http {
-		    access_log "$d/access.log";
-		    client_body_temp_path "$d/temp/body";
-		    proxy_temp_path "$d/temp/proxy";
-		    fastcgi_temp_path "$d/temp/fastcgi";
-		    uwsgi_temp_path "$d/temp/uwsgi";
-		    scgi_temp_path "$d/temp/scgi";
-		    server_tokens off;
+		$(nginx_http_prelude "$d")
 		    sendfile on;
 		    types {}
 		    default_type application/octet-stream;
