@@ -2,6 +2,7 @@
 //! verified, read-only toolchain (under `toolchain/`) and the record of how it was verified;
 //! and the pull that fills it: resolve, verify, then fetch and extract into a staging dir.
 
+pub mod budget;
 pub mod extract;
 pub mod fetch;
 pub mod lock;
@@ -68,6 +69,7 @@ pub struct Entry {
 
 pub struct Store {
     root: PathBuf,
+    sizes: budget::EntrySizes,
 }
 
 impl Store {
@@ -88,7 +90,10 @@ impl Store {
                 ));
             }
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            sizes: Default::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -206,6 +211,12 @@ impl Store {
         self.remembered(&key).as_ref() == Some(digest)
     }
 
+    /// The release the newest pull under exactly `reference` installed or found, if any
+    /// (without marking it used).
+    pub fn remembered_release(&self, reference: &str, platform: &Platform) -> Option<Digest> {
+        self.remembered(&ref_key(&["reference", reference, &platform.to_string()]))
+    }
+
     fn remembered(&self, key: &str) -> Option<Digest> {
         let bytes = read_capped(&self.root.join(REFS_DIR).join(key), 256).ok()?;
         std::str::from_utf8(&bytes).ok()?.parse().ok()
@@ -222,8 +233,7 @@ impl Store {
         if let Some(digest) = digest {
             return self.lookup(digest, platform);
         }
-        let key = ref_key(&["reference", reference, &platform.to_string()]);
-        if let Some(digest) = self.remembered(&key)
+        if let Some(digest) = self.remembered_release(reference, platform)
             && let Some(entry) = self.lookup(&digest, platform)?
         {
             return Ok(Some(entry));
@@ -279,22 +289,14 @@ impl Store {
             let cutoff = SystemTime::now() - unused_for;
             for entry in self.list()? {
                 let name = Self::entry_name(&entry.record.index_digest, &entry.record.platform);
-                let last_used = std::fs::metadata(self.root.join(USED_DIR).join(&name))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                if last_used >= cutoff {
+                if self.last_used(&entry.record) >= cutoff {
                     continue;
                 }
                 let Some(_lock) = self.lock_if_idle(&name)? else {
                     continue;
                 };
                 if !dry_run {
-                    remove_tree(&entry.path)
-                        .map_err(|e| Error::store("removing", &entry.path, e))?;
-                    let _ = std::fs::remove_file(self.root.join(USED_DIR).join(&name));
-                    if let Some(parent) = entry.path.parent() {
-                        let _ = std::fs::remove_dir(parent);
-                    }
+                    self.remove_entry(&entry, &name)?;
                 }
                 report.removed_entries.push(entry.path);
             }
@@ -356,10 +358,7 @@ impl Store {
             .map_err(|e| Error::store("unsealing", &entry.path, e))?;
         std::fs::rename(&entry.path, &target)
             .map_err(|e| Error::store("moving to quarantine", &entry.path, e))?;
-        let _ = std::fs::remove_file(self.root.join(USED_DIR).join(name));
-        if let Some(parent) = entry.path.parent() {
-            let _ = std::fs::remove_dir(parent);
-        }
+        self.forget(entry, name);
         Ok(target)
     }
 }

@@ -39,6 +39,15 @@ job_tcverify() {
 	env -i PATH=/usr/bin:/bin HOME="$HOME" TCVERIFY_AGENT="$socket" "$TCVERIFY" "$@"
 }
 
+# free_ports N: N free loopback ports, on one line.
+free_ports() {
+	python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' "$1"
+}
+
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {
 	local dir=$1

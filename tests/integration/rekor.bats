@@ -46,17 +46,6 @@ wait_size() {
 	return 1
 }
 
-# free_ports N: N TCP ports on 127.0.0.1 that are free now, one per line.
-free_ports() {
-	python3 - "$1" <<'PY'
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-PY
-}
-
 @test "stack.env exports the log's endpoints, key, origin, storage and binary, and they exist" {
 	[[ $TCDIST_REKOR_URL =~ ^http://127\.0\.0\.1:[0-9]+$ ]]
 	[[ $TCDIST_REKOR_TILES_URL =~ ^http://127\.0\.0\.1:[0-9]+$ ]]
@@ -218,9 +207,8 @@ PY
 }
 
 @test "a second log started from the exported binary and key signs a forked checkpoint" {
-	local d=$BATS_TEST_TMPDIR ports http grpc metrics i
-	ports=$(free_ports 3)
-	{ read -r http && read -r grpc && read -r metrics; } <<<"$ports"
+	local d=$BATS_TEST_TMPDIR http grpc metrics i
+	read -r http grpc metrics < <(free_ports 3)
 	mkdir "$d/fork"
 	"$TCDIST_REKOR_BIN" serve --storage-dir "$d/fork" --signer-filepath "$TCDIST_REKOR_KEY" \
 		--hostname "$TCDIST_REKOR_ORIGIN" --http-address 127.0.0.1 --http-port "$http" \

@@ -123,15 +123,6 @@ teardown() {
 	restore_entries
 }
 
-# free_ports N: N free loopback ports, on one line.
-free_ports() {
-	python3 -c '
-import socket, sys
-s = [socket.socket() for _ in range(int(sys.argv[1]))]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])' "$1"
-}
-
 # start_daemon: starts distd serve in the background and waits until it is ready; its pid is
 # in daemon.pid, and its exit status lands in daemon.exit.
 start_daemon() {

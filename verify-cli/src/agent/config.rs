@@ -9,11 +9,15 @@ use jiff::SignedDuration;
 use serde::Deserialize;
 
 use super::admission::ConnectionLimits;
+use super::prefetch::PrefetchSettings;
 use super::sender::ReportSettings;
 use super::served::OutcomeSettings;
 use crate::host_id::HostId;
 use tcdist_core::error::{Error, Result};
+use tcdist_core::platform::Platform;
+use tcdist_oci::reference::ReleaseRef;
 use tcdist_oci::registry::RegistryArgs;
+use tcdist_store::budget::StoreBudget;
 use tcdist_verify::spiffe_id::SpiffeId;
 
 /// The longest a verification may be reused: a yank or a moved tag must reach agents soon.
@@ -59,6 +63,24 @@ pub struct AgentConfig {
     pub verification_cache: String,
     /// Run `fsck` on the store this often (e.g. "6h"); default: never.
     pub fsck_interval: Option<String>,
+    /// Releases kept installed ahead of jobs: registry references, usually channels
+    /// (`REGISTRY/REPO:stable`); during a channel's rollout, both arms.
+    #[serde(default)]
+    pub prefetch: Vec<String>,
+    /// The platforms prefetched (default: this host's).
+    pub prefetch_platforms: Option<Vec<String>>,
+    /// How often the prefetched references are resolved again (default "5m"; between 1s and
+    /// 24h), plus a random delay of up to `prefetch_jitter` (default "30s"; at most the
+    /// interval), so a fleet's hosts do not all ask the registry at once.
+    #[serde(default = "default_prefetch_interval")]
+    pub prefetch_interval: String,
+    #[serde(default = "default_prefetch_jitter")]
+    pub prefetch_jitter: String,
+    /// The store's budget in bytes (as `du` counts them): past it, the least recently used
+    /// entries are removed, never one the prefetched references name, one a job is using or
+    /// one of the `store_keep_last_used` most recently used (default 2). Default: no budget.
+    pub store_max_bytes: Option<u64>,
+    pub store_keep_last_used: Option<usize>,
     /// Serve Prometheus metrics on this loopback address (e.g. "127.0.0.1:9464").
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// The SPIRE agent's Workload API, for policies with `workload_api = true`; also where
@@ -129,6 +151,17 @@ fn default_cache() -> String {
     "5m".into()
 }
 
+fn default_prefetch_interval() -> String {
+    "5m".into()
+}
+
+fn default_prefetch_jitter() -> String {
+    "30s".into()
+}
+
+/// The most recently used entries the store budget keeps by default.
+const DEFAULT_STORE_KEEP_LAST_USED: usize = 2;
+
 fn default_outcome_window() -> String {
     "2h".into()
 }
@@ -144,6 +177,9 @@ fn default_outcome_spool_max_bytes() -> u64 {
 fn default_report_every() -> String {
     "30s".into()
 }
+
+/// The longest time between two prefetch rounds: a promotion should reach hosts the same day.
+pub const MAX_PREFETCH_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 /// The longest outcome window: a job that runs longer is beyond what a rollout stage waits for.
 pub const MAX_OUTCOME_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -198,6 +234,12 @@ impl AgentConfig {
         config.host_id().map_err(invalid)?;
         config.spiffe_id().map_err(invalid)?;
         config.report_settings().map_err(invalid)?;
+        config.prefetch_settings().map_err(invalid)?;
+        if config.store_keep_last_used.is_some() && config.store_max_bytes.is_none() {
+            return Err(invalid(
+                "store_keep_last_used is used only with store_max_bytes".into(),
+            ));
+        }
         Ok(config)
     }
 
@@ -336,6 +378,71 @@ impl AgentConfig {
                 .clone()
                 .unwrap_or_else(|| self.store.join(".outcomes/outcomes.jsonl")),
             spool_max_bytes: self.outcome_spool_max_bytes,
+        })
+    }
+
+    /// What to prefetch and how often; none without `prefetch`.
+    pub fn prefetch_settings(&self) -> std::result::Result<Option<PrefetchSettings>, String> {
+        let interval = duration("prefetch_interval", &self.prefetch_interval)?;
+        if interval < Duration::from_secs(1) || interval > MAX_PREFETCH_INTERVAL {
+            return Err(format!(
+                "prefetch_interval {:?} is not between 1s and 24h",
+                self.prefetch_interval
+            ));
+        }
+        let jitter = duration("prefetch_jitter", &self.prefetch_jitter)?;
+        if jitter > interval {
+            return Err(format!(
+                "prefetch_jitter {:?} is longer than prefetch_interval {:?}",
+                self.prefetch_jitter, self.prefetch_interval
+            ));
+        }
+        let platforms = match &self.prefetch_platforms {
+            None => vec![Platform::host()],
+            Some(names) if names.is_empty() => {
+                return Err("prefetch_platforms is empty: leave it out for this host's".into());
+            }
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    name.parse()
+                        .map_err(|e| format!("prefetch_platforms {name:?}: {e}"))
+                })
+                .collect::<std::result::Result<_, _>>()?,
+        };
+        let mut references = Vec::new();
+        for value in &self.prefetch {
+            match ReleaseRef::parse(value) {
+                Ok(reference @ ReleaseRef::Registry(_)) => references.push(reference),
+                Ok(ReleaseRef::Layout(_)) => {
+                    return Err(format!(
+                        "prefetch {value:?}: the agent pulls from registries only"
+                    ));
+                }
+                Err(e) => return Err(format!("prefetch {value:?}: {e}")),
+            }
+        }
+        if references.is_empty() {
+            if self.prefetch_platforms.is_some() {
+                return Err("prefetch_platforms is used only with prefetch".into());
+            }
+            return Ok(None);
+        }
+        Ok(Some(PrefetchSettings {
+            references,
+            platforms,
+            interval,
+            jitter,
+        }))
+    }
+
+    /// The store's budget; none without `store_max_bytes`.
+    pub fn store_budget(&self) -> Option<StoreBudget> {
+        self.store_max_bytes.map(|max_bytes| StoreBudget {
+            max_bytes,
+            keep_last_used: self
+                .store_keep_last_used
+                .unwrap_or(DEFAULT_STORE_KEEP_LAST_USED),
         })
     }
 
@@ -640,6 +747,85 @@ mod tests {
             ))
             .unwrap();
             assert_eq!(config.report_settings().unwrap().unwrap().to, address);
+        }
+    }
+
+    #[test]
+    fn prefetch_and_budget_keys_are_read_and_validated() {
+        assert!(
+            load(MINIMAL)
+                .unwrap()
+                .prefetch_settings()
+                .unwrap()
+                .is_none()
+        );
+        assert!(load(MINIMAL).unwrap().store_budget().is_none());
+        let config = load(&format!(
+            "{MINIMAL}prefetch = [\"r.example:5000/go:stable\", \"r.example:5000/go:beta\"]\n\
+             store_max_bytes = 1000000\n"
+        ))
+        .unwrap();
+        let settings = config.prefetch_settings().unwrap().unwrap();
+        assert_eq!(settings.references.len(), 2);
+        assert_eq!(settings.platforms, [Platform::host()]);
+        assert_eq!(settings.interval, Duration::from_secs(300));
+        assert_eq!(settings.jitter, Duration::from_secs(30));
+        assert_eq!(
+            config.store_budget(),
+            Some(StoreBudget {
+                max_bytes: 1_000_000,
+                keep_last_used: 2
+            })
+        );
+        let config = load(&format!(
+            "{MINIMAL}prefetch = [\"r.example/go:stable\"]\nprefetch_interval = \"2s\"\n\
+             prefetch_jitter = \"0s\"\nprefetch_platforms = [\"linux/arm64\"]\n\
+             store_max_bytes = 0\nstore_keep_last_used = 0\n"
+        ))
+        .unwrap();
+        let settings = config.prefetch_settings().unwrap().unwrap();
+        assert_eq!(
+            (settings.interval, settings.jitter),
+            (Duration::from_secs(2), Duration::ZERO)
+        );
+        assert_eq!(settings.platforms, ["linux/arm64".parse().unwrap()]);
+        assert_eq!(config.store_budget().unwrap().keep_last_used, 0);
+        for (extra, want) in [
+            ("prefetch = [\"oci-layout:/x:v1\"]\n", "registries only"),
+            (
+                "prefetch = [\"not a reference\"]\n",
+                "prefetch \"not a reference\"",
+            ),
+            (
+                "prefetch = [\"r/go:s\"]\nprefetch_interval = \"0s\"\n",
+                "between 1s and 24h",
+            ),
+            (
+                "prefetch = [\"r/go:s\"]\nprefetch_interval = \"25h\"\n",
+                "between 1s and 24h",
+            ),
+            (
+                "prefetch = [\"r/go:s\"]\nprefetch_interval = \"1m\"\nprefetch_jitter = \"2m\"\n",
+                "longer than",
+            ),
+            (
+                "prefetch = [\"r/go:s\"]\nprefetch_platforms = []\n",
+                "empty",
+            ),
+            (
+                "prefetch = [\"r/go:s\"]\nprefetch_platforms = [\"plan9\"]\n",
+                "prefetch_platforms \"plan9\"",
+            ),
+            (
+                "prefetch_platforms = [\"linux/amd64\"]\n",
+                "only with prefetch",
+            ),
+            ("store_keep_last_used = 3\n", "only with store_max_bytes"),
+            ("store_max_bytes = -1\n", "invalid value"),
+        ] {
+            let err = load(&format!("{MINIMAL}{extra}")).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(want), "{extra}: {err}");
         }
     }
 

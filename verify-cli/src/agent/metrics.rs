@@ -2,7 +2,7 @@
 //! requests by command and outcome, refusals by rule, verification cache hits and misses,
 //! pulls during a channel's rollout by channel and arm, bytes downloaded, installs, request
 //! durations, the outcomes jobs report (`served.rs`), and how sending them to the daemon goes
-//! (`sender.rs`).
+//! (`sender.rs`), prefetches (`prefetch.rs`) and the store budget (`store_budget.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -120,6 +120,46 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "tcdist_agent_request_duration_seconds",
         "summary",
         "Time to answer a request, by command.",
+    ),
+    (
+        "tcdist_agent_prefetches_total",
+        "counter",
+        "Prefetch pulls, by configured reference and outcome (installed, present: already in the store, failed); during a rollout each arm counts once.",
+    ),
+    (
+        "tcdist_agent_prefetch_bytes_total",
+        "counter",
+        "Layer bytes prefetch pulls downloaded, by configured reference (also counted in tcdist_agent_downloaded_bytes_total).",
+    ),
+    (
+        "tcdist_agent_prefetch_duration_seconds",
+        "summary",
+        "Time a prefetch pull took (verification and install), by configured reference.",
+    ),
+    (
+        "tcdist_agent_store_bytes",
+        "gauge",
+        "Bytes the store's entries take (as du counts them), after the newest collection.",
+    ),
+    (
+        "tcdist_agent_store_budget_bytes",
+        "gauge",
+        "The store's budget (store_max_bytes).",
+    ),
+    (
+        "tcdist_agent_store_over_budget",
+        "gauge",
+        "1 when the entries the budget must keep (in use, named by prefetch, the last used, being pulled) take more than the budget by themselves.",
+    ),
+    (
+        "tcdist_agent_store_collected_total",
+        "counter",
+        "Entries the store budget removed.",
+    ),
+    (
+        "tcdist_agent_store_collected_bytes_total",
+        "counter",
+        "Bytes the store budget freed.",
     ),
 ];
 

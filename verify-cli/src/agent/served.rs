@@ -393,6 +393,20 @@ impl ServedJobs {
         self.sweep_locked(&mut inner, now);
     }
 
+    /// The releases served to jobs that have not reported yet (and whose window has not
+    /// ended): in use.
+    pub fn in_use(&self) -> std::collections::HashSet<Digest> {
+        let inner = self.inner.lock().expect("served jobs lock");
+        inner
+            .jobs
+            .values()
+            .filter_map(|job| match &job.state {
+                State::Waiting(served) => Some(served.release.clone()),
+                State::Closed(_) => None,
+            })
+            .collect()
+    }
+
     /// Records kept (waiting and closed).
     pub fn len(&self) -> usize {
         self.inner.lock().expect("served jobs lock").jobs.len()

@@ -5,7 +5,7 @@
 //! that names its job is recorded, and the job's report closes the record (`served.rs`); with
 //! `report_to`, a task sends the outcomes to the daemon (`sender.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,9 +23,11 @@ use super::host::HostIdentity;
 use super::metrics::{self, Metrics};
 use super::outbox::Outbox;
 use super::outcome::ServedRollout;
+use super::prefetch::{self, PrefetchSettings, Prefetched};
 use super::protocol::{Reply, Request, receive, send};
 use super::sender::Sender;
 use super::served::{JobReport, ServedJobs};
+use super::store_budget::BudgetKeeper;
 use crate::audit::AuditLog;
 use crate::jobenv::environment_for;
 use crate::output;
@@ -38,7 +40,7 @@ use tcdist_oci::registry::{Registry, RegistryArgs};
 use tcdist_oci::resolve::ResolvedRelease;
 use tcdist_oci::source::ReleaseSource;
 use tcdist_store::Store;
-use tcdist_store::pull::{PullOptions, install};
+use tcdist_store::pull::{PullOptions, PullOutcome, install};
 use tcdist_store::report::Reporter;
 use tcdist_verify::policy::Policy;
 use tcdist_verify::structure::ExtractBudget;
@@ -71,6 +73,11 @@ pub struct Agent {
     limits: ConnectionLimits,
     /// The connections open, per user.
     peers: Arc<PeerConnections>,
+    /// What to prefetch (`prefetch`), and what the rounds named.
+    prefetch: Option<PrefetchSettings>,
+    prefetched: Prefetched,
+    /// The store's budget (`store_max_bytes`).
+    budget_keeper: Option<BudgetKeeper>,
 }
 
 impl Agent {
@@ -136,7 +143,11 @@ impl Agent {
             .as_deref()
             .map(MirrorConfig::load)
             .transpose()?;
+        let prefetch = config.prefetch_settings().map_err(usage)?;
         Ok(Self {
+            prefetch,
+            prefetched: Prefetched::default(),
+            budget_keeper: config.store_budget().map(BudgetKeeper::new),
             mirrors,
             mirror_clients: Mutex::new(HashMap::new()),
             peers: PeerConnections::new(limits.max_per_peer),
@@ -184,6 +195,24 @@ impl Agent {
             tokio::spawn(agent.check_store_every(every))
         });
         let lost = Some(tokio::spawn(Arc::clone(&self).sweep_outcomes()));
+        let prefetch = self.prefetch.clone().map(|settings| {
+            eprintln!(
+                "tcverify agent: prefetching {} every {}s (plus up to {}s)",
+                settings
+                    .references
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                settings.interval.as_secs(),
+                settings.jitter.as_secs()
+            );
+            tokio::spawn(prefetch::run(Arc::clone(&self), settings))
+        });
+        let budget = self
+            .budget_keeper
+            .is_some()
+            .then(|| tokio::spawn(BudgetKeeper::run(Arc::clone(&self))));
         let sender = self
             .sender
             .lock()
@@ -211,7 +240,10 @@ impl Agent {
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
-        for task in [fsck, metrics, lost, sender].into_iter().flatten() {
+        for task in [fsck, metrics, lost, sender, prefetch, budget]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
         drop(listener);
@@ -303,6 +335,51 @@ impl Agent {
         Arc::clone(&self).converse(read, write, peer).await;
         drop(slot);
         self.count_open_connections();
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn served(&self) -> &ServedJobs {
+        &self.served
+    }
+
+    pub(super) fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub(super) fn prefetched(&self) -> &Prefetched {
+        &self.prefetched
+    }
+
+    pub(super) fn budget_keeper(&self) -> Option<&BudgetKeeper> {
+        self.budget_keeper.as_ref()
+    }
+
+    pub(super) fn store_budget_due(&self) {
+        if let Some(keeper) = &self.budget_keeper {
+            keeper.due();
+        }
+    }
+
+    /// The releases the newest pulls under the prefetched references installed, by platform.
+    pub(super) fn prefetch_remembered(&self) -> HashSet<(Digest, Platform)> {
+        let Some(settings) = &self.prefetch else {
+            return HashSet::new();
+        };
+        let mut remembered = HashSet::new();
+        for reference in &settings.references {
+            for platform in &settings.platforms {
+                if let Some(digest) = self
+                    .store
+                    .remembered_release(&reference.to_string(), platform)
+                {
+                    remembered.insert((digest, platform.clone()));
+                }
+            }
+        }
+        remembered
     }
 
     /// Counts each skipped mirror in the metrics, and hands the skips on.
@@ -441,26 +518,8 @@ impl Agent {
                 json,
                 job,
             } => {
-                let (reference, source, verified) =
-                    self.verify(reference, platform, reporter).await?;
-                let options = PullOptions {
-                    registry: &self.registry_args,
-                    mirrors: self.mirrors.as_ref(),
-                    platform: verified.get().platform.clone(),
-                    jobs: self.config.jobs,
-                };
-                let outcome = install(
-                    &source,
-                    verified,
-                    &options,
-                    &self.verifier,
-                    &self.store,
-                    reporter,
-                )
-                .await?;
-                if outcome.downloaded {
-                    self.metrics.add("tcdist_agent_installs_total", &[], 1.0);
-                }
+                let pulled = self.pull(reference, platform, reporter).await?;
+                let outcome = &pulled.outcome;
                 if let Some(rollout) = &outcome.report.rollout {
                     self.metrics
                         .count_rollout_pull(&rollout.channel, rollout.arm);
@@ -473,9 +532,12 @@ impl Agent {
                         outcome.report.rollout.as_ref().and_then(ServedRollout::of),
                     );
                 }
+                if outcome.downloaded {
+                    self.store_budget_due();
+                }
                 Ok((
-                    output::pull_stdout(&outcome, &reference, *json),
-                    output::stderr_lines(&outcome.report, &self.counted(outcome.mirror_skips)),
+                    output::pull_stdout(outcome, &pulled.reference, *json),
+                    pulled.warnings,
                 ))
             }
             Request::Verify {
@@ -526,6 +588,43 @@ impl Agent {
                 Ok((answer.stdout(*json), Vec::new()))
             }
         }
+    }
+
+    /// A pull as a job's: the release verified (or its verification reused) and installed
+    /// unless the store has it, with the warnings direct mode would print. The caller makes
+    /// the store budget due after an install, once it has recorded who uses the entry.
+    pub(super) async fn pull(
+        &self,
+        reference: &str,
+        platform: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<Pulled> {
+        let (reference, source, verified) = self.verify(reference, platform, reporter).await?;
+        let options = PullOptions {
+            registry: &self.registry_args,
+            mirrors: self.mirrors.as_ref(),
+            platform: verified.get().platform.clone(),
+            jobs: self.config.jobs,
+        };
+        let mut outcome = install(
+            &source,
+            verified,
+            &options,
+            &self.verifier,
+            &self.store,
+            reporter,
+        )
+        .await?;
+        if outcome.downloaded {
+            self.metrics.add("tcdist_agent_installs_total", &[], 1.0);
+        }
+        let skips = self.counted(std::mem::take(&mut outcome.mirror_skips));
+        let warnings = output::stderr_lines(&outcome.report, &skips);
+        Ok(Pulled {
+            reference,
+            outcome,
+            warnings,
+        })
     }
 
     /// Counts the jobs whose window ended without a report as `lost`, every few seconds (at
@@ -688,6 +787,13 @@ impl Agent {
             }
         }
     }
+}
+
+/// What [`Agent::pull`] did.
+pub(super) struct Pulled {
+    pub reference: ReleaseRef,
+    pub outcome: PullOutcome,
+    pub warnings: Vec<String>,
 }
 
 fn parse_release(reference: &str, platform: &str) -> Result<(ReleaseRef, Platform)> {
