@@ -5,7 +5,12 @@
 //!
 //! The `tar` crate's own `unpack` skips `..` entries silently and creates any symlink, so
 //! entries are checked and written here instead.
+//!
+//! Files are created with their sealed mode (0444, 0555 if executable) and hashed as they are
+//! written, so the entry's tree manifest comes from the extraction itself: the tree is neither
+//! walked again to seal it nor read again to hash it.
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -13,6 +18,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sha2::{Digest as _, Sha256};
+
+use crate::tree::{TreeItem, TreeManifest};
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Rejection, UnsafeEntryRule};
 use tcdist_oci::release::TOOLCHAIN_ROOT;
@@ -145,8 +153,40 @@ pub struct LayerExtractor<'a> {
     /// Directories this extractor made or checked to be real directories. Nothing in a
     /// staging directory is ever removed or replaced, so a checked directory stays one.
     known_dirs: HashSet<PathBuf>,
-    hard_links: Vec<PendingHardLink>,
+    extracted: Extracted,
     buffer: Vec<u8>,
+}
+
+/// What one layer put under the toolchain root: its manifest items (names relative to the
+/// root, `.` for the root itself) and the hard links still to make.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    pub items: BTreeMap<String, TreeItem>,
+    pub hard_links: Vec<PendingHardLink>,
+}
+
+/// The mode a sealed file has: read-only, executable if any execute bit was set.
+pub fn sealed_file_mode(executable: bool) -> u32 {
+    if executable { 0o555 } else { 0o444 }
+}
+
+/// A directory's mode once its entry is sealed.
+pub const SEALED_DIR_MODE: u32 = 0o555;
+
+/// A symbolic link's mode as Linux reports it.
+const SYMLINK_MODE: u32 = 0o777;
+
+/// The manifest's name of an entry path (which starts with the toolchain root).
+fn manifest_name(path: &Path) -> String {
+    let relative = path
+        .strip_prefix(TOOLCHAIN_ROOT)
+        .expect("entry paths are under the toolchain root");
+    if relative.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        // Entry paths are UTF-8 (EntryPath::parse).
+        relative.to_string_lossy().into_owned()
+    }
 }
 
 /// Why a layer failed, before it is told apart from a digest mismatch by the caller.
@@ -177,17 +217,18 @@ impl<'a> LayerExtractor<'a> {
             budget,
             used,
             known_dirs: HashSet::new(),
-            hard_links: Vec::new(),
+            extracted: Extracted::default(),
             buffer: vec![0; 128 << 10],
         }
     }
 
-    /// Extracts every entry of the tar stream `reader`. Returns the hard links to make later.
+    /// Extracts every entry of the tar stream `reader`. Returns what it wrote, and the hard
+    /// links to make once every layer is extracted.
     ///
     /// Entries are read raw: GNU long names and links and PAX headers are applied here, each
     /// read only after its size passed [`MAX_HEADER_RECORD_BYTES`], so no header record is
     /// ever buffered beyond that (the `tar` crate would read one of any size into memory).
-    pub fn extract<R: Read>(mut self, reader: R) -> Result<Vec<PendingHardLink>, ExtractError> {
+    pub fn extract<R: Read>(mut self, reader: R) -> Result<Extracted, ExtractError> {
         let mut archive = tar::Archive::new(reader);
         let entries = archive
             .entries()
@@ -225,7 +266,7 @@ impl<'a> LayerExtractor<'a> {
                 .malformed("the archive ends with a long name or PAX header and no entry")
                 .into());
         }
-        Ok(self.hard_links)
+        Ok(self.extracted)
     }
 
     /// Reads one metadata record whole, after checking its announced size.
@@ -353,14 +394,28 @@ impl<'a> LayerExtractor<'a> {
             tar::EntryType::Directory => self.ensure_dir(path.as_path(), &display),
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 self.ensure_parent(path.as_path(), &display)?;
-                self.write_file(entry, &dest, mode & 0o111 != 0, &display)
+                let item = self.write_file(entry, &dest, mode & 0o111 != 0, &display)?;
+                self.extracted
+                    .items
+                    .insert(manifest_name(path.as_path()), item);
+                Ok(())
             }
             tar::EntryType::Symlink => {
                 let target = link_name(raw_link).map_err(reject)?;
                 check_symlink_target(path.as_path(), &target).map_err(reject)?;
                 self.ensure_parent(path.as_path(), &display)?;
                 std::os::unix::fs::symlink(&target, &dest)
-                    .map_err(|e| self.create_error(e, &dest, &display))
+                    .map_err(|e| self.create_error(e, &dest, &display))?;
+                self.extracted.items.insert(
+                    manifest_name(path.as_path()),
+                    TreeItem {
+                        kind: 'l',
+                        mode: SYMLINK_MODE,
+                        size: target.len() as u64,
+                        content: hex::encode(Sha256::digest(target.as_bytes())),
+                    },
+                );
+                Ok(())
             }
             tar::EntryType::Link => {
                 let target = link_name(raw_link).map_err(reject)?;
@@ -370,7 +425,7 @@ impl<'a> LayerExtractor<'a> {
                     })
                 })?;
                 self.ensure_parent(path.as_path(), &display)?;
-                self.hard_links.push(PendingHardLink {
+                self.extracted.hard_links.push(PendingHardLink {
                     layer: self.layer.clone(),
                     entry: display.clone(),
                     link: path.as_path().to_owned(),
@@ -385,22 +440,27 @@ impl<'a> LayerExtractor<'a> {
         }
     }
 
+    /// Writes a file, created with its sealed mode (the descriptor stays writable), and
+    /// returns its manifest item.
     fn write_file<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         dest: &Path,
         executable: bool,
         display: &str,
-    ) -> Result<(), ExtractError> {
+    ) -> Result<TreeItem, ExtractError> {
+        let mode = sealed_file_mode(executable);
         // O_EXCL refuses an existing file or symlink at the last component; O_NOFOLLOW makes
         // that explicit.
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(if executable { 0o755 } else { 0o644 })
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(dest)
             .map_err(|e| self.create_error(e, dest, display))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
         loop {
             let n = match entry.read(&mut self.buffer) {
                 Ok(0) => break,
@@ -410,9 +470,16 @@ impl<'a> LayerExtractor<'a> {
             };
             file.write_all(&self.buffer[..n])
                 .map_err(|e| ExtractError::Store(Error::store("writing", dest, e)))?;
+            hasher.update(&self.buffer[..n]);
+            size += n as u64;
         }
         start_writeback(&file);
-        Ok(())
+        Ok(TreeItem {
+            kind: 'f',
+            mode,
+            size,
+            content: hex::encode(hasher.finalize()),
+        })
     }
 
     fn ensure_parent(&mut self, path: &Path, display: &str) -> Result<(), ExtractError> {
@@ -443,6 +510,17 @@ impl<'a> LayerExtractor<'a> {
                 Err(e) => return Err(ExtractError::Store(Error::store("creating", &full, e))),
             }
             self.known_dirs.insert(dir.to_owned());
+            if dir.starts_with(TOOLCHAIN_ROOT) {
+                self.extracted.items.insert(
+                    manifest_name(dir),
+                    TreeItem {
+                        kind: 'd',
+                        mode: SEALED_DIR_MODE,
+                        size: 0,
+                        content: "-".to_owned(),
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -517,8 +595,12 @@ struct PendingNames {
 }
 
 /// Creates the deferred hard links, each only to a regular file reached through real
-/// directories.
-pub fn create_hard_links(root: &Path, links: &[PendingHardLink]) -> Result<(), ExtractError> {
+/// directories, and gives each the manifest item of the file it links to.
+pub fn create_hard_links(
+    root: &Path,
+    links: &[PendingHardLink],
+    items: &mut BTreeMap<String, TreeItem>,
+) -> Result<(), ExtractError> {
     for link in links {
         let reject = |rule| Rejection::UnsafeEntry {
             layer: link.layer.clone(),
@@ -549,8 +631,28 @@ pub fn create_hard_links(root: &Path, links: &[PendingHardLink]) -> Result<(), E
                 ExtractError::Store(Error::store("linking", &dest, e))
             }
         })?;
+        // The target is a regular file this extraction wrote (checked above), so its item is
+        // recorded, unless it is itself a link made earlier in this loop.
+        let item = items.get(&manifest_name(target.as_path())).cloned();
+        let item = match item {
+            Some(item) => item,
+            None => return Err(bad_target().into()),
+        };
+        items.insert(manifest_name(&link.link), item);
     }
     Ok(())
+}
+
+/// The manifest of what the layers wrote, once their hard links are made.
+pub fn manifest_of(layers: Vec<Extracted>, root: &Path) -> Result<TreeManifest, ExtractError> {
+    let mut items = BTreeMap::new();
+    let mut links = Vec::new();
+    for layer in layers {
+        items.extend(layer.items);
+        links.extend(layer.hard_links);
+    }
+    create_hard_links(root, &links, &mut items)?;
+    Ok(TreeManifest::from_items(items))
 }
 
 /// Marker error: the shared unpacked-size budget ran out.
@@ -643,12 +745,7 @@ mod tests {
     }
 
     /// Extracts `tar` bytes into a fresh directory; returns the directory and the result.
-    fn extract_bytes(
-        tar: &[u8],
-    ) -> (
-        tempfile::TempDir,
-        Result<Vec<PendingHardLink>, ExtractError>,
-    ) {
+    fn extract_bytes(tar: &[u8]) -> (tempfile::TempDir, Result<Extracted, ExtractError>) {
         let dir = tempfile::tempdir().unwrap();
         let layer = Digest::of(tar);
         let budget = ExtractBudget::default();
@@ -681,11 +778,84 @@ mod tests {
         format!("{length}{rest}")
     }
 
-    fn rejection(result: Result<Vec<PendingHardLink>, ExtractError>) -> Rejection {
+    fn rejection<T: std::fmt::Debug>(result: Result<T, ExtractError>) -> Rejection {
         match result {
             Err(ExtractError::Rejected(r)) => r,
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn manifest_from_the_extraction_is_the_one_read_back_from_disk() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, kind: tar::EntryType, mode: u32, body: &[u8], link: &str| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(body.len() as u64);
+            if !link.is_empty() {
+                header.set_link_name(link).unwrap();
+            }
+            builder.append_data(&mut header, name, body).unwrap();
+        };
+        // Parents implied by a file, an explicit directory, an executable, an empty file, a
+        // symlink, and a hard link to a file in another directory.
+        add(
+            "toolchain/bin/go",
+            tar::EntryType::Regular,
+            0o755,
+            b"#!/bin/sh\n",
+            "",
+        );
+        add(
+            "toolchain/src/fmt/",
+            tar::EntryType::Directory,
+            0o700,
+            b"",
+            "",
+        );
+        add(
+            "toolchain/src/fmt/print.go",
+            tar::EntryType::Regular,
+            0o600,
+            b"package fmt\n",
+            "",
+        );
+        add(
+            "toolchain/src/empty",
+            tar::EntryType::Regular,
+            0o644,
+            b"",
+            "",
+        );
+        add(
+            "toolchain/lib/fmt",
+            tar::EntryType::Symlink,
+            0o777,
+            b"",
+            "../src/fmt",
+        );
+        add(
+            "toolchain/lib/print.go",
+            tar::EntryType::Link,
+            0o644,
+            b"",
+            "toolchain/src/fmt/print.go",
+        );
+        let tar = builder.into_inner().unwrap();
+        let (dir, result) = extract_bytes(&tar);
+        let manifest = manifest_of(vec![result.unwrap()], dir.path()).unwrap();
+        crate::staging::seal_directories(&dir.path().join(TOOLCHAIN_ROOT), &manifest).unwrap();
+        let on_disk = TreeManifest::build(&dir.path().join(TOOLCHAIN_ROOT)).unwrap();
+        assert_eq!(manifest, on_disk);
+        assert_eq!(manifest.get("bin/go").unwrap().mode, 0o555);
+        assert_eq!(manifest.get("src/fmt/print.go").unwrap().mode, 0o444);
+        assert_eq!(
+            manifest.get("lib/print.go"),
+            manifest.get("src/fmt/print.go")
+        );
+        assert_eq!(manifest.get(".").unwrap().kind, 'd');
+        crate::staging::remove_tree(dir.path()).unwrap();
     }
 
     #[test]

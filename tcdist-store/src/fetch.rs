@@ -12,11 +12,12 @@ use bytes::Buf;
 use futures::StreamExt;
 
 use crate::extract::{
-    BudgetUse, BudgetedReader, ExtractError, LayerExtractor, PendingHardLink, budget_or_malformed,
-    create_hard_links,
+    BudgetUse, BudgetedReader, ExtractError, Extracted, LayerExtractor, budget_or_malformed,
+    manifest_of,
 };
 use crate::report::Reporter;
 use crate::staging::Staging;
+use crate::tree::TreeManifest;
 use tcdist_core::error::{Error, Result};
 use tcdist_oci::checked::{BlobSpool, CheckedBlob};
 use tcdist_oci::release::{Compression, Descriptor};
@@ -44,14 +45,20 @@ pub struct LayerFetch<'a> {
 
 impl LayerFetch<'_> {
     /// Fetches and extracts every layer of a verified release into the staging directory,
-    /// then makes their hard links. On failure the first layer error (in manifest order) is
-    /// returned; other layers are cancelled.
-    pub async fn run(&self, release: &Verified<ResolvedRelease>) -> Result<()> {
+    /// then makes their hard links; returns the manifest of what was written. The largest
+    /// layers start first and a finished layer's slot goes to the next at once, so the last
+    /// layers to finish are small ones and no core waits on one large layer at the end. On
+    /// failure the first layer error (in manifest order) is returned; other layers are
+    /// cancelled.
+    pub async fn run(&self, release: &Verified<ResolvedRelease>) -> Result<TreeManifest> {
         let used = Arc::new(BudgetUse::default());
         let cancel = Arc::new(AtomicBool::new(false));
-        let results: Vec<Result<Option<Vec<PendingHardLink>>>> =
-            futures::stream::iter(&release.get().manifest.layers)
-                .map(|layer| {
+        let mut largest_first: Vec<(usize, &Descriptor)> =
+            release.get().manifest.layers.iter().enumerate().collect();
+        largest_first.sort_by_key(|(_, layer)| std::cmp::Reverse(layer.size));
+        let mut results: Vec<(usize, Result<Option<Extracted>>)> =
+            futures::stream::iter(largest_first)
+                .map(|(index, layer)| {
                     let used = used.clone();
                     let cancel = cancel.clone();
                     async move {
@@ -59,17 +66,18 @@ impl LayerFetch<'_> {
                         if result.is_err() {
                             cancel.store(true, Ordering::Relaxed);
                         }
-                        result
+                        (index, result)
                     }
                 })
-                .buffered(self.jobs.max(1))
+                .buffer_unordered(self.jobs.max(1))
                 .collect()
                 .await;
-        let mut links = Vec::new();
+        results.sort_by_key(|(index, _)| *index);
+        let mut layers = Vec::new();
         let mut first_error = None;
-        for result in results {
+        for (_, result) in results {
             match result {
-                Ok(Some(layer_links)) => links.extend(layer_links),
+                Ok(Some(extracted)) => layers.push(extracted),
                 // Stopped because another layer failed; that layer's error is reported.
                 Ok(None) => {}
                 Err(e) => {
@@ -81,7 +89,7 @@ impl LayerFetch<'_> {
             return Err(e);
         }
         let staging = self.staging.path().to_owned();
-        tokio::task::spawn_blocking(move || create_hard_links(&staging, &links))
+        tokio::task::spawn_blocking(move || manifest_of(layers, &staging))
             .await
             .map_err(|e| task_failed("making hard links", e))?
             .map_err(into_error)
@@ -92,7 +100,7 @@ impl LayerFetch<'_> {
         layer: &Descriptor,
         used: Arc<BudgetUse>,
         cancel: &AtomicBool,
-    ) -> Result<Option<Vec<PendingHardLink>>> {
+    ) -> Result<Option<Extracted>> {
         let Some(blob) = self.download(layer, cancel).await? else {
             return Ok(None);
         };
@@ -220,7 +228,7 @@ fn extract_blob(
     staging: &Path,
     budget: &ExtractBudget,
     used: &BudgetUse,
-) -> std::result::Result<Vec<PendingHardLink>, ExtractError> {
+) -> std::result::Result<Extracted, ExtractError> {
     let layer = blob.descriptor().digest.clone();
     let malformed =
         |what: &str, e: io::Error| ExtractError::Rejected(budget_or_malformed(&layer, what, e));
@@ -237,9 +245,9 @@ fn extract_blob(
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
     };
     let mut archive = BudgetedReader::new(decoder, budget, used);
-    let links = LayerExtractor::new(staging, &layer, budget, used).extract(&mut archive)?;
+    let extracted = LayerExtractor::new(staging, &layer, budget, used).extract(&mut archive)?;
     // Read to the end: trailing bytes must decompress cleanly and count against the budget.
     io::copy(&mut archive, &mut io::sink())
         .map_err(|e| malformed("reading past the end of the archive", e))?;
-    Ok(links)
+    Ok(extracted)
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use lock::EntryLock;
-use staging::{Staging, remove_tree, seal_read_only};
+use staging::{Staging, remove_tree};
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Result};
 use tcdist_core::platform::Platform;
@@ -141,20 +141,20 @@ impl Store {
         Staging::create(&staging_root, &name, self.entry_path(digest, platform))
     }
 
-    /// Seals the extracted tree read-only, then writes its manifest and the record (with the
-    /// manifest's digest) beside it, before the entry is committed.
-    pub fn write_record(staging: &Staging, mut record: EntryRecord) -> Result<()> {
-        let tree_root = staging.path().join(TOOLCHAIN_ROOT);
-        seal_read_only(&tree_root)?;
-        let manifest = TreeManifest::build(&tree_root)
-            .map_err(|e| Error::store("reading the installed tree", &tree_root, e))?;
+    /// Seals the extracted tree's directories (its files were created sealed), then writes
+    /// its manifest, as the extraction recorded it, and the record (with the manifest's
+    /// digest) beside it, read-only, before the entry is committed.
+    pub fn write_record(
+        staging: &Staging,
+        mut record: EntryRecord,
+        manifest: &TreeManifest,
+    ) -> Result<()> {
+        staging::seal_directories(&staging.path().join(TOOLCHAIN_ROOT), manifest)?;
         let text = manifest.to_text();
         record.tree_digest = Some(Digest::of(text.as_bytes()));
-        let tree_path = staging.path().join(TREE_FILE);
-        std::fs::write(&tree_path, text).map_err(|e| Error::store("writing", &tree_path, e))?;
-        let path = staging.path().join(RECORD_FILE);
+        write_read_only(&staging.path().join(TREE_FILE), text.as_bytes())?;
         let json = serde_json::to_vec_pretty(&record).expect("records serialise");
-        std::fs::write(&path, json).map_err(|e| Error::store("writing", &path, e))
+        write_read_only(&staging.path().join(RECORD_FILE), &json)
     }
 
     pub fn mark_used(&self, digest: &Digest, platform: &Platform) {
@@ -478,6 +478,18 @@ pub struct DamagedEntry {
 pub struct GcReport {
     pub removed_staging: Vec<PathBuf>,
     pub removed_entries: Vec<PathBuf>,
+}
+
+/// Writes a new file, created read-only.
+fn write_read_only(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::store("writing", path, e))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::store("writing", path, e))
 }
 
 fn read_entry(path: &Path) -> Result<Option<Entry>> {

@@ -112,7 +112,7 @@ pub async fn install(
         release.manifest.layers.len(),
         release.index_digest
     ));
-    LayerFetch {
+    let manifest = LayerFetch {
         source,
         staging: &staging,
         budget: verifier.budget(),
@@ -122,7 +122,11 @@ pub async fn install(
     }
     .run(&verified)
     .await?;
-    Store::write_record(&staging, EntryRecord::new(&release.reference, &report))?;
+    Store::write_record(
+        &staging,
+        EntryRecord::new(&release.reference, &report),
+        &manifest,
+    )?;
     reporter.step("installing into the store");
     staging.commit()?;
     remember()?;

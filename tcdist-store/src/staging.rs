@@ -5,6 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::tree::TreeManifest;
 use tcdist_core::error::{Error, Result};
 
 #[derive(Debug)]
@@ -41,12 +42,11 @@ impl Staging {
             .expect("a staging directory lives in the staging root")
     }
 
-    /// Makes the tree read-only, flushes it to disk, and renames it to its target.
+    /// Moves the staging directory into its place in the store, durably. Its contents are
+    /// sealed read-only already (`Store::write_record`); the directory itself is sealed once
+    /// in place, since moving a directory to another parent rewrites its `..`, which needs
+    /// write permission on it (for any user but root).
     pub fn commit(mut self) -> Result<PathBuf> {
-        seal_read_only(&self.dir)?;
-        // Moving a directory to another parent rewrites its `..`, which needs write
-        // permission on it (for any user but root): it is sealed once in place.
-        set_mode(&self.dir, 0o755)?;
         sync_filesystem(&self.dir)?;
         let parent = self.target.parent().expect("entries live in a directory");
         std::fs::create_dir_all(parent).map_err(|e| Error::store("creating", parent, e))?;
@@ -67,27 +67,10 @@ impl Drop for Staging {
     }
 }
 
-/// Files become 0444 (0555 if executable), directories 0555; symlinks have no mode. A walk
-/// with an explicit stack: the tree's depth came from a layer.
-pub fn seal_read_only(root: &Path) -> Result<()> {
-    let mut directories = Vec::new();
-    let mut pending = vec![root.to_owned()];
-    while let Some(path) = pending.pop() {
-        let metadata =
-            std::fs::symlink_metadata(&path).map_err(|e| Error::store("inspecting", &path, e))?;
-        if metadata.is_dir() {
-            for entry in std::fs::read_dir(&path).map_err(|e| Error::store("reading", &path, e))? {
-                pending.push(entry.map_err(|e| Error::store("reading", &path, e))?.path());
-            }
-            directories.push(path);
-        } else if metadata.is_file() {
-            let executable = metadata.permissions().mode() & 0o111 != 0;
-            set_mode(&path, if executable { 0o555 } else { 0o444 })?;
-        }
-    }
-    // Directories last, innermost first, so none is sealed before its contents.
-    for directory in directories.iter().rev() {
-        set_mode(directory, 0o555)?;
+/// Seals the directories of a tree whose files were created sealed: 0555, innermost first.
+pub fn seal_directories(root: &Path, manifest: &TreeManifest) -> Result<()> {
+    for directory in manifest.directories_deepest_first() {
+        set_mode(&root.join(directory), 0o555)?;
     }
     Ok(())
 }

@@ -19,6 +19,8 @@ pub const TREE_FILE: &str = "tree.txt";
 
 /// Files hashed at once: enough to keep a disk or two cores busy.
 const HASH_WORKERS: usize = 4;
+/// Read buffer per hashing worker.
+const HASH_BUFFER: usize = 256 << 10;
 
 /// One path of the tree, as the manifest records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +40,25 @@ pub struct TreeManifest {
 }
 
 impl TreeManifest {
+    /// A manifest of the given items (names relative to the root, `.` for the root).
+    pub fn from_items(items: BTreeMap<String, TreeItem>) -> Self {
+        Self { items }
+    }
+
+    /// The directories, deepest first.
+    pub fn directories_deepest_first(&self) -> Vec<&str> {
+        let mut directories: Vec<&str> = self
+            .items
+            .iter()
+            .filter(|(_, item)| item.kind == 'd')
+            .map(|(name, _)| name.as_str())
+            .collect();
+        directories.sort_by_key(|name| {
+            std::cmp::Reverse(name.matches('/').count() + usize::from(*name != "."))
+        });
+        directories
+    }
+
     /// Reads the tree under `root` and hashes every file (several at once).
     pub fn build(root: &Path) -> std::io::Result<Self> {
         let mut items = BTreeMap::new();
@@ -178,12 +199,16 @@ impl TreeManifest {
 }
 
 /// SHA-256 of a file read through `file`, with its size.
-pub fn hash_reader(mut file: impl Read) -> std::io::Result<(u64, String)> {
+pub fn hash_reader(file: impl Read) -> std::io::Result<(u64, String)> {
+    hash_reader_with(file, &mut vec![0u8; HASH_BUFFER])
+}
+
+/// [`hash_reader`] with a buffer the caller reuses across files.
+fn hash_reader_with(mut file: impl Read, buffer: &mut [u8]) -> std::io::Result<(u64, String)> {
     let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
-        let n = file.read(&mut buffer)?;
+        let n = file.read(buffer)?;
         if n == 0 {
             break;
         }
@@ -209,14 +234,16 @@ fn hash_files(files: &[(PathBuf, String)]) -> std::io::Result<Vec<(String, (u64,
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| -> std::io::Result<()> {
+                    let mut buffer = vec![0u8; HASH_BUFFER];
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some((path, name)) = files.get(i) else {
                             return Ok(());
                         };
-                        let hashed = hash_reader(open_no_follow(path)?).map_err(|e| {
-                            std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-                        })?;
+                        let hashed =
+                            hash_reader_with(open_no_follow(path)?, &mut buffer).map_err(|e| {
+                                std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                            })?;
                         results
                             .lock()
                             .expect("no worker panics holding the lock")
