@@ -9,7 +9,11 @@ setup_file() {
 	load helpers
 	export WORK=$TCDIST_TEST_WORK/mirrors
 	mkdir -p "$WORK"
-	export REPO=$TCDIST_REGISTRY/mirrors/go
+	# A repository of its own each run, so the cache (which keeps what it fetched per
+	# repository) starts cold on a reused stack too.
+	export REPO_PATH
+	REPO_PATH=mirrors/go-$(date +%s%N)
+	export REPO=$TCDIST_REGISTRY/$REPO_PATH
 	for n in 1 2; do
 		make_small_tree "$WORK/tree$n"
 		head -c 2000000 /dev/urandom >"$WORK/tree$n/src/fmt/random.bin"
@@ -52,11 +56,12 @@ mirrors_dir() {
 	echo "$dir"
 }
 
-@test "cold and warm pulls through the pull-through cache: layers come from the cache, every byte checked" {
+@test "cold and warm pulls through the pull-through cache: layers come from the cache, the registry serves each once, every byte checked" {
 	mapfile -t layers < <(layer_digests "$REPO:v1")
-	declare -A cache_before origin_after_first
+	declare -A cache_before origin_before origin_after_first
 	for l in "${layers[@]}"; do
 		cache_before[$l]=$(count_blob_gets "$l" "$TCDIST_CACHE_LOG")
+		origin_before[$l]=$(count_blob_gets "$l")
 	done
 	run --separate-stderr "$TCVERIFY" pull "$REPO:v1" --mirrors "$TCDIST_CACHE_MIRRORS" --store "$WORK/cold" --json
 	echo "$stderr"
@@ -66,7 +71,9 @@ mirrors_dir() {
 	diff -r -x TOOLCHAIN.json "$WORK/tree1" "$root"
 	for l in "${layers[@]}"; do
 		[ "$(($(count_blob_gets "$l" "$TCDIST_CACHE_LOG") - ${cache_before[$l]}))" -eq 1 ]
+		# The cache's miss reaches the registry once.
 		origin_after_first[$l]=$(count_blob_gets "$l")
+		[ "$((origin_after_first[$l] - origin_before[$l]))" -eq 1 ]
 	done
 	# Warm: nothing is fetched again.
 	run --separate-stderr "$TCVERIFY" pull "$REPO:v1" --mirrors "$TCDIST_CACHE_MIRRORS" --store "$WORK/cold" --json
@@ -89,7 +96,7 @@ mirrors_dir() {
 	[ "$status" -eq 0 ]
 	diff -r -x TOOLCHAIN.json "$WORK/tree1" "$output"
 	[[ $stderr == *"warning: mirror http://127.0.0.1:$port skipped for layer sha256:"*"digest mismatch"* ]]
-	grep -q "GET /v2/mirrors/go/blobs/sha256:" "$WORK/proxy-tamper.log"
+	grep -q "GET /v2/$REPO_PATH/blobs/sha256:" "$WORK/proxy-tamper.log"
 	python3 - "$WORK/tamper-audit.jsonl" "http://127.0.0.1:$port" <<'PY'
 import json, sys
 record = json.loads(open(sys.argv[1]).read().splitlines()[-1])
@@ -116,7 +123,7 @@ PY
 	mirrors=$(mirrors_dir stale "http://127.0.0.1:$port" '["pull", "resolve"]')
 	run --separate-stderr "$TCVERIFY" pull "$REPO:m-stable" --mirrors "$mirrors" --store "$WORK/stale"
 	[ "$status" -eq 0 ]
-	grep -q "GET /v2/mirrors/go/manifests/m-stable " "$WORK/proxy-stale.log"
+	grep -q "GET /v2/$REPO_PATH/manifests/m-stable " "$WORK/proxy-stale.log"
 	"$DISTD" promote "$REPO@$D2" --channel m-stable 2>/dev/null
 	"$TCVERIFY" pull "$REPO:m-stable" --store "$WORK/stale" >/dev/null 2>&1
 	before=$(store_snapshot "$WORK/stale")
@@ -152,7 +159,7 @@ PY
 	echo "$stderr"
 	[ "$status" -eq 0 ]
 	[[ $stderr != *"warning: mirror"* ]]
-	grep -q "GET /v2/mirrors/go/blobs/sha256:.* auth=mirror-user" "$WORK/proxy-auth.log"
+	grep -q "GET /v2/$REPO_PATH/blobs/sha256:.* auth=mirror-user" "$WORK/proxy-auth.log"
 	[ "$(grep -c "auth=$TCDIST_REGISTRY_USERNAME" "$WORK/proxy-auth.log")" -eq 0 ]
 }
 

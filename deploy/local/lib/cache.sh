@@ -53,6 +53,21 @@ _cache_mirrors() {
 		"$REG_PORT" "$CACHE_PORT" "$REG_CA" | write_file_atomic "$dir/hosts.toml" 644
 }
 
+# _cache_upstream_proxy AUTH: the directives that forward a location to the registry with
+# the Basic credentials AUTH.
+_cache_upstream_proxy() {
+	cat <<-CONF
+		            proxy_pass https://127.0.0.1:$REG_PORT;
+		            proxy_http_version 1.1;
+		            proxy_set_header Authorization "Basic $1";
+		            proxy_set_header Host 127.0.0.1:$REG_PORT;
+		            proxy_ssl_trusted_certificate "$REG_CA";
+		            proxy_ssl_verify on;
+		            # nginx matches DNS names only; the certificate names localhost too.
+		            proxy_ssl_name localhost;
+	CONF
+}
+
 # _cache_upstream_conf: nginx.conf forwarding to the registry with its credentials, on stdout.
 _cache_upstream_conf() {
 	local d=$CACHE_UP_DIR auth
@@ -68,19 +83,26 @@ _cache_upstream_conf() {
 		events { worker_connections 256; }
 		http {
 		$(nginx_http_prelude "$d")
+		    # distribution 2.8's proxy fetches a blob it lacks twice at once (one stream for its
+		    # client, one for its storage): the second waits for the first here, so the registry
+		    # serves each blob once. Blobs are named by digest, so one is never stale.
+		    proxy_cache_path "$d/blobs" levels=1:2 keys_zone=blobs:1m max_size=4g inactive=10m use_temp_path=off;
 		    server {
 		        listen 127.0.0.1:$CACHE_UP_PORT;
 		        location /v2/ {
 		            limit_except GET { deny all; }
-		            proxy_pass https://127.0.0.1:$REG_PORT;
-		            proxy_http_version 1.1;
-		            proxy_set_header Authorization "Basic $auth";
-		            proxy_set_header Host 127.0.0.1:$REG_PORT;
-		            proxy_ssl_trusted_certificate "$REG_CA";
-		            proxy_ssl_verify on;
-		            # nginx matches DNS names only; the certificate names localhost too.
-		            proxy_ssl_name localhost;
+		$(_cache_upstream_proxy "$auth")
 		            proxy_buffering off;
+		        }
+		        location ~ "^/v2/.+/blobs/sha256:[0-9a-f]{64}\$" {
+		            limit_except GET { deny all; }
+		$(_cache_upstream_proxy "$auth")
+		            proxy_cache blobs;
+		            proxy_cache_key \$uri;
+		            proxy_cache_valid 200 10m;
+		            proxy_cache_lock on;
+		            proxy_cache_lock_timeout 300s;
+		            proxy_cache_lock_age 300s;
 		        }
 		        location / {
 		            return 404;
