@@ -191,11 +191,12 @@ pub async fn release(
             line.channels.join(", ")
         );
     }
-    let mut trees = Vec::new();
-    for platform in &line.platforms {
-        let out = workshop
-            .work
-            .join(format!("tree-{}-{}", platform.os, platform.architecture));
+    // Cross builds first: each one's make.bash also builds the host's toolchain and caches
+    // its tree, so the host's build then reuses it instead of running make.bash again.
+    let mut order: Vec<&Platform> = line.platforms.iter().collect();
+    order.sort_by_key(|platform| **platform == Platform::host());
+    for platform in order {
+        let out = tree_dir(&workshop.work, platform);
         let request = BuildRequest {
             go_root: line.go_source.clone(),
             out: out.clone(),
@@ -206,6 +207,7 @@ pub async fn release(
             target: build::Target::for_platform(platform)?,
             cache_dir: Some(workshop.cache_dir.clone()),
             scratch_dir: workshop.cache_dir.join("build/work"),
+            host_out: None,
         };
         let started = std::time::Instant::now();
         let outcome = build::build_in_background(request).await?;
@@ -220,11 +222,16 @@ pub async fn release(
             if outcome.cached { "reused" } else { "built" },
             outcome.go_version_line
         );
-        trees.push(TreeInput {
-            path: out,
-            platform: Some(platform.clone()),
-        });
     }
+    // Published in the line's order of platforms.
+    let trees: Vec<TreeInput> = line
+        .platforms
+        .iter()
+        .map(|platform| TreeInput {
+            path: tree_dir(&workshop.work, platform),
+            platform: Some(platform.clone()),
+        })
+        .collect();
     let tag = release_tag(&trees[0].path)?;
     let reference = RegistryRef {
         tag: Some(tag),
@@ -255,6 +262,11 @@ pub async fn release(
         }
     }
     Ok(digest)
+}
+
+/// Where a platform's tree of a release is written.
+fn tree_dir(work: &Path, platform: &Platform) -> PathBuf {
+    work.join(format!("tree-{}-{}", platform.os, platform.architecture))
 }
 
 /// A release is tagged with its toolchain's version (`1.26.8-tc.1`).

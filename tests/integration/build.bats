@@ -11,7 +11,9 @@
 # darwin/arm64: one cross build covers the mechanism, a second costs a make.bash) starts with
 # the suite, in the background and at the lowest priority, and its test waits for it:
 # make.bash leaves a core idle at times (links, cmd/dist's sequential steps, the script tests'
-# runs), which it takes, instead of running alone after the host's build and the rebuild.
+# runs), which it takes, instead of running alone after the host's build and the rebuild. It
+# also writes the host's tree its make.bash built (--host-out), which the suite checks is the
+# host build's, byte for byte: a line's cross build gives its host's tree (docs/cli.md).
 
 bats_require_minimum_version 1.5.0
 
@@ -29,7 +31,7 @@ setup_file() {
 	*) OTHER= ;;
 	esac
 	if [[ -n $OTHER ]]; then
-		start_build cross "$WORK/tree-other" --platform "$OTHER"
+		start_build cross "$WORK/tree-other" --platform "$OTHER" --host-out "$WORK/tree-host-from-cross"
 		[[ -z ${TCDIST_TEST_DARWIN:-} ]] || start_build darwin "$WORK/tree-darwin" --platform darwin/arm64
 	fi
 	nice -n 10 "$DISTD" build --go-root "$GO_SRC" --out "$TREE" --cache-dir "$BUILD_CACHE" \
@@ -377,6 +379,11 @@ import json, sys
 meta = json.load(open(sys.argv[1]))
 assert "%s/%s" % (meta["goos"], meta["goarch"]) == sys.argv[2], meta
 PY
+	# Its make.bash built the host's toolchain first, as the host's build does: the host's tree
+	# it wrote is the host build's, byte for byte, modes included.
+	diff -r --no-dereference "$TREE" "$WORK/tree-host-from-cross"
+	snapshot() { (cd "$1" && find . -printf '%p %y %m %s %l\n' | sort); }
+	[ "$(snapshot "$TREE")" = "$(snapshot "$WORK/tree-host-from-cross")" ]
 	ref=$TCDIST_REGISTRY/toolchains/go-multi-$(date +%s%N):v1
 	run --separate-stderr "$DISTD" publish "$TREE" "$WORK/tree-other" --ref "$ref"
 	[ "$status" -eq 0 ]

@@ -41,13 +41,15 @@ pub fn run_make(
         command.env("GOEXPERIMENT", goexperiment);
     }
     // A cross build: the target's toolchain lands in bin/<goos>_<goarch>/ and
-    // pkg/tool/<goos>_<goarch>/, beside the host's. Without cgo, as upstream's distributions
-    // for other platforms are built (no C cross compiler is assumed).
+    // pkg/tool/<goos>_<goarch>/, beside the host's, which make.bash builds first exactly as a
+    // build for the host does (the caller caches it). CGO_ENABLED is left unset, as for the
+    // host: make.bash bakes it into the go commands as their default, and without it the go
+    // command disables cgo by itself when cross-compiling (no C cross compiler is assumed),
+    // while the target's go command decides on its own machine, as upstream's does.
     if let Some(target) = target {
         command
             .env("GOOS", &target.goos)
-            .env("GOARCH", &target.goarch)
-            .env("CGO_ENABLED", "0");
+            .env("GOARCH", &target.goarch);
     }
     let mut child = command
         .stdin(Stdio::null())

@@ -33,6 +33,9 @@ pub use config::BuildConfig;
 
 /// Bump when the same inputs would give a different tree, so cached trees are not reused.
 const BUILD_FORMAT: &str = "tcdist-build-v1";
+/// Bump when a cross build's tree changes while the host's does not (v2: make.bash runs
+/// without CGO_ENABLED=0, so the target's go command decides cgo as upstream's does).
+const CROSS_FORMAT: &str = "tcdist-cross-v2";
 const STEPS: usize = 6;
 
 #[derive(Clone)]
@@ -54,6 +57,9 @@ pub struct BuildRequest {
     pub cache_dir: Option<PathBuf>,
     /// The cache directory for work dirs when `cache_dir` is `None`.
     pub scratch_dir: PathBuf,
+    /// A cross build only: also write the host's tree its make.bash built here (make.bash
+    /// runs even when the target's tree is cached).
+    pub host_out: Option<PathBuf>,
 }
 
 /// A platform Go can build a toolchain for, other than the host's.
@@ -131,6 +137,13 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
         &bootstrap_version,
         request.target.as_ref(),
     );
+    let host_compiled = input_digest(
+        &source_digest,
+        &series,
+        &config.without_go_env(),
+        &bootstrap_version,
+        None,
+    );
     let input_digest = input_digest(
         &source_digest,
         &series,
@@ -140,16 +153,27 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
     );
     eprintln!("distd: source {source_digest}, build input {input_digest}");
     check_out(out)?;
+    if let Some(host_out) = &request.host_out {
+        check_out(host_out)?;
+    }
 
     let cached_tree = request
         .cache_dir
         .as_ref()
         .map(|c| c.join("build/trees").join(compiled.file_name()));
+    // Where the host's tree of the same inputs is cached, which a cross build also writes.
+    let host_cached_tree = request
+        .target
+        .as_ref()
+        .and(request.cache_dir.as_ref())
+        .map(|c| c.join("build/trees").join(host_compiled.file_name()));
     let cached_upstream_env = cached_tree
         .as_ref()
         .filter(|p| p.is_dir())
         .and_then(|p| std::fs::read_to_string(upstream_env_file(p)).ok());
-    if let (Some(cached), Some(upstream_env)) = (&cached_tree, cached_upstream_env) {
+    if let (Some(cached), Some(upstream_env), None) =
+        (&cached_tree, cached_upstream_env, &request.host_out)
+    {
         step(
             6,
             &format!("reusing the tree built before ({})", cached.display()),
@@ -194,7 +218,10 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
         &source_digest,
         &upstream_version,
         version_time.as_deref(),
-        cached_tree.as_deref(),
+        CachedTrees {
+            tree: cached_tree.as_deref(),
+            host_tree: host_cached_tree.as_deref(),
+        },
     );
     match (&result, temp_work) {
         (Ok(_), Some(temp)) => {
@@ -217,6 +244,13 @@ pub fn build(request: &BuildRequest) -> Result<BuildOutcome> {
     })
 }
 
+/// Where a build's trees go in the build cache (none without one): the tree built, and for a
+/// cross build the host's, which its make.bash builds too.
+struct CachedTrees<'a> {
+    tree: Option<&'a Path>,
+    host_tree: Option<&'a Path>,
+}
+
 /// Steps 2 to 6 in the work root `root`; returns the tree's `go version` line.
 fn build_in(
     request: &BuildRequest,
@@ -225,8 +259,12 @@ fn build_in(
     source_digest: &Digest,
     upstream_version: &str,
     version_time: Option<&str>,
-    cached_tree: Option<&Path>,
+    cache: CachedTrees<'_>,
 ) -> Result<String> {
+    let CachedTrees {
+        tree: cached_tree,
+        host_tree: host_cached_tree,
+    } = cache;
     let config = &request.config;
     step(2, &format!("copying the source to {}", root.display()));
     let copied = source::copy_source(&request.go_root, root)?;
@@ -267,10 +305,11 @@ fn build_in(
     // In a cross build, bin/go is the host's toolchain built from the same tree: it says the
     // version; the target's binaries cannot run here.
     let host_line = make::go_version(root)?;
-    let (mut goos, mut goarch) = parse_go_version_line(&host_line, &toolchain_version)?;
-    if let Some(target) = &request.target {
-        (goos, goarch) = (target.goos.clone(), target.goarch.clone());
-    }
+    let host = parse_go_version_line(&host_line, &toolchain_version)?;
+    let (goos, goarch) = match &request.target {
+        Some(target) => (target.goos.clone(), target.goarch.clone()),
+        None => host.clone(),
+    };
     let go_version_line = format!("go version {toolchain_version} {goos}/{goarch}");
 
     step(5, "checking the built toolchain");
@@ -285,55 +324,86 @@ fn build_in(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).context("reading go.env"),
     };
-    if let Some(cached) = cached_tree {
-        // Beside the tree, before it: a cached tree is reused only with what its go.env was
-        // rendered from.
-        std::fs::create_dir_all(cached.parent().expect("cache path has a parent"))?;
-        std::fs::write(upstream_env_file(cached), &upstream_env)
-            .with_context(|| format!("storing {}", upstream_env_file(cached).display()))?;
-    }
-    let go_env = config::render_go_env(&upstream_env, config);
-    let metadata = ToolchainMetadata {
-        name: config.name.clone(),
-        version: toolchain_version.trim_start_matches("go").to_owned(),
-        go_version: upstream_version.to_owned(),
-        goos: goos.clone(),
-        goarch: goarch.clone(),
-        patches: series.iter().map(|p| p.record.clone()).collect(),
-        source_digest: Some(source_digest.clone()),
-        goexperiment: config.goexperiment.clone(),
-        go_env: config::parse_go_env(&go_env),
-    };
+    let go_env = &config::render_go_env(&upstream_env, config);
     let time = tree_time(version_time)?;
-    let selection = layout::Selection {
-        goos_goarch: format!("{goos}_{goarch}"),
-        cross: request.target.is_some(),
+    // The tree of one platform of this work root: the target's, or (cross) the host's.
+    let tree_writer = |(goos, goarch): (String, String), cross: bool| {
+        let metadata = ToolchainMetadata {
+            name: config.name.clone(),
+            version: toolchain_version.trim_start_matches("go").to_owned(),
+            go_version: upstream_version.to_owned(),
+            goos: goos.clone(),
+            goarch: goarch.clone(),
+            patches: series.iter().map(|p| p.record.clone()).collect(),
+            source_digest: Some(source_digest.clone()),
+            goexperiment: config.goexperiment.clone(),
+            go_env: config::parse_go_env(go_env),
+        };
+        let selection = layout::Selection {
+            goos_goarch: format!("{goos}_{goarch}"),
+            cross,
+        };
+        move |dest: &Path| -> Result<()> {
+            layout::write_tree(root, dest, &selection, go_env, &metadata, time).map(|_| ())
+        }
     };
-    let write = |dest: &Path| -> Result<()> {
-        layout::write_tree(root, dest, &selection, &go_env, &metadata, time).map(|_| ())
-    };
+    let write = tree_writer((goos, goarch), request.target.is_some());
     match cached_tree {
         Some(cached) => {
-            let parent = cached.parent().expect("cache path has a parent");
-            std::fs::create_dir_all(parent)?;
-            let staging = tempfile::Builder::new()
-                .prefix(".staging.")
-                .tempdir_in(parent)?;
-            let tree = staging.path().join("tree");
-            write(&tree)?;
-            match std::fs::rename(&tree, cached) {
-                Ok(()) => {}
-                // Another build of the same inputs finished first: same tree.
-                Err(_) if cached.is_dir() => {}
-                Err(e) => {
-                    return Err(e).with_context(|| format!("storing {}", cached.display()));
-                }
-            }
+            store_in_cache(cached, &upstream_env, &write)?;
             install_tree(&request.out, |dest| copy_tree(cached, dest))?;
         }
         None => install_tree(&request.out, |dest| write(dest))?,
     }
+    // A cross build's make.bash built the host's toolchain from the same tree, as a build for
+    // the host would: cached, it spares the host's build of this line its own make.bash.
+    if request.target.is_some() {
+        let write_host = tree_writer(host.clone(), false);
+        if let Some(host_out) = &request.host_out {
+            eprintln!(
+                "distd:   writing the {}/{} tree it built to {}",
+                host.0,
+                host.1,
+                host_out.display()
+            );
+            install_tree(host_out, |dest| write_host(dest))?;
+        }
+        if let Some(host_cached) = host_cached_tree.filter(|tree| !tree.is_dir()) {
+            eprintln!(
+                "distd:   also caching the {}/{} tree it built ({})",
+                host.0,
+                host.1,
+                host_cached.display()
+            );
+            store_in_cache(host_cached, &upstream_env, &write_host)?;
+        }
+    }
     Ok(go_version_line)
+}
+
+/// Writes a tree into the build cache at `cached` (through a staging directory, so a tree is
+/// there whole or not at all), with the patched source's `go.env` it is rendered from beside
+/// it, written first: a cached tree is reused only with it.
+fn store_in_cache(
+    cached: &Path,
+    upstream_env: &str,
+    write: &dyn Fn(&Path) -> Result<()>,
+) -> Result<()> {
+    let parent = cached.parent().expect("cache path has a parent");
+    std::fs::create_dir_all(parent)?;
+    std::fs::write(upstream_env_file(cached), upstream_env)
+        .with_context(|| format!("storing {}", upstream_env_file(cached).display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging.")
+        .tempdir_in(parent)?;
+    let tree = staging.path().join("tree");
+    write(&tree)?;
+    match std::fs::rename(&tree, cached) {
+        Ok(()) => Ok(()),
+        // Another build of the same inputs finished first: same tree.
+        Err(_) if cached.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("storing {}", cached.display())),
+    }
 }
 
 /// Every file's mtime in a tree: the source's VERSION time, or the epoch without one.
@@ -381,6 +451,7 @@ fn input_digest(
     let _ = writeln!(text, "{BUILD_FORMAT}");
     // Only for cross builds: the host's trees keep the names they were cached under.
     if let Some(target) = target {
+        let _ = writeln!(text, "{CROSS_FORMAT}");
         let _ = writeln!(text, "target {}", target.dir_name());
     }
     let _ = writeln!(text, "source {source}");

@@ -691,6 +691,11 @@ pub struct BuildArgs {
     /// Where to write the toolchain tree (new, empty, or an earlier build's tree)
     #[arg(long, env = "TCDIST_BUILD_OUT", value_name = "DIR")]
     pub out: PathBuf,
+    /// With a cross build (--platform of another platform): also write the host's tree that
+    /// its make.bash built (new, empty, or an earlier build's tree). The build then runs
+    /// make.bash even when its tree is cached
+    #[arg(long, value_name = "DIR", requires = "platform")]
+    pub host_out: Option<PathBuf>,
     #[command(flatten)]
     pub inputs: BuildInputs,
 }
@@ -755,6 +760,7 @@ impl BuildInputs {
             },
             cache_dir: (!self.no_cache).then(|| self.cache_dir.clone()),
             scratch_dir: self.cache_dir.join("build/work"),
+            host_out: None,
         })
     }
 }

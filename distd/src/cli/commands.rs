@@ -105,7 +105,14 @@ async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
 fn build_command(args: BuildArgs) -> anyhow::Result<()> {
     let out = std::path::absolute(&args.out).context("resolving a path")?;
     let started = std::time::Instant::now();
-    let outcome = build::build(&args.inputs.request(out.clone())?)?;
+    let mut request = args.inputs.request(out.clone())?;
+    if let Some(host_out) = &args.host_out {
+        if request.target.is_none() {
+            anyhow::bail!("--host-out is for a cross build: --platform names this host's platform");
+        }
+        request.host_out = Some(std::path::absolute(host_out).context("resolving a path")?);
+    }
+    let outcome = build::build(&request)?;
     eprintln!(
         "distd: {} {} ({}) in {:.0?}",
         if outcome.cached { "reused" } else { "built" },
