@@ -3,13 +3,13 @@
 //! keeps (the releases its channels name, the ones jobs are using), and any a pull holds.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use super::{Entry, EntryRecord, Store, USED_DIR};
+use super::{Entry, EntryRecord, STAGING_DIR, Store, USED_DIR};
 use tcdist_core::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,12 +131,23 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Removes an entry (its lock held) and its bookkeeping.
+    /// Removes an entry (its lock held) and its bookkeeping. The entry is first moved into
+    /// the staging directory, in one rename: a removal cut short (the process killed) leaves a
+    /// staging leftover, which the next pull of that release or `gc` removes, never a
+    /// half-removed entry that lookups would still find.
     pub(crate) fn remove_entry(&self, entry: &Entry, name: &str) -> Result<()> {
-        super::staging::remove_tree(&entry.path)
-            .map_err(|e| Error::store("removing", &entry.path, e))?;
+        let doomed = self.root.join(STAGING_DIR).join(format!("{name}.removed"));
+        if doomed.exists() {
+            super::staging::remove_tree(&doomed)
+                .map_err(|e| Error::store("removing", &doomed, e))?;
+        }
+        // Moving a directory to another parent rewrites its `..`: it must be writable.
+        std::fs::set_permissions(&entry.path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::store("unsealing", &entry.path, e))?;
+        std::fs::rename(&entry.path, &doomed)
+            .map_err(|e| Error::store("moving out of the store", &entry.path, e))?;
         self.forget(entry, name);
-        Ok(())
+        super::staging::remove_tree(&doomed).map_err(|e| Error::store("removing", &doomed, e))
     }
 
     /// Drops what the store keeps about an entry that left its place.
@@ -227,6 +238,57 @@ mod tests {
         };
         let entries = [entry(10, 100, false), never];
         assert_eq!(over_budget(&entries, &budget(10, 0)), [1]);
+    }
+
+    #[test]
+    fn collect_removes_an_entry_through_the_staging_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let platform: tcdist_core::platform::Platform = "linux/amd64".parse().unwrap();
+        let digest = tcdist_core::digest::Digest::of(b"release");
+        let entry = store.entry_path(&digest, &platform);
+        std::fs::create_dir_all(entry.join("toolchain/bin")).unwrap();
+        std::fs::write(entry.join("toolchain/bin/go"), b"go").unwrap();
+        let record = EntryRecord {
+            reference: "r/go:v1".into(),
+            repository: None,
+            index_digest: digest.clone(),
+            manifest_digest: digest.clone(),
+            platform: platform.clone(),
+            checks: Vec::new(),
+            tree_digest: None,
+            installed_at: 0,
+        };
+        std::fs::write(
+            entry.join(crate::RECORD_FILE),
+            serde_json::to_vec(&record).unwrap(),
+        )
+        .unwrap();
+        // Sealed as an installed entry is.
+        for path in [
+            entry.join("toolchain/bin"),
+            entry.join("toolchain"),
+            entry.clone(),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        store.mark_used(&digest, &platform);
+        let budget = StoreBudget {
+            max_bytes: 0,
+            keep_last_used: 0,
+        };
+        let report = store.collect(&budget, &|_| false).unwrap();
+        assert_eq!(report.removed.len(), 1);
+        assert_eq!(report.removed[0].entry, entry);
+        assert_eq!(report.kept_bytes, 0);
+        assert!(!entry.exists());
+        assert!(!entry.parent().unwrap().exists());
+        assert!(store.list().unwrap().is_empty());
+        let staging = std::fs::read_dir(store.root().join(STAGING_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(staging, 0);
+        assert_eq!(store.last_used(&record), SystemTime::UNIX_EPOCH);
     }
 
     #[test]

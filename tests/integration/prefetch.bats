@@ -84,6 +84,18 @@ wait_for() {
 	return 1
 }
 
+# wait_logged TEXT SECONDS: until the agent's log has a line with TEXT, at most SECONDS.
+wait_logged() {
+	local i
+	for ((i = 0; i < $2 * 10; i++)); do
+		grep -qF "$1" "$DIR/agent.log" && return 0
+		sleep 0.1
+	done
+	echo "not logged within $2 s: $1" >&3
+	cat "$DIR/agent.log" >&3
+	return 1
+}
+
 metric() {
 	curl -fsS "$METRICS" | awk -v name="$1" '$1 == name { print $2 }'
 }
@@ -138,7 +150,8 @@ PY
 	job_tcverify "$SOCKET" report --job-id job-b --pipeline p --exit-status 0 >/dev/null
 	job_tcverify "$SOCKET" pull "$REPO@$D3" >/dev/null
 	wait_for "! -e $(entry "$D2")" 10
-	grep -q "store budget: removed $(entry "$D2") (" "$DIR/agent.log"
+	# Logged once the entry, moved out of the store at once, is deleted.
+	wait_logged "store budget: removed $(entry "$D2") (" 10
 	[ -x "$(entry "$D1")/toolchain/bin/go" ]
 	[ -d "$(entry "$D3")" ]
 	[ -d "$(entry "$D4")" ]
@@ -149,9 +162,11 @@ PY
 	# Once job a has reported, D1 is only the least recently used: the next install removes it.
 	job_tcverify "$SOCKET" report --job-id job-a --pipeline p --exit-status 1 >/dev/null
 	job_tcverify "$SOCKET" pull "$REPO@$D2" >/dev/null
-	wait_for "! -e $(entry "$D1")" 10
-	[ -d "$(entry "$D2")" ]
+	wait_logged "store budget: removed $(entry "$D3") (" 10
+	grep -qF "store budget: removed $(entry "$D1") (" "$DIR/agent.log"
+	[ ! -e "$(entry "$D1")" ]
 	[ ! -e "$(entry "$D3")" ]
+	[ -d "$(entry "$D2")" ]
 	[ -d "$(entry "$D4")" ]
 }
 

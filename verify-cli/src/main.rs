@@ -60,9 +60,13 @@ fn run_agent(config: &std::path::Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    cli::exit_with(runtime.block_on(async {
+    let result = runtime.block_on(async {
         let host = tcverify::agent::host::resolve(&config).await?;
         let agent = tcverify::agent::server::Agent::new(config, host)?;
         std::sync::Arc::new(agent).serve().await
-    }))
+    });
+    // Requests in flight had their time to finish (`serve`); a prefetch round still
+    // downloading is abandoned, leaving a staging directory the next pull removes.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    cli::exit_with(result)
 }

@@ -98,33 +98,16 @@ fn collect(agent: &Agent) {
     }
 }
 
+/// The budget's metrics, then its log lines (so a line seen means its figures are out).
 fn count(agent: &Agent, budget: &StoreBudget, report: &BudgetReport) {
     let metrics = agent.metrics();
+    let over = report.over(budget);
     for removed in &report.removed {
-        eprintln!(
-            "tcverify agent: store budget: removed {} ({} bytes)",
-            removed.entry.display(),
-            removed.bytes
-        );
         metrics.add("tcdist_agent_store_collected_total", &[], 1.0);
         metrics.add(
             "tcdist_agent_store_collected_bytes_total",
             &[],
             removed.bytes as f64,
-        );
-    }
-    let over = report.over(budget);
-    if over {
-        eprintln!(
-            "tcverify agent: store budget: the entries kept take {} bytes, over the budget of \
-             {} (in use, named by prefetch, the last used{})",
-            report.kept_bytes,
-            budget.max_bytes,
-            if report.busy.is_empty() {
-                ""
-            } else {
-                ", or being pulled"
-            }
         );
     }
     metrics.set("tcdist_agent_store_bytes", &[], report.kept_bytes as f64);
@@ -138,4 +121,24 @@ fn count(agent: &Agent, budget: &StoreBudget, report: &BudgetReport) {
         &[],
         if over { 1.0 } else { 0.0 },
     );
+    for removed in &report.removed {
+        eprintln!(
+            "tcverify agent: store budget: removed {} ({} bytes)",
+            removed.entry.display(),
+            removed.bytes
+        );
+    }
+    if over {
+        eprintln!(
+            "tcverify agent: store budget: the entries kept take {} bytes, over the budget of \
+             {} (in use, named by prefetch, the last used{})",
+            report.kept_bytes,
+            budget.max_bytes,
+            if report.busy.is_empty() {
+                ""
+            } else {
+                ", or being pulled"
+            }
+        );
+    }
 }
