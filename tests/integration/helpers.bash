@@ -60,6 +60,17 @@ make_small_tree() {
 	ln -s ../src/fmt "$dir/lib/fmt-link"
 }
 
+# publish_job_releases N NAME: N releases of job trees (go1.26.8-NAME1 …) in $REPO as v1…vN,
+# their digests exported as D1…DN; the trees are $WORK/tree1….
+publish_job_releases() {
+	local n digest
+	for ((n = 1; n <= $1; n++)); do
+		make_job_tree "$WORK/tree$n" "go1.26.8-$2$n"
+		digest=$("$DISTD" publish "$WORK/tree$n" --ref "$REPO:v$n" 2>/dev/null)
+		export "D$n=${digest##*$'\n'}"
+	done
+}
+
 # make_job_tree DIR VERSION: a small tree whose bin/go also answers `go env GOEXPERIMENT` as
 # go does, because `tcverify env` asks the toolchain itself.
 make_job_tree() {

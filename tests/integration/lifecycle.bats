@@ -14,12 +14,7 @@ setup_file() {
 	# A repository of its own on every run: the stack's registry keeps earlier runs' state.
 	export REPO
 	REPO=$TCDIST_REGISTRY/toolchains/life-$(date +%s%N)
-	local n
-	for n in 1 2 3; do
-		make_job_tree "$WORK/tree$n" "go1.26.8-life$n"
-		digest=$("$DISTD" publish "$WORK/tree$n" --ref "$REPO:v$n" 2>/dev/null)
-		export "D$n=${digest##*$'\n'}"
-	done
+	publish_job_releases 3 life
 }
 
 setup() {

@@ -12,12 +12,7 @@ setup_file() {
 	mkdir -p "$WORK"
 	export REPO
 	REPO=$TCDIST_REGISTRY/toolchains/prefetch-$(date +%s%N)
-	local n digest
-	for n in 1 2 3 4; do
-		make_job_tree "$WORK/tree$n" "go1.26.8-pre$n"
-		digest=$("$DISTD" publish "$WORK/tree$n" --ref "$REPO:v$n" 2>/dev/null)
-		export "D$n=${digest##*$'\n'}"
-	done
+	publish_job_releases 4 pre
 }
 
 setup() {
