@@ -4,6 +4,7 @@
 //! who may connect.
 
 pub mod client;
+pub mod ledger;
 pub mod outcome;
 pub mod tls;
 pub mod wire;

@@ -41,15 +41,19 @@ pub enum Action {
     Yank,
     /// Send the outcomes of jobs a build host served during a rollout of a line.
     Report,
+    /// Append to the daemon's ledger what the caller itself signed (the daemon as a whole:
+    /// a grant of it names `lines = ["*"]`).
+    Ledger,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Read,
         Action::Build,
         Action::Promote,
         Action::Yank,
         Action::Report,
+        Action::Ledger,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Action {
             Action::Promote => "promote",
             Action::Yank => "yank",
             Action::Report => "report",
+            Action::Ledger => "ledger",
         }
     }
 }

@@ -6,6 +6,7 @@ mod cli;
 mod ctl;
 mod events;
 mod judge;
+mod ledger;
 mod lifecycle;
 mod line;
 mod package;

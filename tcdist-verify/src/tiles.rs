@@ -304,7 +304,16 @@ fn largest_power_of_two_below(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-fn hash_children(left: &Hash, right: &Hash) -> Hash {
+/// RFC 6962's hash of a leaf: SHA-256 over 0x00 and the entry.
+pub fn leaf_hash(entry: &[u8]) -> Hash {
+    let mut hash = Sha256::new();
+    hash.update([0u8]);
+    hash.update(entry);
+    hash.finalize().into()
+}
+
+/// RFC 6962's hash of an interior node.
+pub fn hash_children(left: &Hash, right: &Hash) -> Hash {
     let mut hash = Sha256::new();
     hash.update([1u8]);
     hash.update(left);

@@ -38,6 +38,8 @@ DISTD_SERVER_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/server
 DISTD_MANAGER_ID=spiffe://$SPIRE_TRUST_DOMAIN/release/manager
 DISTD_READER_ID=spiffe://$SPIRE_TRUST_DOMAIN/ci/job
 DISTD_REPORTER_ID=spiffe://$SPIRE_TRUST_DOMAIN/buildkite/agent
+# Reads the ledger for distd monitor.
+DISTD_MONITOR_ID=spiffe://$SPIRE_TRUST_DOMAIN/distd/monitor
 DISTD_REPOSITORY=toolchains/go
 DISTD_CHANNEL=stable
 # /readyz needs the server's SVID: the agent serves it once it synced the entries.
@@ -125,7 +127,19 @@ _distd_config() {
 		printf '[[grant]]\n'
 		printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_READER_ID")"
 		printf 'lines = ["*"]\n'
+		printf 'actions = ["read"]\n\n'
+		printf '[[grant]]\n'
+		printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_MONITOR_ID")"
+		printf 'lines = ["*"]\n'
 		printf 'actions = ["read"]\n'
+		# Every identity that signs records what it signed in the daemon's ledger.
+		local id
+		for id in "$SPIRE_SIGNER_ID" "$SPIRE_PROMOTER_ID" "$SPIRE_REBUILDER_ID" "$SPIRE_JUDGE_ID"; do
+			printf '\n[[grant]]\n'
+			printf 'spiffe_id = %s\n' "$(_policy_toml_str "$id")"
+			printf 'lines = ["*"]\n'
+			printf 'actions = ["ledger"]\n'
+		done
 		if [[ -n $DISTD_LINE ]]; then
 			printf '\n[[grant]]\n'
 			printf 'spiffe_id = %s\n' "$(_policy_toml_str "$DISTD_REPORTER_ID")"
@@ -241,6 +255,9 @@ distd_env() {
 	export_line TCDIST_SERVER_LOG "$DISTD_LOG"
 	export_line TCDIST_SERVER_PIDFILE "$DISTD_PIDFILE"
 	export_line TCDIST_RELEASE_MANAGER_ID "$DISTD_MANAGER_ID"
+	export_line TCDIST_MONITOR_ID "$DISTD_MONITOR_ID"
+	# The daemon's ledger file (its own; clients append through the API).
+	export_line TCDIST_SERVER_LEDGER "$DISTD_STATE/ledger.jsonl"
 }
 
 distd_status() {

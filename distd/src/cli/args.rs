@@ -16,9 +16,11 @@ use tcdist_oci::release::Compression;
 
 use crate::judge::tally::ArmCounts;
 use crate::judge::verdict::{self, Inputs, JudgeConfig};
+use crate::ledger::{FileLedger, Ledger, RemoteLedger};
 use crate::package::PackageSettings;
 use crate::package::layer::LayerSettings;
 use crate::{build, ctl, publish, sign};
+use tcdist_verify::spiffe_id::SpiffeId;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,6 +74,9 @@ pub enum Command {
     /// The deployment's trust material for Sigstore clients
     #[command(subcommand)]
     TrustRoot(TrustRootCommand),
+    /// The publisher's ledger of everything distd signed
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
 }
 
 #[derive(Args, Debug)]
@@ -585,6 +590,8 @@ pub struct SigningArgs {
     /// The origin the log signs its checkpoints under
     #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
     pub rekor_origin: Option<String>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
     /// Refuse an SVID that expires sooner than this (seconds)
     #[arg(
         long,
@@ -637,9 +644,25 @@ impl SigningArgs {
                 "TCDIST_TSA_CHAIN",
             )
         })?;
+        let endpoint = match &source {
+            sign::svid::SvidSource::WorkloadApi { endpoint } => Some(endpoint.as_str()),
+            sign::svid::SvidSource::Files { .. } => None,
+        };
+        // The daemon's ledger is appended with the SVID that signs.
+        let ledger = match self.ledger.open(endpoint, Some(signer.clone()))? {
+            Some(ledger) => ledger,
+            None => {
+                eprintln!(
+                    "distd: warning: no ledger (--ledger, TCDIST_LEDGER, or the daemon's, \
+                     TCDIST_SERVER): what this process signs will look unauthorized to distd \
+                     monitor"
+                );
+                Ledger::None
+            }
+        };
         let (log, log_trust) = match (self.rekor_url, self.rekor_public_key, self.rekor_origin) {
             (Some(url), Some(public_key), Some(origin)) => (
-                Some(sign::tlog::TransparencyLogClient::new(&url)?),
+                Some(sign::tlog::TransparencyLogClient::new(&url, &origin)?),
                 Some(publish::LogTrust { public_key, origin }),
             ),
             _ => (None, None),
@@ -651,11 +674,109 @@ impl SigningArgs {
                 min_lifetime: std::time::Duration::from_secs(self.min_svid_lifetime),
                 tsa: sign::tsa::TimestampAuthority::new(&tsa_url)?,
                 log,
+                ledger,
             },
             tsa_chain,
             log: log_trust,
         })
     }
+}
+
+/// Which ledger records what is signed, or is read: a file, else the daemon's.
+#[derive(Args, Debug, Clone)]
+pub struct LedgerArgs {
+    /// The ledger file (wins over --server)
+    #[arg(long, env = "TCDIST_LEDGER", value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
+    /// The publisher daemon (https://HOST:PORT) whose ledger is meant, when --ledger is not
+    /// given
+    #[arg(long, env = "TCDIST_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's SPIFFE ID; a server with another SVID is refused
+    #[arg(long, env = "TCDIST_SERVER_ID", value_name = "SPIFFE_ID")]
+    pub server_id: Option<String>,
+}
+
+impl LedgerArgs {
+    /// The ledger named, `None` when neither a file nor a daemon is. The daemon is called
+    /// with `caller`'s SVID from the Workload API at `endpoint`.
+    pub fn open(
+        self,
+        endpoint: Option<&str>,
+        caller: Option<SpiffeId>,
+    ) -> anyhow::Result<Option<Ledger>> {
+        use tcdist_core::Error;
+        let server = match (self.ledger, self.server) {
+            (Some(path), _) => return Ok(Some(Ledger::File(FileLedger::new(path)))),
+            (None, None) => return Ok(None),
+            (None, Some(server)) => server,
+        };
+        let server_id = self.server_id.ok_or_else(|| {
+            Error::usage_with_hint(
+                format!(
+                    "the ledger of the daemon at {server} is meant, and its SPIFFE ID is not set"
+                ),
+                "pass --server-id or set TCDIST_SERVER_ID",
+            )
+        })?;
+        let server_id = SpiffeId::parse(&server_id)
+            .map_err(|e| Error::usage(format!("--server-id {server_id:?}: {e}")))?;
+        let endpoint = endpoint.ok_or_else(|| {
+            Error::usage_with_hint(
+                format!(
+                    "the ledger of the daemon at {server} is reached with an SVID from the \
+                     Workload API, and none is configured"
+                ),
+                "set SPIFFE_ENDPOINT_SOCKET, or name a ledger file with --ledger (TCDIST_LEDGER)",
+            )
+        })?;
+        Ok(Some(Ledger::Remote(RemoteLedger::new(
+            server,
+            server_id,
+            endpoint.to_owned(),
+            caller,
+        ))))
+    }
+}
+
+/// A ledger to read, and who reads it.
+#[derive(Args, Debug)]
+pub struct LedgerReadArgs {
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The SPIFFE ID to read the daemon's ledger as (a `read` grant), when this process holds
+    /// several SVIDs
+    #[arg(long = "as", env = "TCDIST_MONITOR_ID", value_name = "SPIFFE_ID")]
+    pub caller: Option<String>,
+    /// The SPIFFE Workload API (the SPIRE agent's socket)
+    #[arg(long, env = "SPIFFE_ENDPOINT_SOCKET", value_name = "unix:///PATH")]
+    pub spiffe_endpoint_socket: Option<String>,
+}
+
+impl LedgerReadArgs {
+    pub fn open(self) -> anyhow::Result<Ledger> {
+        let caller = self
+            .caller
+            .as_deref()
+            .map(SpiffeId::parse)
+            .transpose()
+            .map_err(|e| tcdist_core::Error::usage(format!("--as: {e}")))?;
+        self.ledger
+            .open(self.spiffe_endpoint_socket.as_deref(), caller)?
+            .ok_or_else(|| {
+                tcdist_core::Error::usage_with_hint(
+                    "no ledger is named",
+                    "pass --ledger FILE or --server URL (TCDIST_LEDGER, TCDIST_SERVER)",
+                )
+                .into()
+            })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LedgerCommand {
+    /// Check the ledger's hash chain; prints its record count and head
+    Verify(LedgerReadArgs),
 }
 
 #[derive(Args, Debug)]

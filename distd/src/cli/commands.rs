@@ -7,10 +7,10 @@ use tokio::runtime::Runtime;
 use tcdist_oci::reference::ReleaseRef;
 
 use super::args::{
-    BuildArgs, ChannelArgs, Command, PromoteArgs, PromoterArgs, PublishArgs, RebuildArgs,
-    RefreshArgs, ReleaseArgs, RolloutCommand, RolloutVerdictArgs, ServeArgs, SignArgs, SigningArgs,
-    TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot, pinned_reference,
-    repository_reference,
+    BuildArgs, ChannelArgs, Command, LedgerCommand, LedgerReadArgs, PromoteArgs, PromoterArgs,
+    PublishArgs, RebuildArgs, RefreshArgs, ReleaseArgs, RolloutCommand, RolloutVerdictArgs,
+    ServeArgs, SignArgs, SigningArgs, TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot,
+    pinned_reference, repository_reference,
 };
 use crate::judge::{sample_size, tally, verdict};
 use crate::package::TreeInput;
@@ -41,7 +41,18 @@ pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
             e.context(CtlExit(code))
         }),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
+        Command::Ledger(LedgerCommand::Verify(args)) => {
+            runtime.block_on(ledger_verify_command(args))
+        }
     }
+}
+
+/// `distd ledger verify`: the chain checks, or exit 42 naming the line that breaks it.
+async fn ledger_verify_command(args: LedgerReadArgs) -> anyhow::Result<()> {
+    let ledger = args.open()?;
+    let head = ledger.read().await?.head();
+    println!("ledger ok: {} records, head {}", head.records, head.head);
+    Ok(())
 }
 
 /// Runs `work` unless SIGTERM comes first; then `work` is dropped, which removes its
@@ -67,9 +78,11 @@ impl std::fmt::Display for CtlExit {
     }
 }
 
-async fn serve_command(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve_command(mut args: ServeArgs) -> anyhow::Result<()> {
     let config = serve::config::load(&args.config)
         .map_err(|e| tcdist_core::Error::usage(format!("{e:#}")))?;
+    // The daemon records what it signs in its own ledger, whatever the environment names.
+    args.signing.ledger.ledger = Some(config.ledger_path());
     let endpoint = args.signing.spiffe_endpoint_socket.clone().ok_or_else(|| {
         tcdist_core::Error::usage(
             "the daemon serves with an SVID from the Workload API: set SPIFFE_ENDPOINT_SOCKET",

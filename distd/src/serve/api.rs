@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::ledger::FileLedger;
+
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -55,6 +57,8 @@ pub struct Daemon {
     pub jobs: Arc<Jobs>,
     pub metrics: Arc<Metrics>,
     pub audit: Audit,
+    /// The publisher's ledger.
+    pub ledger: FileLedger,
     /// Signs channel heads and yank lists, and reads them back.
     pub promoter: Signing,
     pub registry: RegistryArgs,
@@ -133,6 +137,7 @@ impl Daemon {
         });
         Ok(Daemon {
             audit: Audit::new(&config.state_dir),
+            ledger: FileLedger::new(config.ledger_path()),
             journal: RolloutJournal::open(&config.state_dir)?,
             config,
             jobs,
@@ -357,6 +362,7 @@ pub fn router(daemon: Shared) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel))
         .merge(super::rollouts::routes())
         .merge(super::outcomes::routes())
+        .merge(super::ledger::routes())
         .route_layer(middleware::from_fn_with_state(Arc::clone(&daemon), measure))
         .with_state(daemon)
 }

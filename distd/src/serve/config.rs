@@ -175,6 +175,13 @@ fn parse(text: &str, base: &Path) -> Result<ServeConfig> {
     })
 }
 
+impl ServeConfig {
+    /// The daemon's ledger: every statement it, its jobs and its `ledger` grantees sign.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.state_dir.join("ledger.jsonl")
+    }
+}
+
 fn check_grant(grant: RawGrant, lines: &[ReleaseLine]) -> Result<Grant> {
     let who = match (grant.spiffe_id, grant.path_prefix) {
         (Some(id), None) => IdentityRule::SpiffeId(

@@ -30,6 +30,8 @@ pub struct Runner {
     pub exe: PathBuf,
     pub lines_file: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    /// The daemon's ledger, where a job records what it signs.
+    pub ledger: PathBuf,
     /// How long a job has after SIGTERM before its process group is killed.
     pub stop_grace: Duration,
 }
@@ -286,6 +288,7 @@ impl Jobs {
             .arg("--config")
             .arg(&self.runner.lines_file)
             .env(events::EVENTS_VARIABLE, &events_file)
+            .env("TCDIST_LEDGER", &self.runner.ledger)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&output).context("creating the job's output")?)
             .stderr(log)

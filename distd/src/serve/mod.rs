@@ -10,6 +10,7 @@ pub mod config;
 mod jobs;
 mod journal;
 mod judge;
+mod ledger;
 mod live;
 mod metrics;
 mod outcomes;
@@ -60,6 +61,7 @@ pub async fn serve(
         exe: std::env::current_exe().context("finding the distd executable")?,
         lines_file: config.lines_file.clone(),
         cache_dir: config.cache_dir.clone(),
+        ledger: config.ledger_path(),
         stop_grace: config.stop_grace.unsigned_abs(),
     };
     let jobs = Jobs::open(

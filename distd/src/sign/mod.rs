@@ -9,10 +9,11 @@ pub mod tsa;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use distd_api::ledger::{Intent, sha256_id};
 use tcdist_core::Digest;
 use tcdist_oci::attachments::{
-    IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement, SimpleSigning,
+    IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement, SimpleSigning, Statement,
 };
 use tcdist_oci::bundle::{
     Bundle, Envelope, EnvelopeSignature, RawBytes, Rfc3161Timestamp, TimestampVerificationData,
@@ -21,6 +22,7 @@ use tcdist_oci::bundle::{
 use tcdist_verify::spiffe_id::SpiffeId;
 
 use crate::events::{self, Event};
+use crate::ledger::Ledger;
 use svid::{SigningIdentity, SvidSource};
 use tlog::TransparencyLogClient;
 use tsa::TimestampAuthority;
@@ -33,6 +35,8 @@ pub struct Signer {
     pub tsa: TimestampAuthority,
     /// Where bundle signatures are recorded; `None` signs without a log.
     pub log: Option<TransparencyLogClient>,
+    /// Where every statement is recorded before it is logged.
+    pub ledger: Ledger,
 }
 
 /// What names the release in its signed payloads.
@@ -121,6 +125,10 @@ impl Signer {
             Event::Timestamp { seconds, ok }
         })
         .await?;
+        let intent = self
+            .ledger
+            .intent(intent_of(&statement, &signature, &identity.chain[0])?)
+            .await?;
         let envelope = Envelope {
             payload: statement,
             payload_type: IN_TOTO_PAYLOAD_TYPE.into(),
@@ -140,6 +148,9 @@ impl Signer {
                     "distd: recorded in the transparency log at index {}",
                     entry.log_index
                 );
+                if let Some(intent) = intent {
+                    self.ledger.logged(log.logged(intent, &entry)?).await?;
+                }
                 vec![entry]
             }
             None => Vec::new(),
@@ -184,4 +195,29 @@ impl Signer {
             timestamp,
         })
     }
+}
+
+/// The ledger's intent for `statement` signed with `signature` by `certificate`.
+fn intent_of(statement: &[u8], signature: &[u8], certificate: &[u8]) -> Result<Intent> {
+    let parsed: Statement<serde::de::IgnoredAny> =
+        serde_json::from_slice(statement).context("the statement to sign does not parse")?;
+    let subject = match parsed.subject.as_slice() {
+        [subject] => subject
+            .digest
+            .get("sha256")
+            .map(|hex| format!("sha256:{hex}")),
+        _ => None,
+    }
+    .context("the statement to sign names no single sha256 subject")?;
+    let spiffe_id = tcdist_verify::svid::parse_leaf(certificate)
+        .map_err(|e| anyhow::anyhow!("the signing certificate: {e}"))?
+        .id;
+    Ok(Intent {
+        subject,
+        predicate_type: parsed.predicate_type,
+        spiffe_id: spiffe_id.to_string(),
+        certificate: sha256_id(certificate),
+        payload: sha256_id(statement),
+        signature: sha256_id(signature),
+    })
 }

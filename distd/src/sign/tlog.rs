@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use base64::Engine as _;
+use distd_api::ledger::Logged;
 use serde_json::json;
 use tcdist_oci::bundle::{Envelope, TransparencyLogEntry};
 
@@ -17,17 +18,20 @@ const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct TransparencyLogClient {
     http: reqwest::Client,
     url: String,
+    /// The origin the log signs its checkpoints under: its name in the ledger.
+    origin: String,
 }
 
 impl TransparencyLogClient {
-    /// `url` is the log's base URL (`$TCDIST_REKOR_URL`).
-    pub fn new(url: &str) -> Result<Self> {
+    /// `url` is the log's base URL (`$TCDIST_REKOR_URL`), `origin` its checkpoints' origin.
+    pub fn new(url: &str, origin: &str) -> Result<Self> {
         Ok(TransparencyLogClient {
             http: reqwest::Client::builder()
                 .timeout(SUBMIT_TIMEOUT)
                 .build()
                 .context("setting up the transparency log client")?,
             url: format!("{}/api/v2/log/entries", url.trim_end_matches('/')),
+            origin: origin.to_owned(),
         })
     }
 
@@ -87,6 +91,20 @@ impl TransparencyLogClient {
                 "the transparency log at {} sent an entry that does not parse",
                 self.url
             )
+        })
+    }
+}
+
+impl TransparencyLogClient {
+    /// The ledger's record of `entry`, the log's answer to intent `intent`.
+    pub fn logged(&self, intent: u64, entry: &TransparencyLogEntry) -> Result<Logged> {
+        Ok(Logged {
+            intent,
+            log: self.origin.clone(),
+            log_index: u64::try_from(entry.log_index).with_context(|| {
+                format!("the log answered a negative index {}", entry.log_index)
+            })?,
+            leaf_hash: hex::encode(tcdist_verify::tiles::leaf_hash(&entry.canonicalized_body)),
         })
     }
 }
