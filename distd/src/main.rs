@@ -9,6 +9,7 @@ mod judge;
 mod ledger;
 mod lifecycle;
 mod line;
+mod monitor;
 mod package;
 mod publish;
 mod rebuild;
@@ -20,7 +21,7 @@ mod trust_root;
 use std::process::ExitCode;
 
 use cli::args::Cli;
-use cli::commands::CtlExit;
+use cli::commands::CommandExit;
 use tcdist_core::program;
 
 fn main() -> ExitCode {
@@ -43,8 +44,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("distd: error: {err:#}");
-            let code = match err.downcast_ref::<CtlExit>() {
-                Some(exit) => exit.0,
+            let code = match err.downcast_ref::<CommandExit>() {
+                Some(exit) => exit.code,
                 None => err
                     .chain()
                     .find_map(|cause| cause.downcast_ref::<tcdist_core::Error>())

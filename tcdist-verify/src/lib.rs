@@ -3,8 +3,10 @@
 //! `pipeline` runs the stages in order and is the only place a [`Verified`] value is made.
 
 pub mod discover;
+pub mod follow;
 pub mod freshness;
 pub mod lifecycle;
+pub mod merkle;
 pub mod pipeline;
 pub mod policy;
 pub mod rollout;
@@ -16,6 +18,7 @@ pub mod tiles;
 pub mod timestamp;
 pub mod tlog;
 pub mod trust;
+pub mod watch;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -8,16 +8,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
-
+use futures::{StreamExt as _, TryStreamExt as _};
 use tcdist_core::text::sanitize;
 
 /// Hashes per full tile.
-const TILE_WIDTH: u64 = 256;
+pub const TILE_WIDTH: u64 = 256;
 /// Tree levels per tile level.
 const TILE_HEIGHT: u32 = 8;
 /// Bytes of a hash, and so of one tile entry.
 const HASH_BYTES: u64 = 32;
+/// Tiles fetched at once when reading a range of them.
+const PARALLEL_TILES: usize = 8;
 /// A checkpoint is a few lines and signatures; anything longer is not one.
 pub const MAX_CHECKPOINT_BYTES: usize = 64 << 10;
 /// How much of what a log sent (an error, a URL it redirected to) a message quotes.
@@ -65,7 +66,8 @@ pub struct TileReader {
     cache: HashMap<(u32, u64), Vec<[u8; 32]>>,
 }
 
-pub type Hash = [u8; 32];
+pub use crate::merkle::Hash;
+use crate::merkle::{hash_children, largest_power_of_two_below};
 
 impl TileReader {
     pub fn new(base: &str, tree_size: u64, timeout: Duration) -> Result<Self, String> {
@@ -183,8 +185,31 @@ impl TileReader {
 
     /// The hashes of tile `level`/`index` that the reader's tree holds.
     async fn fetch_tile(&self, level: u32, index: u64) -> Result<Vec<Hash>, TileError> {
+        let width = self.tile_width(level, index)?;
+        let bytes = self
+            .fetch_tile_bytes(&level.to_string(), index, width, |served| {
+                (served * HASH_BYTES) as usize
+            })
+            .await?;
+        if !(bytes.len() as u64).is_multiple_of(HASH_BYTES)
+            || (bytes.len() as u64) < width * HASH_BYTES
+        {
+            return Err(TileError::Invalid(format!(
+                "tile {level}/{index} holds {} bytes, expected {width} hashes",
+                bytes.len()
+            )));
+        }
+        Ok(bytes
+            .chunks_exact(HASH_BYTES as usize)
+            .take(width as usize)
+            .map(|c| c.try_into().expect("chunks of 32 bytes"))
+            .collect())
+    }
+
+    /// How many hashes of tile `level`/`index` the reader's tree holds.
+    fn tile_width(&self, level: u32, index: u64) -> Result<u64, TileError> {
         let stored = self.tree_size >> (TILE_HEIGHT * level);
-        let width = stored
+        Ok(stored
             .checked_sub(index * TILE_WIDTH)
             .filter(|w| *w > 0)
             .ok_or_else(|| {
@@ -193,27 +218,29 @@ impl TileReader {
                     self.tree_size
                 ))
             })?
-            .min(TILE_WIDTH);
-        let path = tile_path(level, index);
-        // A partial tile may be gone once the tile is full; its prefix is the same.
+            .min(TILE_WIDTH))
+    }
+
+    /// The bytes of tile `kind`/`index` (a level, or `entries`) holding `width` items: the
+    /// partial tile when it is one, else the full tile (a partial tile may be gone once the
+    /// tile is full; its prefix is the same). `cap` gives the most bytes a tile of a number of
+    /// items may hold.
+    async fn fetch_tile_bytes(
+        &self,
+        kind: &str,
+        index: u64,
+        width: u64,
+        cap: impl Fn(u64) -> usize,
+    ) -> Result<Vec<u8>, TileError> {
+        let path = tile_path(kind, index);
         let mut urls = vec![(format!("{}/tile/{path}", self.base), TILE_WIDTH)];
         if width < TILE_WIDTH {
             urls.insert(0, (format!("{}/tile/{path}.p/{width}", self.base), width));
         }
         let mut errors = Vec::new();
         for (url, served) in urls {
-            match self.get_bytes(&url, (served * HASH_BYTES) as usize).await {
-                Ok(bytes) if bytes.len() as u64 == served * HASH_BYTES => {
-                    return Ok(bytes
-                        .chunks_exact(HASH_BYTES as usize)
-                        .take(width as usize)
-                        .map(|c| c.try_into().expect("chunks of 32 bytes"))
-                        .collect());
-                }
-                Ok(bytes) => errors.push(TileError::invalid(
-                    &url,
-                    &format!("holds {} bytes, expected {served} hashes", bytes.len()),
-                )),
+            match self.get_bytes(&url, cap(served)).await {
+                Ok(bytes) => return Ok(bytes),
                 Err(e) => errors.push(e),
             }
         }
@@ -233,6 +260,91 @@ impl TileReader {
                 TileError::Invalid(reason)
             },
         )
+    }
+
+    /// The leaf hashes of entries `from..to` (within the reader's tree), from the level-0
+    /// tiles, fetched a few at a time. Nothing about them is known until they are checked
+    /// against a signed root.
+    pub async fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, TileError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let tiles: Vec<Vec<Hash>> =
+            futures::stream::iter((from / TILE_WIDTH)..=((to - 1) / TILE_WIDTH))
+                .map(|index| self.fetch_tile(0, index))
+                .buffered(PARALLEL_TILES)
+                .try_collect()
+                .await?;
+        let skip = (from % TILE_WIDTH) as usize;
+        Ok(tiles
+            .into_iter()
+            .flatten()
+            .skip(skip)
+            .take((to - from) as usize)
+            .collect())
+    }
+
+    /// The entries of entry bundle `index` that the reader's tree holds (C2SP tlog-tiles:
+    /// each entry a big-endian 16-bit length and its bytes).
+    pub async fn entry_bundle(&self, index: u64) -> Result<Vec<Vec<u8>>, TileError> {
+        let width = self.tile_width(0, index)?;
+        let bytes = self
+            .fetch_tile_bytes("entries", index, width, |served| {
+                served as usize * (2 + u16::MAX as usize)
+            })
+            .await?;
+        let mut entries = Vec::with_capacity(width as usize);
+        let mut rest = bytes.as_slice();
+        while entries.len() < width as usize {
+            let invalid = || {
+                TileError::Invalid(format!(
+                    "entry bundle {index} ends after {} of its {width} entries",
+                    entries.len()
+                ))
+            };
+            let (length, tail) = rest.split_first_chunk::<2>().ok_or_else(invalid)?;
+            let length = u16::from_be_bytes(*length) as usize;
+            let entry = tail.get(..length).ok_or_else(invalid)?;
+            entries.push(entry.to_vec());
+            rest = &tail[length..];
+        }
+        Ok(entries)
+    }
+
+    /// An RFC 6962 inclusion proof of entry `index` in the reader's tree.
+    pub async fn inclusion_proof(&mut self, index: u64) -> Result<Vec<Hash>, TileError> {
+        if index >= self.tree_size {
+            return Err(TileError::Invalid(format!(
+                "entry {index} is not in a tree of {} entries",
+                self.tree_size
+            )));
+        }
+        let mut proof = Vec::new();
+        self.path(index, 0, self.tree_size, &mut proof).await?;
+        Ok(proof)
+    }
+
+    /// RFC 6962 section 2.1.1, PATH(m, D[lo:hi]), for lo <= m < hi; innermost sibling first.
+    async fn path(
+        &mut self,
+        m: u64,
+        lo: u64,
+        hi: u64,
+        proof: &mut Vec<Hash>,
+    ) -> Result<(), TileError> {
+        let n = hi - lo;
+        if n == 1 {
+            return Ok(());
+        }
+        let k = largest_power_of_two_below(n);
+        if m - lo < k {
+            Box::pin(self.path(m, lo, lo + k, proof)).await?;
+            proof.push(self.range_hash(lo + k, hi).await?);
+        } else {
+            Box::pin(self.path(m, lo + k, hi, proof)).await?;
+            proof.push(self.range_hash(lo, lo + k).await?);
+        }
+        Ok(())
     }
 
     /// The body at `url`, refused once it would exceed `cap` bytes.
@@ -273,8 +385,9 @@ impl TileReader {
     }
 }
 
-/// `tile/<L>/<N>` with N in three-digit groups, all but the last prefixed with `x`.
-pub fn tile_path(level: u32, index: u64) -> String {
+/// `<kind>/<N>` (a level, or `entries`) with N in three-digit groups, all but the last
+/// prefixed with `x`.
+pub fn tile_path(kind: &str, index: u64) -> String {
     let digits = index.to_string();
     let padded = format!("{}{digits}", "0".repeat((3 - digits.len() % 3) % 3));
     let groups: Vec<&str> = padded
@@ -294,31 +407,7 @@ pub fn tile_path(level: u32, index: u64) -> String {
             }
         })
         .collect();
-    format!("{level}/{}", parts.join("/"))
-}
-
-/// The largest power of two strictly below `n`, for n >= 2 (callers guarantee it: an empty
-/// tree and a one-leaf tree are never split).
-fn largest_power_of_two_below(n: u64) -> u64 {
-    debug_assert!(n > 1);
-    1 << (63 - (n - 1).leading_zeros())
-}
-
-/// RFC 6962's hash of a leaf: SHA-256 over 0x00 and the entry.
-pub fn leaf_hash(entry: &[u8]) -> Hash {
-    let mut hash = Sha256::new();
-    hash.update([0u8]);
-    hash.update(entry);
-    hash.finalize().into()
-}
-
-/// RFC 6962's hash of an interior node.
-pub fn hash_children(left: &Hash, right: &Hash) -> Hash {
-    let mut hash = Sha256::new();
-    hash.update([1u8]);
-    hash.update(left);
-    hash.update(right);
-    hash.finalize().into()
+    format!("{kind}/{}", parts.join("/"))
 }
 
 #[cfg(test)]
@@ -327,16 +416,9 @@ mod tests {
 
     #[test]
     fn tile_paths_follow_tlog_tiles() {
-        assert_eq!(tile_path(0, 5), "0/005");
-        assert_eq!(tile_path(1, 1000), "1/x001/000");
-        assert_eq!(tile_path(2, 1234067), "2/x001/x234/067");
-    }
-
-    #[test]
-    fn largest_power_of_two_below_is_strict() {
-        assert_eq!(largest_power_of_two_below(2), 1);
-        assert_eq!(largest_power_of_two_below(5), 4);
-        assert_eq!(largest_power_of_two_below(8), 4);
-        assert_eq!(largest_power_of_two_below(9), 8);
+        assert_eq!(tile_path("0", 5), "0/005");
+        assert_eq!(tile_path("1", 1000), "1/x001/000");
+        assert_eq!(tile_path("2", 1234067), "2/x001/x234/067");
+        assert_eq!(tile_path("entries", 1), "entries/001");
     }
 }

@@ -4,12 +4,13 @@
 //! key under the log's origin, and (4) the inclusion proof leads from the entry to the
 //! checkpoint's root. Freshness against newer checkpoints is `verify::freshness`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use sigstore_types::{Checkpoint, Sha256Hash};
 
 use crate::discover::{Candidate, Encoding};
 use crate::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
+use entry::{EntryKind, LoggedEntry, Verifier};
 use tcdist_core::text::sanitize;
 use tcdist_oci::bundle::TransparencyLogEntry;
 
@@ -189,40 +190,23 @@ fn verify_note_signature(log: &TransparencyLog, message: &[u8], signature: &[u8]
 /// The entry body (Rekor's canonicalized JSON) must be this signature by this certificate
 /// over this payload.
 fn check_body(candidate: &Candidate, entry: &TransparencyLogEntry) -> Result<(), String> {
-    let kind = (
-        entry.kind_version.kind.as_str(),
-        entry.kind_version.version.as_str(),
-    );
-    let body: Body = serde_json::from_slice(&entry.canonicalized_body)
+    let claimed = format!("{}/{}", entry.kind_version.kind, entry.kind_version.version);
+    let body = LoggedEntry::parse(&entry.canonicalized_body)
         .map_err(|e| format!("the entry body is not a Rekor entry: {e}"))?;
-    if (body.kind.as_str(), body.api_version.as_str()) != kind {
+    if body.kind.as_str() != claimed {
         return Err(format!(
-            "the entry says {}/{} but its body is {}/{}",
-            kind.0, kind.1, body.kind, body.api_version
+            "the entry says {claimed} but its body is {}",
+            body.kind.as_str()
         ));
     }
-    // Compared as bytes: the log's base64 need not be ours character for character.
-    let bytes = |text: &str| tcdist_oci::bundle::decode_base64(text).ok();
-    match (candidate.encoding, kind) {
-        (Encoding::Bundle, ("dsse", "0.0.2")) => {
-            let spec = body
-                .spec
-                .dsse_v002
-                .ok_or("the dsse entry has no dsseV002 spec")?;
-            if spec.payload_hash.algorithm != "SHA2_256"
-                || bytes(&spec.payload_hash.digest)
-                    != Some(Sha256::digest(&candidate.payload).to_vec())
-            {
+    match (candidate.encoding, body.kind) {
+        (Encoding::Bundle, EntryKind::Dsse) => {
+            if body.payload_sha256 != <[u8; 32]>::from(Sha256::digest(&candidate.payload)) {
                 return Err("the entry records another payload".into());
             }
-            let ours = spec.signatures.iter().any(|s| {
-                bytes(&s.content).as_ref() == Some(&candidate.signature)
-                    && s.verifier
-                        .x509_certificate
-                        .as_ref()
-                        .and_then(|c| bytes(&c.raw_bytes))
-                        .as_ref()
-                        == Some(&candidate.leaf)
+            let ours = body.signatures.iter().any(|s| {
+                s.signature == candidate.signature
+                    && s.verifier == Verifier::Certificate(candidate.leaf.clone())
             });
             if !ours {
                 return Err(
@@ -231,9 +215,9 @@ fn check_body(candidate: &Candidate, entry: &TransparencyLogEntry) -> Result<(),
             }
             Ok(())
         }
-        (_, (kind, version)) => Err(format!(
-            "a {kind}/{version} entry cannot record this {} signature (tcdist logs bundles as \
-             dsse/0.0.2)",
+        (_, kind) => Err(format!(
+            "a {} entry cannot record this {} signature (tcdist logs bundles as dsse/0.0.2)",
+            kind.as_str(),
             match candidate.encoding {
                 Encoding::Bundle => "bundle",
                 Encoding::CosignTag => "cosign",
@@ -242,50 +226,7 @@ fn check_body(candidate: &Candidate, entry: &TransparencyLogEntry) -> Result<(),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Body {
-    api_version: String,
-    kind: String,
-    spec: Spec,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    dsse_v002: Option<DsseV002>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DsseV002 {
-    payload_hash: HashOutput,
-    signatures: Vec<EntrySignature>,
-}
-
-#[derive(Deserialize)]
-struct HashOutput {
-    algorithm: String,
-    digest: String,
-}
-
-#[derive(Deserialize)]
-struct EntrySignature {
-    content: String,
-    verifier: Verifier,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Verifier {
-    x509_certificate: Option<RawBytes>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawBytes {
-    raw_bytes: String,
-}
+pub mod entry;
 
 #[cfg(test)]
 mod tests;

@@ -77,6 +77,71 @@ pub enum Command {
     /// The publisher's ledger of everything distd signed
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Watch the transparency logs for what the policy's identities signed and the ledger
+    /// does not hold, and for logs that contradict themselves; prints open alerts as JSON
+    /// lines (docs/monitor.md). Exit codes: 13 tamper, 12 unauthorized, 11 malformed,
+    /// 10 operational
+    Monitor(MonitorArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct MonitorArgs {
+    #[command(subcommand)]
+    pub command: Option<MonitorCommand>,
+    /// Where the monitor keeps its position in each log, the checkpoints it accepted, the
+    /// ledger head it pinned and its alerts
+    #[arg(
+        long,
+        env = "TCDIST_MONITOR_STATE",
+        value_name = "DIR",
+        required = true
+    )]
+    pub state: Option<PathBuf>,
+    /// The policy: the logs to watch (with their keys and tiles), the identities it gives
+    /// power, the trust domains
+    #[arg(long, env = "TCVERIFY_POLICY", value_name = "FILE", required = true)]
+    pub policy: Option<PathBuf>,
+    /// A Sigstore trusted root whose logs and CAs join the policy's
+    #[arg(long, env = "TCVERIFY_TRUST", value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerReadArgs,
+    /// One round, then exit (cron, CI)
+    #[arg(long)]
+    pub once: bool,
+    /// Between rounds, as a service
+    #[arg(long, env = "TCDIST_MONITOR_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub interval: SignedDuration,
+    /// A log not read up to its checkpoint for longer than this is an operational alert
+    #[arg(long, env = "TCDIST_MONITOR_MAX_LAG", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub max_lag: SignedDuration,
+    /// A shell command run for every new alert, with the alert as JSON on its stdin
+    #[arg(long, env = "TCDIST_MONITOR_HOOK", value_name = "COMMAND")]
+    pub alert_hook: Option<String>,
+    /// Serve /metrics (Prometheus) and /healthz here
+    #[arg(long, env = "TCDIST_MONITOR_METRICS", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MonitorCommand {
+    /// Acknowledge alerts, so the clean watermark moves past them and the exit code no longer
+    /// counts them; prints the IDs acknowledged
+    Ack(MonitorAckArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("which").required(true).args(["ids", "all"])))]
+pub struct MonitorAckArgs {
+    /// The monitor's state directory
+    #[arg(long, env = "TCDIST_MONITOR_STATE", value_name = "DIR")]
+    pub state: PathBuf,
+    /// The alerts to acknowledge, by ID
+    pub ids: Vec<u64>,
+    /// Every open alert
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]

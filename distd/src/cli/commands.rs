@@ -7,14 +7,16 @@ use tokio::runtime::Runtime;
 use tcdist_oci::reference::ReleaseRef;
 
 use super::args::{
-    BuildArgs, ChannelArgs, Command, LedgerCommand, LedgerReadArgs, PromoteArgs, PromoterArgs,
-    PublishArgs, RebuildArgs, RefreshArgs, ReleaseArgs, RolloutCommand, RolloutVerdictArgs,
-    ServeArgs, SignArgs, SigningArgs, TrustRootCommand, TrustRootExportArgs, YankArgs, host_goroot,
-    pinned_reference, repository_reference,
+    BuildArgs, ChannelArgs, Command, LedgerCommand, LedgerReadArgs, MonitorArgs, MonitorCommand,
+    PromoteArgs, PromoterArgs, PublishArgs, RebuildArgs, RefreshArgs, ReleaseArgs, RolloutCommand,
+    RolloutVerdictArgs, ServeArgs, SignArgs, SigningArgs, TrustRootCommand, TrustRootExportArgs,
+    YankArgs, host_goroot, pinned_reference, repository_reference,
 };
 use crate::judge::{sample_size, tally, verdict};
 use crate::package::TreeInput;
-use crate::{build, ctl, events, lifecycle, line, publish, rebuild, rollout, serve, trust_root};
+use crate::{
+    build, ctl, events, lifecycle, line, monitor, publish, rebuild, rollout, serve, trust_root,
+};
 
 /// Runs `command`, on `runtime` when it is async.
 pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
@@ -38,12 +40,55 @@ pub fn run(command: Command, runtime: &Runtime) -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve_command(args)),
         Command::Ctl(args) => runtime.block_on(ctl::run(args)).map_err(|e| {
             let code = ctl::exit_code(&e);
-            e.context(CtlExit(code))
+            e.context(CommandExit {
+                code,
+                command: "distd ctl",
+            })
         }),
         Command::TrustRoot(TrustRootCommand::Export(args)) => trust_root_command(args),
         Command::Ledger(LedgerCommand::Verify(args)) => {
             runtime.block_on(ledger_verify_command(args))
         }
+        Command::Monitor(args) => runtime.block_on(monitor_command(args)),
+    }
+}
+
+async fn monitor_command(args: MonitorArgs) -> anyhow::Result<()> {
+    if let Some(MonitorCommand::Ack(ack)) = args.command {
+        for id in monitor::acknowledge(&ack.state, &ack.ids, ack.all).await? {
+            println!("{id}");
+        }
+        return Ok(());
+    }
+    let (Some(state), Some(policy)) = (args.state, args.policy) else {
+        return Err(tcdist_core::Error::usage("--state and --policy are required").into());
+    };
+    let policy =
+        tcdist_verify::policy::Policy::load_with_trusted_root(&policy, args.trust.as_deref())
+            .map_err(|e| tcdist_core::Error::usage(format!("{e}")))?;
+    let service = monitor::Service {
+        monitor: monitor::round::Monitor {
+            policy,
+            ledger: args.ledger.open()?,
+            state_dir: monitor::state::StateDir::open(&state)?,
+            max_lag: args.max_lag,
+            timeout: std::time::Duration::from_secs(30),
+        },
+        once: args.once,
+        interval: args.interval.unsigned_abs(),
+        hook: args.alert_hook,
+        metrics_listen: args.metrics_listen,
+    };
+    match monitor::run(service).await? {
+        None => Ok(()),
+        Some(class) => Err(anyhow::anyhow!(
+            "alerts are open; the most severe is {}",
+            class.as_str()
+        )
+        .context(CommandExit {
+            code: class.exit_code(),
+            command: "distd monitor",
+        })),
     }
 }
 
@@ -68,13 +113,17 @@ async fn until_terminated(work: impl Future<Output = anyhow::Result<()>>) -> any
     }
 }
 
-/// The exit code `distd ctl` chose for its error, carried to `main`.
+/// The exit code a command chose for its error (`distd ctl`, `distd monitor`), carried to
+/// `main`; shown as the command's name before the error.
 #[derive(Debug)]
-pub struct CtlExit(pub u8);
+pub struct CommandExit {
+    pub code: u8,
+    pub command: &'static str,
+}
 
-impl std::fmt::Display for CtlExit {
+impl std::fmt::Display for CommandExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("distd ctl")
+        f.write_str(self.command)
     }
 }
 

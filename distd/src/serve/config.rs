@@ -292,7 +292,7 @@ platforms = ["linux/amd64"]
 [[grant]]
 spiffe_id = "spiffe://td/release/manager"
 lines = ["*"]
-actions = ["read", "build", "promote", "yank", "report"]
+actions = ["read", "build", "promote", "yank", "report", "ledger"]
 
 [[grant]]
 path_prefix = "spiffe://td/ci"

@@ -104,7 +104,7 @@ impl TransparencyLogClient {
             log_index: u64::try_from(entry.log_index).with_context(|| {
                 format!("the log answered a negative index {}", entry.log_index)
             })?,
-            leaf_hash: hex::encode(tcdist_verify::tiles::leaf_hash(&entry.canonicalized_body)),
+            leaf_hash: hex::encode(tcdist_verify::merkle::leaf_hash(&entry.canonicalized_body)),
         })
     }
 }
