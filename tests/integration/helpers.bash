@@ -48,6 +48,43 @@ for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])' "$1"
 }
 
+# start_forked_log DIR: a second Rekor from the stack's binary, key and origin, with its storage
+# in DIR (empty: a fork of the stack's log); sets FORK_URL and FORK_PID.
+start_forked_log() {
+	local http grpc metrics
+	read -r http grpc metrics < <(free_ports 3)
+	mkdir -p "$1"
+	"$TCDIST_REKOR_BIN" serve --storage-dir "$1" --signer-filepath "$TCDIST_REKOR_KEY" \
+		--hostname "$TCDIST_REKOR_ORIGIN" --http-address 127.0.0.1 --http-port "$http" \
+		--grpc-address 127.0.0.1 --grpc-port "$grpc" --http-metrics-port "$metrics" \
+		--checkpoint-interval 1s >"$1.log" 2>&1 &
+	FORK_PID=$!
+	FORK_URL=http://127.0.0.1:$http
+	for _ in $(seq 100); do
+		# An empty request is refused with 400 once the server answers.
+		[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$FORK_URL/api/v2/log/entries" -d '{}')" = 400 ] && return 0
+		sleep 0.2
+	done
+	echo "the forked log at $FORK_URL did not answer" >&2
+	return 1
+}
+
+# serve_dir DIR: DIR over HTTP on loopback (a static log's tiles); sets SERVED_URL and
+# SERVED_PID.
+serve_dir() {
+	local port
+	port=$(free_ports 1)
+	python3 -m http.server --bind 127.0.0.1 --directory "$1" "$port" >/dev/null 2>&1 &
+	SERVED_PID=$!
+	SERVED_URL=http://127.0.0.1:$port
+	for _ in $(seq 50); do
+		curl -fs -o /dev/null "$SERVED_URL/" && return 0
+		sleep 0.1
+	done
+	echo "the server for $1 did not answer" >&2
+	return 1
+}
+
 # A small Go-like tree with an executable, a symlink, nested dirs and an empty dir.
 make_small_tree() {
 	local dir=$1

@@ -144,22 +144,10 @@ PY
 	# The real log's current checkpoint, remembered in the store.
 	"$TCVERIFY" verify "$TCDIST_REGISTRY/toolchains/tlog-a:v1" --store "$WORK/store" >/dev/null
 	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
-	port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-	http=$(port) grpc=$(port) metrics=$(port)
-	mkdir -p "$WORK/fork"
-	"$TCDIST_REKOR_BIN" serve --storage-dir "$WORK/fork" --signer-filepath "$TCDIST_REKOR_KEY" \
-		--hostname "$TCDIST_REKOR_ORIGIN" --http-address 127.0.0.1 --http-port "$http" \
-		--grpc-address 127.0.0.1 --grpc-port "$grpc" --http-metrics-port "$metrics" \
-		--checkpoint-interval 1s >"$WORK/fork.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 100); do
-		# An empty request is refused with 400 once the server answers.
-		[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$http/api/v2/log/entries" -d '{}')" = 400 ] && break
-		sleep 0.2
-	done
+	start_forked_log "$WORK/fork"
 	copy_unsigned toolchains/tlog-b toolchains/tlog-forked
-	TCDIST_REKOR_URL=http://127.0.0.1:$http "$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" >/dev/null
-	kill "$pid"
+	TCDIST_REKOR_URL=$FORK_URL "$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" >/dev/null
+	kill "$FORK_PID"
 	refused "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" tlog-consistency
 }
 

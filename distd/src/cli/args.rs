@@ -113,8 +113,9 @@ pub struct MonitorArgs {
     /// Between rounds, as a service
     #[arg(long, env = "TCDIST_MONITOR_INTERVAL", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub interval: SignedDuration,
-    /// A log not read up to its checkpoint for longer than this is an operational alert
-    #[arg(long, env = "TCDIST_MONITOR_MAX_LAG", value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    /// A log not read up to its checkpoint for longer than this is an operational alert (0s:
+    /// any round that cannot read it)
+    #[arg(long, env = "TCDIST_MONITOR_MAX_LAG", value_name = "DURATION", default_value = "15m", value_parser = parse_duration_or_zero)]
     pub max_lag: SignedDuration,
     /// A shell command run for every new alert, with the alert as JSON on its stdin
     #[arg(long, env = "TCDIST_MONITOR_HOOK", value_name = "COMMAND")]
@@ -541,16 +542,26 @@ impl PromoterArgs {
 
 /// A duration such as `7d`, `36h`, `90m` or ISO 8601 (`P7D`).
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
+    let duration = parse_duration_or_zero(text)?;
+    if duration.is_positive() {
+        Ok(duration)
+    } else {
+        Err(format!("{text:?} is not a positive duration"))
+    }
+}
+
+/// A duration that may be zero ("0s": at once), never negative.
+pub fn parse_duration_or_zero(text: &str) -> Result<SignedDuration, String> {
     let span: jiff::Span = text
         .parse()
         .map_err(|e| format!("{text:?} is not a duration (7d, 36h, 90m): {e}"))?;
     let duration = span
         .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
         .map_err(|e| format!("{text:?}: {e}"))?;
-    if duration.is_positive() {
-        Ok(duration)
+    if duration.is_negative() {
+        Err(format!("{text:?} is a negative duration"))
     } else {
-        Err(format!("{text:?} is not a positive duration"))
+        Ok(duration)
     }
 }
 
