@@ -179,3 +179,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use tcdist_verify::merkle::leaf_hash;
+
+    use super::*;
+
+    #[test]
+    fn accepted_checkpoints_keep_a_bounded_history() {
+        let mut log = LogState::default();
+        for n in 0..40 {
+            log.accept(format!("checkpoint {n}"));
+            log.accept(format!("checkpoint {n}"));
+        }
+        assert_eq!(log.checkpoint.as_deref(), Some("checkpoint 39"));
+        assert_eq!(log.history.len(), HISTORY);
+        assert_eq!(
+            log.history.first().map(String::as_str),
+            Some("checkpoint 7")
+        );
+        assert_eq!(
+            log.history.last().map(String::as_str),
+            Some("checkpoint 38")
+        );
+    }
+
+    #[test]
+    fn the_compact_range_survives_the_state_file() {
+        let mut range = CompactRange::default();
+        for n in 0..13u8 {
+            range.push(leaf_hash(&[n]));
+        }
+        let mut log = LogState::default();
+        log.set_range(&range);
+        let text = serde_json::to_string(&log).unwrap();
+        let back: LogState = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.compact_range().unwrap(), range);
+        let mut broken = back;
+        broken.position = 15;
+        assert!(broken.compact_range().is_err());
+    }
+
+    #[tokio::test]
+    async fn state_is_saved_whole_and_loaded_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = StateDir::open(dir.path()).unwrap();
+        let _lock = state_dir.lock().await.unwrap();
+        let mut state = state_dir.load().unwrap();
+        assert_eq!(state.version, VERSION);
+        state.ca_key_ids.insert("ab".into());
+        state_dir.save(&state).unwrap();
+        assert_eq!(state_dir.load().unwrap().ca_key_ids, state.ca_key_ids);
+        std::fs::write(dir.path().join("state.json"), "{").unwrap();
+        let err = state_dir.load().unwrap_err();
+        assert!(format!("{err:#}").contains("move it away"), "{err:#}");
+    }
+}

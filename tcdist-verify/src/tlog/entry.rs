@@ -169,3 +169,76 @@ struct EntryVerifier {
 struct RawBytes {
     raw_bytes: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use serde_json::json;
+
+    use super::*;
+
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    fn hashedrekord(verifier: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "0.0.2", "kind": "hashedrekord",
+            "spec": {"hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256", "digest": b64(&[7; 32])},
+                "signature": {"content": b64(b"sig"), "verifier": verifier},
+            }},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hashedrekord_entries_parse_with_a_certificate_or_a_key() {
+        let entry = LoggedEntry::parse(&hashedrekord(
+            json!({"x509Certificate": {"rawBytes": b64(b"leaf")}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}),
+        ))
+        .unwrap();
+        assert_eq!(entry.kind, EntryKind::HashedRekord);
+        assert_eq!(entry.payload_sha256, [7; 32]);
+        assert_eq!(
+            entry.signatures,
+            vec![LoggedSignature {
+                signature: b"sig".to_vec(),
+                verifier: Verifier::Certificate(b"leaf".to_vec()),
+            }]
+        );
+        let entry = LoggedEntry::parse(&hashedrekord(
+            json!({"publicKey": {"rawBytes": b64(b"key")}}),
+        ))
+        .unwrap();
+        assert_eq!(
+            entry.signatures[0].verifier,
+            Verifier::PublicKey(b"key".to_vec())
+        );
+    }
+
+    #[test]
+    fn entry_rejected_if_its_verifier_is_neither_or_both() {
+        for verifier in [
+            json!({}),
+            json!({"publicKey": {"rawBytes": "AA=="}, "x509Certificate": {"rawBytes": "AA=="}}),
+        ] {
+            let err = LoggedEntry::parse(&hashedrekord(verifier)).unwrap_err();
+            assert!(err.contains("not one certificate or one key"), "{err}");
+        }
+    }
+
+    #[test]
+    fn entry_rejected_if_its_kind_is_unknown_or_its_digest_is_not_sha256() {
+        let err =
+            LoggedEntry::parse(br#"{"apiVersion":"0.0.2","kind":"intoto","spec":{}}"#).unwrap_err();
+        assert!(err.contains("not known"), "{err}");
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&hashedrekord(json!({"publicKey": {"rawBytes": "AA=="}})))
+                .unwrap();
+        body["spec"]["hashedRekordV002"]["data"]["digest"] = json!(b64(&[1; 20]));
+        let err = LoggedEntry::parse(&serde_json::to_vec(&body).unwrap()).unwrap_err();
+        assert!(err.contains("not 32 bytes"), "{err}");
+        assert!(LoggedEntry::parse(b"\xff junk").is_err());
+    }
+}
