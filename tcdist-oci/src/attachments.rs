@@ -31,6 +31,34 @@ pub const ANNOTATION_COSIGN_TIMESTAMP: &str = "dev.sigstore.cosign/rfc3161timest
 /// Set on referrer manifests, so `tcverify` and cosign can tell a bundle from other referrers.
 pub const ANNOTATION_BUNDLE_CONTENT: &str = "dev.sigstore.bundle.content";
 pub const ANNOTATION_BUNDLE_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
+/// On a bundle's referrer: the log's checkpoint with witness cosignatures, and the bundle's
+/// entry proven in it ([`WitnessedCheckpoint`]). Beside the bundle, not in it: Sigstore
+/// clients refuse a checkpoint with signature lines of keys they do not know.
+pub const ANNOTATION_WITNESSED_CHECKPOINT: &str = "dev.tcdist.witnessed-checkpoint";
+
+/// A checkpoint cosigned by witnesses, and the inclusion proof of one log entry in it (the
+/// checkpoint may be newer than the one in the bundle: witnesses sign only trees that extend
+/// the newest they signed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WitnessedCheckpoint {
+    /// The signed note: the log's signature and the witnesses' cosignatures.
+    pub checkpoint: String,
+    pub log_index: u64,
+    /// The RFC 6962 inclusion proof of the entry at `log_index` in the checkpoint's tree,
+    /// base64.
+    pub hashes: Vec<String>,
+}
+
+impl WitnessedCheckpoint {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a witnessed checkpoint serializes")
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a witnessed checkpoint: {e}"))
+    }
+}
 
 /// The tag under which referrers of `subject` are listed where the registry has no referrers
 /// API (OCI distribution 1.1, "referrers tag schema").

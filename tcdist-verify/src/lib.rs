@@ -19,6 +19,7 @@ pub mod timestamp;
 pub mod tlog;
 pub mod trust;
 pub mod watch;
+pub mod witness;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -30,6 +30,23 @@ pub fn largest_power_of_two_below(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
+/// Whether `proof` (RFC 6962, innermost sibling first) leads from the leaf `leaf` at `index`
+/// to `root` in a tree of `size` leaves.
+pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root: &Hash) -> bool {
+    let proof: Vec<_> = proof
+        .iter()
+        .map(|h| sigstore_types::Sha256Hash::new(*h))
+        .collect();
+    sigstore_merkle::verify_inclusion_proof(
+        &sigstore_types::Sha256Hash::new(*leaf),
+        index,
+        size,
+        &proof,
+        &sigstore_types::Sha256Hash::new(*root),
+    )
+    .is_ok()
+}
+
 /// The roots of the perfect subtrees that make up the first `size` leaves, largest (leftmost)
 /// first: one per bit set in `size`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

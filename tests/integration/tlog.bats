@@ -146,7 +146,8 @@ PY
 	store_snapshot "$WORK/store" >"$BATS_TEST_TMPDIR/store.before"
 	start_forked_log "$WORK/fork"
 	copy_unsigned toolchains/tlog-b toolchains/tlog-forked
-	TCDIST_REKOR_URL=$FORK_URL "$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" >/dev/null
+	# An attacker's distd: the stack's witnesses would not cosign the fork.
+	TCDIST_REKOR_URL=$FORK_URL env -u TCDIST_WITNESSES "$DISTD" sign "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" >/dev/null
 	kill "$FORK_PID"
 	refused "$TCDIST_REGISTRY/toolchains/tlog-forked:v1" tlog-consistency
 }

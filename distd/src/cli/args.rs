@@ -666,6 +666,14 @@ pub struct SigningArgs {
     /// The origin the log signs its checkpoints under
     #[arg(long, env = "TCDIST_REKOR_ORIGIN", value_name = "NAME")]
     pub rekor_origin: Option<String>,
+    /// The log's tiles (C2SP tlog-tiles base URL), for the witnesses' consistency proofs
+    #[arg(long, env = "TCDIST_REKOR_TILES_URL", value_name = "URL")]
+    pub rekor_tiles_url: Option<String>,
+    /// The witnesses that cosign the log's checkpoint after each entry, and their quorum
+    /// (TOML: quorum, [[witness]] name, key, url); fewer cosignatures fail the signing.
+    /// Unused without --rekor-url
+    #[arg(long, env = "TCDIST_WITNESSES", value_name = "FILE")]
+    pub witnesses: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
     /// Refuse an SVID that expires sooner than this (seconds)
@@ -743,6 +751,25 @@ impl SigningArgs {
             ),
             _ => (None, None),
         };
+        // Witnesses cosign the log's checkpoints: without a log there is nothing to witness.
+        let witnesses = match (
+            self.witnesses.filter(|_| log.is_some()),
+            self.rekor_tiles_url,
+        ) {
+            (None, _) => None,
+            (Some(file), Some(tiles)) => Some(
+                sign::witness::Witnesses::load(&file, &tiles)
+                    .map_err(|e| Error::usage(format!("--witnesses: {e:#}")))?,
+            ),
+            (Some(_), None) => {
+                return Err(missing(
+                    "the log's tiles, which witnesses need consistency proofs from,",
+                    "--rekor-tiles-url",
+                    "TCDIST_REKOR_TILES_URL",
+                )
+                .into());
+            }
+        };
         Ok(publish::Signing {
             signer: sign::Signer {
                 source,
@@ -751,6 +778,7 @@ impl SigningArgs {
                 tsa: sign::tsa::TimestampAuthority::new(&tsa_url)?,
                 log,
                 ledger,
+                witnesses,
             },
             tsa_chain,
             log: log_trust,

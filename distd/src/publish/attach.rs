@@ -13,9 +13,9 @@ use tcdist_core::Digest;
 use tcdist_oci::attachments::{
     ANNOTATION_BUNDLE_CONTENT, ANNOTATION_BUNDLE_PREDICATE_TYPE, ANNOTATION_COSIGN_CERTIFICATE,
     ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE, ANNOTATION_COSIGN_TIMESTAMP,
-    ArtifactManifest, EMPTY_CONFIG, MEDIA_TYPE_BUNDLE, MEDIA_TYPE_SIMPLE_SIGNING,
-    RELEASE_PREDICATE_TYPE, cosign_signature_tag, empty_config_descriptor, referrers_index,
-    referrers_tag,
+    ANNOTATION_WITNESSED_CHECKPOINT, ArtifactManifest, EMPTY_CONFIG, MEDIA_TYPE_BUNDLE,
+    MEDIA_TYPE_SIMPLE_SIGNING, RELEASE_PREDICATE_TYPE, cosign_signature_tag,
+    empty_config_descriptor, referrers_index, referrers_tag,
 };
 use tcdist_oci::checked::CheckedBytes;
 use tcdist_oci::reference::RegistryRef;
@@ -25,7 +25,7 @@ use tcdist_oci::release::{
     MEDIA_TYPE_MANIFEST, parse_document,
 };
 
-use crate::sign::ReleaseSignatures;
+use crate::sign::{ReleaseSignatures, SignedStatement};
 
 /// Where the release lives, and so where its signatures go.
 pub enum Target<'a> {
@@ -45,7 +45,7 @@ pub async fn attach(
     attach_bundle(
         target,
         subject,
-        &signatures.bundle_json,
+        &signatures.bundle,
         RELEASE_PREDICATE_TYPE,
         BTreeMap::new(),
     )
@@ -59,11 +59,19 @@ pub async fn attach(
 pub async fn attach_bundle(
     target: &Target<'_>,
     subject: &Descriptor,
-    bundle_json: &[u8],
+    signed: &SignedStatement,
     predicate_type: &str,
     mut annotations: BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let bundle = target.put_blob(MEDIA_TYPE_BUNDLE, bundle_json).await?;
+    let bundle = target
+        .put_blob(MEDIA_TYPE_BUNDLE, &signed.bundle_json)
+        .await?;
+    if let Some(witnessed) = &signed.witnessed {
+        annotations.insert(
+            ANNOTATION_WITNESSED_CHECKPOINT.to_owned(),
+            witnessed.to_json(),
+        );
+    }
     let config = target
         .put_blob(&empty_config_descriptor().media_type, EMPTY_CONFIG)
         .await?;

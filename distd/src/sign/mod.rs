@@ -6,6 +6,7 @@ pub mod key;
 pub mod svid;
 pub mod tlog;
 pub mod tsa;
+pub mod witness;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use distd_api::ledger::{Intent, sha256_id};
 use tcdist_core::Digest;
 use tcdist_oci::attachments::{
     IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, ReleaseStatement, SimpleSigning, Statement,
+    WitnessedCheckpoint,
 };
 use tcdist_oci::bundle::{
     Bundle, Envelope, EnvelopeSignature, RawBytes, Rfc3161Timestamp, TimestampVerificationData,
@@ -26,6 +28,7 @@ use crate::ledger::Ledger;
 use svid::{SigningIdentity, SvidSource};
 use tlog::TransparencyLogClient;
 use tsa::TimestampAuthority;
+use witness::Witnesses;
 
 /// Who signs, and how: the SVID source, the expected signer ID, the TSA.
 pub struct Signer {
@@ -37,6 +40,14 @@ pub struct Signer {
     pub log: Option<TransparencyLogClient>,
     /// Where every statement is recorded before it is logged.
     pub ledger: Ledger,
+    /// Who cosigns the log's checkpoint after each entry; `None`: nobody.
+    pub witnesses: Option<Witnesses>,
+}
+
+/// A statement signed as a bundle, and the witnessed checkpoint that goes beside it.
+pub struct SignedStatement {
+    pub bundle_json: Vec<u8>,
+    pub witnessed: Option<WitnessedCheckpoint>,
 }
 
 /// What names the release in its signed payloads.
@@ -51,7 +62,7 @@ pub struct Subject<'a> {
 
 /// Both encodings of one signing, plus the certificates used.
 pub struct ReleaseSignatures {
-    pub bundle_json: Vec<u8>,
+    pub bundle: SignedStatement,
     pub cosign: CosignSignature,
     pub leaf: Vec<u8>,
     /// Intermediates after the leaf, for cosign's chain annotation.
@@ -81,7 +92,7 @@ impl Signer {
             "distd: signing {} as {} (SVID serial {}, valid until {})",
             subject.index, identity.leaf.id, identity.leaf.serial, identity.leaf.not_after
         );
-        let bundle_json = self.sign_bundle(&identity, subject).await?;
+        let bundle = self.sign_bundle(&identity, subject).await?;
         let cosign = self.sign_cosign(&identity, subject).await?;
         let SigningIdentity {
             leaf,
@@ -93,7 +104,7 @@ impl Signer {
         drop(key);
         let leaf_der = chain.remove(0);
         Ok(ReleaseSignatures {
-            bundle_json,
+            bundle,
             cosign,
             leaf: leaf_der,
             chain,
@@ -106,7 +117,7 @@ impl Signer {
         &self,
         identity: &SigningIdentity,
         subject: &Subject<'_>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<SignedStatement> {
         let statement =
             ReleaseStatement::new(subject.repository, subject.tag, subject.index).to_json();
         self.sign_statement(identity, statement).await
@@ -114,12 +125,12 @@ impl Signer {
 
     /// A Sigstore bundle v0.3: DSSE envelope over an in-toto `statement`, the leaf
     /// certificate, an RFC 3161 timestamp over the signature, and the log entry when a log is
-    /// configured.
+    /// configured, with its checkpoint cosigned by the witnesses when they are.
     pub async fn sign_statement(
         &self,
         identity: &SigningIdentity,
         statement: Vec<u8>,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<SignedStatement> {
         let signature = identity.key.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement))?;
         let timestamp = events::timed(self.tsa.timestamp(&signature), |seconds, ok| {
             Event::Timestamp { seconds, ok }
@@ -137,6 +148,7 @@ impl Signer {
                 keyid: String::new(),
             }],
         };
+        let mut witnessed = None;
         let tlog_entries = match &self.log {
             Some(log) => {
                 let entry = events::timed(
@@ -150,6 +162,9 @@ impl Signer {
                 );
                 if let Some(intent) = intent {
                     self.ledger.logged(log.logged(intent, &entry)?).await?;
+                }
+                if let Some(witnesses) = &self.witnesses {
+                    witnessed = Some(witnesses.witness(&entry).await?);
                 }
                 vec![entry]
             }
@@ -174,7 +189,10 @@ impl Signer {
         events::report(Event::Signature {
             signer: identity.leaf.id.to_string(),
         });
-        Ok(bundle.to_json())
+        Ok(SignedStatement {
+            bundle_json: bundle.to_json(),
+            witnessed,
+        })
     }
 
     async fn sign_cosign(

@@ -1,0 +1,144 @@
+//! Cosignatures by test witnesses with real Ed25519 keys, on a checkpoint the test log signed.
+
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+use super::*;
+use crate::test_support::{TestLog, leaves};
+use crate::trust::tlog::FreshnessMode;
+
+struct TestWitness {
+    name: String,
+    key: Ed25519KeyPair,
+}
+
+impl TestWitness {
+    fn new(name: &str) -> Self {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+        TestWitness {
+            name: name.to_owned(),
+            key: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+        }
+    }
+
+    fn typed_key(&self) -> Vec<u8> {
+        let mut key = vec![COSIGNATURE_V1];
+        key.extend_from_slice(self.key.public_key().as_ref());
+        key
+    }
+
+    fn vkey(&self) -> String {
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(key_hint(&self.name, &self.typed_key())),
+            base64::engine::general_purpose::STANDARD.encode(self.typed_key())
+        )
+    }
+
+    /// The cosignature line for the checkpoint `note` (its body, up to the blank line).
+    fn cosign(&self, note: &str, time: u64) -> String {
+        let body = &note[..note.find("\n\n").unwrap() + 1];
+        let message = format!("cosignature/v1\ntime {time}\n{body}");
+        let mut signature = key_hint(&self.name, &self.typed_key()).to_vec();
+        signature.extend_from_slice(&time.to_be_bytes());
+        signature.extend_from_slice(self.key.sign(message.as_bytes()).as_ref());
+        format!(
+            "— {} {}\n",
+            self.name,
+            base64::engine::general_purpose::STANDARD.encode(signature)
+        )
+    }
+}
+
+fn setup() -> (String, Vec<TestWitness>, Vec<WitnessKey>) {
+    let log = TestLog::new(FreshnessMode::BestEffort);
+    let note = log.checkpoint(&leaves(5, false));
+    let witnesses: Vec<_> = (1..=3)
+        .map(|n| TestWitness::new(&format!("w{n}.test")))
+        .collect();
+    let keys = witnesses
+        .iter()
+        .map(|w| WitnessKey::parse(&w.vkey()).unwrap())
+        .collect();
+    (note, witnesses, keys)
+}
+
+fn parse(note: &str) -> Checkpoint {
+    Checkpoint::from_text(note).unwrap()
+}
+
+#[test]
+fn quorum_met_by_distinct_valid_cosignatures() {
+    let (note, w, keys) = setup();
+    let cosigned = format!("{note}{}{}", w[0].cosign(&note, 10), w[2].cosign(&note, 11));
+    let names = check_quorum(&parse(&cosigned), &keys, 2).unwrap();
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["w1.test", "w3.test"]
+    );
+}
+
+#[test]
+fn quorum_rejected_if_one_witness_signs_twice() {
+    let (note, w, keys) = setup();
+    let cosigned = format!("{note}{}{}", w[0].cosign(&note, 10), w[0].cosign(&note, 12));
+    let err = check_quorum(&parse(&cosigned), &keys, 2).unwrap_err();
+    assert!(err.starts_with("1 of the required 2 witnesses"), "{err}");
+}
+
+#[test]
+fn unknown_witnesses_are_ignored() {
+    let (note, w, keys) = setup();
+    let stranger = TestWitness::new("stranger.test");
+    let cosigned = format!(
+        "{note}{}{}",
+        stranger.cosign(&note, 1),
+        w[1].cosign(&note, 2)
+    );
+    assert_eq!(cosigners(&parse(&cosigned), &keys).unwrap().len(), 1);
+    // A stranger under a known name, with its own key, is not that witness either.
+    let impostor = TestWitness::new("w1.test");
+    let cosigned = format!("{note}{}", impostor.cosign(&note, 3));
+    assert!(cosigners(&parse(&cosigned), &keys).unwrap().is_empty());
+}
+
+#[test]
+fn checkpoint_rejected_if_a_known_witness_cosignature_is_bad() {
+    let (note, w, keys) = setup();
+    let other = TestLog::new(FreshnessMode::BestEffort).checkpoint(&leaves(6, false));
+    // w2's cosignature of another checkpoint, carried on this one.
+    let stolen = w[1].cosign(&other, 5);
+    let cosigned = format!("{note}{}{stolen}", w[0].cosign(&note, 4));
+    let err = check_quorum(&parse(&cosigned), &keys, 1).unwrap_err();
+    assert_eq!(err, "the cosignature of witness w2.test does not verify");
+}
+
+#[test]
+fn witness_keys_rejected_unless_well_formed() {
+    let (_, w, _) = setup();
+    let good = w[0].vkey();
+    assert!(WitnessKey::parse(&good).is_ok());
+    let (name, rest) = good.split_once('+').unwrap();
+    let (_, key) = rest.split_once('+').unwrap();
+    for (vkey, why) in [
+        (format!("{name}+00000000+{key}"), "key hash"),
+        (name.to_owned(), "NAME+HASH+KEY"),
+        (format!("other.test+{rest}"), "key hash"),
+    ] {
+        let err = WitnessKey::parse(&vkey).unwrap_err();
+        assert!(err.contains(why), "{vkey}: {err}");
+    }
+    // An Ed25519 note key (type 0x01) is a log's, not a witness's.
+    let mut typed = w[0].typed_key();
+    typed[0] = 0x01;
+    let vkey = format!(
+        "{name}+{}+{}",
+        hex::encode(key_hint(name, &typed)),
+        base64::engine::general_purpose::STANDARD.encode(&typed)
+    );
+    assert!(
+        WitnessKey::parse(&vkey)
+            .unwrap_err()
+            .contains("cosignature/v1")
+    );
+}

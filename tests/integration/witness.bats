@@ -1,0 +1,130 @@
+#!/usr/bin/env bats
+# Witnesses, against the stack's three litewitness instances (C2SP tlog-witness) and its real
+# Rekor: after distd logs an entry, it gets the log's checkpoint cosigned by a quorum (2 of 3)
+# and attaches the cosigned checkpoint beside the bundle; with too few witnesses publishing
+# fails and nothing is tagged.
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	load helpers
+	export WORK=$TCDIST_TEST_WORK/witness
+	mkdir -p "$WORK"
+	export REPO=$TCDIST_REGISTRY/toolchains/witness
+}
+
+setup() {
+	load helpers
+}
+
+teardown() {
+	# Whatever a test stopped runs again for the next.
+	"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+}
+
+# publish_unique TAG: a release of a tree of its own (so it is signed anew), published as TAG;
+# prints distd's stderr on failure. Sets STATUS and DIGEST.
+publish_unique() {
+	make_job_tree "$BATS_TEST_TMPDIR/tree-$1" "go1.26.8-witness-$(date +%s%N)"
+	run --separate-stderr "$DISTD" publish "$BATS_TEST_TMPDIR/tree-$1" --ref "$REPO:$1"
+	echo "stderr: $stderr"
+	STATUS=$status
+	DIGEST=${output##*$'\n'}
+}
+
+# witnessed DIGEST: the witnessed-checkpoint annotation of the release's bundle referrer.
+witnessed() {
+	registry_api GET "manifests/sha256-${1#sha256:}" -H 'Accept: application/vnd.oci.image.index.v1+json' |
+		python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["manifests"]:
+    w = m.get("annotations", {}).get("dev.tcdist.witnessed-checkpoint")
+    if w: print(w)'
+}
+
+# check_witnessed JSON MIN: the cosigned checkpoint is signed by the log, cosigned by at least
+# MIN of the stack's witnesses (each checked with its key from witnesses.toml), and its inclusion
+# proof leads from the log's entry at logIndex to the checkpoint's root.
+check_witnessed() {
+	local entry
+	entry=$(python3 "$TCDIST_TOP/tests/lib/rekor_submit.py" fetch-entry "$TCDIST_REKOR_TILES_URL" \
+		"$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["logIndex"])' "$1")" \
+		--public-key "$TCDIST_REKOR_PUBLIC_KEY" --origin "$TCDIST_REKOR_ORIGIN" |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["entry"])')
+	python3 - "$1" "$2" "$TCDIST_WITNESSES" "$entry" <<'PY'
+import base64, hashlib, json, sys, tomllib
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+w = json.loads(sys.argv[1])
+minimum, witnesses = int(sys.argv[2]), tomllib.load(open(sys.argv[3], "rb"))["witness"]
+body, sigs = w["checkpoint"].split("\n\n", 1)
+body += "\n"
+keys = {}
+for entry in witnesses:
+    name, hint, key = entry["key"].split("+", 2)
+    keys[(name, bytes.fromhex(hint))] = Ed25519PublicKey.from_public_bytes(base64.b64decode(key)[1:])
+cosigned = set()
+for line in sigs.strip().split("\n"):
+    _, name, sig = line.split(" ")
+    raw = base64.b64decode(sig)
+    key = keys.get((name, raw[:4]))
+    if key is None:
+        continue
+    t = int.from_bytes(raw[4:12], "big")
+    key.verify(raw[12:], f"cosignature/v1\ntime {t}\n".encode() + body.encode())
+    cosigned.add(name)
+assert len(cosigned) >= minimum, cosigned
+origin, size, root = body.split("\n")[:3]
+index, size = w["logIndex"], int(size)
+entry = base64.b64decode(sys.argv[4])
+node = hashlib.sha256(b"\0" + entry).digest()
+h = lambda l, r: hashlib.sha256(b"\1" + l + r).digest()
+fn, sn = index, size - 1
+for sibling in map(base64.b64decode, w["hashes"]):
+    if fn % 2 == 1 or fn == sn:
+        node = h(sibling, node)
+        while fn % 2 == 0 and fn:
+            fn, sn = fn >> 1, sn >> 1
+    else:
+        node = h(node, sibling)
+    fn, sn = fn >> 1, sn >> 1
+assert node == base64.b64decode(root), "the inclusion proof does not lead to the root"
+print(len(cosigned))
+PY
+}
+
+stop_witness() {
+	kill "$(cat "$TCDIST_WITNESS_DIR/w$1/pid")"
+}
+
+@test "a publish attaches the log's checkpoint cosigned by the witnesses beside its bundle" {
+	publish_unique v1
+	[ "$STATUS" -eq 0 ]
+	[[ $stderr == *"cosigned by 3 of 3 witnesses"* ]]
+	run witnessed "$DIGEST"
+	[ "$status" -eq 0 ]
+	[ "${#lines[@]}" -eq 1 ]
+	run check_witnessed "${lines[0]}" 3
+	[ "$status" -eq 0 ]
+	[ "$output" = 3 ]
+}
+
+@test "one witness down: the quorum of 2 of 3 is still met" {
+	stop_witness 2
+	publish_unique v2
+	[ "$STATUS" -eq 0 ]
+	[[ $stderr == *"cosigned by 2 of 3 witnesses (witness-1.tcdist.test, witness-3.tcdist.test)"* ]]
+	[[ $stderr == *"warning: witness witness-2.tcdist.test: "* ]]
+	run check_witnessed "$(witnessed "$DIGEST")" 2
+	[ "$output" = 2 ]
+}
+
+@test "two witnesses down: publishing fails cleanly, exit 3, nothing tagged" {
+	stop_witness 1
+	stop_witness 3
+	publish_unique v3
+	[ "$STATUS" -eq 3 ]
+	[[ $stderr == *"no signature is attached and no tag moved"* ]]
+	[[ $stderr == *"cosigned by 2 witnesses"*"1 cosigned (witness-2.tcdist.test)"* ]]
+	run registry_api GET manifests/v3
+	[ "$status" -ne 0 ]
+}
