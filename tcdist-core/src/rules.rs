@@ -43,6 +43,8 @@ pub enum Rule {
     LogInclusion,
     /// A newer checkpoint of the log is consistent with the one seen (no forked history).
     LogConsistency,
+    /// The entry is in a checkpoint cosigned by the policy's quorum of the log's witnesses.
+    LogWitness,
     /// A pull by tag accepts a signature only if its statement names that tag, unless a
     /// channel statement for the tag names the release.
     TagBinding,
@@ -92,6 +94,7 @@ impl Rule {
             Rule::LogCheckpoint => "tlog-checkpoint",
             Rule::LogInclusion => "tlog-inclusion",
             Rule::LogConsistency => "tlog-consistency",
+            Rule::LogWitness => "tlog-witness",
             Rule::TagBinding => "tag-binding",
             Rule::SignatureThreshold => "signature-threshold",
             Rule::PromoterAllowed => "promoter-allowed",

@@ -10,8 +10,9 @@ use tcdist_core::error::{Error, Result};
 use tcdist_core::rules::{Rule, SignatureFailure};
 use tcdist_oci::attachments::{
     ANNOTATION_COSIGN_CERTIFICATE, ANNOTATION_COSIGN_CHAIN, ANNOTATION_COSIGN_SIGNATURE,
-    ANNOTATION_COSIGN_TIMESTAMP, ArtifactManifest, IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE,
-    MEDIA_TYPE_SIMPLE_SIGNING, cosign_signature_tag,
+    ANNOTATION_COSIGN_TIMESTAMP, ANNOTATION_WITNESSED_CHECKPOINT, ArtifactManifest,
+    IN_TOTO_PAYLOAD_TYPE, MEDIA_TYPE_BUNDLE, MEDIA_TYPE_SIMPLE_SIGNING, WitnessedCheckpoint,
+    cosign_signature_tag,
 };
 use tcdist_oci::bundle::{Bundle, TransparencyLogEntry};
 use tcdist_oci::checked::CheckedBytes;
@@ -53,6 +54,9 @@ pub struct Candidate {
     pub timestamps: Vec<Vec<u8>>,
     /// Transparency log entries for this signature, with their proofs.
     pub tlog_entries: Vec<TransparencyLogEntry>,
+    /// The witnessed checkpoint beside a bundle (its referrer's annotation), or why the one
+    /// there does not parse.
+    pub witnessed: Option<Result<WitnessedCheckpoint, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +134,7 @@ async fn bundle_referrers(
         let origin = format!("bundle referrer {}", descriptor.digest);
         let failure = |reason| SignatureFailure::new(&origin, Rule::SignatureFormat, reason);
         match bundle_candidate(source, descriptor, &origin).await? {
-            Referrer::Bundle(Ok(candidate)) => found.candidates.push(candidate),
+            Referrer::Bundle(Ok(candidate)) => found.candidates.push(*candidate),
             Referrer::Bundle(Err(reason)) => found.failures.push(failure(reason)),
             // Not a bundle examined: recorded, but it takes no candidate's place.
             Referrer::Unreadable(reason) => {
@@ -186,7 +190,7 @@ fn looks_like_manifest(descriptor: &Descriptor) -> bool {
 /// What a referrer turned out to be.
 pub(crate) enum Referrer {
     /// A Sigstore bundle's manifest: the bundle decoded, or why it did not.
-    Bundle(std::result::Result<Candidate, String>),
+    Bundle(std::result::Result<Box<Candidate>, String>),
     /// A manifest of another artifact type (its type).
     OtherType(String),
     /// Gone, or bytes that are not what the descriptor says, or not a manifest.
@@ -247,8 +251,18 @@ pub(crate) async fn bundle_in_manifest(
             layer.media_type
         ))));
     }
+    let witnessed = manifest
+        .annotations
+        .get(ANNOTATION_WITNESSED_CHECKPOINT)
+        .map(|text| WitnessedCheckpoint::parse(text));
     let decoded = readable(source.fetch_document(origin, layer).await)?
-        .and_then(|bytes| decode_bundle(&bytes, origin));
+        .and_then(|bytes| decode_bundle(&bytes, origin))
+        .map(|candidate| {
+            Box::new(Candidate {
+                witnessed,
+                ..candidate
+            })
+        });
     Ok(Referrer::Bundle(decoded))
 }
 
@@ -310,6 +324,7 @@ pub fn decode_bundle(
             })
             .unwrap_or_default(),
         tlog_entries: material.tlog_entries,
+        witnessed: None,
     })
 }
 
@@ -386,6 +401,7 @@ fn decode_cosign_layer(
         intermediates,
         timestamps,
         tlog_entries: Vec::new(),
+        witnessed: None,
     })
 }
 

@@ -709,7 +709,7 @@ pub(crate) fn bundle_or_failure(
     origin: &str,
 ) -> std::result::Result<Candidate, SignatureFailure> {
     match referrer {
-        Referrer::Bundle(Ok(candidate)) => Ok(candidate),
+        Referrer::Bundle(Ok(candidate)) => Ok(*candidate),
         Referrer::Bundle(Err(reason)) | Referrer::Unreadable(reason) => {
             Err(SignatureFailure::new(origin, Rule::SignatureFormat, reason))
         }

@@ -374,6 +374,7 @@ pub(crate) async fn authenticate(
         Err(LogFailure::Body(reason)) => return fail(Rule::LogEntryMatches, reason),
         Err(LogFailure::Checkpoint(reason)) => return fail(Rule::LogCheckpoint, reason),
         Err(LogFailure::Inclusion(reason)) => return fail(Rule::LogInclusion, reason),
+        Err(LogFailure::Witness(reason)) => return fail(Rule::LogWitness, reason),
     };
     Ok(Ok(SignatureVerdict {
         log,

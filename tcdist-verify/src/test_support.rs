@@ -511,6 +511,7 @@ impl Pki {
             leaf: signer.leaf.clone(),
             intermediates: Vec::new(),
             tlog_entries: Vec::new(),
+            witnessed: None,
         };
         candidate.tlog_entries = vec![self.log_entry(&candidate)];
         candidate
@@ -536,6 +537,7 @@ impl Pki {
             leaf: self.signer.leaf.clone(),
             intermediates: Vec::new(),
             tlog_entries: Vec::new(),
+            witnessed: None,
         }
     }
 

@@ -9,7 +9,9 @@ use sha2::{Digest as _, Sha256};
 use sigstore_types::{Checkpoint, Sha256Hash};
 
 use crate::discover::{Candidate, Encoding};
-use crate::trust::tlog::{LogKeyAlgorithm, TransparencyLog};
+use crate::merkle::{self, leaf_hash};
+use crate::trust::tlog::{FreshnessMode, LogKeyAlgorithm, TransparencyLog, WitnessPolicy};
+use crate::witness::check_quorum;
 use entry::{EntryKind, LoggedEntry, Verifier};
 use tcdist_core::text::sanitize;
 use tcdist_oci::bundle::TransparencyLogEntry;
@@ -29,6 +31,22 @@ pub struct LogInclusion {
     /// The signed checkpoint, as text.
     #[serde(skip)]
     pub checkpoint: String,
+    /// What the log's witnesses vouched for, when the policy names witnesses for the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<Witnessed>,
+}
+
+/// The witnesses' part of an inclusion.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Witnessed {
+    /// The entry is in a checkpoint a quorum cosigned: these witnesses.
+    Quorum {
+        cosigners: Vec<String>,
+        tree_size: u64,
+    },
+    /// Under `witness = "best-effort"`: the quorum was not shown, and why.
+    Unchecked { reason: String },
 }
 
 /// Which rule an entry broke.
@@ -42,6 +60,8 @@ pub enum LogFailure {
     Checkpoint(String),
     /// The inclusion proof does not lead to the checkpoint's root.
     Inclusion(String),
+    /// The entry is in no checkpoint the policy's quorum of witnesses cosigned.
+    Witness(String),
 }
 
 /// Checks the candidate's entries against the logs the repository requires; `Ok(None)` when
@@ -138,12 +158,80 @@ fn verify_entry(
             checkpoint.tree_size()
         ))
     })?;
+    let witnesses = match &log.witnesses {
+        None => None,
+        Some(policy) => match check_witnessed(candidate, entry, index, name, log, policy) {
+            Ok(witnessed) => Some(witnessed),
+            Err(reason) if policy.mode == FreshnessMode::Required => {
+                return Err(LogFailure::Witness(reason));
+            }
+            Err(reason) => Some(Witnessed::Unchecked { reason }),
+        },
+    };
     Ok(LogInclusion {
         log: name.to_owned(),
         log_index: index,
         tree_size: checkpoint.tree_size(),
         root_hash: *checkpoint.root_hash().as_bytes(),
         checkpoint: proof.checkpoint.envelope.clone(),
+        witnesses,
+    })
+}
+
+/// The witnessed checkpoint beside the candidate: signed by the log, cosigned by the policy's
+/// quorum, and proving this entry at its index.
+fn check_witnessed(
+    candidate: &Candidate,
+    entry: &TransparencyLogEntry,
+    index: u64,
+    name: &str,
+    log: &TransparencyLog,
+    policy: &WitnessPolicy,
+) -> Result<Witnessed, String> {
+    let witnessed = match &candidate.witnessed {
+        None => {
+            return Err(format!(
+                "the signature carries no checkpoint of log {name} cosigned by its witnesses"
+            ));
+        }
+        Some(Err(reason)) => return Err(format!("the witnessed checkpoint: {reason}")),
+        Some(Ok(witnessed)) => witnessed,
+    };
+    if witnessed.log_index != index {
+        return Err(format!(
+            "the witnessed checkpoint proves entry {}, the signature's entry is {index}",
+            witnessed.log_index
+        ));
+    }
+    let checkpoint = verify_checkpoint(&witnessed.checkpoint, log)
+        .map_err(|e| format!("the witnessed checkpoint: {e}"))?;
+    let cosigners = check_quorum(&checkpoint, &policy.keys, policy.quorum)
+        .map_err(|e| format!("log {name}: {e}"))?;
+    let hashes = witnessed
+        .hashes
+        .iter()
+        .map(|h| {
+            tcdist_oci::bundle::decode_base64(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| "a hash of the witnessed proof is not 32 bytes of base64".to_owned())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !merkle::verify_inclusion(
+        &leaf_hash(&entry.canonicalized_body),
+        index,
+        checkpoint.tree_size(),
+        &hashes,
+        checkpoint.root_hash().as_bytes(),
+    ) {
+        return Err(format!(
+            "entry {index} is not in the witnessed checkpoint of size {}",
+            checkpoint.tree_size()
+        ));
+    }
+    Ok(Witnessed::Quorum {
+        cosigners: cosigners.into_iter().collect(),
+        tree_size: checkpoint.tree_size(),
     })
 }
 

@@ -128,3 +128,45 @@ stop_witness() {
 	run registry_api GET manifests/v3
 	[ "$status" -ne 0 ]
 }
+
+# refused REF: pull exits 42 naming tlog-witness, and installs nothing.
+refused_witness() {
+	run --separate-stderr "$TCVERIFY" pull "$1" --store "$WORK/store" --policy "$STACK_POLICY"
+	echo "status $status"
+	echo "stderr: $stderr"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"[tlog-witness]"* ]]
+	[ ! -e "$WORK/store/sha256-${2#sha256:}" ]
+}
+
+@test "tcverify checks the witnesses' quorum on the checkpoint beside the bundle, also with the log down" {
+	publish_unique v4
+	[ "$STATUS" -eq 0 ]
+	run --separate-stderr "$TCVERIFY" verify "$REPO:v4" --json --store "$WORK/store" --policy "$STACK_POLICY"
+	[ "$status" -eq 0 ]
+	python3 -c '
+import json, sys
+w = json.loads(sys.argv[1])["signature"]["log"]["witnesses"]
+assert w["status"] == "quorum" and len(w["cosigners"]) == 3, w' "$output"
+	# The log out of reach: the cosigned checkpoint travels with the release.
+	sed "s|^url = .*|url = \"http://127.0.0.1:$(free_ports 1)\"|" "$STACK_POLICY" >"$BATS_TEST_TMPDIR/down.toml"
+	run --separate-stderr "$TCVERIFY" verify "$REPO:v4" --json --store "$WORK/store-down" --policy "$BATS_TEST_TMPDIR/down.toml"
+	[ "$status" -eq 0 ]
+	[[ $output == *'"status":"quorum"'* ]]
+}
+
+@test "attack: the witnessed checkpoint removed, a cosignature altered, or too few: 42" {
+	publish_unique v5
+	[ "$STATUS" -eq 0 ]
+	# Each copy starts from the last: the quorum tamper keeps the first, intact, cosignature.
+	for tamper in witness-cosignature witness-quorum drop-witnessed; do
+		python3 "$TCDIST_TOP/tests/lib/forge.py" copy --from toolchains/witness --to toolchains/witness \
+			--digest "$DIGEST" --only bundle --tamper "$tamper"
+		refused_witness "$REPO@$DIGEST" "$DIGEST"
+		case $tamper in
+		drop-witnessed) [[ $stderr == *"carries no checkpoint of log stack cosigned by its witnesses"* ]] ;;
+		witness-cosignature) [[ $stderr == *"the cosignature of witness witness-"*" does not verify"* ]] ;;
+		witness-quorum) [[ $stderr == *"1 of the required 2 witnesses cosigned"* ]] ;;
+		esac
+	done
+}

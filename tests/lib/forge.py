@@ -161,17 +161,25 @@ def referrers_tag(digest):
     return digest.replace(":", "-")
 
 
-def attach_bundle(registry, repo, subject_digest, bundle):
-    """Lists `bundle` as the only referrer of `subject_digest` (tag schema)."""
+WITNESSED = "dev.tcdist.witnessed-checkpoint"
+
+
+def attach_bundle(registry, repo, subject_digest, bundle, annotations=None):
+    """Lists `bundle`, with `annotations` on its manifest, as the only referrer of
+    `subject_digest` (tag schema)."""
     index = registry.get_manifest(repo, subject_digest)
     subject = {"mediaType": INDEX_TYPE, "digest": subject_digest, "size": len(index)}
     layer = registry.put_blob(repo, json.dumps(bundle).encode(), BUNDLE_TYPE)
     config = registry.put_blob(repo, b"{}", EMPTY_TYPE)
     manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "artifactType": BUNDLE_TYPE,
                 "config": config, "layers": [layer], "subject": subject}
+    if annotations:
+        manifest["annotations"] = annotations
     data = json.dumps(manifest).encode()
     listed = registry.put_manifest(repo, sha256_digest(data), data, MANIFEST_TYPE)
     listed["artifactType"] = BUNDLE_TYPE
+    if annotations:
+        listed["annotations"] = annotations
     referrers = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [listed]}
     registry.put_manifest(repo, referrers_tag(subject_digest), json.dumps(referrers).encode(),
                           INDEX_TYPE)
@@ -313,6 +321,11 @@ RELEASE_PREDICATE = "https://tcdist.dev/attestation/release/v1"
 
 def fetch_bundle(registry, repo, digest, predicate=RELEASE_PREDICATE):
     """The first bundle among the referrers of digest whose predicate type is predicate."""
+    return fetch_bundle_manifest(registry, repo, digest, predicate)[0]
+
+
+def fetch_bundle_manifest(registry, repo, digest, predicate=RELEASE_PREDICATE):
+    """fetch_bundle's bundle, and its referrer manifest's annotations."""
     referrers = json.loads(registry.get_manifest(repo, referrers_tag(digest)))
     # Unannotated referrers are taken for release signatures, as tcverify takes them.
     listed = [m for m in referrers["manifests"]
@@ -321,16 +334,38 @@ def fetch_bundle(registry, repo, digest, predicate=RELEASE_PREDICATE):
     if not listed:
         sys.exit("no bundle of predicate type %s among the referrers of %s" % (predicate, digest))
     manifest = json.loads(registry.get_manifest(repo, listed[0]["digest"]))
-    return json.loads(registry.get_blob(repo, manifest["layers"][0]["digest"]))
+    return (json.loads(registry.get_blob(repo, manifest["layers"][0]["digest"])),
+            manifest.get("annotations", {}))
+
+
+def tamper_witnessed(annotations, how):
+    """The witnessed checkpoint kept (a copy keeps it), dropped, or with its cosignatures
+    altered: one flipped byte in the last, or all but the first removed."""
+    kept = {k: v for k, v in annotations.items() if k == WITNESSED}
+    if how == "drop-witnessed" or WITNESSED not in kept:
+        return {}
+    witnessed = json.loads(kept[WITNESSED])
+    body, sigs = witnessed["checkpoint"].split("\n\n", 1)
+    lines = sigs.strip("\n").split("\n")
+    log_line, cosignatures = lines[0], lines[1:]
+    if how == "witness-cosignature":
+        dash, name, sig = cosignatures[-1].split(" ")
+        cosignatures[-1] = " ".join([dash, name, b64(flip(base64.b64decode(sig)))])
+    elif how == "witness-quorum":
+        cosignatures = cosignatures[:1]
+    witnessed["checkpoint"] = body + "\n\n" + "\n".join([log_line] + cosignatures) + "\n"
+    kept[WITNESSED] = json.dumps(witnessed)
+    return kept
 
 
 def cmd_copy(args):
     registry = Registry()
     onto = args.onto or args.digest
     if args.only in (None, "bundle"):
-        bundle = fetch_bundle(registry, args.src, args.digest)
+        bundle, annotations = fetch_bundle_manifest(registry, args.src, args.digest)
         attach_bundle(registry, args.dst, onto,
-                      tamper_bundle(bundle, args.tamper, registry, args.tlog_from))
+                      tamper_bundle(bundle, args.tamper, registry, args.tlog_from),
+                      tamper_witnessed(annotations, args.tamper))
     if args.only in (None, "cosign"):
         manifest = json.loads(registry.get_manifest(args.src, referrers_tag(args.digest) + ".sig"))
         layers = []
@@ -395,7 +430,8 @@ def main():
     p.add_argument("--only", choices=["bundle", "cosign"])
     p.add_argument("--tamper", choices=["payload", "signature", "drop-timestamp", "drop-tlog",
                                         "tlog-body", "tlog-proof", "tlog-checkpoint-key",
-                                        "tlog-origin", "swap-tlog"])
+                                        "tlog-origin", "swap-tlog", "drop-witnessed",
+                                        "witness-cosignature", "witness-quorum"])
     p.add_argument("--tlog-from")
     p = sub.add_parser("detach")
     p.add_argument("--repo", required=True)

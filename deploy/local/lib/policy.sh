@@ -74,8 +74,9 @@ policy_up() {
 		printf '[transparency_logs.stack]\n'
 		printf 'public_key = %s\n' "$(_policy_toml_str "$REKOR_PUB")"
 		printf 'origin = %s\n' "$(_policy_toml_str "$REKOR_ORIGIN")"
-		printf 'url = %s\n\n' "$(_policy_toml_str "$(_rekor_tiles_url)")"
-		printf '[[repository]]\n'
+		printf 'url = %s\n' "$(_policy_toml_str "$(_rekor_tiles_url)")"
+		witness_policy
+		printf '\n[[repository]]\n'
 		printf 'name = %s\n' "$(_policy_toml_str "$POLICY_REPOSITORY")"
 		printf 'signers = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_SIGNER_ID")"
 		printf 'promoters = { spiffe_id = %s }\n' "$(_policy_toml_str "$SPIRE_PROMOTER_ID")"

@@ -152,3 +152,19 @@ witness_status() {
 	done
 	return "$rc"
 }
+
+# witness_policy: the policy lines of the stack log's witnesses (inside its
+# [transparency_logs] table): their names and keys, the quorum, required.
+witness_policy() {
+	_witness_paths
+	python3 - "$WITNESS_FILE" <<'PY'
+import sys, tomllib
+w = tomllib.load(open(sys.argv[1], "rb"))
+print('witness = "required"')
+print(f'witness_quorum = {w["quorum"]}')
+print("witnesses = [")
+for entry in w["witness"]:
+    print(f'\t{{ name = "{entry["name"]}", key = "{entry["key"]}" }},')
+print("]")
+PY
+}

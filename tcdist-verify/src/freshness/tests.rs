@@ -16,6 +16,7 @@ fn inclusion(log: &TestLog, leaves: &[Vec<u8>]) -> LogInclusion {
         tree_size: leaves.len() as u64,
         root_hash: tree_hash(&leaf_hashes(leaves)),
         checkpoint: log.checkpoint(leaves),
+        witnesses: None,
     }
 }
 

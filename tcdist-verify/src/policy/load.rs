@@ -22,12 +22,13 @@ use super::{
     TrustedRootSummary,
 };
 use crate::spiffe_id::{SpiffeId, TrustDomain};
-use crate::trust::tlog::{FreshnessMode, TransparencyLog, parse_log_public_key};
+use crate::trust::tlog::{FreshnessMode, TransparencyLog, WitnessPolicy, parse_log_public_key};
 use crate::trust::trusted_root::TrustedRoot;
 use crate::trust::{
     Authority, TrustDomainBundle, TrustMaterial, WORKLOAD_API_ENDPOINT_ENV, narrowest,
     parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain,
 };
+use crate::witness::WitnessKey;
 use sigstore_types::TsaAuthority;
 
 /// Keys that a later format will give meaning; refusing them now keeps a policy written for
@@ -77,7 +78,7 @@ struct RawTimestampAuthority {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a transparency log table with origin, public_key, url and freshness"
+    expecting = "a transparency log table with origin, public_key, url, freshness and witnesses"
 )]
 struct RawTransparencyLog {
     /// Absent: the key of the trusted root's log with this origin.
@@ -86,6 +87,19 @@ struct RawTransparencyLog {
     url: Option<Spanned<String>>,
     /// `"best-effort"` (the default) or `"required"`.
     freshness: Option<Spanned<String>>,
+    /// `"required"` or `"best-effort"`: whether a checkpoint without the witnesses' quorum
+    /// is refused. Required with `witnesses`.
+    witness: Option<Spanned<String>>,
+    witness_quorum: Option<Spanned<usize>>,
+    witnesses: Option<Spanned<Vec<RawWitness>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a witness: { name, key }")]
+struct RawWitness {
+    name: String,
+    /// A C2SP verifier key, NAME+HASH+BASE64.
+    key: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -793,14 +807,81 @@ impl Loader<'_> {
                 log.clone()
             }
         };
+        let witnesses = self.witnesses(table)?;
         Some(TransparencyLog {
             tiles_url: raw
                 .url
                 .as_ref()
                 .map(|u| u.get_ref().trim_end_matches('/').to_owned()),
             freshness,
+            witnesses,
             ..log
         })
+    }
+
+    /// A log's witnesses: `witnesses`, `witness_quorum` and `witness` all given, or none.
+    /// `Some(None)`: none.
+    fn witnesses(&mut self, table: &Spanned<RawTransparencyLog>) -> Option<Option<WitnessPolicy>> {
+        let raw = table.get_ref();
+        let (witnesses, quorum, mode) = match (&raw.witnesses, &raw.witness_quorum, &raw.witness) {
+            (None, None, None) => return Some(None),
+            (Some(w), Some(q), Some(m)) => (w, q, m),
+            _ => {
+                self.error(
+                    table.span(),
+                    "witnesses, witness_quorum and witness (\"required\" or \"best-effort\") go \
+                     together: name the witnesses, how many must cosign, and whether that is \
+                     required",
+                );
+                return None;
+            }
+        };
+        let Some(mode) = FreshnessMode::parse(mode.get_ref()) else {
+            self.error(
+                mode.span(),
+                format!(
+                    "witness {:?} is not one of {}",
+                    mode.get_ref(),
+                    FreshnessMode::NAMES.map(|n| format!("{n:?}")).join(", ")
+                ),
+            );
+            return None;
+        };
+        let mut keys = Vec::new();
+        for witness in witnesses.get_ref() {
+            match WitnessKey::parse(witness.key.get_ref()) {
+                Ok(key) if key.name == witness.name => keys.push(key),
+                Ok(key) => self.error(
+                    witness.key.span(),
+                    format!(
+                        "the key of witness {:?} is named {:?}",
+                        witness.name, key.name
+                    ),
+                ),
+                Err(e) => self.error(witness.key.span(), e),
+            }
+        }
+        let distinct: BTreeSet<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+        if distinct.len() != keys.len() {
+            self.error(witnesses.span(), "a witness is named twice");
+            return None;
+        }
+        let quorum_value = *quorum.get_ref();
+        if quorum_value == 0 || quorum_value > keys.len() {
+            self.error(
+                quorum.span(),
+                format!(
+                    "a witness_quorum of {quorum_value} cannot be met by {} witnesses",
+                    keys.len()
+                ),
+            );
+            return None;
+        }
+        Some(Some(WitnessPolicy {
+            keys,
+            quorum: quorum_value,
+            mode,
+        }))
     }
 
     /// A log's `freshness`; `"required"` needs the `url` it is checked at.

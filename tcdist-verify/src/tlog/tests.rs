@@ -55,6 +55,7 @@ fn refused(result: Result<Option<LogInclusion>, LogFailure>) -> (&'static str, S
         Err(LogFailure::Body(reason)) => ("tlog-entry-matches", reason),
         Err(LogFailure::Checkpoint(reason)) => ("tlog-checkpoint", reason),
         Err(LogFailure::Inclusion(reason)) => ("tlog-inclusion", reason),
+        Err(LogFailure::Witness(reason)) => ("tlog-witness", reason),
         Ok(inclusion) => panic!("expected a log failure, got {inclusion:?}"),
     }
 }

@@ -22,6 +22,16 @@ pub struct TransparencyLog {
     pub valid_for: Option<sigstore_types::TimeRange>,
     /// Whether verification may go on when the log's current state cannot be checked.
     pub freshness: FreshnessMode,
+    /// The witnesses whose cosignatures the policy counts, when it names any.
+    pub witnesses: Option<WitnessPolicy>,
+}
+
+/// A log's witnesses in the policy: who, how many must cosign, and whether that is required.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WitnessPolicy {
+    pub keys: Vec<crate::witness::WitnessKey>,
+    pub quorum: usize,
+    pub mode: FreshnessMode,
 }
 
 /// The policy's `freshness` for a log.
@@ -85,6 +95,7 @@ impl TransparencyLog {
             tiles_url: None,
             valid_for: None,
             freshness: FreshnessMode::BestEffort,
+            witnesses: None,
         }
     }
 
