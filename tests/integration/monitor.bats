@@ -90,7 +90,7 @@ for line in sys.argv[2].splitlines():
 
 # generated_log NAME POOL COUNT [THEN…]: a static log of COUNT entries cycled from POOL, then
 # the entries of each THEN file, served on loopback; writes $WORK/NAME.toml, the stack's
-# policy with that log as its only log.
+# policy with that log as its only log (without witnesses: no witness knows it).
 generated_log() {
 	local name=$1 pool=$2 count=$3
 	shift 3
@@ -99,7 +99,9 @@ generated_log() {
 	serve_dir "$WORK/$name"
 	sed -e "s|^public_key = .*|public_key = \"$WORK/$name/log.pub\"|" \
 		-e "s|^origin = .*|origin = \"$name.tcdist.test\"|" \
-		-e "s|^url = .*|url = \"$SERVED_URL\"|" "$STACK_POLICY" >"$WORK/$name.toml"
+		-e "s|^url = .*|url = \"$SERVED_URL\"|" \
+		-e '/^witness = /d' -e '/^witness_quorum = /d' -e '/^witnesses = \[/,/^\]/d' \
+		"$STACK_POLICY" >"$WORK/$name.toml"
 }
 
 @test "publish, promote and yank go through the daemon's ledger, and the monitor stays clean" {
@@ -199,6 +201,20 @@ for line in sys.argv[1].splitlines():
     a = json.loads(line)
     if a["class"] == "tamper": print(a["proof"])' "$output")
 	[ "$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["checkpoints"]))' "$proof")" -eq 2 ]
+}
+
+@test "a checkpoint the witnesses never saw (a fork shown from the start): tamper" {
+	start_forked_log "$BATS_TEST_TMPDIR/fork"
+	python3 "$TCDIST_TOP/tests/lib/rekor_submit.py" submit "$FORK_URL" --kind hashedrekord >/dev/null
+	serve_dir "$BATS_TEST_TMPDIR/fork"
+	sed "s|^url = .*|url = \"$SERVED_URL\"|" "$STACK_POLICY" >"$BATS_TEST_TMPDIR/fork.toml"
+	# A monitor that never saw the real log: only the witnesses can tell.
+	rm -rf "$STATE"
+	monitor --policy "$BATS_TEST_TMPDIR/fork.toml"
+	[ "$status" -eq 13 ]
+	[[ $output == *'"class":"tamper"'*"showed a checkpoint of size 1 that its witnesses did not cosign"* ]]
+	# And it read no entry of it.
+	[[ $stderr != *"read 1 of 1"* ]]
 }
 
 @test "a junk entry and then a rogue release: both alerted, malformed and unauthorized" {

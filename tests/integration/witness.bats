@@ -170,3 +170,18 @@ assert w["status"] == "quorum" and len(w["cosigners"]) == 3, w' "$output"
 		esac
 	done
 }
+
+@test "attack: a release logged in a fork of the log, verified with the log out of reach: 42" {
+	start_forked_log "$BATS_TEST_TMPDIR/fork"
+	make_job_tree "$BATS_TEST_TMPDIR/tree-fork" "go1.26.8-fork-$(date +%s%N)"
+	# An attacker's distd: the witnesses would not cosign the fork's checkpoint.
+	TCDIST_REKOR_URL=$FORK_URL env -u TCDIST_WITNESSES "$DISTD" publish "$BATS_TEST_TMPDIR/tree-fork" \
+		--ref "$REPO:fork" >/dev/null 2>&1
+	kill "$FORK_PID"
+	sed "s|^url = .*|url = \"http://127.0.0.1:$(free_ports 1)\"|" "$STACK_POLICY" >"$BATS_TEST_TMPDIR/down.toml"
+	run --separate-stderr "$TCVERIFY" pull "$REPO:fork" --store "$WORK/store-fork" --policy "$BATS_TEST_TMPDIR/down.toml"
+	echo "$stderr"
+	[ "$status" -eq 42 ]
+	[[ $stderr == *"[tlog-witness] the signature carries no checkpoint of log stack cosigned by its witnesses"* ]]
+	[ ! -d "$WORK/store-fork/sha256-"* ]
+}

@@ -107,6 +107,10 @@ pub struct MonitorArgs {
     pub trust: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: LedgerReadArgs,
+    /// Where the witnesses the policy counts for a log are (the witnesses file distd signs
+    /// with): the monitor asks them to cosign each checkpoint it follows
+    #[arg(long, env = "TCDIST_WITNESSES", value_name = "FILE")]
+    pub witnesses: Option<PathBuf>,
     /// One round, then exit (cron, CI)
     #[arg(long)]
     pub once: bool,

@@ -69,6 +69,7 @@ async fn monitor_command(args: MonitorArgs) -> anyhow::Result<()> {
     let service = monitor::Service {
         monitor: monitor::round::Monitor {
             policy,
+            witnesses: args.witnesses,
             ledger: args.ledger.open()?,
             state_dir: monitor::state::StateDir::open(&state)?,
             max_lag: args.max_lag,

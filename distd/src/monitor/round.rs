@@ -12,20 +12,25 @@ use distd_api::ledger::{CheckedLedger, LedgerEvent};
 use futures::{StreamExt as _, TryStreamExt as _};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
+use sigstore_types::Checkpoint;
+use std::path::PathBuf;
 use tcdist_oci::bundle::{
     Checkpoint as BundleCheckpoint, InclusionProof, KindVersion, LogId, TransparencyLogEntry,
 };
 use tcdist_verify::follow::{self, FollowError, Step};
 use tcdist_verify::merkle::leaf_hash;
 use tcdist_verify::policy::Policy;
+use tcdist_verify::tiles::TileReader;
 use tcdist_verify::tlog::entry::LoggedEntry;
 use tcdist_verify::trust::tlog::TransparencyLog;
 use tcdist_verify::watch::{Watchlist, subject_key_id};
+use tcdist_verify::witness::check_quorum;
 
 use super::alert::{Alert, AlertClass};
 use super::judge::{Intents, Verdict, judge};
 use super::state::{LogState, MonitorState, StateDir, write_atomic};
 use crate::ledger::Ledger;
+use crate::sign::witness::{Cosigning, Witnesses};
 
 /// Entry bundles read at once.
 const PARALLEL_BUNDLES: usize = 8;
@@ -34,6 +39,8 @@ const SAVE_EVERY_BUNDLES: usize = 16;
 
 pub struct Monitor {
     pub policy: Policy,
+    /// Where the witnesses the policy counts are asked to cosign (their addresses).
+    pub witnesses: Option<PathBuf>,
     pub ledger: Ledger,
     pub state_dir: StateDir,
     /// How long a log may go unread to its checkpoint before that is an operational alert.
@@ -56,8 +63,9 @@ impl Monitor {
     pub async fn round(&self, state: &mut MonitorState) -> Result<Round> {
         let mut round = Round::default();
         self.refresh_ca_keys(state, &mut round).await;
+        let logs = watched_logs(&self.policy);
         let mut steps = Vec::new();
-        for (_, log) in &self.policy.trust().transparency_logs {
+        for log in &logs {
             let log_state = state.logs.entry(log.origin.clone()).or_default();
             let range = log_state.compact_range()?;
             match follow::step(log, log_state.checkpoint.as_deref(), &range, self.timeout).await {
@@ -96,14 +104,27 @@ impl Monitor {
                     .filter_map(|id| hex::decode(id).ok())
                     .collect(),
             );
-            for (log, step) in steps {
+            for (log, mut step) in steps {
+                match self.witnessed(log, &step).await {
+                    Ok(Some(note)) => step.checkpoint_text = note,
+                    Ok(None) => continue,
+                    Err(alert) if alert.class == AlertClass::Operational => {
+                        round.operational.push(alert);
+                        continue;
+                    }
+                    Err(alert) => {
+                        let proof = json!({ "checkpoints": [&step.checkpoint_text] });
+                        self.raise(state, &mut round, alert, Some(proof))?;
+                        continue;
+                    }
+                }
                 self.read_entries(state, &mut round, log, &step, &watchlist, &intents)
                     .await?;
                 self.check_ledger_records(state, &mut round, log, &ledger)?;
             }
         }
         let now = Timestamp::now();
-        for (_, log) in &self.policy.trust().transparency_logs {
+        for log in &logs {
             let log_state = state.logs.entry(log.origin.clone()).or_default();
             let behind = log_state
                 .caught_up_at
@@ -140,6 +161,71 @@ impl Monitor {
                 .is_none_or(|at| now.duration_since(at) > self.max_lag)
         });
         Ok(round)
+    }
+
+    /// The step's checkpoint cosigned by the policy's quorum of the log's witnesses (the
+    /// monitor asks them, as any witness client may): a checkpoint they refuse, or that is
+    /// older than one they cosigned, is a tree they never saw (`tamper`); witnesses out of
+    /// reach are `operational`. `Ok(None)`: the log moved on meanwhile; next round.
+    async fn witnessed(&self, log: &TransparencyLog, step: &Step) -> Result<Option<String>, Alert> {
+        let Some(policy) = &log.witnesses else {
+            return Ok(Some(step.checkpoint_text.clone()));
+        };
+        let origin = &log.origin;
+        let operational = |why: String| {
+            Alert::new(
+                AlertClass::Operational,
+                format!("witnesses:{origin}"),
+                format!("the witnesses of log {origin:?}: {why}"),
+            )
+            .at(origin, None)
+        };
+        let tamper = |why: String| {
+            Alert::new(
+                AlertClass::Tamper,
+                format!("unwitnessed:{origin}:{}", step.size()),
+                format!(
+                    "log {origin:?} showed a checkpoint of size {} that its witnesses did not \
+                     cosign: {why}",
+                    step.size()
+                ),
+            )
+            .at(origin, None)
+        };
+        let (Some(file), Some(tiles)) = (&self.witnesses, &log.tiles_url) else {
+            return Err(operational(
+                "the policy counts them, and the monitor does not know where they are \
+                 (--witnesses, TCDIST_WITNESSES)"
+                    .into(),
+            ));
+        };
+        let witnesses = Witnesses::load(file, tiles).map_err(|e| operational(format!("{e:#}")))?;
+        match witnesses.cosign(&step.checkpoint_text).await {
+            Ok(Cosigning::Quorum(note)) => {
+                let checkpoint = Checkpoint::from_text(&note)
+                    .map_err(|e| operational(format!("their cosigned note does not parse: {e}")))?;
+                check_quorum(&checkpoint, &policy.keys, policy.quorum)
+                    .map_err(|e| operational(format!("the policy's quorum: {e}")))?;
+                Ok(Some(note))
+            }
+            Ok(Cosigning::Ahead(size)) => {
+                let current = TileReader::new(tiles, 0, self.timeout)
+                    .map_err(operational)?
+                    .checkpoint()
+                    .await
+                    .map_err(|e| operational(e.to_string()))?;
+                match Checkpoint::from_text(&current) {
+                    Ok(current) if current.tree_size() >= size => Ok(None),
+                    _ => Err(tamper(format!(
+                        "they already cosigned a tree of {size} entries, larger than the log's \
+                         newest checkpoint"
+                    ))),
+                }
+            }
+            Ok(Cosigning::Short { refused, detail }) if !refused.is_empty() => Err(tamper(detail)),
+            Ok(Cosigning::Short { detail, .. }) => Err(operational(detail)),
+            Err(e) => Err(operational(format!("{e:#}"))),
+        }
     }
 
     /// Adds the subject key IDs of the trust domains' current CA certificates to those kept.
@@ -458,6 +544,26 @@ impl Monitor {
         round.raised.push(alert);
         Ok(())
     }
+}
+
+/// The logs the policy trusts, each once (a policy table and a trusted root may name the same
+/// log: by key ID), with the tiles URL and witnesses whichever names them gives.
+fn watched_logs(policy: &Policy) -> Vec<TransparencyLog> {
+    let mut logs: Vec<TransparencyLog> = Vec::new();
+    for (_, log) in &policy.trust().transparency_logs {
+        match logs.iter_mut().find(|l| l.key_id() == log.key_id()) {
+            Some(known) => {
+                if known.tiles_url.is_none() {
+                    known.tiles_url.clone_from(&log.tiles_url);
+                }
+                if known.witnesses.is_none() {
+                    known.witnesses.clone_from(&log.witnesses);
+                }
+            }
+            None => logs.push(log.clone()),
+        }
+    }
+    logs
 }
 
 /// Where each entry bundle's reading starts, for entries `from..to`.

@@ -23,8 +23,9 @@ use tcdist_verify::witness::{WitnessKey, cosigners};
 
 /// How long one witness request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests to one witness for one checkpoint (each answer naming another size is one more).
-const ATTEMPTS: usize = 3;
+/// Requests to one witness for one checkpoint (each answer naming another size is one more),
+/// and checkpoints tried when other signers move the witnesses on.
+const ATTEMPTS: usize = 5;
 /// A witness's answer is a few signature lines.
 const MAX_ANSWER_BYTES: usize = 16 << 10;
 
@@ -62,7 +63,24 @@ pub struct Witnesses {
 enum Refusal {
     /// It already cosigned a larger tree.
     Ahead(u64),
+    /// It answered no (a bad consistency proof, an unknown log or key, a request it refused),
+    /// or with something that is not its cosignature.
+    Refused(String),
+    /// It could not be reached, or failed.
     Failed(String),
+}
+
+/// What asking the witnesses to cosign one checkpoint gave.
+pub enum Cosigning {
+    /// The checkpoint with the cosignatures of a quorum appended.
+    Quorum(String),
+    /// Too few cosigned, and a witness already cosigned a tree of this size, larger.
+    Ahead(u64),
+    /// Too few cosigned: `refused` names those that answered no, `detail` says what each did.
+    Short {
+        refused: Vec<String>,
+        detail: String,
+    },
 }
 
 impl Witnesses {
@@ -118,7 +136,7 @@ impl Witnesses {
             .context("the log's entry has no inclusion proof to witness")?;
         let index = u64::try_from(entry.log_index).context("a negative log index")?;
         let ahead = match self.cosign(&proof.checkpoint.envelope).await? {
-            Ok(note) => {
+            Cosigning::Quorum(note) => {
                 let b64 = |h: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(h);
                 return Ok(WitnessedCheckpoint {
                     checkpoint: note,
@@ -126,21 +144,43 @@ impl Witnesses {
                     hashes: proof.hashes.iter().map(b64).collect(),
                 });
             }
-            Err(ahead) => ahead,
+            Cosigning::Ahead(ahead) => ahead,
+            Cosigning::Short { detail, .. } => {
+                return Err(short(&proof.checkpoint.envelope, self.quorum, detail));
+            }
         };
         // Witnesses already signed a larger tree: the log's current one includes the entry.
-        let current = TileReader::new(&self.tiles_url, 0, REQUEST_TIMEOUT)
-            .map_err(|e| anyhow::anyhow!(e))?
-            .checkpoint()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the log's current checkpoint: {e}"))?;
-        let size = parse(&current)?.tree_size();
-        if size < ahead {
-            bail!("a witness cosigned a tree of {ahead} entries, the log's current one has {size}");
-        }
-        let note = self.cosign(&current).await?.map_err(|ahead| {
-            anyhow::anyhow!("the witnesses moved past the log's current checkpoint (size {ahead}) while it was cosigned")
-        })?;
+        // Other signers may move them on meanwhile, so this is tried a few times.
+        let mut ahead = ahead;
+        let mut attempt = 1;
+        let (note, size) = loop {
+            let current = TileReader::new(&self.tiles_url, 0, REQUEST_TIMEOUT)
+                .map_err(|e| anyhow::anyhow!(e))?
+                .checkpoint()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the log's current checkpoint: {e}"))?;
+            let size = parse(&current)?.tree_size();
+            if size < ahead {
+                bail!(
+                    "a witness cosigned a tree of {ahead} entries, the log's current one has \
+                     {size}: the witnesses saw another log under this log's key"
+                );
+            }
+            match self.cosign(&current).await? {
+                Cosigning::Quorum(note) => break (note, size),
+                Cosigning::Short { detail, .. } => {
+                    return Err(short(&current, self.quorum, detail));
+                }
+                Cosigning::Ahead(moved) if attempt < ATTEMPTS => {
+                    ahead = moved;
+                    attempt += 1;
+                }
+                Cosigning::Ahead(moved) => bail!(
+                    "the witnesses moved past the log's current checkpoint (to size {moved}) \
+                     {ATTEMPTS} times while it was being cosigned"
+                ),
+            }
+        };
         let hashes = TileReader::new(&self.tiles_url, size, REQUEST_TIMEOUT)
             .map_err(|e| anyhow::anyhow!(e))?
             .inclusion_proof(index)
@@ -171,9 +211,8 @@ impl Witnesses {
         })
     }
 
-    /// `checkpoint` with the cosignatures of a quorum appended; `Err(size)` inside when too
-    /// few cosigned but some witness already signed a tree of `size`, larger than this one.
-    async fn cosign(&self, checkpoint: &str) -> Result<std::result::Result<String, u64>> {
+    /// Asks every witness at once to cosign `checkpoint` (the log's signed note).
+    pub async fn cosign(&self, checkpoint: &str) -> Result<Cosigning> {
         let parsed = parse(checkpoint)?;
         let answers = futures::future::join_all(
             self.witnesses
@@ -184,6 +223,7 @@ impl Witnesses {
         let mut note = checkpoint.to_owned();
         let mut cosigned = Vec::new();
         let mut failures = Vec::new();
+        let mut refused = Vec::new();
         let mut ahead = None;
         for (witness, answer) in self.witnesses.iter().zip(answers) {
             match answer {
@@ -197,6 +237,10 @@ impl Witnesses {
                         "{} already cosigned a tree of {size} entries",
                         witness.key.name
                     ));
+                }
+                Err(Refusal::Refused(why)) => {
+                    refused.push(witness.key.name.clone());
+                    failures.push(format!("{}: {why}", witness.key.name));
                 }
                 Err(Refusal::Failed(why)) => failures.push(format!("{}: {why}", witness.key.name)),
             }
@@ -212,18 +256,13 @@ impl Witnesses {
                 self.witnesses.len(),
                 cosigned.join(", ")
             );
-            return Ok(Ok(note));
+            return Ok(Cosigning::Quorum(note));
         }
         if let Some(size) = ahead {
-            return Ok(Err(size));
+            return Ok(Cosigning::Ahead(size));
         }
-        Err(tcdist_core::Error::Unavailable {
-            operation: format!(
-                "getting the log's checkpoint of size {} cosigned by {} witnesses",
-                parsed.tree_size(),
-                self.quorum
-            ),
-            attempts: 1,
+        Ok(Cosigning::Short {
+            refused,
             detail: format!(
                 "{} cosigned ({}); {}",
                 cosigned.len(),
@@ -234,8 +273,7 @@ impl Witnesses {
                 },
                 failures.join("; ")
             ),
-        }
-        .into())
+        })
     }
 
     /// One witness's cosignature lines for `checkpoint`.
@@ -283,10 +321,15 @@ impl Witnesses {
                     old = known;
                 }
                 _ => {
-                    return Err(failed(format!(
+                    let answer = format!(
                         "answered {status}: {}",
                         tcdist_core::text::sanitize(text.trim(), 200)
-                    )));
+                    );
+                    return Err(if status.is_client_error() {
+                        Refusal::Refused(answer)
+                    } else {
+                        failed(answer)
+                    });
                 }
             }
         }
@@ -310,7 +353,7 @@ impl Witnesses {
         if signed && answer.lines().all(|l| l.starts_with("— ")) {
             Ok(answer.to_owned())
         } else {
-            Err(Refusal::Failed(
+            Err(Refusal::Refused(
                 "answered with something that is not its valid cosignature".into(),
             ))
         }
@@ -331,6 +374,19 @@ impl Witnesses {
             }
         })
     }
+}
+
+/// The error of a signing whose checkpoint too few witnesses cosigned.
+fn short(checkpoint: &str, quorum: usize, detail: String) -> anyhow::Error {
+    let size = parse(checkpoint).map_or(0, |c| c.tree_size());
+    tcdist_core::Error::Unavailable {
+        operation: format!(
+            "getting the log's checkpoint of size {size} cosigned by {quorum} witnesses"
+        ),
+        attempts: 1,
+        detail,
+    }
+    .into()
 }
 
 fn parse(checkpoint: &str) -> Result<Checkpoint> {
