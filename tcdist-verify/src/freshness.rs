@@ -234,6 +234,20 @@ pub async fn check(
         text: inclusion.checkpoint.clone(),
     };
     let mut seen = vec![from_bundle];
+    // Where the policy counts witnesses, only a checkpoint they cosigned is remembered; the
+    // bundle's and the log's own are compared with it, never kept.
+    let witnessed = inclusion
+        .witnessed_checkpoint
+        .as_ref()
+        .map(|text| {
+            Ok::<_, FreshnessFailure>(Seen {
+                place: "the witnessed checkpoint",
+                checkpoint: verify_checkpoint(text, log).map_err(FreshnessFailure::Inconsistent)?,
+                text: text.clone(),
+            })
+        })
+        .transpose()?;
+    seen.extend(witnessed.clone());
     seen.extend(store.and_then(|s| s.load(log)));
     let mut unproven = Vec::new();
     let reachable = match current_checkpoint(log, online).await? {
@@ -265,8 +279,12 @@ pub async fn check(
     }
     // Only a proven view is remembered: unproven, a bigger checkpoint from a bundle could be
     // a fork's, and remembering it would make the real log look forked later.
-    if let Some(store) = store {
-        store.save(log, &newest);
+    let remembered = match &log.witnesses {
+        Some(_) => witnessed.as_ref(),
+        None => Some(&newest),
+    };
+    if let (Some(store), Some(remembered)) = (store, remembered) {
+        store.save(log, remembered);
     }
     Ok(Freshness::Checked {
         latest_tree_size: newest.checkpoint.tree_size(),

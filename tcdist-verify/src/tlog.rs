@@ -34,6 +34,9 @@ pub struct LogInclusion {
     /// What the log's witnesses vouched for, when the policy names witnesses for the log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub witnesses: Option<Witnessed>,
+    /// The checkpoint a quorum of them cosigned (with the entry in it), as text.
+    #[serde(skip)]
+    pub witnessed_checkpoint: Option<String>,
 }
 
 /// The witnesses' part of an inclusion.
@@ -174,6 +177,14 @@ fn verify_entry(
         tree_size: checkpoint.tree_size(),
         root_hash: *checkpoint.root_hash().as_bytes(),
         checkpoint: proof.checkpoint.envelope.clone(),
+        witnessed_checkpoint: match &witnesses {
+            Some(Witnessed::Quorum { .. }) => candidate
+                .witnessed
+                .as_ref()
+                .and_then(|w| w.as_ref().ok())
+                .map(|w| w.checkpoint.clone()),
+            _ => None,
+        },
         witnesses,
     })
 }

@@ -140,23 +140,16 @@ PY
 	[[ $line == *"\"digest\":\"$payload\""* ]]
 	# The proof stands alone: the entry, its inclusion proof, the checkpoint signed by the log.
 	proof=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["proof"])' "$line")
-	python3 - "$proof" "$index" <<'PY'
-import base64, hashlib, json, sys
+	python3 - "$proof" "$index" "$TCDIST_TOP/tests/lib" <<'PY'
+import base64, json, sys
+sys.path.insert(0, sys.argv[3])
+from rekor_submit import leaf_hash, root_from_inclusion
 entry = json.load(open(sys.argv[1]))["entry"]
 proof = entry["inclusionProof"]
 index, size = int(sys.argv[2]), int(proof["treeSize"])
 assert int(entry["logIndex"]) == index
-node = hashlib.sha256(b"\0" + base64.b64decode(entry["canonicalizedBody"])).digest()
-h = lambda l, r: hashlib.sha256(b"\1" + l + r).digest()
-fn, sn = index, size - 1
-for sibling in map(base64.b64decode, proof["hashes"]):
-    if fn % 2 == 1 or fn == sn:
-        node = h(sibling, node)
-        while fn % 2 == 0 and fn:
-            fn, sn = fn >> 1, sn >> 1
-    else:
-        node = h(node, sibling)
-    fn, sn = fn >> 1, sn >> 1
+node = root_from_inclusion(index, size, leaf_hash(base64.b64decode(entry["canonicalizedBody"])),
+                           [base64.b64decode(h) for h in proof["hashes"]])
 lines = proof["checkpoint"]["envelope"].split("\n")
 assert base64.b64decode(lines[2]) == node, "the proof does not lead to the checkpoint's root"
 assert int(lines[1]) == size

@@ -238,7 +238,7 @@ PY
 	ref=$(copy_unsigned wrong-id)
 	dir=$(mint wrong-id 10m spiffe://tcdist.test/ci/job)
 	"$DISTD" sign "$ref" --signer-id spiffe://tcdist.test/ci/job --svid-cert "$dir/svid.pem" \
-		--svid-key "$dir/key.pem" --svid-bundle "$dir/bundle.pem" >/dev/null
+		--svid-key "$dir/key.pem" --svid-bundle "$dir/bundle.pem" --ledger "$WORK/offline-ledger.jsonl" >/dev/null
 	refused "$ref" signer-allowed
 }
 
@@ -247,7 +247,7 @@ PY
 	python3 "$FORGE" cert --out "$WORK/forged" --name other-domain --issuer "$WORK/forged/evil-ca" \
 		--uri spiffe://evil.test/distd/signer
 	"$DISTD" sign "$ref" --signer-id spiffe://evil.test/distd/signer --svid-cert "$WORK/forged/other-domain.pem" \
-		--svid-key "$WORK/forged/other-domain.key" --svid-bundle "$WORK/forged/evil-ca.pem" >/dev/null
+		--svid-key "$WORK/forged/other-domain.key" --svid-bundle "$WORK/forged/evil-ca.pem" --ledger "$WORK/offline-ledger.jsonl" >/dev/null
 	refused "$ref" trust-domain-known
 }
 
@@ -256,7 +256,7 @@ PY
 	python3 "$FORGE" cert --out "$WORK/forged" --name rogue-leaf --issuer "$WORK/forged/rogue-ca" \
 		--uri "$TCDIST_SIGNER_ID"
 	"$DISTD" sign "$ref" --svid-cert "$WORK/forged/rogue-leaf.pem" --svid-key "$WORK/forged/rogue-leaf.key" \
-		--svid-bundle "$WORK/forged/rogue-ca.pem" >/dev/null
+		--svid-bundle "$WORK/forged/rogue-ca.pem" --ledger "$WORK/offline-ledger.jsonl" >/dev/null
 	refused "$ref" svid-chain
 }
 
@@ -322,7 +322,7 @@ PY
 	ref=$(copy_unsigned signed-then-expired)
 	dir=$(mint short-lived 20s)
 	"$DISTD" sign "$ref" --svid-cert "$dir/svid.pem" --svid-key "$dir/key.pem" \
-		--svid-bundle "$dir/bundle.pem" --min-svid-lifetime 5 >/dev/null
+		--svid-bundle "$dir/bundle.pem" --min-svid-lifetime 5 --ledger "$WORK/offline-ledger.jsonl" >/dev/null
 	not_after=$(openssl x509 -in "$dir/svid.pem" -noout -enddate | cut -d= -f2)
 	while [ "$(date +%s)" -le "$(date -d "$not_after" +%s)" ]; do sleep 1; done
 	run --separate-stderr "$TCVERIFY" pull "$ref" --store "$WORK/store" --json
@@ -340,7 +340,8 @@ PY
 @test "distd refuses an SVID that expires too soon, or is not its configured signer" {
 	dir=$(mint too-short 30s)
 	ref=$(copy_unsigned refused-by-distd)
-	run "$DISTD" sign "$ref" --svid-cert "$dir/svid.pem" --svid-key "$dir/key.pem" --svid-bundle "$dir/bundle.pem"
+	run "$DISTD" sign "$ref" --svid-cert "$dir/svid.pem" --svid-key "$dir/key.pem" --svid-bundle "$dir/bundle.pem" \
+		--ledger "$WORK/offline-ledger.jsonl"
 	[ "$status" -ne 0 ]
 	[[ $output == *"at least 60s are required"* ]]
 	run "$DISTD" sign "$ref" --signer-id spiffe://tcdist.test/someone-else

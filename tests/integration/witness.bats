@@ -19,7 +19,9 @@ setup() {
 
 teardown() {
 	# Whatever a test stopped runs again for the next.
-	"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+	if [[ -n ${STOPPED:-} ]]; then
+		"$TCDIST_TOP/deploy/local/stack" up >/dev/null 2>&1
+	fi
 }
 
 # publish_unique TAG: a release of a tree of its own (so it is signed anew), published as TAG;
@@ -51,8 +53,10 @@ check_witnessed() {
 		"$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["logIndex"])' "$1")" \
 		--public-key "$TCDIST_REKOR_PUBLIC_KEY" --origin "$TCDIST_REKOR_ORIGIN" |
 		python3 -c 'import json, sys; print(json.load(sys.stdin)["entry"])')
-	python3 - "$1" "$2" "$TCDIST_WITNESSES" "$entry" <<'PY'
-import base64, hashlib, json, sys, tomllib
+	python3 - "$1" "$2" "$TCDIST_WITNESSES" "$entry" "$TCDIST_TOP/tests/lib" <<'PY'
+import base64, json, sys, tomllib
+sys.path.insert(0, sys.argv[5])
+from rekor_submit import leaf_hash, root_from_inclusion
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 w = json.loads(sys.argv[1])
 minimum, witnesses = int(sys.argv[2]), tomllib.load(open(sys.argv[3], "rb"))["witness"]
@@ -76,23 +80,14 @@ assert len(cosigned) >= minimum, cosigned
 origin, size, root = body.split("\n")[:3]
 index, size = w["logIndex"], int(size)
 entry = base64.b64decode(sys.argv[4])
-node = hashlib.sha256(b"\0" + entry).digest()
-h = lambda l, r: hashlib.sha256(b"\1" + l + r).digest()
-fn, sn = index, size - 1
-for sibling in map(base64.b64decode, w["hashes"]):
-    if fn % 2 == 1 or fn == sn:
-        node = h(sibling, node)
-        while fn % 2 == 0 and fn:
-            fn, sn = fn >> 1, sn >> 1
-    else:
-        node = h(node, sibling)
-    fn, sn = fn >> 1, sn >> 1
+node = root_from_inclusion(index, size, leaf_hash(entry), [base64.b64decode(h) for h in w["hashes"]])
 assert node == base64.b64decode(root), "the inclusion proof does not lead to the root"
 print(len(cosigned))
 PY
 }
 
 stop_witness() {
+	STOPPED=1
 	kill "$(cat "$TCDIST_WITNESS_DIR/w$1/pid")"
 }
 

@@ -832,10 +832,12 @@ impl LedgerArgs {
         let endpoint = endpoint.ok_or_else(|| {
             Error::usage_with_hint(
                 format!(
-                    "the ledger of the daemon at {server} is reached with an SVID from the \
-                     Workload API, and none is configured"
+                    "the ledger of the daemon at {server} is appended with an SVID from the \
+                     Workload API, and this process has none (it signs with SVID files, or \
+                     SPIFFE_ENDPOINT_SOCKET is not set)"
                 ),
-                "set SPIFFE_ENDPOINT_SOCKET, or name a ledger file with --ledger (TCDIST_LEDGER)",
+                "name a ledger file with --ledger (TCDIST_LEDGER): an offline signer keeps its \
+                 own, for the monitor to read",
             )
         })?;
         Ok(Some(Ledger::Remote(RemoteLedger::new(

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 
 use super::*;
 use crate::test_support::{LOG_ORIGIN, TestLog, TileServer, leaf_hashes, leaves, tree_hash};
+use crate::trust::tlog::WitnessPolicy;
 
 const NAME: &str = "stack";
 
@@ -17,6 +18,7 @@ fn inclusion(log: &TestLog, leaves: &[Vec<u8>]) -> LogInclusion {
         root_hash: tree_hash(&leaf_hashes(leaves)),
         checkpoint: log.checkpoint(leaves),
         witnesses: None,
+        witnessed_checkpoint: None,
     }
 }
 
@@ -166,6 +168,28 @@ async fn consistent_checkpoints_are_proven_from_tiles_and_the_newest_remembered(
         "{freshness:?}"
     );
     assert_eq!(f.remembered(), Some(f.log.checkpoint(&leaves(7, false))));
+}
+
+#[tokio::test]
+async fn where_witnesses_count_only_a_witnessed_checkpoint_is_remembered() {
+    let server = TileServer::start();
+    let mut f = Fixture::new(FreshnessMode::Required, Some(server.url.clone()));
+    f.log.log.witnesses = Some(WitnessPolicy {
+        keys: Vec::new(),
+        quorum: 1,
+        mode: FreshnessMode::Required,
+    });
+    server.serve_log(&f.log, &leaves(7, false));
+    // The bundle's and the log's checkpoints are checked, and neither is kept.
+    f.check(&leaves(6, false), true).await.unwrap();
+    assert_eq!(f.remembered(), None);
+    // The witnessed checkpoint is.
+    let mut witnessed = inclusion(&f.log, &leaves(6, false));
+    witnessed.witnessed_checkpoint = Some(f.log.checkpoint(&leaves(6, false)));
+    check(&witnessed, &f.log.log, Some(&f.store()), true)
+        .await
+        .unwrap();
+    assert_eq!(f.remembered(), Some(f.log.checkpoint(&leaves(6, false))));
 }
 
 #[tokio::test]
