@@ -71,15 +71,22 @@ use crate::merkle::{hash_children, largest_power_of_two_below};
 
 impl TileReader {
     pub fn new(base: &str, tree_size: u64, timeout: Duration) -> Result<Self, String> {
-        Ok(TileReader {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| format!("setting up the tile client: {e}"))?,
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("setting up the tile client: {e}"))?;
+        Ok(Self::with_client(http, base, tree_size))
+    }
+
+    /// A reader over a client the caller already has (setting one up costs more than a
+    /// request on loopback).
+    pub fn with_client(http: reqwest::Client, base: &str, tree_size: u64) -> Self {
+        TileReader {
+            http,
             base: base.trim_end_matches('/').to_owned(),
             tree_size,
             cache: HashMap::new(),
-        })
+        }
     }
 
     /// The log's current checkpoint, as text.

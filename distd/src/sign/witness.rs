@@ -154,8 +154,8 @@ impl Witnesses {
         let mut ahead = ahead;
         let mut attempt = 1;
         let (note, size) = loop {
-            let current = TileReader::new(&self.tiles_url, 0, REQUEST_TIMEOUT)
-                .map_err(|e| anyhow::anyhow!(e))?
+            let current = self
+                .tiles(0)
                 .checkpoint()
                 .await
                 .map_err(|e| anyhow::anyhow!("reading the log's current checkpoint: {e}"))?;
@@ -181,13 +181,9 @@ impl Witnesses {
                 ),
             }
         };
-        let hashes = TileReader::new(&self.tiles_url, size, REQUEST_TIMEOUT)
-            .map_err(|e| anyhow::anyhow!(e))?
-            .inclusion_proof(index)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("reading the entry's inclusion proof from the log: {e}")
-            })?;
+        let hashes = self.tiles(size).inclusion_proof(index).await.map_err(|e| {
+            anyhow::anyhow!("reading the entry's inclusion proof from the log: {e}")
+        })?;
         let leaf = leaf_hash(&entry.canonicalized_body);
         if !verify_inclusion(
             &leaf,
@@ -213,6 +209,7 @@ impl Witnesses {
 
     /// Asks every witness at once to cosign `checkpoint` (the log's signed note).
     pub async fn cosign(&self, checkpoint: &str) -> Result<Cosigning> {
+        let started = std::time::Instant::now();
         let parsed = parse(checkpoint)?;
         let answers = futures::future::join_all(
             self.witnesses
@@ -250,11 +247,12 @@ impl Witnesses {
                 eprintln!("distd: warning: witness {failure}");
             }
             eprintln!(
-                "distd: checkpoint of size {} cosigned by {} of {} witnesses ({})",
+                "distd: checkpoint of size {} cosigned by {} of {} witnesses ({}) in {} ms",
                 parsed.tree_size(),
                 cosigned.len(),
                 self.witnesses.len(),
-                cosigned.join(", ")
+                cosigned.join(", "),
+                started.elapsed().as_millis()
             );
             return Ok(Cosigning::Quorum(note));
         }
@@ -274,6 +272,11 @@ impl Witnesses {
                 failures.join("; ")
             ),
         })
+    }
+
+    /// The log's tiles for a tree of `size`, read with the witnesses' client.
+    fn tiles(&self, size: u64) -> TileReader {
+        TileReader::with_client(self.http.clone(), &self.tiles_url, size)
     }
 
     /// One witness's cosignature lines for `checkpoint`.
@@ -367,12 +370,16 @@ impl Witnesses {
         if old == 0 || old == size {
             return Ok(Vec::new());
         }
-        let mut reader = TileReader::new(&self.tiles_url, size, REQUEST_TIMEOUT)?;
-        reader.consistency_proof(old).await.map_err(|e| match e {
-            TileError::Unavailable(why) | TileError::Invalid(why) => {
-                format!("no consistency proof from size {old} could be read from the log: {why}")
-            }
-        })
+        self.tiles(size)
+            .consistency_proof(old)
+            .await
+            .map_err(|e| match e {
+                TileError::Unavailable(why) | TileError::Invalid(why) => {
+                    format!(
+                        "no consistency proof from size {old} could be read from the log: {why}"
+                    )
+                }
+            })
     }
 }
 
