@@ -79,7 +79,6 @@ pub struct Verifier {
     checkpoints: Option<CheckpointStore>,
     memory: Option<LifecycleMemory>,
     waivers: Waivers,
-    online: bool,
     host_id: Option<String>,
 }
 
@@ -91,7 +90,6 @@ impl Verifier {
             checkpoints: None,
             memory: None,
             waivers: Waivers::default(),
-            online: true,
             host_id: None,
         }
     }
@@ -118,9 +116,10 @@ impl Verifier {
         self
     }
 
-    /// Never contact transparency logs; verify from the bundle's proof and the trust material.
+    /// Never contact transparency logs or their witnesses; verify from the bundle's proof and
+    /// the trust material.
     pub fn offline(mut self) -> Self {
-        self.online = false;
+        self.policy.go_offline();
         self
     }
 
@@ -382,10 +381,14 @@ impl Verifier {
                     .trust()
                     .transparency_log(&inclusion.log)
                     .expect("the accepted entry's log is in the policy");
-                let freshness =
-                    freshness::check(inclusion, log, self.checkpoints.as_ref(), self.online)
-                        .await
-                        .map_err(|failure| failure.into_error(&release.index_digest, inclusion))?;
+                let freshness = freshness::check(
+                    inclusion,
+                    log,
+                    self.checkpoints.as_ref(),
+                    self.policy.logs_online(),
+                )
+                .await
+                .map_err(|failure| failure.into_error(&release.index_digest, inclusion))?;
                 Some(freshness)
             }
             None => None,

@@ -368,7 +368,8 @@ pub(crate) async fn authenticate(
             ),
         );
     }
-    let log = match verify_inclusion(candidate, &policy.transparency_logs(rules), proven.time) {
+    let logs = policy.transparency_logs(rules);
+    let log = match verify_inclusion(candidate, &logs, proven.time, policy.logs_online()).await {
         Ok(log) => log,
         Err(LogFailure::NoEntry(reason)) => return fail(Rule::LogEntryPresent, reason),
         Err(LogFailure::Body(reason)) => return fail(Rule::LogEntryMatches, reason),

@@ -12,6 +12,7 @@ use crate::discover::{Candidate, Encoding};
 use crate::merkle::{self, leaf_hash};
 use crate::trust::tlog::{FreshnessMode, LogKeyAlgorithm, TransparencyLog, WitnessPolicy};
 use crate::witness::check_quorum;
+use crate::witness::client::CosignError;
 use entry::{EntryKind, LoggedEntry, Verifier};
 use tcdist_core::text::sanitize;
 use tcdist_oci::bundle::TransparencyLogEntry;
@@ -43,10 +44,13 @@ pub struct LogInclusion {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Witnessed {
-    /// The entry is in a checkpoint a quorum cosigned: these witnesses.
+    /// The entry is in a checkpoint a quorum cosigned: these witnesses. `fetched`: the
+    /// release carried none, and the log's current one was cosigned during verification.
     Quorum {
         cosigners: Vec<String>,
         tree_size: u64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        fetched: bool,
     },
     /// Under `witness = "best-effort"`: the quorum was not shown, and why.
     Unchecked { reason: String },
@@ -69,10 +73,11 @@ pub enum LogFailure {
 
 /// Checks the candidate's entries against the logs the repository requires; `Ok(None)` when
 /// the policy requires none.
-pub fn verify_inclusion(
+pub async fn verify_inclusion(
     candidate: &Candidate,
     logs: &[(&str, &TransparencyLog)],
     signed_at: jiff::Timestamp,
+    online: bool,
 ) -> Result<Option<LogInclusion>, LogFailure> {
     if logs.is_empty() {
         return Ok(None);
@@ -107,7 +112,7 @@ pub fn verify_inclusion(
             )));
             continue;
         }
-        match verify_entry(candidate, entry, name, log) {
+        match verify_entry(candidate, entry, name, log, online).await {
             Ok(inclusion) => return Ok(Some(inclusion)),
             Err(failure) => last = Some(failure),
         }
@@ -119,11 +124,12 @@ fn names(logs: &[(&str, &TransparencyLog)]) -> String {
     logs.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
 }
 
-fn verify_entry(
+async fn verify_entry(
     candidate: &Candidate,
     entry: &TransparencyLogEntry,
     name: &str,
     log: &TransparencyLog,
+    online: bool,
 ) -> Result<LogInclusion, LogFailure> {
     check_body(candidate, entry).map_err(LogFailure::Body)?;
     let proof = entry
@@ -161,14 +167,15 @@ fn verify_entry(
             checkpoint.tree_size()
         ))
     })?;
-    let witnesses = match &log.witnesses {
-        None => None,
-        Some(policy) => match check_witnessed(candidate, entry, index, name, log, policy) {
-            Ok(witnessed) => Some(witnessed),
-            Err(reason) if policy.mode == FreshnessMode::Required => {
+    let (witnesses, witnessed_checkpoint) = match &log.witnesses {
+        None => (None, None),
+        Some(policy) => match witnessed(candidate, entry, index, name, log, policy, online).await {
+            Ok((witnessed, note)) => (Some(witnessed), Some(note)),
+            Err(WitnessFailure::NotIncluded(reason)) => return Err(LogFailure::Witness(reason)),
+            Err(WitnessFailure::Unshown(reason)) if policy.mode == FreshnessMode::Required => {
                 return Err(LogFailure::Witness(reason));
             }
-            Err(reason) => Some(Witnessed::Unchecked { reason }),
+            Err(WitnessFailure::Unshown(reason)) => (Some(Witnessed::Unchecked { reason }), None),
         },
     };
     Ok(LogInclusion {
@@ -177,47 +184,47 @@ fn verify_entry(
         tree_size: checkpoint.tree_size(),
         root_hash: *checkpoint.root_hash().as_bytes(),
         checkpoint: proof.checkpoint.envelope.clone(),
-        witnessed_checkpoint: match &witnesses {
-            Some(Witnessed::Quorum { .. }) => candidate
-                .witnessed
-                .as_ref()
-                .and_then(|w| w.as_ref().ok())
-                .map(|w| w.checkpoint.clone()),
-            _ => None,
-        },
+        witnessed_checkpoint,
         witnesses,
     })
 }
 
-/// The witnessed checkpoint beside the candidate: signed by the log, cosigned by the policy's
-/// quorum, and proving this entry at its index.
-fn check_witnessed(
+/// Why an entry is in no checkpoint the policy's quorum of witnesses cosigned.
+enum WitnessFailure {
+    /// No such checkpoint was shown: refused where the policy requires one.
+    Unshown(String),
+    /// The witnesses cosigned a tree that does not hold the entry: always refused.
+    NotIncluded(String),
+}
+
+/// A checkpoint cosigned by the policy's quorum that holds the entry, and its text: the one
+/// beside the candidate or, when it carries none (signed before the log was witnessed, or
+/// its referrer lost), the log's current one cosigned now (online only).
+async fn witnessed(
     candidate: &Candidate,
     entry: &TransparencyLogEntry,
     index: u64,
     name: &str,
     log: &TransparencyLog,
     policy: &WitnessPolicy,
-) -> Result<Witnessed, String> {
+    online: bool,
+) -> Result<(Witnessed, String), WitnessFailure> {
+    let unshown = WitnessFailure::Unshown;
     let witnessed = match &candidate.witnessed {
-        None => {
-            return Err(format!(
-                "the signature carries no checkpoint of log {name} cosigned by its witnesses"
-            ));
-        }
-        Some(Err(reason)) => return Err(format!("the witnessed checkpoint: {reason}")),
+        None => return witnessed_now(entry, index, name, log, policy, online).await,
+        Some(Err(reason)) => return Err(unshown(format!("the witnessed checkpoint: {reason}"))),
         Some(Ok(witnessed)) => witnessed,
     };
     if witnessed.log_index != index {
-        return Err(format!(
+        return Err(unshown(format!(
             "the witnessed checkpoint proves entry {}, the signature's entry is {index}",
             witnessed.log_index
-        ));
+        )));
     }
     let checkpoint = verify_checkpoint(&witnessed.checkpoint, log)
-        .map_err(|e| format!("the witnessed checkpoint: {e}"))?;
+        .map_err(|e| unshown(format!("the witnessed checkpoint: {e}")))?;
     let cosigners = check_quorum(&checkpoint, &policy.keys, policy.quorum)
-        .map_err(|e| format!("log {name}: {e}"))?;
+        .map_err(|e| unshown(format!("log {name}: {e}")))?;
     let hashes = witnessed
         .hashes
         .iter()
@@ -225,7 +232,9 @@ fn check_witnessed(
             tcdist_oci::bundle::decode_base64(h)
                 .ok()
                 .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| "a hash of the witnessed proof is not 32 bytes of base64".to_owned())
+                .ok_or_else(|| {
+                    unshown("a hash of the witnessed proof is not 32 bytes of base64".into())
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     if !merkle::verify_inclusion(
@@ -235,15 +244,63 @@ fn check_witnessed(
         &hashes,
         checkpoint.root_hash().as_bytes(),
     ) {
-        return Err(format!(
+        return Err(unshown(format!(
             "entry {index} is not in the witnessed checkpoint of size {}",
             checkpoint.tree_size()
-        ));
+        )));
     }
-    Ok(Witnessed::Quorum {
-        cosigners: cosigners.into_iter().collect(),
-        tree_size: checkpoint.tree_size(),
-    })
+    Ok((
+        Witnessed::Quorum {
+            cosigners: cosigners.into_iter().collect(),
+            tree_size: checkpoint.tree_size(),
+            fetched: false,
+        },
+        witnessed.checkpoint.clone(),
+    ))
+}
+
+/// The log's current checkpoint, cosigned by the policy's quorum now, with the entry proven
+/// in it from the log's tiles.
+async fn witnessed_now(
+    entry: &TransparencyLogEntry,
+    index: u64,
+    name: &str,
+    log: &TransparencyLog,
+    policy: &WitnessPolicy,
+    online: bool,
+) -> Result<(Witnessed, String), WitnessFailure> {
+    let missing =
+        format!("the signature carries no checkpoint of log {name} cosigned by its witnesses");
+    if !online {
+        return Err(WitnessFailure::Unshown(format!(
+            "{missing}, and the log was not contacted for a current one (offline)"
+        )));
+    }
+    let unshown = |why: String| {
+        WitnessFailure::Unshown(format!(
+            "{missing}, and its current one could not be: {why}"
+        ))
+    };
+    let client = log.witness_client().map_err(unshown)?;
+    let included = match client.include(&entry.canonicalized_body, index).await {
+        Ok(included) => included,
+        Err(CosignError::NotIncluded(why)) => {
+            return Err(WitnessFailure::NotIncluded(format!("{missing}; {why}")));
+        }
+        Err(e) => return Err(unshown(e.to_string())),
+    };
+    // The log's signature too: the witnesses' word is on a tree, the log's on its origin.
+    let checkpoint = verify_checkpoint(&included.note, log).map_err(unshown)?;
+    let cosigners = check_quorum(&checkpoint, &policy.keys, policy.quorum)
+        .map_err(|e| unshown(format!("log {name}: {e}")))?;
+    Ok((
+        Witnessed::Quorum {
+            cosigners: cosigners.into_iter().collect(),
+            tree_size: checkpoint.tree_size(),
+            fetched: true,
+        },
+        included.note,
+    ))
 }
 
 /// Parses a checkpoint and checks it is signed by `log`'s key under `log`'s origin.

@@ -5,6 +5,8 @@
 //! verifier keys (`NAME+HASH+BASE64(0x04 || key)`). Unknown keys are ignored; a known key
 //! whose cosignature does not verify refuses the checkpoint; a key counts once.
 
+pub mod client;
+
 use std::collections::BTreeSet;
 
 use base64::Engine as _;

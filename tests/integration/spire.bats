@@ -121,7 +121,7 @@ import sys, tomllib
 log = tomllib.load(open(sys.argv[1], "rb"))["transparency_logs"]["stack"]
 stack = tomllib.load(open(sys.argv[2], "rb"))
 assert log["witness"] == "required" and log["witness_quorum"] == 2 == stack["quorum"], log
-assert log["witnesses"] == [{"name": w["name"], "key": w["key"]} for w in stack["witness"]], log
+assert log["witnesses"] == [{"name": w["name"], "key": w["key"], "url": w["url"]} for w in stack["witness"]], log
 assert len(log["witnesses"]) == 3
 PY
 	# The bundle holds the trust domain's CA: a CA certificate with the domain's SPIFFE ID.

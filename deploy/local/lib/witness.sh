@@ -154,7 +154,7 @@ witness_status() {
 }
 
 # witness_policy: the policy lines of the stack log's witnesses (inside its
-# [transparency_logs] table): their names and keys, the quorum, required.
+# [transparency_logs] table): their names, keys and addresses, the quorum, required.
 witness_policy() {
 	_witness_paths
 	python3 - "$WITNESS_FILE" <<'PY'
@@ -164,7 +164,7 @@ print('witness = "required"')
 print(f'witness_quorum = {w["quorum"]}')
 print("witnesses = [")
 for entry in w["witness"]:
-    print(f'\t{{ name = "{entry["name"]}", key = "{entry["key"]}" }},')
+    print(f'\t{{ name = "{entry["name"]}", key = "{entry["key"]}", url = "{entry["url"]}" }},')
 print("]")
 PY
 }

@@ -67,14 +67,14 @@ async fn monitor_command(args: MonitorArgs) -> anyhow::Result<()> {
         tcdist_verify::policy::Policy::load_with_trusted_root(&policy, args.trust.as_deref())
             .map_err(|e| tcdist_core::Error::usage(format!("{e}")))?;
     let service = monitor::Service {
-        monitor: monitor::round::Monitor {
+        monitor: monitor::round::Monitor::new(
             policy,
-            witnesses: args.witnesses,
-            ledger: args.ledger.open()?,
-            state_dir: monitor::state::StateDir::open(&state)?,
-            max_lag: args.max_lag,
-            timeout: std::time::Duration::from_secs(30),
-        },
+            args.witnesses.as_deref(),
+            args.ledger.open()?,
+            monitor::state::StateDir::open(&state)?,
+            args.max_lag,
+            std::time::Duration::from_secs(30),
+        ),
         once: args.once,
         interval: args.interval.unsigned_abs(),
         hook: args.alert_hook,

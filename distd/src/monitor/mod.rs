@@ -88,8 +88,8 @@ pub async fn run(service: Service) -> Result<Option<AlertClass>> {
 
 /// One round, with the state directory locked from loading the state to saving it.
 async fn one_round(monitor: &Monitor) -> Result<(MonitorState, Round)> {
-    let _lock = monitor.state_dir.lock().await?;
-    let mut state = monitor.state_dir.load()?;
+    let _lock = monitor.state_dir().lock().await?;
+    let mut state = monitor.state_dir().load()?;
     let round = monitor.round(&mut state).await?;
     Ok((state, round))
 }

@@ -4,7 +4,8 @@
 //! every new entry and check the ledger's records against the log. Progress is saved as it
 //! goes; alerts are raised once each.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,24 +14,23 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use sigstore_types::Checkpoint;
-use std::path::PathBuf;
 use tcdist_oci::bundle::{
     Checkpoint as BundleCheckpoint, InclusionProof, KindVersion, LogId, TransparencyLogEntry,
 };
 use tcdist_verify::follow::{self, FollowError, Step};
 use tcdist_verify::merkle::leaf_hash;
 use tcdist_verify::policy::Policy;
-use tcdist_verify::tiles::TileReader;
 use tcdist_verify::tlog::entry::LoggedEntry;
 use tcdist_verify::trust::tlog::TransparencyLog;
 use tcdist_verify::watch::{Watchlist, subject_key_id};
 use tcdist_verify::witness::check_quorum;
+use tcdist_verify::witness::client::{Cosigning, WitnessClient};
 
 use super::alert::{Alert, AlertClass};
 use super::judge::{Intents, Verdict, judge};
 use super::state::{LogState, MonitorState, StateDir, write_atomic};
 use crate::ledger::Ledger;
-use crate::sign::witness::{Cosigning, Witnesses};
+use crate::sign::witness::Witnesses;
 
 /// Entry bundles read at once.
 const PARALLEL_BUNDLES: usize = 8;
@@ -38,14 +38,17 @@ const PARALLEL_BUNDLES: usize = 8;
 const SAVE_EVERY_BUNDLES: usize = 16;
 
 pub struct Monitor {
-    pub policy: Policy,
-    /// Where the witnesses the policy counts are asked to cosign (their addresses).
-    pub witnesses: Option<PathBuf>,
-    pub ledger: Ledger,
-    pub state_dir: StateDir,
+    policy: Policy,
+    /// The logs the policy trusts, each once.
+    logs: Vec<TransparencyLog>,
+    /// By log origin, for each log whose witnesses the policy counts: their client, or why
+    /// there is none.
+    witnesses: BTreeMap<String, std::result::Result<WitnessClient, String>>,
+    ledger: Ledger,
+    state_dir: StateDir,
     /// How long a log may go unread to its checkpoint before that is an operational alert.
-    pub max_lag: SignedDuration,
-    pub timeout: Duration,
+    max_lag: SignedDuration,
+    timeout: Duration,
 }
 
 /// What a round found.
@@ -60,12 +63,55 @@ pub struct Round {
 }
 
 impl Monitor {
+    /// The monitor of the logs `policy` trusts; their witnesses are asked at the addresses the
+    /// policy gives, else at those of `witnesses_file` (the file distd signs with).
+    pub fn new(
+        policy: Policy,
+        witnesses_file: Option<&Path>,
+        ledger: Ledger,
+        state_dir: StateDir,
+        max_lag: SignedDuration,
+        timeout: Duration,
+    ) -> Self {
+        let logs = watched_logs(&policy);
+        let witnesses = logs
+            .iter()
+            .filter_map(|log| {
+                let policy = log.witnesses.as_ref()?;
+                let client = match (witnesses_file, &log.tiles_url) {
+                    _ if !policy.addresses.is_empty() => log.witness_client(),
+                    (Some(file), Some(tiles)) => Witnesses::load(file, tiles)
+                        .map(Witnesses::into_client)
+                        .map_err(|e| format!("{e:#}")),
+                    (Some(_), None) => log.witness_client(),
+                    (None, _) => Err("the monitor does not know where they are (a url for each \
+                                      witness in the policy, or --witnesses)"
+                        .to_owned()),
+                };
+                Some((log.origin.clone(), client))
+            })
+            .collect();
+        Monitor {
+            policy,
+            logs,
+            witnesses,
+            ledger,
+            state_dir,
+            max_lag,
+            timeout,
+        }
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state_dir
+    }
+
     pub async fn round(&self, state: &mut MonitorState) -> Result<Round> {
         let mut round = Round::default();
         self.refresh_ca_keys(state, &mut round).await;
-        let logs = watched_logs(&self.policy);
+        let logs = &self.logs;
         let mut steps = Vec::new();
-        for log in &logs {
+        for log in logs {
             let log_state = state.logs.entry(log.origin.clone()).or_default();
             let range = log_state.compact_range()?;
             match follow::step(log, log_state.checkpoint.as_deref(), &range, self.timeout).await {
@@ -124,7 +170,7 @@ impl Monitor {
             }
         }
         let now = Timestamp::now();
-        for log in &logs {
+        for log in logs {
             let log_state = state.logs.entry(log.origin.clone()).or_default();
             let behind = log_state
                 .caught_up_at
@@ -192,16 +238,13 @@ impl Monitor {
             )
             .at(origin, None)
         };
-        let (Some(file), Some(tiles)) = (&self.witnesses, &log.tiles_url) else {
-            return Err(operational(
-                "the policy counts them, and the monitor does not know where they are \
-                 (--witnesses, TCDIST_WITNESSES)"
-                    .into(),
-            ));
+        let client = match self.witnesses.get(origin) {
+            Some(Ok(client)) => client,
+            Some(Err(why)) => return Err(operational(why.clone())),
+            None => return Err(operational("no witness client".into())),
         };
-        let witnesses = Witnesses::load(file, tiles).map_err(|e| operational(format!("{e:#}")))?;
-        match witnesses.cosign(&step.checkpoint_text).await {
-            Ok(Cosigning::Quorum(note)) => {
+        match client.cosign(&step.checkpoint_text).await {
+            Ok(Cosigning::Quorum { note, .. }) => {
                 let checkpoint = Checkpoint::from_text(&note)
                     .map_err(|e| operational(format!("their cosigned note does not parse: {e}")))?;
                 check_quorum(&checkpoint, &policy.keys, policy.quorum)
@@ -209,8 +252,8 @@ impl Monitor {
                 Ok(Some(note))
             }
             Ok(Cosigning::Ahead(size)) => {
-                let current = TileReader::new(tiles, 0, self.timeout)
-                    .map_err(operational)?
+                let current = client
+                    .tiles(0)
                     .checkpoint()
                     .await
                     .map_err(|e| operational(e.to_string()))?;
@@ -224,7 +267,7 @@ impl Monitor {
             }
             Ok(Cosigning::Short { refused, detail }) if !refused.is_empty() => Err(tamper(detail)),
             Ok(Cosigning::Short { detail, .. }) => Err(operational(detail)),
-            Err(e) => Err(operational(format!("{e:#}"))),
+            Err(e) => Err(operational(e)),
         }
     }
 

@@ -176,6 +176,7 @@ async fn where_witnesses_count_only_a_witnessed_checkpoint_is_remembered() {
     let mut f = Fixture::new(FreshnessMode::Required, Some(server.url.clone()));
     f.log.log.witnesses = Some(WitnessPolicy {
         keys: Vec::new(),
+        addresses: Vec::new(),
         quorum: 1,
         mode: FreshnessMode::Required,
     });

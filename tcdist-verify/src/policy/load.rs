@@ -29,6 +29,7 @@ use crate::trust::{
     parse_pem_certificates, parse_spiffe_bundle, parse_tsa_chain,
 };
 use crate::witness::WitnessKey;
+use crate::witness::client::Witness;
 use sigstore_types::TsaAuthority;
 
 /// Keys that a later format will give meaning; refusing them now keeps a policy written for
@@ -95,11 +96,13 @@ struct RawTransparencyLog {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a witness: { name, key }")]
+#[serde(deny_unknown_fields, expecting = "a witness: { name, key, url }")]
 struct RawWitness {
     name: String,
     /// A C2SP verifier key, NAME+HASH+BASE64.
     key: Spanned<String>,
+    /// Where it serves `add-checkpoint`, for entries with no cosigned checkpoint beside them.
+    url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +339,7 @@ impl Loader<'_> {
             trusted_root,
             max_svid_lifetime: max_svid_lifetime?,
             max_verification_age: max_verification_age?,
+            logs_offline: false,
         })
     }
 
@@ -848,9 +852,27 @@ impl Loader<'_> {
             return None;
         };
         let mut keys = Vec::new();
+        let mut addresses = Vec::new();
         for witness in witnesses.get_ref() {
             match WitnessKey::parse(witness.key.get_ref()) {
-                Ok(key) if key.name == witness.name => keys.push(key),
+                Ok(key) if key.name == witness.name => {
+                    if let Some(url) = &witness.url {
+                        if url.get_ref().starts_with("http://")
+                            || url.get_ref().starts_with("https://")
+                        {
+                            addresses.push(Witness {
+                                key: key.clone(),
+                                url: url.get_ref().trim_end_matches('/').to_owned(),
+                            });
+                        } else {
+                            self.error(
+                                url.span(),
+                                format!("the url of witness {:?} is not http(s)", witness.name),
+                            );
+                        }
+                    }
+                    keys.push(key);
+                }
                 Ok(key) => self.error(
                     witness.key.span(),
                     format!(
@@ -879,6 +901,7 @@ impl Loader<'_> {
         }
         Some(Some(WitnessPolicy {
             keys,
+            addresses,
             quorum: quorum_value,
             mode,
         }))

@@ -52,6 +52,8 @@ pub struct Policy {
     trusted_root: Option<TrustedRootSummary>,
     max_svid_lifetime: SignedDuration,
     max_verification_age: SignedDuration,
+    /// Set by the verifier (`--offline`): no transparency log or witness is contacted.
+    logs_offline: bool,
 }
 
 /// One `[[repository]]` entry.
@@ -130,6 +132,17 @@ impl Policy {
 
     pub fn trust(&self) -> &TrustMaterial {
         &self.trust
+    }
+
+    /// From now on, contact no transparency log or witness: verify from what the release
+    /// carries and the trust material.
+    pub fn go_offline(&mut self) {
+        self.logs_offline = true;
+    }
+
+    /// Whether transparency logs and their witnesses may be contacted.
+    pub fn logs_online(&self) -> bool {
+        !self.logs_offline
     }
 
     /// The longest validity a signer's leaf may have.

@@ -82,6 +82,7 @@ impl Policy {
             trusted_root: None,
             max_svid_lifetime: DEFAULT_MAX_SVID_LIFETIME,
             max_verification_age: DEFAULT_MAX_VERIFICATION_AGE,
+            logs_offline: false,
         })
     }
 }

@@ -1128,3 +1128,72 @@ fn narrowest_valid_for_wins_when_log_key_from_two_sources() {
     let valid_for = logs[0].1.valid_for.expect("the trusted root's window");
     assert_eq!(valid_for.start, "2026-02-01T00:00:00Z".parse().unwrap());
 }
+
+/// A C2SP cosignature/v1 verifier key for witness `name`.
+fn witness_vkey(name: &str) -> String {
+    use base64::Engine as _;
+    use ring::signature::KeyPair as _;
+    use sha2::Digest as _;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let mut typed = vec![0x04];
+    typed.extend_from_slice(pair.public_key().as_ref());
+    let hint = sha2::Sha256::digest([name.as_bytes(), b"\n", &typed].concat());
+    format!(
+        "{name}+{}+{}",
+        hex::encode(&hint[..4]),
+        base64::engine::general_purpose::STANDARD.encode(&typed)
+    )
+}
+
+fn log_with_witnesses(second_url: &str) -> String {
+    format!(
+        "{LOG}witness = \"required\"\nwitness_quorum = 2\nwitnesses = [\n\
+         {{ name = \"w1.test\", key = \"{}\", url = \"http://127.0.0.1:2/\" }},\n\
+         {{ name = \"w2.test\", key = \"{}\"{second_url} }},\n]\n",
+        witness_vkey("w1.test"),
+        witness_vkey("w2.test")
+    )
+}
+
+#[test]
+fn witnesses_load_with_the_addresses_the_policy_gives() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let policy = f
+        .load(&format!("{BASE}{}", log_with_witnesses("")))
+        .unwrap();
+    let repository = policy.for_repository("toolchains/go").unwrap();
+    let log = policy.transparency_logs(repository)[0].1;
+    let witnesses = log.witnesses.as_ref().unwrap();
+    assert_eq!((witnesses.keys.len(), witnesses.quorum), (2, 2));
+    let addresses: Vec<_> = witnesses
+        .addresses
+        .iter()
+        .map(|w| (w.key.name.as_str(), w.url.as_str()))
+        .collect();
+    assert_eq!(addresses, [("w1.test", "http://127.0.0.1:2")]);
+    // One address for a quorum of two: the current checkpoint cannot be cosigned.
+    let err = log.witness_client().err().unwrap();
+    assert!(
+        err.contains("the url of 1 of the log's witnesses, fewer than its quorum of 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn witness_url_must_be_http() {
+    let f = Fixture::new();
+    std::fs::write(f.dir.path().join("trust/log.pub"), ed25519_public_key_pem()).unwrap();
+    let text = format!(
+        "{BASE}{}",
+        log_with_witnesses(", url = \"file:///etc/passwd\"")
+    );
+    let errors = f.errors(&text);
+    assert_one_error(
+        &errors,
+        &at(&text, "\"file:///etc/passwd\""),
+        "the url of witness \"w2.test\" is not http(s)",
+    );
+}

@@ -2,6 +2,7 @@
 //! index 1 of a log of three, with its inclusion proof and a checkpoint signed by the test
 //! log's Ed25519 key. Each test breaks one part of the entry, proof or checkpoint.
 
+use futures::executor::block_on;
 use sigstore_types::TimeRange;
 
 use super::*;
@@ -39,12 +40,14 @@ impl Fixture {
             .envelope
     }
 
+    /// Verifies offline: these cases never need the log's current state.
     fn verify(&self) -> Result<Option<LogInclusion>, LogFailure> {
-        verify_inclusion(
+        block_on(verify_inclusion(
             &self.candidate,
             &[("rekor", &self.pki.log.log)],
             signing_time(),
-        )
+            false,
+        ))
     }
 }
 
@@ -85,7 +88,7 @@ fn tlog_not_required_if_policy_names_no_log() {
     let mut f = Fixture::new();
     f.candidate.tlog_entries.clear();
     assert!(
-        verify_inclusion(&f.candidate, &[], signing_time())
+        block_on(verify_inclusion(&f.candidate, &[], signing_time(), true))
             .unwrap()
             .is_none()
     );
@@ -319,5 +322,58 @@ fn tlog_rejected_if_log_key_not_trusted_at_signing_time() {
              2025-12-31T00:00:00Z, not at the signing time {}",
             signing_time()
         ),
+    );
+}
+
+/// The fixture's log counts witnesses (`mode`) whose quorum no checkpoint beside the
+/// candidate shows.
+fn without_witnessed_checkpoint(mode: FreshnessMode) -> Fixture {
+    let mut f = Fixture::new();
+    f.pki.log.log.witnesses = Some(crate::trust::tlog::WitnessPolicy {
+        keys: Vec::new(),
+        addresses: Vec::new(),
+        quorum: 1,
+        mode,
+    });
+    assert!(f.candidate.witnessed.is_none());
+    f
+}
+
+#[test]
+fn tlog_witness_refused_offline_when_required_and_no_cosigned_checkpoint_is_carried() {
+    let f = without_witnessed_checkpoint(FreshnessMode::Required);
+    assert_refused(
+        &f,
+        "tlog-witness",
+        "carries no checkpoint of log rekor cosigned by its witnesses, and the log was not \
+         contacted for a current one (offline)",
+    );
+}
+
+#[test]
+fn tlog_witness_unchecked_offline_when_best_effort() {
+    let f = without_witnessed_checkpoint(FreshnessMode::BestEffort);
+    let inclusion = f.verify().unwrap().unwrap();
+    assert!(inclusion.witnessed_checkpoint.is_none());
+    match inclusion.witnesses {
+        Some(Witnessed::Unchecked { reason }) => assert!(reason.contains("offline"), "{reason}"),
+        other => panic!("expected unchecked witnesses, got {other:?}"),
+    }
+}
+
+#[test]
+fn tlog_witness_refused_online_when_the_policy_gives_no_witness_url() {
+    let f = without_witnessed_checkpoint(FreshnessMode::Required);
+    let refusal = block_on(verify_inclusion(
+        &f.candidate,
+        &[("rekor", &f.pki.log.log)],
+        signing_time(),
+        true,
+    ));
+    let (rule, reason) = refused(refusal);
+    assert_eq!(rule, "tlog-witness");
+    assert!(
+        reason.contains("could not be: the policy gives no url for the log's tiles"),
+        "{reason}"
     );
 }

@@ -3,6 +3,8 @@
 //! consistency checks.
 
 use sha2::{Digest as _, Sha256};
+
+use crate::witness::client::{Witness, WitnessClient};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
@@ -30,8 +32,30 @@ pub struct TransparencyLog {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WitnessPolicy {
     pub keys: Vec<crate::witness::WitnessKey>,
+    /// Those the policy gives a `url` for: where the log's current checkpoint can be cosigned.
+    pub addresses: Vec<Witness>,
     pub quorum: usize,
     pub mode: FreshnessMode,
+}
+
+impl TransparencyLog {
+    /// A client that gets this log's current checkpoint cosigned by the policy's witnesses.
+    pub fn witness_client(&self) -> Result<WitnessClient, String> {
+        let Some(policy) = &self.witnesses else {
+            return Err("the policy names no witnesses for the log".into());
+        };
+        let Some(tiles) = &self.tiles_url else {
+            return Err("the policy gives no url for the log's tiles".into());
+        };
+        if policy.addresses.len() < policy.quorum {
+            return Err(format!(
+                "the policy gives the url of {} of the log's witnesses, fewer than its quorum of {}",
+                policy.addresses.len(),
+                policy.quorum
+            ));
+        }
+        WitnessClient::new(policy.addresses.clone(), policy.quorum, tiles)
+    }
 }
 
 /// The policy's `freshness` for a log.
