@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("distd: error: {err:#}");
+            // Each cause once: an error whose message quotes its source does not repeat it.
+            let chain =
+                tcdist_oci::registry::error_chain(AsRef::<dyn std::error::Error>::as_ref(&err));
+            eprintln!("distd: error: {chain}");
             let code = match err.downcast_ref::<CommandExit>() {
                 Some(exit) => exit.code,
                 None => err

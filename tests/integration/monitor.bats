@@ -63,6 +63,7 @@ setup() {
 teardown() {
 	[[ -z ${SERVED_PID:-} ]] || kill "$SERVED_PID" 2>/dev/null || true
 	[[ -z ${FORK_PID:-} ]] || kill "$FORK_PID" 2>/dev/null || true
+	[[ -z ${FULL_DISK:-} ]] || umount "$FULL_DISK" 2>/dev/null || true
 }
 
 # json_field FILE KEY: one field of a JSON object in FILE.
@@ -178,6 +179,44 @@ PY
 	monitor --ledger "$BATS_TEST_TMPDIR/empty.jsonl"
 	[ "$status" -eq 13 ]
 	[[ $output == *"does not extend the one read before"* ]]
+}
+
+@test "attack: a full disk under a file ledger: signing fails cleanly, and the ledger keeps its chain" {
+	[[ $EUID -eq 0 ]] || skip "a small tmpfs can only be mounted as root"
+	FULL_DISK=$BATS_TEST_TMPDIR/disk
+	mkdir -p "$FULL_DISK"
+	mount -t tmpfs -o size=64k tmpfs "$FULL_DISK" || skip "mount -t tmpfs failed"
+	# The rogue release's ledger, its last line padded (JSON allows trailing blanks) so that
+	# its last page has room for only the start of the next line; the disk then filled.
+	python3 - "$WORK/elsewhere.jsonl" "$FULL_DISK/ledger.jsonl" <<'PY'
+import sys
+lines = open(sys.argv[1], "rb").read().splitlines()
+prefix = b"".join(line + b"\n" for line in lines[:-1])
+pad = (4096 - 40 - len(prefix) - len(lines[-1]) - 1) % 4096
+open(sys.argv[2], "wb").write(prefix + lines[-1] + b" " * pad + b"\n")
+PY
+	dd if=/dev/zero of="$FULL_DISK/filler" bs=4k 2>/dev/null || true
+	before=$(sha256sum <"$FULL_DISK/ledger.jsonl")
+	make_job_tree "$BATS_TEST_TMPDIR/tree" "go1.26.8-full-$(date +%s%N)"
+	run --separate-stderr "$DISTD" publish "$BATS_TEST_TMPDIR/tree" --ref "$REPO:full-disk" \
+		--ledger "$FULL_DISK/ledger.jsonl"
+	echo "status $status, stderr: $stderr"
+	[ "$status" -ne 0 ]
+	[[ $stderr == *"appending to the ledger $FULL_DISK/ledger.jsonl"*"No space left on device"* ]]
+	[ "$(sha256sum <"$FULL_DISK/ledger.jsonl")" = "$before" ]
+	run registry_api GET manifests/full-disk
+	[ "$status" -ne 0 ]
+	run "$DISTD" ledger verify --ledger "$FULL_DISK/ledger.jsonl"
+	[ "$status" -eq 0 ]
+	# Room again: the next signing appends to the same chain.
+	rm "$FULL_DISK/filler"
+	run --separate-stderr "$DISTD" publish "$BATS_TEST_TMPDIR/tree" --ref "$REPO:full-disk" \
+		--ledger "$FULL_DISK/ledger.jsonl"
+	[ "$status" -eq 0 ]
+	run "$DISTD" ledger verify --ledger "$FULL_DISK/ledger.jsonl"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ $output == "ledger ok: $(($(wc -l <"$WORK/elsewhere.jsonl") + 2)) records"* ]]
 }
 
 @test "a fork of the log under the same key: tamper, shown by two signed checkpoints" {

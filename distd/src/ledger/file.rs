@@ -81,10 +81,12 @@ fn append_locked(
         .head();
     let (record, mut line) = next_line(&head, jiff::Timestamp::now(), appended_by, event);
     line.push(b'\n');
-    // One write of a whole line to a file opened for appending.
-    file.write_all(&line)
-        .and_then(|()| file.sync_data())
-        .map_err(|e| store("appending to the ledger", path, e))?;
+    // One write of a whole line to a file opened for appending. A write cut short (a full
+    // disk) is cut back off under the lock: half a line would stop every later append.
+    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+        let _ = file.set_len(text.len() as u64);
+        return Err(store("appending to the ledger", path, e));
+    }
     Ok(record)
 }
 

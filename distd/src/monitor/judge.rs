@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use distd_api::ledger::{CheckedLedger, LedgerEvent, sha256_id};
-use tcdist_verify::tlog::entry::{LoggedEntry, Verifier};
+use tcdist_verify::tlog::entry::{EntryKind, LoggedEntry, Verifier};
 use tcdist_verify::watch::Watchlist;
 
 /// What an entry's content is known by in the ledger: payload, signature, certificate.
@@ -43,13 +43,14 @@ pub enum Verdict {
     Authorized,
     /// Watched, and not in the ledger.
     Unauthorized {
+        kind: EntryKind,
         digest: String,
         identity: String,
         because: String,
     },
-    /// It cannot be parsed.
+    /// It cannot be parsed (`kind`: as far as it was).
     Malformed {
-        kind: Option<String>,
+        kind: Option<EntryKind>,
         reason: String,
     },
 }
@@ -80,7 +81,7 @@ pub fn judge(entry: &[u8], watchlist: &Watchlist, intents: &Intents) -> Verdict 
             Ok(None) => continue,
             Err(reason) => {
                 return Verdict::Malformed {
-                    kind: Some(parsed.kind.as_str().to_owned()),
+                    kind: Some(parsed.kind),
                     reason,
                 };
             }
@@ -99,6 +100,7 @@ pub fn judge(entry: &[u8], watchlist: &Watchlist, intents: &Intents) -> Verdict 
         (false, _) => Verdict::Unwatched,
         (true, None) => Verdict::Authorized,
         (true, Some(signer)) => Verdict::Unauthorized {
+            kind: parsed.kind,
             digest: payload,
             identity: signer
                 .spiffe_id

@@ -20,7 +20,7 @@ use tcdist_oci::bundle::{
 use tcdist_verify::follow::{self, FollowError, Step};
 use tcdist_verify::merkle::leaf_hash;
 use tcdist_verify::policy::Policy;
-use tcdist_verify::tlog::entry::LoggedEntry;
+use tcdist_verify::tlog::entry::EntryKind;
 use tcdist_verify::trust::tlog::TransparencyLog;
 use tcdist_verify::watch::{Watchlist, subject_key_id};
 use tcdist_verify::witness::check_quorum;
@@ -455,6 +455,7 @@ impl Monitor {
         let origin = &log.origin;
         let (alert, kind) = match verdict {
             Verdict::Unauthorized {
+                kind,
                 digest,
                 identity,
                 because,
@@ -470,10 +471,7 @@ impl Monitor {
                 .at(origin, Some(index));
                 alert.digest = Some(digest);
                 alert.identity = Some(identity);
-                let kind = LoggedEntry::parse(entry)
-                    .ok()
-                    .map(|e| e.kind.as_str().to_owned());
-                (alert, kind)
+                (alert, Some(kind))
             }
             Verdict::Malformed { kind, reason } => (
                 Alert::new(
@@ -491,10 +489,7 @@ impl Monitor {
         }
         let proof = match step.inclusion_proof(index).await {
             Ok(hashes) => {
-                let (kind, version) = kind
-                    .as_deref()
-                    .and_then(|k| k.split_once('/'))
-                    .unwrap_or(("unknown", "unknown"));
+                let (kind, version) = kind.map_or(("unknown", "unknown"), EntryKind::kind_version);
                 let entry = TransparencyLogEntry {
                     log_index: index as i64,
                     log_id: LogId {

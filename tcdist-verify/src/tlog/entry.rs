@@ -28,6 +28,14 @@ impl EntryKind {
             EntryKind::HashedRekord => "hashedrekord/0.0.2",
         }
     }
+
+    /// The kind and API version, as a bundle's `kindVersion` names them.
+    pub fn kind_version(self) -> (&'static str, &'static str) {
+        match self {
+            EntryKind::Dsse => ("dsse", "0.0.2"),
+            EntryKind::HashedRekord => ("hashedrekord", "0.0.2"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

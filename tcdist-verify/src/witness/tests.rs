@@ -142,3 +142,91 @@ fn witness_keys_rejected_unless_well_formed() {
             .contains("cosignature/v1")
     );
 }
+
+/// A witness at a loopback address that answers every request with `status` and `body`, then
+/// (when `endless`) with more of it for as long as the client reads.
+fn serve_witness(status: &'static str, body: String, endless: bool) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.read(&mut [0; 65536]);
+            let length = if endless {
+                "transfer-encoding: chunked".to_owned()
+            } else {
+                format!("content-length: {}", body.len())
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\n{length}\r\n\r\n");
+            if !endless {
+                let _ = stream.write_all(body.as_bytes());
+                continue;
+            }
+            let chunk = format!("{:x}\r\n{body}\r\n", body.len());
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        }
+    });
+    url
+}
+
+fn client_of(witness: &TestWitness, url: String) -> client::WitnessClient {
+    let key = WitnessKey::parse(&witness.vkey()).unwrap();
+    // The tiles are never read: the witness is asked from size 0, with no proof.
+    client::WitnessClient::new(vec![client::Witness { key, url }], 1, "http://127.0.0.1:1").unwrap()
+}
+
+fn short_detail(cosigning: client::Cosigning) -> (Vec<String>, String) {
+    match cosigning {
+        client::Cosigning::Short { refused, detail } => (refused, detail),
+        _ => panic!("expected too few cosignatures"),
+    }
+}
+
+#[tokio::test]
+async fn a_witness_answering_without_end_is_cut_off() {
+    let (note, w, _) = setup();
+    let url = serve_witness("200 OK", "— w1.test AAAA\n".repeat(64), true);
+    let (refused, detail) = short_detail(client_of(&w[0], url).cosign(&note).await.unwrap());
+    assert!(refused.is_empty());
+    assert!(
+        detail.contains("answered more than 16384 bytes"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn a_witness_answering_with_another_keys_cosignature_is_refused() {
+    let (note, w, _) = setup();
+    let url = serve_witness("200 OK", w[1].cosign(&note, 7), false);
+    let (refused, detail) = short_detail(client_of(&w[0], url).cosign(&note).await.unwrap());
+    assert_eq!(refused, ["w1.test"]);
+    assert!(detail.contains("not its valid cosignature"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_witness_answering_with_its_cosignature_counts() {
+    let (note, w, _) = setup();
+    let url = serve_witness("200 OK", w[0].cosign(&note, 8), false);
+    match client_of(&w[0], url).cosign(&note).await.unwrap() {
+        client::Cosigning::Quorum {
+            note: cosigned,
+            cosigners,
+            ..
+        } => {
+            assert_eq!(cosigners, ["w1.test"]);
+            assert_eq!(cosigned, format!("{note}{}", w[0].cosign(&note, 8)));
+        }
+        _ => panic!("expected the quorum"),
+    }
+}
+
+#[tokio::test]
+async fn a_witness_past_the_checkpoint_says_so() {
+    let (note, w, _) = setup();
+    let url = serve_witness("409 Conflict", "9\n".into(), false);
+    assert!(matches!(
+        client_of(&w[0], url).cosign(&note).await.unwrap(),
+        client::Cosigning::Ahead(9)
+    ));
+}
