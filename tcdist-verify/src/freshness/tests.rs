@@ -315,6 +315,35 @@ async fn tile_larger_than_its_size_is_refused() {
 }
 
 #[tokio::test]
+async fn entry_bundle_larger_than_its_entries_can_be_is_refused() {
+    // Three entries of at most 64 KiB each and their lengths, and one byte more: what a
+    // hostile log would stream to a monitor without end.
+    let server = TileServer::start();
+    let cap = 3 * (2 + usize::from(u16::MAX));
+    server.serve("/tile/entries/000.p/3", vec![0xff; cap + 1]);
+    let reader = TileReader::new(&server.url, 3, TILES_TIMEOUT).unwrap();
+    let Err(TileError::Invalid(reason)) = reader.entry_bundle(0).await else {
+        panic!("an oversized entry bundle should be refused");
+    };
+    assert!(
+        reason.contains(&format!("entries/000.p/3: more than {cap} bytes")),
+        "{reason}"
+    );
+    // One that ends inside its second entry.
+    server.serve(
+        "/tile/entries/000.p/3",
+        [&[0, 1, b'a', 0, 9][..], b"short"].concat(),
+    );
+    let Err(TileError::Invalid(reason)) = reader.entry_bundle(0).await else {
+        panic!("a cut entry bundle should be refused");
+    };
+    assert!(
+        reason.contains("entry bundle 0 ends after 1 of its 3 entries"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn checkpoint_over_the_size_cap_is_refused() {
     let server = TileServer::start();
     server.serve("/checkpoint", vec![b'a'; MAX_CHECKPOINT_BYTES + 1]);
