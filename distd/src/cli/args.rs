@@ -108,7 +108,8 @@ pub struct MonitorArgs {
     #[command(flatten)]
     pub ledger: LedgerReadArgs,
     /// Where the witnesses the policy counts for a log are (the witnesses file distd signs
-    /// with): the monitor asks them to cosign each checkpoint it follows
+    /// with), when the policy gives no url for them: the monitor asks them to cosign each
+    /// checkpoint it follows
     #[arg(long, env = "TCDIST_WITNESSES", value_name = "FILE")]
     pub witnesses: Option<PathBuf>,
     /// One round, then exit (cron, CI)
