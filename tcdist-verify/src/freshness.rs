@@ -21,6 +21,7 @@ use sigstore_types::{Checkpoint, Sha256Hash};
 use crate::tiles::{MAX_CHECKPOINT_BYTES, TileError, TileReader};
 use crate::tlog::{LogInclusion, verify_checkpoint};
 use crate::trust::tlog::{FreshnessMode, TransparencyLog};
+use crate::witness::check_quorum;
 use tcdist_core::digest::Digest;
 use tcdist_core::error::{Error, Rejection};
 use tcdist_core::rules::{Rule, SignatureFailure};
@@ -278,9 +279,17 @@ pub async fn check(
         };
     }
     // Only a proven view is remembered: unproven, a bigger checkpoint from a bundle could be
-    // a fork's, and remembering it would make the real log look forked later.
+    // a fork's, and remembering it would make the real log look forked later. Where the policy
+    // counts witnesses, only the largest checkpoint they cosigned: the one beside the release,
+    // or the log's current one when it serves their quorum (a log that does its own witnessing).
     let remembered = match &log.witnesses {
-        Some(_) => witnessed.as_ref(),
+        Some(policy) => witnessed
+            .iter()
+            .chain(
+                seen.iter()
+                    .filter(|s| check_quorum(&s.checkpoint, &policy.keys, policy.quorum).is_ok()),
+            )
+            .max_by_key(|s| s.checkpoint.tree_size()),
         None => Some(&newest),
     };
     if let (Some(store), Some(remembered)) = (store, remembered) {

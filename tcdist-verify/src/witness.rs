@@ -103,6 +103,25 @@ pub fn cosigners(
     Ok(cosigned)
 }
 
+/// The signed note `note` with only the signature lines named `origin` (the log's own): what
+/// a Sigstore bundle may carry, since Sigstore clients refuse a checkpoint with a line of a key
+/// they do not know, and a log that does its own witnessing answers with its witnesses' lines.
+pub fn log_signatures_only(note: &str, origin: &str) -> String {
+    let Some((body, signatures)) = note.split_once("\n\n") else {
+        return note.to_owned();
+    };
+    let own = signatures
+        .lines()
+        .filter(|line| {
+            line.strip_prefix("— ")
+                .and_then(|rest| rest.split_once(' '))
+                .is_some_and(|(name, _)| name == origin)
+        })
+        .map(|line| format!("{line}\n"))
+        .collect::<String>();
+    format!("{body}\n\n{own}")
+}
+
 /// `Ok` when at least `quorum` of `witnesses` validly cosigned `checkpoint`.
 pub fn check_quorum(
     checkpoint: &Checkpoint,

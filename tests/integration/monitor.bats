@@ -249,6 +249,28 @@ for line in sys.argv[1].splitlines():
 	[[ $stderr != *"read 1 of 1"* ]]
 }
 
+@test "the real log's checkpoint served without cosignatures: the monitor asks the witnesses, who cosign it" {
+	# What earlier tests logged is judged elsewhere; one entry more, that nobody watched signed.
+	catch_up "$STATE"
+	python3 "$TCDIST_TOP/tests/lib/rekor_submit.py" submit "$TCDIST_REKOR_URL" --kind hashedrekord >/dev/null
+	cp -a "$TCDIST_REKOR_STORAGE" "$BATS_TEST_TMPDIR/bare"
+	python3 - "$BATS_TEST_TMPDIR/bare/checkpoint" "$TCDIST_REKOR_ORIGIN" <<'PY'
+import sys
+path, origin = sys.argv[1], sys.argv[2]
+body, lines = open(path).read().split("\n\n", 1)
+assert "— witness-" in lines, lines
+own = "".join(line + "\n" for line in lines.splitlines() if line.startswith(f"— {origin} "))
+open(path, "w").write(f"{body}\n\n{own}")
+PY
+	serve_dir "$BATS_TEST_TMPDIR/bare"
+	sed "s|^url = .*|url = \"$SERVED_URL\"|" "$STACK_POLICY" >"$BATS_TEST_TMPDIR/bare.toml"
+	# Accepted (exit 0) only with the quorum's cosignatures, which the note served lacks.
+	monitor --policy "$BATS_TEST_TMPDIR/bare.toml"
+	[ "$status" -eq 0 ]
+	size=$(sed -n 2p "$BATS_TEST_TMPDIR/bare/checkpoint")
+	[[ $stderr == *"read $size of $size entries"* ]]
+}
+
 @test "a junk entry and then a rogue release: both alerted, malformed and unauthorized" {
 	generated_log junk "$WORK/unwatched.b64" 300 "$WORK/junk.b64" "$WORK/rogue.b64"
 	rm -rf "$STATE"

@@ -140,13 +140,21 @@ _rekor_server_up() {
 	grpc=$(owned_port rekor "$REKOR_GRPC_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
 	metrics=$(owned_port rekor "$REKOR_METRICS_PORT_FILE" "$REKOR_PIDFILE" "$REKOR_MATCH")
 	# The first arguments make REKOR_MATCH. Every listener is on 127.0.0.1
-	# (metrics bind to --http-address). No --witness-policy-path: no witnesses.
+	# (metrics bind to --http-address).
 	args=("$bin" serve --storage-dir "$REKOR_STORAGE"
 		--signer-filepath "$REKOR_KEY" --hostname "$REKOR_ORIGIN"
 		--http-address 127.0.0.1 --http-port "$REKOR_PORT"
 		--grpc-address 127.0.0.1 --grpc-port "$grpc"
 		--http-metrics-port "$metrics"
 		--checkpoint-interval "$REKOR_CHECKPOINT_INTERVAL")
+	# The stack's witnesses (lib/witness.sh, started before): the log asks them to cosign each
+	# checkpoint before publishing it, and publishes it without their quorum when too few
+	# answer. A policy that changed (their addresses) restarts the log.
+	if [[ -s $STACK_DIR/witness/log-policy ]]; then
+		cp "$STACK_DIR/witness/log-policy" "$REKOR_DIR/witness-policy.new"
+		replace_if_changed "$REKOR_DIR/witness-policy.new" "$REKOR_DIR/witness-policy" && REKOR_RESTART=1
+		args+=(--witness-policy-path "$REKOR_DIR/witness-policy")
+	fi
 	printf '%s\n' "${args[@]}" >"$REKOR_ARGS_FILE.new"
 	replace_if_changed "$REKOR_ARGS_FILE.new" "$REKOR_ARGS_FILE" && REKOR_RESTART=1
 

@@ -151,11 +151,12 @@ impl Signer {
         let mut witnessed = None;
         let tlog_entries = match &self.log {
             Some(log) => {
-                let entry = events::timed(
+                let mut entry = events::timed(
                     log.submit_dsse(&envelope, &identity.chain[0], &identity.key),
                     |seconds, ok| Event::LogEntry { seconds, ok },
                 )
                 .await?;
+                let answered = log.keep_log_signature(&mut entry);
                 eprintln!(
                     "distd: recorded in the transparency log at index {}",
                     entry.log_index
@@ -164,7 +165,7 @@ impl Signer {
                     self.ledger.logged(log.logged(intent, &entry)?).await?;
                 }
                 if let Some(witnesses) = &self.witnesses {
-                    witnessed = Some(witnesses.witness(&entry).await?);
+                    witnessed = Some(witnesses.witness(&entry, answered.as_deref()).await?);
                 }
                 vec![entry]
             }

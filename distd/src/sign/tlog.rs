@@ -9,6 +9,7 @@ use base64::Engine as _;
 use distd_api::ledger::Logged;
 use serde_json::json;
 use tcdist_oci::bundle::{Envelope, TransparencyLogEntry};
+use tcdist_verify::witness::log_signatures_only;
 
 use super::key::SigningKey;
 
@@ -96,6 +97,17 @@ impl TransparencyLogClient {
 }
 
 impl TransparencyLogClient {
+    /// Leaves only the log's own signature on `entry`'s checkpoint and returns the checkpoint
+    /// as the log answered it: a log that does its own witnessing answers with its witnesses'
+    /// cosignatures, which go beside the bundle (Sigstore clients refuse a bundle whose
+    /// checkpoint carries a line of a key they do not know).
+    pub fn keep_log_signature(&self, entry: &mut TransparencyLogEntry) -> Option<String> {
+        let proof = entry.inclusion_proof.as_mut()?;
+        let answered = proof.checkpoint.envelope.clone();
+        proof.checkpoint.envelope = log_signatures_only(&answered, &self.origin);
+        Some(answered)
+    }
+
     /// The ledger's record of `entry`, the log's answer to intent `intent`.
     pub fn logged(&self, intent: u64, entry: &TransparencyLogEntry) -> Result<Logged> {
         Ok(Logged {

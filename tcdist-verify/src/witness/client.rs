@@ -18,7 +18,7 @@ use crate::tiles::{TileError, TileReader};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests to one witness for one checkpoint (each answer naming another size is one more),
 /// and checkpoints tried when other signers move the witnesses on.
-pub const ATTEMPTS: usize = 5;
+const ATTEMPTS: usize = 5;
 /// A witness's answer is a few signature lines.
 const MAX_ANSWER_BYTES: usize = 16 << 10;
 
@@ -199,8 +199,8 @@ impl WitnessClient {
                      {size}: the witnesses saw another log under this log's key"
                 )));
             }
-            let note = match self.cosigned_already(&current) {
-                Some(note) => note,
+            let note = match self.cosigned_by_quorum(&current) {
+                Some(_) => current,
                 None => match self.cosign(&current).await.map_err(CosignError::Failed)? {
                     Cosigning::Quorum { note, .. } => note,
                     Cosigning::Short { detail, .. } => {
@@ -225,12 +225,21 @@ impl WitnessClient {
         )))
     }
 
-    /// `checkpoint` when it carries the quorum's cosignatures already.
-    fn cosigned_already(&self, checkpoint: &str) -> Option<String> {
-        let keys: Vec<WitnessKey> = self.witnesses.iter().map(|w| w.key.clone()).collect();
+    /// The witnesses whose valid cosignatures `checkpoint` carries (a log that does its own
+    /// witnessing serves them), when they are a quorum.
+    pub fn cosigned_by_quorum(&self, checkpoint: &str) -> Option<Vec<String>> {
         let parsed = Checkpoint::from_text(checkpoint).ok()?;
-        let cosigned = cosigners(&parsed, &keys).ok()?;
-        (cosigned.len() >= self.quorum).then(|| checkpoint.to_owned())
+        let cosigned = cosigners(&parsed, &self.keys()).ok()?;
+        (cosigned.len() >= self.quorum).then(|| cosigned.into_iter().collect())
+    }
+
+    /// How many witnesses there are to ask.
+    pub fn witness_count(&self) -> usize {
+        self.witnesses.len()
+    }
+
+    fn keys(&self) -> Vec<WitnessKey> {
+        self.witnesses.iter().map(|w| w.key.clone()).collect()
     }
 
     /// `index`'s inclusion proof in the tree of `size` whose cosigned note is `note`, read from

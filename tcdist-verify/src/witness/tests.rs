@@ -230,3 +230,15 @@ async fn a_witness_past_the_checkpoint_says_so() {
         client::Cosigning::Ahead(9)
     ));
 }
+
+#[test]
+fn a_bundle_keeps_only_the_logs_own_signature_line() {
+    let (note, w, keys) = setup();
+    let cosigned = format!("{note}{}{}", w[0].cosign(&note, 1), w[1].cosign(&note, 2));
+    let origin = parse(&note).origin().to_owned();
+    let stripped = log_signatures_only(&cosigned, &origin);
+    assert_eq!(stripped, note);
+    assert!(cosigners(&parse(&stripped), &keys).unwrap().is_empty());
+    // A note that carries none is kept as it is.
+    assert_eq!(log_signatures_only(&note, &origin), note);
+}
