@@ -340,7 +340,8 @@ EOF
 	root=$(job_tcverify "$dir/agent.sock" pull "$REF" 2>/dev/null)
 	chmod u+w "$root/bin/go"
 	printf '#!/bin/sh\necho planted\n' >"$root/bin/go"
-	for _ in $(seq 100); do [[ -e $root ]] || break; sleep 0.05; done
+	# The entry moves out before the round's report is written: wait for the report.
+	for _ in $(seq 200); do grep -q "fsck: quarantined " "$dir/agent.log" && break; sleep 0.05; done
 	kill -TERM "$agent"
 	wait "$agent"
 	cat "$dir/agent.log"

@@ -150,8 +150,9 @@ _rekor_server_up() {
 	# The stack's witnesses (lib/witness.sh, started before): the log asks them to cosign each
 	# checkpoint before publishing it, and publishes it without their quorum when too few
 	# answer. A policy that changed (their addresses) restarts the log.
-	if [[ -s $STACK_DIR/witness/log-policy ]]; then
-		cp "$STACK_DIR/witness/log-policy" "$REKOR_DIR/witness-policy.new"
+	_witness_paths
+	if [[ -s $WITNESS_LOG_POLICY ]]; then
+		cp "$WITNESS_LOG_POLICY" "$REKOR_DIR/witness-policy.new"
 		replace_if_changed "$REKOR_DIR/witness-policy.new" "$REKOR_DIR/witness-policy" && REKOR_RESTART=1
 		args+=(--witness-policy-path "$REKOR_DIR/witness-policy")
 	fi
